@@ -1,0 +1,13 @@
+//! faceforge's morphable model: a procedural face model generated from a seed (no real 3DMM may
+//! be shipped), its native `.ffm` file, and the `MorphableModel` view the pipeline reads.
+
+pub mod face;
+pub mod file;
+pub mod generate;
+pub mod model;
+pub mod rng;
+
+pub use file::{atomic_write, Dims, ModelError, ModelErrorKind};
+pub use generate::{generate, ModelArrays, ModelSpec, Preset};
+pub use model::MorphableModel;
+pub use rng::SplitMix64;
