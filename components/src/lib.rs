@@ -1,1 +1,130 @@
-//! placeholder
+//! faceforge's ECS data: components (per frame and per subject) and resources (per run). Plain
+//! data only: constructors and accessors, no pipeline logic.
+
+use bevy_ecs::prelude::*;
+use faceforge_model::MorphableModel;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+/// A subject (a person, or one clip or multi-view set of them); its frames point at it.
+#[derive(Component, Clone, Debug, PartialEq, Eq)]
+pub struct Subject {
+    pub id: u32,
+    pub name: String,
+}
+
+/// One input frame of a subject.
+#[derive(Component, Clone, Debug, PartialEq, Eq)]
+pub struct Frame {
+    pub subject: Entity,
+    pub subject_id: u32,
+    /// Index within the subject's frames.
+    pub index: u32,
+    /// Name used for output files, e.g. `s000_f001`.
+    pub name: String,
+}
+
+/// Morphable-model coefficients, in the model's units (α_k ~ N(0, σ_k²)).
+#[derive(Component, Clone, Debug, PartialEq, Default, Serialize, Deserialize)]
+pub struct Coeffs {
+    pub id: Vec<f32>,
+    pub exp: Vec<f32>,
+    pub tex: Vec<f32>,
+}
+
+impl Coeffs {
+    pub fn zeros(n_id: usize, n_exp: usize, n_tex: usize) -> Self {
+        Self { id: vec![0.0; n_id], exp: vec![0.0; n_exp], tex: vec![0.0; n_tex] }
+    }
+}
+
+/// A camera pose.
+#[derive(Component, Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub enum Pose {
+    /// Weak perspective, the affine T = [f·R | t] (PGN Eq. 2): rows of a 2×4 matrix mapping
+    /// [X; 1] to image pixels.
+    WeakPerspective { t: [[f32; 4]; 2] },
+    /// Pinhole: intrinsics K (row-major 3×3), rotation R (row-major 3×3), translation t.
+    Pinhole { k: [f32; 9], r: [f32; 9], t: [f32; 3] },
+}
+
+/// Spherical-harmonics lighting: 27 (RGB) or 9 (mono) coefficients.
+#[derive(Component, Clone, Debug, PartialEq, Default, Serialize, Deserialize)]
+pub struct Illumination {
+    pub sh: Vec<f32>,
+}
+
+/// Vertex positions of a frame's face, xyz per vertex (model units, mm).
+#[derive(Component, Clone, Debug, PartialEq, Default)]
+pub struct Mesh {
+    pub positions: Vec<f32>,
+}
+
+impl Mesh {
+    pub fn vertex(&self, v: usize) -> [f32; 3] {
+        [self.positions[3 * v], self.positions[3 * v + 1], self.positions[3 * v + 2]]
+    }
+}
+
+/// rgb per vertex in [0, 1].
+#[derive(Component, Clone, Debug, PartialEq, Default)]
+pub struct VertexColors {
+    pub rgb: Vec<f32>,
+}
+
+/// 2D landmarks in pixels (68 iBUG points).
+#[derive(Component, Clone, Debug, PartialEq, Default, Serialize, Deserialize)]
+pub struct Landmarks2d {
+    pub points: Vec<[f32; 2]>,
+}
+
+/// 3D landmarks (68 iBUG points).
+#[derive(Component, Clone, Debug, PartialEq, Default, Serialize, Deserialize)]
+pub struct Landmarks3d {
+    pub points: Vec<[f32; 3]>,
+}
+
+/// What synthetic data knows exactly about a frame.
+#[derive(Component, Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct GroundTruth {
+    pub coeffs: Coeffs,
+    pub pose: Option<Pose>,
+}
+
+/// The gradient of the total loss with respect to a differentiable component `T`, accumulated by
+/// the loss and backward systems and consumed by the step.
+#[derive(Component, Clone, Debug, PartialEq, Default)]
+pub struct Grad<T: Send + Sync + 'static> {
+    pub value: T,
+}
+
+/// The morphable model every stage reads.
+#[derive(Resource, Clone, Debug)]
+pub struct Model(pub Arc<MorphableModel>);
+
+/// The compute backend the kernels run on.
+#[derive(Resource, Clone, Debug)]
+pub struct Compute(pub faceforge_kernels::Backend);
+
+/// The value of each loss term at the last iteration (name → weighted value).
+#[derive(Resource, Clone, Debug, Default, PartialEq)]
+pub struct LossTerms {
+    pub terms: BTreeMap<String, f32>,
+}
+
+impl LossTerms {
+    pub fn total(&self) -> f32 {
+        self.terms.values().sum()
+    }
+}
+
+/// Where the run is.
+#[derive(Resource, Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Iteration(pub u32);
+
+/// The model's albedo of a frame's face, rgb per vertex (linear, [0, 1]).
+#[derive(Component, Clone, Debug, PartialEq, Default)]
+pub struct Albedo {
+    pub rgb: Vec<f32>,
+}

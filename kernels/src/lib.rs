@@ -1,1 +1,11 @@
-//! placeholder
+//! faceforge's ops. Each op is one file with its forward and its adjoint, written twice side by
+//! side over the same host-side types: a `#[cube]` kernel for the GPU runtimes, and a plain Rust
+//! twin that is both the fast `cpu` backend and the oracle the kernel is tested against.
+
+pub mod backend;
+pub mod decode;
+pub mod launch;
+#[doc(hidden)]
+pub mod testing;
+
+pub use backend::{Backend, BackendChoice, BackendError, DeviceInfo};

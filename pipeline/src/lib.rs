@@ -1,1 +1,11 @@
-//! placeholder
+//! faceforge: reconstruct 3D faces from images, multi-view sets and clips as a dataflow pipeline
+//! on an ECS. This crate holds the scene schema, the graph builder, the data sources, the runner,
+//! the outputs and the `faceforge` command line.
+
+pub mod data;
+pub mod graph;
+pub mod outputs;
+pub mod run;
+pub mod scene;
+
+pub use scene::{LoadedScene, Scene, SceneError};

@@ -1,1 +1,144 @@
-fn main() {}
+//! The `faceforge` command line.
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use faceforge::graph::plan;
+use faceforge::outputs::{write_obj, MeshView};
+use faceforge::run::run;
+use faceforge::LoadedScene;
+use faceforge_model::{MorphableModel, ModelSpec, Preset};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+#[derive(Parser)]
+#[command(name = "faceforge", version, about = "3D face reconstruction from images, multi-view sets and clips, as a dataflow pipeline on an ECS")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Check a scene (schema, graph, outputs) without running it.
+    Check {
+        scene: PathBuf,
+        /// Override a scene field: path=value (RON), e.g. --set iterations=10 --set backend=Cpu.
+        #[arg(long = "set", value_name = "PATH=VALUE")]
+        overrides: Vec<String>,
+    },
+    /// Run a scene and write its outputs.
+    Run {
+        scene: PathBuf,
+        #[arg(long = "set", value_name = "PATH=VALUE")]
+        overrides: Vec<String>,
+        /// No progress bar.
+        #[arg(long)]
+        quiet: bool,
+    },
+    /// List the systems a scene can name, with their stage, inputs and outputs.
+    Systems,
+    /// Morphable model files.
+    Model {
+        #[command(subcommand)]
+        command: ModelCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum ModelCommand {
+    /// Generate the procedural model and write it as a native .ffm file.
+    Export {
+        out: PathBuf,
+        /// tiny (~1k vertices), default (~5k) or bfm (~35k vertices, 70k triangles).
+        #[arg(long, default_value = "default")]
+        preset: String,
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
+        #[arg(long, default_value_t = ModelSpec::default().n_id)]
+        n_id: usize,
+        #[arg(long, default_value_t = ModelSpec::default().n_exp)]
+        n_exp: usize,
+        #[arg(long, default_value_t = ModelSpec::default().n_tex)]
+        n_tex: usize,
+    },
+    /// Check a model file and print what it holds.
+    Info { file: PathBuf },
+    /// Write a model's mean face (with its mean albedo) as OBJ.
+    Obj { file: PathBuf, out: PathBuf },
+}
+
+fn load_scene(path: &PathBuf, overrides: &[String]) -> anyhow::Result<LoadedScene> {
+    let mut loaded = LoadedScene::load(path)?;
+    loaded.apply_overrides(overrides)?;
+    Ok(loaded)
+}
+
+fn execute(cli: Cli) -> anyhow::Result<()> {
+    match cli.command {
+        Command::Check { scene, overrides } => {
+            let loaded = load_scene(&scene, &overrides)?;
+            let plan = plan(&loaded)?;
+            faceforge::graph::build_schedule(&loaded, &plan)?;
+            let names: Vec<String> = plan.systems.iter().map(|p| format!("{} ({:?})", p.entry.name, p.entry.stage)).collect();
+            println!("{}: ok — {}", scene.display(), names.join(" → "));
+        }
+        Command::Run { scene, overrides, quiet } => {
+            let loaded = load_scene(&scene, &overrides)?;
+            let summary = run(&loaded, !quiet)?;
+            println!(
+                "{}: {} frames × {} iterations in {:.2} s on {}; wrote {} files to {}",
+                summary.scene,
+                summary.frames,
+                summary.iterations,
+                summary.seconds,
+                summary.backend,
+                summary.files.len() + 1,
+                summary.out_dir.display()
+            );
+        }
+        Command::Systems => {
+            for e in faceforge_systems::registry() {
+                println!("{:<20} {:<22} reads {:<30} writes {:<30} {}", e.name, format!("{:?}", e.stage), e.reads.join(", "), e.writes.join(", "), e.summary);
+            }
+        }
+        Command::Model { command } => match command {
+            ModelCommand::Export { out, preset, seed, n_id, n_exp, n_tex } => {
+                let preset = Preset::parse(&preset).with_context(|| format!("unknown preset `{preset}`; presets: tiny, default, bfm"))?;
+                let model = MorphableModel::generate(&ModelSpec { preset, seed, n_id, n_exp, n_tex });
+                model.save(&out)?;
+                println!("wrote {} ({} vertices, {} triangles, {} bytes)", out.display(), model.n_vertices(), model.n_triangles(), model.bytes().len());
+            }
+            ModelCommand::Info { file } => {
+                let model = MorphableModel::open(&file)?;
+                let h = model.header();
+                println!("{}: faceforge model, format version {}", file.display(), h.version);
+                println!("  preset {}, seed {}", h.preset, h.seed);
+                println!("  {} vertices, {} triangles, {} landmarks", h.dims.vertices, h.dims.triangles, h.dims.landmarks);
+                println!("  components: {} identity, {} expression, {} albedo", h.dims.id, h.dims.exp, h.dims.albedo);
+                println!("  {} bytes, every array checksum verified", model.bytes().len());
+            }
+            ModelCommand::Obj { file, out } => {
+                let model = MorphableModel::open(&file)?;
+                write_obj(&out, &model, &MeshView { positions: model.mean_shape(), colors: Some(model.mean_albedo()) })
+                    .with_context(|| format!("writing {}", out.display()))?;
+                println!("wrote {}", out.display());
+            }
+        },
+    }
+    Ok(())
+}
+
+fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()))
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .init();
+    match execute(Cli::parse()) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

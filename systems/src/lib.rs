@@ -1,1 +1,113 @@
-//! placeholder
+//! faceforge's pipeline stages as bevy_ecs systems, one stage per file, and the registry that
+//! names them for scenes: what each system reads and writes, and the stage it runs in.
+
+use bevy_ecs::prelude::*;
+use bevy_ecs::schedule::ScheduleConfigs;
+use bevy_ecs::system::ScheduleSystem;
+use std::fmt;
+
+pub mod reconstruct;
+
+/// The stages, in the order a schedule runs them: the forward stages, the losses, the adjoints in
+/// reverse order, the optimiser step.
+#[derive(SystemSet, Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Stage {
+    Encode,
+    Pgn,
+    Reconstruct,
+    SampleTexture,
+    SwapVisibleTexture,
+    Render,
+    Loss,
+    BackwardRender,
+    BackwardSwapVisibleTexture,
+    BackwardSampleTexture,
+    BackwardReconstruct,
+    BackwardPgn,
+    BackwardEncode,
+    Step,
+}
+
+impl Stage {
+    pub const ALL: [Stage; 14] = [
+        Stage::Encode,
+        Stage::Pgn,
+        Stage::Reconstruct,
+        Stage::SampleTexture,
+        Stage::SwapVisibleTexture,
+        Stage::Render,
+        Stage::Loss,
+        Stage::BackwardRender,
+        Stage::BackwardSwapVisibleTexture,
+        Stage::BackwardSampleTexture,
+        Stage::BackwardReconstruct,
+        Stage::BackwardPgn,
+        Stage::BackwardEncode,
+        Stage::Step,
+    ];
+}
+
+/// A stage's failure: which system, on what, and why. Systems return it instead of panicking;
+/// the run stops and reports it.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("system `{system}`: {message}")]
+pub struct StageError {
+    pub system: &'static str,
+    pub message: String,
+}
+
+/// Errors the systems reported during the last schedule run.
+#[derive(Resource, Debug, Default, Clone)]
+pub struct StageErrors(pub Vec<StageError>);
+
+/// Where fallible systems pipe their result.
+pub fn collect_errors(In(result): In<Result<(), StageError>>, mut errors: ResMut<StageErrors>) {
+    if let Err(e) = result {
+        errors.0.push(e);
+    }
+}
+
+/// A data kind a system reads or writes: a component's or resource's type name.
+pub type DataName = &'static str;
+
+/// A system's bad `settings` in a scene.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SettingsError(pub String);
+
+impl fmt::Display for SettingsError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// One registry line: everything the graph builder needs to know about a system.
+pub struct SystemEntry {
+    pub name: &'static str,
+    pub stage: Stage,
+    pub reads: &'static [DataName],
+    pub writes: &'static [DataName],
+    /// One line for `faceforge systems` and error messages.
+    pub summary: &'static str,
+    /// Checks the scene's settings for this system and returns the system configured with them.
+    pub build: fn(Option<&ron::Value>) -> Result<ScheduleConfigs<ScheduleSystem>, SettingsError>,
+}
+
+impl fmt::Debug for SystemEntry {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SystemEntry").field("name", &self.name).field("stage", &self.stage).finish()
+    }
+}
+
+/// Every system a scene can name. Adding a system is one file and one line here.
+pub fn registry() -> Vec<SystemEntry> {
+    vec![reconstruct::entry()]
+}
+
+/// Reads a system's settings into its typed struct (defaults when absent), so a bad key or value
+/// names the field.
+pub fn parse_settings<T: serde::de::DeserializeOwned + Default>(settings: Option<&ron::Value>) -> Result<T, SettingsError> {
+    match settings {
+        None => Ok(T::default()),
+        Some(value) => value.clone().into_rust().map_err(|e| SettingsError(e.to_string())),
+    }
+}

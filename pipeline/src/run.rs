@@ -1,0 +1,139 @@
+//! `faceforge run`: scene → checked graph → World → schedule × iterations → outputs.
+
+use crate::data;
+use crate::graph::{build_schedule, plan};
+use crate::outputs::{landmarks_3d, write_obj, write_ply, MeshView};
+use crate::scene::{LoadedScene, MeshFormat, ModelSource};
+use anyhow::{bail, Context};
+use bevy_ecs::world::World;
+use faceforge_components::{Albedo, Coeffs, Compute, Frame, Iteration, LossTerms, Mesh, Model};
+use faceforge_kernels::Backend;
+use faceforge_model::{atomic_write, MorphableModel};
+use faceforge_systems::StageErrors;
+use indicatif::{ProgressBar, ProgressStyle};
+use serde::Serialize;
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Instant;
+
+/// What a finished run reports (also written as `run.json` in the output folder).
+#[derive(Debug, Clone, Serialize)]
+pub struct RunSummary {
+    pub scene: String,
+    pub backend: String,
+    pub model: String,
+    pub frames: usize,
+    pub iterations: u32,
+    pub seconds: f64,
+    pub losses: BTreeMap<String, f32>,
+    pub out_dir: PathBuf,
+    pub files: Vec<PathBuf>,
+}
+
+/// Loads the scene's model.
+pub fn load_model(source: &ModelSource) -> anyhow::Result<MorphableModel> {
+    Ok(match source {
+        ModelSource::Procedural(spec) => MorphableModel::generate(spec),
+        ModelSource::File(path) => MorphableModel::open(path)?,
+    })
+}
+
+/// Runs a checked scene to the end and writes its outputs.
+pub fn run(loaded: &LoadedScene, show_progress: bool) -> anyhow::Result<RunSummary> {
+    let start = Instant::now();
+    let scene = &loaded.scene;
+    let plan = plan(loaded)?;
+    let mut schedule = build_schedule(loaded, &plan)?;
+
+    let model = Arc::new(load_model(&scene.model)?);
+    let backend = Backend::select(scene.backend)?;
+    tracing::info!("backend: {}", backend.describe());
+    tracing::info!(
+        "model: {} ({} vertices, {} triangles, {} identity / {} expression / {} albedo components)",
+        model.origin(),
+        model.n_vertices(),
+        model.n_triangles(),
+        model.n_id(),
+        model.n_exp(),
+        model.n_albedo()
+    );
+
+    let mut world = World::new();
+    world.insert_resource(Model(model.clone()));
+    world.insert_resource(Compute(backend.clone()));
+    world.init_resource::<StageErrors>();
+    world.init_resource::<LossTerms>();
+    world.init_resource::<Iteration>();
+    let frames = data::populate(&mut world, &scene.data, &model, scene.seed);
+    tracing::info!("{frames} frames, {} systems, {} iterations", plan.systems.len(), scene.iterations);
+
+    let bar = if show_progress { ProgressBar::new(scene.iterations as u64) } else { ProgressBar::hidden() };
+    bar.set_style(ProgressStyle::with_template("{elapsed_precise} [{bar:30}] {pos}/{len} {msg}").expect("valid template").progress_chars("=> "));
+    for it in 0..scene.iterations {
+        world.resource_mut::<Iteration>().0 = it;
+        schedule.run(&mut world);
+        let errors = std::mem::take(&mut world.resource_mut::<StageErrors>().0);
+        if let Some(first) = errors.first() {
+            bar.abandon();
+            bail!("iteration {it}: {first}{}", if errors.len() > 1 { format!(" (and {} more)", errors.len() - 1) } else { String::new() });
+        }
+        let terms = &world.resource::<LossTerms>().terms;
+        if !terms.is_empty() {
+            let text: Vec<String> = terms.iter().map(|(k, v)| format!("{k} {v:.4}")).collect();
+            bar.set_message(format!("loss {:.4} ({})", terms.values().sum::<f32>(), text.join(", ")));
+        }
+        bar.inc(1);
+    }
+    bar.finish();
+
+    let out_dir = scene.outputs.dir.clone();
+    std::fs::create_dir_all(&out_dir).with_context(|| format!("creating the output folder {}", out_dir.display()))?;
+    let mut files = Vec::new();
+    let mut q = world.query::<(&Frame, Option<&Mesh>, Option<&Albedo>, &Coeffs)>();
+    let mut rows: Vec<_> = q.iter(&world).collect();
+    rows.sort_by(|a, b| a.0.name.cmp(&b.0.name));
+    for (frame, mesh, albedo, coeffs) in rows {
+        if let Some(mesh) = mesh {
+            let view = MeshView { positions: &mesh.positions, colors: albedo.map(|a| a.rgb.as_slice()) };
+            for format in &scene.outputs.meshes {
+                let path = match format {
+                    MeshFormat::Obj => out_dir.join(format!("{}.obj", frame.name)),
+                    MeshFormat::Ply => out_dir.join(format!("{}.ply", frame.name)),
+                };
+                match format {
+                    MeshFormat::Obj => write_obj(&path, &model, &view),
+                    MeshFormat::Ply => write_ply(&path, &model, &view),
+                }
+                .with_context(|| format!("writing {}", path.display()))?;
+                files.push(path);
+            }
+        }
+        if scene.outputs.coefficients {
+            let path = out_dir.join(format!("{}.json", frame.name));
+            let record = serde_json::json!({
+                "frame": frame.name,
+                "subject": frame.subject_id,
+                "index": frame.index,
+                "coefficients": coeffs,
+                "landmarks_3d": mesh.map(|m| landmarks_3d(&model, &m.positions)),
+            });
+            atomic_write(&path, serde_json::to_string_pretty(&record)?.as_bytes()).with_context(|| format!("writing {}", path.display()))?;
+            files.push(path);
+        }
+    }
+
+    let summary = RunSummary {
+        scene: loaded.name(),
+        backend: backend.describe(),
+        model: model.origin().to_string(),
+        frames,
+        iterations: scene.iterations,
+        seconds: start.elapsed().as_secs_f64(),
+        losses: world.resource::<LossTerms>().terms.clone(),
+        out_dir: out_dir.clone(),
+        files,
+    };
+    atomic_write(&out_dir.join("run.json"), serde_json::to_string_pretty(&summary)?.as_bytes())?;
+    Ok(summary)
+}

@@ -1,0 +1,228 @@
+//! The scene: a RON file that names the data, the model, the backend, the systems (the graph),
+//! the losses and their weights, the optimiser, the iterations, the outputs and the seed.
+//! Unknown keys are errors; every error names the file, line and column.
+
+use faceforge_kernels::BackendChoice;
+use faceforge_model::ModelSpec;
+use ron::extensions::Extensions;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Scene {
+    /// A name for reports; the file stem when empty.
+    #[serde(default)]
+    pub name: String,
+    /// Seeds everything random in the run (data sampling, initialisation).
+    #[serde(default)]
+    pub seed: u64,
+    pub data: DataSpec,
+    #[serde(default)]
+    pub model: ModelSource,
+    #[serde(default)]
+    pub backend: BackendChoice,
+    /// The graph: stage systems by name, with their settings.
+    pub systems: Vec<SystemSpec>,
+    /// Loss term name → weight. Each names a `loss_<name>` system.
+    #[serde(default)]
+    pub losses: BTreeMap<String, f32>,
+    #[serde(default)]
+    pub optimizer: OptimizerSpec,
+    #[serde(default = "one")]
+    pub iterations: u32,
+    pub outputs: OutputSpec,
+}
+
+fn one() -> u32 {
+    1
+}
+
+/// Where the frames come from.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub enum DataSpec {
+    /// Faces drawn from the model's prior: subjects × frames, identity and albedo shared within a
+    /// subject, expression per frame. Coefficients are the ground truth.
+    Sampled(SampledData),
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SampledData {
+    pub subjects: u32,
+    pub frames: u32,
+    /// Coefficient spread in units of σ.
+    pub identity_scale: f32,
+    pub expression_scale: f32,
+    pub albedo_scale: f32,
+}
+
+impl Default for SampledData {
+    fn default() -> Self {
+        Self { subjects: 2, frames: 2, identity_scale: 1.0, expression_scale: 1.0, albedo_scale: 1.0 }
+    }
+}
+
+/// The morphable model: generated procedurally, or a native `.ffm` file.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub enum ModelSource {
+    Procedural(ModelSpec),
+    File(PathBuf),
+}
+
+impl Default for ModelSource {
+    fn default() -> Self {
+        ModelSource::Procedural(ModelSpec::default())
+    }
+}
+
+/// One system of the graph.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SystemSpec {
+    pub name: String,
+    /// The system's own settings; its registry entry checks them.
+    #[serde(default)]
+    pub settings: Option<ron::Value>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub enum OptimizerSpec {
+    Adam { lr: f32, beta1: f32, beta2: f32, eps: f32 },
+    Sgd { lr: f32 },
+}
+
+impl Default for OptimizerSpec {
+    fn default() -> Self {
+        OptimizerSpec::Adam { lr: 0.01, beta1: 0.9, beta2: 0.999, eps: 1e-8 }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum MeshFormat {
+    /// Wavefront OBJ with UVs and per-vertex colours.
+    Obj,
+    /// Binary little-endian PLY with per-vertex colours.
+    Ply,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OutputSpec {
+    pub dir: PathBuf,
+    #[serde(default)]
+    pub meshes: Vec<MeshFormat>,
+    /// Coefficients and 3D landmarks per frame, as JSON.
+    #[serde(default)]
+    pub coefficients: bool,
+}
+
+/// A scene that cannot be used: where, and what is wrong.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SceneError {
+    pub file: String,
+    /// 1-based line and column, when the fault has a place in the file.
+    pub position: Option<(usize, usize)>,
+    pub message: String,
+}
+
+impl fmt::Display for SceneError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.position {
+            Some((line, col)) => write!(f, "{}:{line}:{col}: {}", self.file, self.message),
+            None => write!(f, "{}: {}", self.file, self.message),
+        }
+    }
+}
+
+impl std::error::Error for SceneError {}
+
+fn ron_options() -> ron::Options {
+    ron::Options::default().with_default_extension(Extensions::IMPLICIT_SOME | Extensions::UNWRAP_VARIANT_NEWTYPES)
+}
+
+/// A parsed scene with the text it came from, so later checks can point into the file. Relative
+/// paths in a scene (model file, output folder) are taken from the working directory.
+#[derive(Clone, Debug)]
+pub struct LoadedScene {
+    pub scene: Scene,
+    pub file: String,
+    pub source: String,
+}
+
+impl LoadedScene {
+    pub fn from_str(source: &str, file: &str) -> Result<Self, SceneError> {
+        let scene: Scene = ron_options().from_str(source).map_err(|e| SceneError {
+            file: file.to_string(),
+            position: Some((e.span.start.line, e.span.start.col)),
+            message: e.code.to_string(),
+        })?;
+        Ok(Self { scene, file: file.to_string(), source: source.to_string() })
+    }
+
+    pub fn load(path: &Path) -> Result<Self, SceneError> {
+        let file = path.display().to_string();
+        let source = std::fs::read_to_string(path)
+            .map_err(|e| SceneError { file: file.clone(), position: None, message: format!("cannot read the scene: {e}") })?;
+        Self::from_str(&source, &file)
+    }
+
+    /// The scene's name, or the file stem.
+    pub fn name(&self) -> String {
+        if self.scene.name.is_empty() {
+            Path::new(&self.file).file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default()
+        } else {
+            self.scene.name.clone()
+        }
+    }
+
+    /// An error about a value the scene spells out: placed at the first occurrence of `needle`
+    /// in the file (a quoted system name, a loss key), or unplaced if an override put it there.
+    pub fn error_at(&self, needle: &str, message: String) -> SceneError {
+        let position = self.source.find(needle).map(|at| {
+            let before = &self.source[..at];
+            let line = before.matches('\n').count() + 1;
+            let col = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+            (line, col)
+        });
+        SceneError { file: self.file.clone(), position, message }
+    }
+
+    /// Applies `path=value` overrides (`iterations=5`, `outputs.dir="out/x"`,
+    /// `data.Sampled.subjects=4`, `backend=Cpu`). The value is RON; a bare identifier is an enum
+    /// variant. The scene is re-checked after each.
+    pub fn apply_overrides(&mut self, overrides: &[String]) -> Result<(), SceneError> {
+        for o in overrides {
+            let fail = |message: String| SceneError { file: format!("--set {o}"), position: None, message };
+            let (path, value) = o.split_once('=').ok_or_else(|| fail("expected path=value".into()))?;
+            let value = value.trim();
+            let new_value: serde_json::Value = if is_identifier(value) && value != "true" && value != "false" {
+                serde_json::Value::String(value.to_string())
+            } else {
+                let v: ron::Value = ron_options().from_str(value).map_err(|e| fail(format!("the value is not RON: {}", e.code)))?;
+                serde_json::to_value(v).map_err(|e| fail(e.to_string()))?
+            };
+            let mut tree = serde_json::to_value(&self.scene).map_err(|e| fail(e.to_string()))?;
+            let mut at = &mut tree;
+            let keys: Vec<&str> = path.trim().split('.').collect();
+            for (i, key) in keys.iter().enumerate() {
+                let obj = at.as_object_mut().ok_or_else(|| fail(format!("`{}` is not a struct", keys[..i].join("."))))?;
+                if i + 1 == keys.len() {
+                    obj.insert(key.to_string(), new_value.clone());
+                    break;
+                }
+                let known: Vec<String> = obj.keys().cloned().collect();
+                at = obj.get_mut(*key).ok_or_else(|| fail(format!("no field `{key}` here; fields: {}", known.join(", "))))?;
+            }
+            self.scene = serde_json::from_value(tree).map_err(|e| fail(e.to_string()))?;
+        }
+        Ok(())
+    }
+}
+
+fn is_identifier(s: &str) -> bool {
+    let mut chars = s.chars();
+    chars.next().is_some_and(|c| c.is_ascii_alphabetic() || c == '_') && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
+}
