@@ -128,3 +128,9 @@ pub struct Iteration(pub u32);
 pub struct Albedo {
     pub rgb: Vec<f32>,
 }
+
+/// Unit normal per vertex, xyz.
+#[derive(Component, Clone, Debug, PartialEq, Default)]
+pub struct Normals {
+    pub xyz: Vec<f32>,
+}

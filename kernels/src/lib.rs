@@ -5,6 +5,7 @@
 pub mod backend;
 pub mod decode;
 pub mod launch;
+pub mod normals;
 #[doc(hidden)]
 pub mod testing;
 

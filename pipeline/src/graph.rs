@@ -114,6 +114,7 @@ pub fn build_schedule(loaded: &LoadedScene, plan: &Plan) -> Result<Schedule, Sce
             Stage::Encode,
             Stage::Pgn,
             Stage::Reconstruct,
+            Stage::Geometry,
             Stage::SampleTexture,
             Stage::SwapVisibleTexture,
             Stage::Render,

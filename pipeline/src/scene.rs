@@ -198,12 +198,10 @@ impl LoadedScene {
             let fail = |message: String| SceneError { file: format!("--set {o}"), position: None, message };
             let (path, value) = o.split_once('=').ok_or_else(|| fail("expected path=value".into()))?;
             let value = value.trim();
-            let new_value: serde_json::Value = if is_identifier(value) && value != "true" && value != "false" {
-                serde_json::Value::String(value.to_string())
-            } else {
-                let v: ron::Value = ron_options().from_str(value).map_err(|e| fail(format!("the value is not RON: {}", e.code)))?;
-                serde_json::to_value(v).map_err(|e| fail(e.to_string()))?
-            };
+            let v: ron::Value = ron_options()
+                .from_str(&quote_variants(value))
+                .map_err(|e| fail(format!("the value is not RON: {}", e.code)))?;
+            let new_value = serde_json::to_value(v).map_err(|e| fail(e.to_string()))?;
             let mut tree = serde_json::to_value(&self.scene).map_err(|e| fail(e.to_string()))?;
             let mut at = &mut tree;
             let keys: Vec<&str> = path.trim().split('.').collect();
@@ -222,7 +220,43 @@ impl LoadedScene {
     }
 }
 
-fn is_identifier(s: &str) -> bool {
-    let mut chars = s.chars();
-    chars.next().is_some_and(|c| c.is_ascii_alphabetic() || c == '_') && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
+/// Quotes the bare identifiers of an override value that name unit enum variants (`Cpu`,
+/// `[Obj, Ply]`), so they survive the trip through an untyped value as strings, which serde reads
+/// back as those variants. Field names (followed by `:`), `true`, `false`, `None`, and names
+/// followed by `(` are left alone; set the fields of a variant with data by path instead.
+fn quote_variants(value: &str) -> String {
+    let chars: Vec<char> = value.chars().collect();
+    let mut out = String::new();
+    let mut i = 0;
+    while i < chars.len() {
+        let c = chars[i];
+        if c == '"' {
+            let start = i;
+            i += 1;
+            while i < chars.len() && chars[i] != '"' {
+                i += if chars[i] == '\\' { 2 } else { 1 };
+            }
+            i = (i + 1).min(chars.len());
+            out.extend(&chars[start..i]);
+        } else if c.is_ascii_alphabetic() || c == '_' {
+            let start = i;
+            while i < chars.len() && (chars[i].is_ascii_alphanumeric() || chars[i] == '_') {
+                i += 1;
+            }
+            let word: String = chars[start..i].iter().collect();
+            let next = chars[i..].iter().find(|c| !c.is_whitespace());
+            let keep = matches!(word.as_str(), "true" | "false" | "None" | "Some") || matches!(next, Some(':') | Some('('));
+            if keep {
+                out.push_str(&word);
+            } else {
+                out.push('"');
+                out.push_str(&word);
+                out.push('"');
+            }
+        } else {
+            out.push(c);
+            i += 1;
+        }
+    }
+    out
 }

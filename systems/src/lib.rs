@@ -7,6 +7,7 @@ use bevy_ecs::system::ScheduleSystem;
 use std::fmt;
 
 pub mod reconstruct;
+pub mod vertex_normals;
 
 /// The stages, in the order a schedule runs them: the forward stages, the losses, the adjoints in
 /// reverse order, the optimiser step.
@@ -15,6 +16,8 @@ pub enum Stage {
     Encode,
     Pgn,
     Reconstruct,
+    /// Per-vertex geometry derived from the mesh (normals, …), read by visibility and shading.
+    Geometry,
     SampleTexture,
     SwapVisibleTexture,
     Render,
@@ -29,10 +32,11 @@ pub enum Stage {
 }
 
 impl Stage {
-    pub const ALL: [Stage; 14] = [
+    pub const ALL: [Stage; 15] = [
         Stage::Encode,
         Stage::Pgn,
         Stage::Reconstruct,
+        Stage::Geometry,
         Stage::SampleTexture,
         Stage::SwapVisibleTexture,
         Stage::Render,
@@ -100,7 +104,7 @@ impl fmt::Debug for SystemEntry {
 
 /// Every system a scene can name. Adding a system is one file and one line here.
 pub fn registry() -> Vec<SystemEntry> {
-    vec![reconstruct::entry()]
+    vec![reconstruct::entry(), vertex_normals::entry()]
 }
 
 /// Reads a system's settings into its typed struct (defaults when absent), so a bad key or value
