@@ -96,8 +96,11 @@ impl Backend {
 
 /// Whether any wgpu adapter that is not a CPU device exists.
 fn has_real_gpu() -> bool {
-    let instance = wgpu::Instance::default();
-    let adapters = cubecl::future::block_on(instance.enumerate_adapters(wgpu::Backends::all()));
+    // Only the primary APIs: probing OpenGL through EGL prints driver errors on headless machines.
+    let mut descriptor = wgpu::InstanceDescriptor::new_without_display_handle();
+    descriptor.backends = wgpu::Backends::PRIMARY;
+    let instance = wgpu::Instance::new(descriptor);
+    let adapters = cubecl::future::block_on(instance.enumerate_adapters(wgpu::Backends::PRIMARY));
     adapters.iter().any(|a| a.get_info().device_type != wgpu::DeviceType::Cpu)
 }
 

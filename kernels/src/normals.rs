@@ -112,7 +112,7 @@ pub fn forward(backend: &Backend, positions: &[f32], triangles: &[u32], adjacenc
             let u32s = |d: &[u32]| client.create_from_slice(u32::as_bytes(d));
             let (p, t) = (upload(client, positions), u32s(triangles));
             let (o, a) = (u32s(&adjacency.offsets), u32s(&adjacency.triangles_of));
-            let out = client.empty(positions.len() * size_of::<f32>());
+            let out = client.empty(size_of_val(positions));
             let (count, dim) = grid_1d(positions.len() / 3);
             #[allow(unsafe_code)]
             // SAFETY: indices come from a checked model (triangles < N) and the adjacency built

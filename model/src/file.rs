@@ -310,7 +310,7 @@ pub fn parse(b: &[u8], origin: &str) -> Result<Header, ModelError> {
         if offset % ALIGN != 0 {
             return Err(err(ModelErrorKind::Invalid(format!("array `{name}` starts at {offset}, not {ALIGN}-byte aligned"))));
         }
-        let end = offset.checked_add(count.saturating_mul(4)).unwrap_or(usize::MAX);
+        let end = offset.saturating_add(count.saturating_mul(4));
         if end > b.len() {
             return Err(truncated(&format!("array `{name}`"), end));
         }

@@ -67,7 +67,7 @@ enum ModelCommand {
     Obj { file: PathBuf, out: PathBuf },
 }
 
-fn load_scene(path: &PathBuf, overrides: &[String]) -> anyhow::Result<LoadedScene> {
+fn load_scene(path: &std::path::Path, overrides: &[String]) -> anyhow::Result<LoadedScene> {
     let mut loaded = LoadedScene::load(path)?;
     loaded.apply_overrides(overrides)?;
     Ok(loaded)
