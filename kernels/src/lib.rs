@@ -6,6 +6,7 @@ pub mod backend;
 pub mod decode;
 pub mod launch;
 pub mod normals;
+pub mod project;
 #[doc(hidden)]
 pub mod testing;
 
