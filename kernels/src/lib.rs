@@ -7,6 +7,7 @@ pub mod decode;
 pub mod launch;
 pub mod normals;
 pub mod project;
+pub mod rasterize;
 #[doc(hidden)]
 pub mod testing;
 

@@ -28,3 +28,39 @@ pub fn assert_close(a: &[f32], b: &[f32], tol: f32) {
 pub fn wgpu_backend() -> Backend {
     Backend::wgpu().expect("kernel tests need a wgpu adapter (apt-get install mesa-vulkan-drivers)")
 }
+
+/// A test mesh in mm: a bumpy height field (z towards the camera, counter-clockwise triangles
+/// seen from +z) over [−60, 60]², with `extra` seeded large triangles crossing it and each other.
+pub fn test_mesh(n: usize, extra: usize, seed: u64) -> (Vec<f32>, Vec<u32>) {
+    let h = 120.0 / n as f32;
+    let mut p = Vec::new();
+    for j in 0..=n {
+        for i in 0..=n {
+            let (x, y) = (i as f32 * h - 60.0, j as f32 * h - 60.0);
+            p.extend([x, y, 30.0 * (-(x * x + y * y) / 2000.0).exp() + 5.0 * (0.1 * x).sin() * (0.13 * y).cos()]);
+        }
+    }
+    let idx = |i: usize, j: usize| (j * (n + 1) + i) as u32;
+    let mut t = Vec::new();
+    for j in 0..n {
+        for i in 0..n {
+            t.extend([idx(i, j), idx(i + 1, j), idx(i + 1, j + 1), idx(i, j), idx(i + 1, j + 1), idx(i, j + 1)]);
+        }
+    }
+    let r = random(9 * extra, seed);
+    for k in 0..extra {
+        let base = (p.len() / 3) as u32;
+        for c in 0..3 {
+            p.extend([r[9 * k + 3 * c] * 90.0, r[9 * k + 3 * c + 1] * 90.0, r[9 * k + 3 * c + 2] * 40.0 + 10.0]);
+        }
+        t.extend([base, base + 1, base + 2]);
+    }
+    (p, t)
+}
+
+/// A row-major rotation about y (yaw), then x (pitch), in f32.
+pub fn rotation(yaw: f32, pitch: f32) -> [f32; 9] {
+    let (cy, sy, cp, sp) = (yaw.cos(), yaw.sin(), pitch.cos(), pitch.sin());
+    // R = Rx(pitch) · Ry(yaw)
+    [cy, 0.0, sy, sp * sy, cp, -sp * cy, -cp * sy, sp, cp * cy]
+}
