@@ -4,6 +4,7 @@
 
 pub mod backend;
 pub mod decode;
+pub mod interpolate;
 pub mod launch;
 pub mod normals;
 pub mod project;

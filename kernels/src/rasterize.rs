@@ -89,7 +89,7 @@ fn pixel_box(shape: RasterShape, v: [&[f32]; 3]) -> Option<[usize; 4]> {
     Some([x0 as usize, x1 as usize, y0 as usize, y1 as usize])
 }
 
-fn corners<'a>(projected: &'a [f32], triangles: &[u32], item_base: usize, t: usize) -> [&'a [f32]; 3] {
+pub(crate) fn corners<'a>(projected: &'a [f32], triangles: &[u32], item_base: usize, t: usize) -> [&'a [f32]; 3] {
     let at = |k: usize| {
         let v = item_base + triangles[3 * t + k] as usize;
         &projected[4 * v..4 * v + 4]
@@ -122,20 +122,34 @@ pub fn bin_triangles(shape: RasterShape, projected: &[f32], triangles: &[u32], n
     Bins { offsets, ids }
 }
 
-/// The per-pixel test both twins perform: Some((depth, b₀, b₁)) when the centre is covered.
+/// Screen-space weights wᵢ of the pixel centre (px, py) (edge functions over the signed area),
+/// and the area; shared by every op that recomputes barycentrics.
 #[inline]
-fn cover(v: [&[f32]; 3], px: f32, py: f32) -> Option<(f32, f32, f32)> {
+pub(crate) fn screen_weights(v: [&[f32]; 3], px: f32, py: f32) -> ([f32; 3], f32) {
     let area = (v[1][0] - v[0][0]) * (v[2][1] - v[0][1]) - (v[2][0] - v[0][0]) * (v[1][1] - v[0][1]);
     let w0 = ((v[1][0] - px) * (v[2][1] - py) - (v[2][0] - px) * (v[1][1] - py)) / area;
     let w1 = ((v[2][0] - px) * (v[0][1] - py) - (v[0][0] - px) * (v[2][1] - py)) / area;
     let w2 = ((v[0][0] - px) * (v[1][1] - py) - (v[1][0] - px) * (v[0][1] - py)) / area;
-    if w0 < 0.0 || w1 < 0.0 || w2 < 0.0 {
+    ([w0, w1, w2], area)
+}
+
+/// Perspective-correct barycentrics bᵢ = wᵢ qᵢ / Σ wⱼ qⱼ, and that sum.
+#[inline]
+pub(crate) fn perspective(v: [&[f32]; 3], w: [f32; 3]) -> ([f32; 3], f32) {
+    let (q0, q1, q2) = (w[0] * v[0][3], w[1] * v[1][3], w[2] * v[2][3]);
+    let s = q0 + q1 + q2;
+    ([q0 / s, q1 / s, q2 / s], s)
+}
+
+/// The per-pixel test both twins perform: Some((depth, b₀, b₁)) when the centre is covered.
+#[inline]
+fn cover(v: [&[f32]; 3], px: f32, py: f32) -> Option<(f32, f32, f32)> {
+    let (w, _) = screen_weights(v, px, py);
+    if w[0] < 0.0 || w[1] < 0.0 || w[2] < 0.0 {
         return None;
     }
-    let (q0, q1, q2) = (w0 * v[0][3], w1 * v[1][3], w2 * v[2][3]);
-    let s = q0 + q1 + q2;
-    let (b0, b1, b2) = (q0 / s, q1 / s, q2 / s);
-    Some((b0 * v[0][2] + b1 * v[1][2] + b2 * v[2][2], b0, b1))
+    let (b, _) = perspective(v, w);
+    Some((b[0] * v[0][2] + b[1] * v[1][2] + b[2] * v[2][2], b[0], b[1]))
 }
 
 /// Native twin: scan-converts each triangle over its bounding box.
