@@ -9,6 +9,7 @@ pub mod launch;
 pub mod normals;
 pub mod project;
 pub mod rasterize;
+pub mod sample;
 #[doc(hidden)]
 pub mod testing;
 

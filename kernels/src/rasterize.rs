@@ -178,6 +178,7 @@ pub fn forward_cpu(shape: RasterShape, projected: &[f32], triangles: &[u32], n_v
 }
 
 /// One thread per (item, pixel): the nearest of the triangles binned to its tile.
+#[allow(clippy::manual_div_ceil)]
 #[cube(launch_unchecked)]
 fn rasterize_kernel(
     projected: &[f32],
