@@ -10,6 +10,7 @@ pub mod normals;
 pub mod project;
 pub mod rasterize;
 pub mod sample;
+pub mod shade;
 #[doc(hidden)]
 pub mod testing;
 
