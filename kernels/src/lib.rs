@@ -11,6 +11,7 @@ pub mod project;
 pub mod rasterize;
 pub mod sample;
 pub mod shade;
+pub mod visibility;
 #[doc(hidden)]
 pub mod testing;
 

@@ -1,0 +1,177 @@
+//! visibility: which vertices the camera sees, two ways.
+//!
+//! - By the normal test (PGN Eq. 5): the vertex's normal faces the camera. For weak perspective
+//!   the direction towards the camera is −(a × b) (depth grows along a × b, see `project`); for a
+//!   pinhole camera it is the camera centre c = −Rᵀt minus the vertex. Cheap, but blind to
+//!   self-occlusion (a cheek behind the nose faces the camera yet is hidden).
+//! - By the z-buffer (MGCNet's covisible map): the vertex is within `tolerance` of the rasterized
+//!   depth at one of the (up to) four covered pixels whose centres surround it — its bilinear
+//!   footprint, so vertices on the mesh's own border, whose pixel centre may fall just outside
+//!   the mesh, are not lost.
+//!
+//! Both give 1.0 (visible) or 0.0 per vertex. Not differentiable (masks).
+
+use crate::backend::Backend;
+use crate::launch::{download, grid_1d, upload};
+use crate::project::{CameraModel, CAMERA_PARAMS};
+use crate::rasterize::Raster;
+use cubecl::prelude::*;
+
+/// Normal test, native: B × N normals (model space) and the cameras that project them.
+pub fn by_normals_cpu(model: CameraModel, positions: &[f32], normals: &[f32], cameras: &[f32], n: usize) -> Vec<f32> {
+    let batch = positions.len() / (3 * n);
+    assert_eq!(cameras.len(), batch * CAMERA_PARAMS, "visibility: cameras length");
+    let mut out = vec![0.0; batch * n];
+    for (i, o) in out.iter_mut().enumerate() {
+        let c = &cameras[(i / n) * CAMERA_PARAMS..(i / n + 1) * CAMERA_PARAMS];
+        let (x, nv) = (&positions[3 * i..3 * i + 3], &normals[3 * i..3 * i + 3]);
+        let towards = match model {
+            CameraModel::WeakPerspective => {
+                let (a, b) = ([c[0], c[1], c[2]], [c[4], c[5], c[6]]);
+                [-(a[1] * b[2] - a[2] * b[1]), -(a[2] * b[0] - a[0] * b[2]), -(a[0] * b[1] - a[1] * b[0])]
+            }
+            CameraModel::Pinhole => {
+                let (r, t) = (&c[4..13], &c[13..16]);
+                let centre = [0, 1, 2].map(|k| -(r[k] * t[0] + r[3 + k] * t[1] + r[6 + k] * t[2]));
+                [centre[0] - x[0], centre[1] - x[1], centre[2] - x[2]]
+            }
+        };
+        *o = if nv[0] * towards[0] + nv[1] * towards[1] + nv[2] * towards[2] > 0.0 { 1.0 } else { 0.0 };
+    }
+    out
+}
+
+/// Z-buffer test, native: the projected vertices (B × N × 4) against the raster's depth.
+pub fn by_zbuffer_cpu(raster: &Raster, projected: &[f32], n: usize, tolerance: f32) -> Vec<f32> {
+    let s = raster.shape;
+    assert_eq!(projected.len(), s.batch * n * 4, "visibility: projected length");
+    (0..s.batch * n)
+        .map(|i| {
+            let p = &projected[4 * i..4 * i + 4];
+            if p[3] <= 0.0 {
+                return 0.0;
+            }
+            let (x0, y0) = ((p[0] - 0.5).floor(), (p[1] - 0.5).floor());
+            for (dx, dy) in [(0.0, 0.0), (1.0, 0.0), (0.0, 1.0), (1.0, 1.0)] {
+                let (px, py) = (x0 + dx, y0 + dy);
+                if px < 0.0 || py < 0.0 || px >= s.width as f32 || py >= s.height as f32 {
+                    continue;
+                }
+                let pixel = (i / n) * s.pixels() + py as usize * s.width + px as usize;
+                if raster.tri[pixel] != 0 && p[2] <= raster.depth[pixel] + tolerance {
+                    return 1.0;
+                }
+            }
+            0.0
+        })
+        .collect()
+}
+
+/// Z-buffer test: one thread per (item, vertex).
+#[cube(launch_unchecked)]
+fn zbuffer_kernel(projected: &[f32], tri: &[u32], depth: &[f32], out: &mut [f32], width: usize, height: usize, n: usize, tolerance: f32) {
+    let i = ABSOLUTE_POS;
+    if i < out.len() {
+        let x0 = f32::floor(projected[4 * i] - 0.5f32);
+        let y0 = f32::floor(projected[4 * i + 1] - 0.5f32);
+        let mut visible = 0.0f32;
+        if projected[4 * i + 3] > 0.0f32 {
+            for corner in 0..4u32 {
+                let px = x0 + (corner % 2u32) as f32;
+                let py = y0 + (corner / 2u32) as f32;
+                if px >= 0.0f32 && py >= 0.0f32 && px < width as f32 && py < height as f32 {
+                    let pixel = (i / n) * width * height + py as usize * width + px as usize;
+                    if tri[pixel] != 0u32 && projected[4 * i + 2] <= depth[pixel] + tolerance {
+                        visible = 1.0f32;
+                    }
+                }
+            }
+        }
+        out[i] = visible;
+    }
+}
+
+/// Z-buffer test on whichever backend.
+pub fn by_zbuffer(backend: &Backend, raster: &Raster, projected: &[f32], n: usize, tolerance: f32) -> Vec<f32> {
+    let Backend::Gpu { client, .. } = backend else { return by_zbuffer_cpu(raster, projected, n, tolerance) };
+    let s = raster.shape;
+    assert_eq!(projected.len(), s.batch * n * 4, "visibility: projected length");
+    let out = client.empty(s.batch * n * 4);
+    let (count, dim) = grid_1d(s.batch * n);
+    #[allow(unsafe_code)]
+    // SAFETY: the pixel index is checked against the image before it is read.
+    unsafe {
+        zbuffer_kernel::launch_unchecked(
+            client,
+            count,
+            dim,
+            BufferArg::from_raw_parts(upload(client, projected), projected.len()),
+            BufferArg::from_raw_parts(client.create_from_slice(u32::as_bytes(&raster.tri)), raster.tri.len()),
+            BufferArg::from_raw_parts(upload(client, &raster.depth), raster.depth.len()),
+            BufferArg::from_raw_parts(out.clone(), s.batch * n),
+            s.width,
+            s.height,
+            n,
+            tolerance,
+        );
+    }
+    download(client, out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::normals::{self, Adjacency};
+    use crate::project::{self, weak_params};
+    use crate::rasterize::{self, RasterShape};
+    use crate::testing::{rotation, test_mesh, wgpu_backend};
+
+    /// The bumpy test mesh seen frontally and at a 75° yaw, weak perspective into 128 × 128.
+    fn views() -> Vec<(Vec<f32>, Vec<f32>, Vec<f32>, usize, Vec<f32>, Raster)> {
+        let (mesh, triangles) = test_mesh(40, 0, 1);
+        let n = mesh.len() / 3;
+        let normals = normals::forward_cpu(&mesh, &triangles, &Adjacency::new(n, &triangles), n);
+        [0.0f32, 75.0]
+            .into_iter()
+            .map(|yaw| {
+                let r = rotation(yaw.to_radians(), 0.0);
+                let f = 0.9;
+                let cameras = weak_params([[f * r[0], f * r[1], f * r[2], 64.0], [-f * r[3], -f * r[4], -f * r[5], 64.0]]).to_vec();
+                let projected = project::forward_cpu(CameraModel::WeakPerspective, &mesh, &cameras, n);
+                let raster = rasterize::forward_cpu(RasterShape { batch: 1, width: 128, height: 128 }, &projected, &triangles, n);
+                (mesh.clone(), normals.clone(), cameras, n, projected, raster)
+            })
+            .collect()
+    }
+
+    #[test]
+    fn the_two_tests_agree_frontally_and_part_when_the_surface_hides_itself() {
+        let mut disagreement = Vec::new();
+        for (mesh, normals, cameras, n, projected, raster) in views() {
+            let by_n = by_normals_cpu(CameraModel::WeakPerspective, &mesh, &normals, &cameras, n);
+            let by_z = by_zbuffer_cpu(&raster, &projected, n, 0.5);
+            let differ = by_n.iter().zip(&by_z).filter(|(a, b)| a != b).count();
+            disagreement.push(differ as f64 / n as f64);
+        }
+        println!("normal test vs z-buffer: differ on {:.2} % of vertices frontally, {:.2} % at 75° yaw", 100.0 * disagreement[0], 100.0 * disagreement[1]);
+        assert!(disagreement[0] <= 0.01, "frontal: the tests differ on {:.2} % of vertices", 100.0 * disagreement[0]);
+        assert!(disagreement[1] > disagreement[0] + 0.02, "at 75° self-occlusion must show: {disagreement:?}");
+    }
+
+    #[test]
+    fn the_front_faces_the_camera_and_the_back_does_not() {
+        let (mesh, normals, cameras, n, _, _) = views().remove(0);
+        let flipped: Vec<f32> = normals.iter().map(|x| -x).collect();
+        let front = by_normals_cpu(CameraModel::WeakPerspective, &mesh, &normals, &cameras, n);
+        let back = by_normals_cpu(CameraModel::WeakPerspective, &mesh, &flipped, &cameras, n);
+        assert!(front.iter().all(|&v| v == 1.0) && back.iter().all(|&v| v == 0.0));
+    }
+
+    #[test]
+    fn wgpu_kernel_matches_its_native_twin() {
+        let backend = wgpu_backend();
+        for (_, _, _, n, projected, raster) in views() {
+            assert_eq!(by_zbuffer(&backend, &raster, &projected, n, 0.5), by_zbuffer_cpu(&raster, &projected, n, 0.5));
+        }
+    }
+}
