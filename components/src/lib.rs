@@ -134,3 +134,73 @@ pub struct Albedo {
 pub struct Normals {
     pub xyz: Vec<f32>,
 }
+
+/// An input image: rgb per pixel, row-major, values in [0, 1].
+#[derive(Component, Clone, Debug, PartialEq, Default)]
+pub struct Image {
+    pub width: usize,
+    pub height: usize,
+    pub rgb: Vec<f32>,
+}
+
+/// What the render stage drew for a frame.
+#[derive(Component, Clone, Debug, PartialEq, Default)]
+pub struct Rendered {
+    pub width: usize,
+    pub height: usize,
+    /// rgb per pixel (0 where nothing is drawn).
+    pub color: Vec<f32>,
+    /// Depth of the visible surface per pixel (`f32::MAX` where empty).
+    pub depth: Vec<f32>,
+    /// Triangle id + 1 per pixel, 0 where empty.
+    pub tri: Vec<u32>,
+    /// Perspective-correct barycentrics (b₀, b₁) per pixel.
+    pub bary: Vec<f32>,
+    /// 1 where the face covers the pixel (M²ᵈ), else 0.
+    pub mask: Vec<f32>,
+    /// The projected vertices [u, v, depth, inv_w] the raster was drawn from.
+    pub projected: Vec<f32>,
+}
+
+/// Per-vertex visibility, 1 or 0.
+#[derive(Component, Clone, Debug, PartialEq, Default)]
+pub struct Visibility {
+    pub visible: Vec<f32>,
+}
+
+impl Pose {
+    /// The camera model and its 16 parameters, as the `project` op takes them.
+    pub fn camera(&self) -> (faceforge_kernels::project::CameraModel, [f32; faceforge_kernels::project::CAMERA_PARAMS]) {
+        use faceforge_kernels::project::{pinhole_params, weak_params, CameraModel};
+        match self {
+            Pose::WeakPerspective { t } => (CameraModel::WeakPerspective, weak_params(*t)),
+            Pose::Pinhole { k, r, t } => (CameraModel::Pinhole, pinhole_params([k[0], k[4], k[2], k[5]], *r, *t)),
+        }
+    }
+
+    /// Weak perspective looking at the model's +z side: yaw about y, pitch about x, roll about
+    /// the view axis (degrees), scale f (pixels per mm) and the image position of the origin.
+    pub fn weak_from_angles(yaw: f32, pitch: f32, roll: f32, f: f32, centre: [f32; 2]) -> Pose {
+        let r = rotation_ypr(yaw.to_radians(), pitch.to_radians(), roll.to_radians());
+        // Rows of f·R for the image's u right and v down (v flips the model's y up).
+        Pose::WeakPerspective { t: [[f * r[0], f * r[1], f * r[2], centre[0]], [-f * r[3], -f * r[4], -f * r[5], centre[1]]] }
+    }
+}
+
+/// R = R_z(roll) · R_x(pitch) · R_y(yaw), row-major.
+pub fn rotation_ypr(yaw: f32, pitch: f32, roll: f32) -> [f32; 9] {
+    let (cy, sy, cp, sp, cr, sr) = (yaw.cos(), yaw.sin(), pitch.cos(), pitch.sin(), roll.cos(), roll.sin());
+    let ry = [cy, 0.0, sy, 0.0, 1.0, 0.0, -sy, 0.0, cy];
+    let rx = [1.0, 0.0, 0.0, 0.0, cp, -sp, 0.0, sp, cp];
+    let rz = [cr, -sr, 0.0, sr, cr, 0.0, 0.0, 0.0, 1.0];
+    let mul = |a: [f32; 9], b: [f32; 9]| {
+        let mut c = [0.0; 9];
+        for i in 0..3 {
+            for j in 0..3 {
+                c[i * 3 + j] = (0..3).map(|k| a[i * 3 + k] * b[k * 3 + j]).sum();
+            }
+        }
+        c
+    };
+    mul(rz, mul(rx, ry))
+}

@@ -412,9 +412,11 @@ fn albedo_candidates(p: &[[f64; 3]], rng: &mut SplitMix64) -> impl Iterator<Item
 }
 
 /// σ_k = rms_k · √N, so that one σ of component k moves (or recolours) vertices by `rms_k` on
-/// root-mean-square over the N vertices; rms_k falls as first / (1 + k/6).
+/// root-mean-square over the N vertices; rms_k falls as first / (1 + k/3), so that a face drawn
+/// from the prior differs from the mean by about 1.9 × first on RMS (local components move
+/// their region by several times that).
 fn sigmas(n: usize, first_rms: f64, n_vertices: usize) -> Vec<f32> {
-    (0..n).map(|k| (first_rms / (1.0 + k as f64 / 6.0) * (n_vertices as f64).sqrt()) as f32).collect()
+    (0..n).map(|k| (first_rms / (1.0 + k as f64 / 3.0) * (n_vertices as f64).sqrt()) as f32).collect()
 }
 
 fn flatten(basis: Vec<Vec<f64>>) -> Vec<f32> {
@@ -461,12 +463,12 @@ pub fn generate(spec: &ModelSpec) -> ModelArrays {
         seed: spec.seed,
         mean_shape: p.iter().flat_map(|q| q.map(|c| c as f32)).collect(),
         id_basis: flatten(id_basis),
-        id_sigma: sigmas(spec.n_id, 5.0, n),
+        id_sigma: sigmas(spec.n_id, 2.5, n),
         exp_basis: flatten(exp_basis),
-        exp_sigma: sigmas(spec.n_exp, 4.0, n),
+        exp_sigma: sigmas(spec.n_exp, 1.5, n),
         mean_albedo,
         albedo_basis: flatten(albedo_basis),
-        albedo_sigma: sigmas(spec.n_tex, 0.06, n),
+        albedo_sigma: sigmas(spec.n_tex, 0.04, n),
         landmarks: place_landmarks(&grid),
         regions: p.iter().map(|q| face::region(q[0], q[1])).collect(),
         uv,

@@ -7,5 +7,6 @@ pub mod graph;
 pub mod outputs;
 pub mod run;
 pub mod scene;
+pub mod synth;
 
 pub use scene::{LoadedScene, Scene, SceneError};

@@ -37,6 +37,32 @@ enum Command {
     },
     /// List the systems a scene can name, with their stage, inputs and outputs.
     Systems,
+    /// Render synthetic faces with exact ground truth: PNG images, iBUG .pts landmarks and the
+    /// truth (coefficients, pose, lighting, 3D landmarks) as RON.
+    Synth {
+        /// aflw-like, florence-like, facewarehouse-like or mvf-like.
+        preset: String,
+        #[arg(long)]
+        out: PathBuf,
+        #[arg(long, default_value_t = 6)]
+        subjects: u32,
+        /// Frames per subject (0: the preset's).
+        #[arg(long, default_value_t = 0)]
+        frames: u32,
+        #[arg(long, default_value_t = 224)]
+        size: usize,
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
+        /// Landmark noise σ in pixels.
+        #[arg(long, default_value_t = 1.5)]
+        noise: f32,
+        /// Probability of an occluder per frame.
+        #[arg(long, default_value_t = 0.0)]
+        occluders: f32,
+        /// Model preset (tiny, default, bfm).
+        #[arg(long, default_value = "default")]
+        model: String,
+    },
     /// Morphable model files.
     Model {
         #[command(subcommand)]
@@ -100,6 +126,16 @@ fn execute(cli: Cli) -> anyhow::Result<()> {
             for e in faceforge_systems::registry() {
                 println!("{:<20} {:<22} reads {:<30} writes {:<30} {}", e.name, format!("{:?}", e.stage), e.reads.join(", "), e.writes.join(", "), e.summary);
             }
+        }
+        Command::Synth { preset, out, subjects, frames, size, seed, noise, occluders, model } => {
+            let preset = faceforge::synth::SynthPreset::parse(&preset)
+                .with_context(|| format!("unknown preset `{preset}`; presets: aflw-like, florence-like, facewarehouse-like, mvf-like"))?;
+            let model_preset = Preset::parse(&model).with_context(|| format!("unknown model preset `{model}`; presets: tiny, default, bfm"))?;
+            let model = MorphableModel::generate(&ModelSpec { preset: model_preset, ..ModelSpec::default() });
+            let spec = faceforge::synth::SynthSpec { preset, subjects, frames, size, seed, landmark_noise: noise, occluders };
+            let frames = faceforge::synth::generate(&model, &faceforge_kernels::Backend::Cpu, &spec);
+            let files = faceforge::synth::write(&out, &frames).with_context(|| format!("writing to {}", out.display()))?;
+            println!("wrote {} frames ({files} files) to {}", frames.len(), out.display());
         }
         Command::Model { command } => match command {
             ModelCommand::Export { out, preset, seed, n_id, n_exp, n_tex } => {

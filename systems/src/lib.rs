@@ -7,6 +7,7 @@ use bevy_ecs::system::ScheduleSystem;
 use std::fmt;
 
 pub mod reconstruct;
+pub mod render;
 pub mod vertex_normals;
 
 /// The stages, in the order a schedule runs them: the forward stages, the losses, the adjoints in
@@ -104,7 +105,7 @@ impl fmt::Debug for SystemEntry {
 
 /// Every system a scene can name. Adding a system is one file and one line here.
 pub fn registry() -> Vec<SystemEntry> {
-    vec![reconstruct::entry(), vertex_normals::entry()]
+    vec![reconstruct::entry(), vertex_normals::entry(), render::entry()]
 }
 
 /// Reads a system's settings into its typed struct (defaults when absent), so a bad key or value

@@ -60,6 +60,27 @@ fn stack<'a>(
     Ok(out)
 }
 
+/// Decodes a batch of coefficient sets: (shapes B × 3N, albedo B × 3N when asked).
+pub fn decode_batch(
+    backend: &Backend,
+    m: &faceforge_model::MorphableModel,
+    frames: &[(&Frame, &Coeffs)],
+    with_albedo: bool,
+) -> Result<(Vec<f32>, Option<Vec<f32>>), StageError> {
+    let (batch, len) = (frames.len(), 3 * m.n_vertices());
+    let id = stack(frames.iter().map(|(f, c)| (*f, c.id.as_slice())), m.n_id(), "identity")?;
+    let exp = stack(frames.iter().map(|(f, c)| (*f, c.exp.as_slice())), m.n_exp(), "expression")?;
+    let with_id = decode::forward(backend, DecodeShape { batch, components: m.n_id(), len, base_per_item: false }, m.mean_shape(), m.id_basis(), &id);
+    let shapes = decode::forward(backend, DecodeShape { batch, components: m.n_exp(), len, base_per_item: true }, &with_id, m.exp_basis(), &exp);
+    let albedo = if with_albedo {
+        let tex = stack(frames.iter().map(|(f, c)| (*f, c.tex.as_slice())), m.n_albedo(), "albedo")?;
+        Some(decode::forward(backend, DecodeShape { batch, components: m.n_albedo(), len, base_per_item: false }, m.mean_albedo(), m.albedo_basis(), &tex))
+    } else {
+        None
+    };
+    Ok((shapes, albedo))
+}
+
 fn reconstruct(
     settings: &ReconstructSettings,
     model: &Model,
@@ -67,42 +88,17 @@ fn reconstruct(
     frames: &Query<(Entity, &Frame, &Coeffs)>,
     mut commands: Commands,
 ) -> Result<(), StageError> {
-    let m = &model.0;
     let rows: Vec<_> = frames.iter().collect();
     if rows.is_empty() {
         return Ok(());
     }
-    let (batch, len) = (rows.len(), 3 * m.n_vertices());
-    let id = stack(rows.iter().map(|(_, f, c)| (*f, c.id.as_slice())), m.n_id(), "identity")?;
-    let exp = stack(rows.iter().map(|(_, f, c)| (*f, c.exp.as_slice())), m.n_exp(), "expression")?;
-
-    let with_id = decode::forward(
-        backend,
-        DecodeShape { batch, components: m.n_id(), len, base_per_item: false },
-        m.mean_shape(),
-        m.id_basis(),
-        &id,
-    );
-    let shapes = decode::forward(
-        backend,
-        DecodeShape { batch, components: m.n_exp(), len, base_per_item: true },
-        &with_id,
-        m.exp_basis(),
-        &exp,
-    );
+    let len = 3 * model.0.n_vertices();
+    let pairs: Vec<(&Frame, &Coeffs)> = rows.iter().map(|(_, f, c)| (*f, *c)).collect();
+    let (shapes, albedo) = decode_batch(backend, &model.0, &pairs, settings.albedo)?;
     for ((entity, _, _), positions) in rows.iter().zip(shapes.chunks(len)) {
         commands.entity(*entity).insert(Mesh { positions: positions.to_vec() });
     }
-
-    if settings.albedo {
-        let tex = stack(rows.iter().map(|(_, f, c)| (*f, c.tex.as_slice())), m.n_albedo(), "albedo")?;
-        let colours = decode::forward(
-            backend,
-            DecodeShape { batch, components: m.n_albedo(), len, base_per_item: false },
-            m.mean_albedo(),
-            m.albedo_basis(),
-            &tex,
-        );
+    if let Some(colours) = albedo {
         for ((entity, _, _), rgb) in rows.iter().zip(colours.chunks(len)) {
             commands.entity(*entity).insert(Albedo { rgb: rgb.to_vec() });
         }

@@ -1,0 +1,277 @@
+//! Synthetic faces with exact ground truth, standing in for the papers' data sets: subjects ×
+//! frames rendered from the model with random identity, expression and albedo, a pose, SH
+//! lighting, a textured background, optional occluders, and detector-like landmark noise.
+//!
+//! Presets mirror the papers' evaluations:
+//! - `AflwLike`: single images, |yaw| spread evenly over the bins 0–30°, 30–60°, 60–90°;
+//! - `FlorenceLike`: neutral subjects, clips sweeping yaw from −80° to 80°, lighting changing;
+//! - `FacewarehouseLike`: identities × 20 expressions, near frontal;
+//! - `MvfLike`: left, front and right views (yaw −50°, 0°, 50°) of one expression.
+
+use faceforge_components::{Coeffs, Frame, Pose};
+use faceforge_kernels::normals::{self, Adjacency};
+use faceforge_kernels::rasterize::RasterShape;
+use faceforge_kernels::Backend;
+use faceforge_model::{atomic_write, MorphableModel, SplitMix64};
+use faceforge_systems::reconstruct::decode_batch;
+use faceforge_systems::render::{render_batch, shade_vertices, RenderBatch};
+use serde::{Deserialize, Serialize};
+use std::path::Path;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum SynthPreset {
+    AflwLike,
+    FlorenceLike,
+    FacewarehouseLike,
+    MvfLike,
+}
+
+impl SynthPreset {
+    pub fn parse(name: &str) -> Option<Self> {
+        match name.to_ascii_lowercase().replace('_', "-").as_str() {
+            "aflw-like" | "aflwlike" => Some(Self::AflwLike),
+            "florence-like" | "florencelike" => Some(Self::FlorenceLike),
+            "facewarehouse-like" | "facewarehouselike" => Some(Self::FacewarehouseLike),
+            "mvf-like" | "mvflike" => Some(Self::MvfLike),
+            _ => None,
+        }
+    }
+
+    /// Frames per subject when the spec leaves it at 0.
+    fn default_frames(self) -> u32 {
+        match self {
+            Self::AflwLike => 1,
+            Self::FlorenceLike => 9,
+            Self::FacewarehouseLike => 20,
+            Self::MvfLike => 3,
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SynthSpec {
+    pub preset: SynthPreset,
+    pub subjects: u32,
+    /// Frames per subject; 0 takes the preset's (1, 9, 20, 3).
+    pub frames: u32,
+    /// Square image size in pixels.
+    pub size: usize,
+    pub seed: u64,
+    /// Standard deviation of the landmark noise, pixels.
+    pub landmark_noise: f32,
+    /// Probability that a frame gets an occluder over the face.
+    pub occluders: f32,
+}
+
+impl Default for SynthSpec {
+    fn default() -> Self {
+        Self { preset: SynthPreset::AflwLike, subjects: 6, frames: 0, size: 224, seed: 0, landmark_noise: 1.5, occluders: 0.0 }
+    }
+}
+
+/// What a synthetic frame knows exactly.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct SynthTruth {
+    pub coeffs: Coeffs,
+    pub pose: Pose,
+    /// Yaw, pitch, roll in degrees.
+    pub angles: [f32; 3],
+    /// 27 RGB SH coefficients.
+    pub sh: Vec<f32>,
+    /// The landmark vertices of the posed-free mesh, model space (mm).
+    pub landmarks_3d: Vec<[f32; 3]>,
+    /// The landmark vertices projected, without noise (pixels).
+    pub landmarks_2d_exact: Vec<[f32; 2]>,
+    pub occluded: bool,
+}
+
+/// One rendered frame.
+#[derive(Clone, Debug)]
+pub struct SynthFrame {
+    pub name: String,
+    pub subject: u32,
+    pub index: u32,
+    pub size: usize,
+    /// rgb, row-major, [0, 1].
+    pub image: Vec<f32>,
+    /// 68 landmarks with detector-like noise (pixels).
+    pub landmarks: Vec<[f32; 2]>,
+    /// The rendered face mask (1 where the face is drawn and not occluded).
+    pub face_mask: Vec<f32>,
+    pub truth: SynthTruth,
+}
+
+fn draw(sigma: &[f32], scale: f32, rng: &mut SplitMix64) -> Vec<f32> {
+    sigma.iter().map(|s| s * scale * rng.normal() as f32).collect()
+}
+
+/// Pose angles (degrees) of frame `index` of `frames` for subject `subject`.
+fn angles(preset: SynthPreset, subject: u32, index: u32, frames: u32, rng: &mut SplitMix64) -> [f32; 3] {
+    let sign = if rng.uniform() < 0.5 { -1.0 } else { 1.0 };
+    let (yaw, pitch, roll) = match preset {
+        SynthPreset::AflwLike => {
+            let bin = ((subject * frames + index) % 3) as f64;
+            (sign * rng.range(30.0 * bin, 30.0 * (bin + 1.0)), rng.range(-30.0, 30.0), rng.range(-20.0, 20.0))
+        }
+        SynthPreset::FlorenceLike => {
+            let t = if frames > 1 { index as f64 / (frames - 1) as f64 } else { 0.5 };
+            (-80.0 + 160.0 * t, rng.range(-10.0, 10.0), rng.range(-5.0, 5.0))
+        }
+        SynthPreset::FacewarehouseLike => (rng.range(-15.0, 15.0), rng.range(-10.0, 10.0), rng.range(-5.0, 5.0)),
+        SynthPreset::MvfLike => ([-50.0, 0.0, 50.0][(index % 3) as usize] + rng.range(-5.0, 5.0), rng.range(-5.0, 5.0), rng.range(-3.0, 3.0)),
+    };
+    [yaw as f32, pitch as f32, roll as f32]
+}
+
+/// SH lighting: a slightly coloured ambient term and random directional and quadratic parts.
+fn lighting(rng: &mut SplitMix64) -> Vec<f32> {
+    let ambient = rng.range(0.75, 1.0);
+    let direction: Vec<f64> = (0..8).map(|_| rng.normal()).collect();
+    (0..3)
+        .flat_map(|_| {
+            let tint = rng.range(0.92, 1.05);
+            let mut l = vec![(ambient * tint) as f32];
+            l.extend(direction[..3].iter().map(|d| (0.25 * d * tint) as f32));
+            l.extend(direction[3..].iter().map(|d| (0.06 * d * tint) as f32));
+            l
+        })
+        .collect()
+}
+
+/// A textured background: a few coloured sinusoids at random frequencies and phases.
+fn background(size: usize, rng: &mut SplitMix64) -> Vec<f32> {
+    let waves: Vec<[f64; 6]> = (0..4)
+        .map(|_| [rng.range(0.02, 0.25), rng.range(0.02, 0.25), rng.range(0.0, 6.3), rng.uniform(), rng.uniform(), rng.uniform()])
+        .collect();
+    let base = [rng.range(0.2, 0.7), rng.range(0.2, 0.7), rng.range(0.2, 0.7)];
+    let mut out = Vec::with_capacity(size * size * 3);
+    for y in 0..size {
+        for x in 0..size {
+            for c in 0..3 {
+                let v: f64 = waves.iter().map(|w| 0.08 * (w[0] * x as f64 + w[1] * y as f64 + w[2]).sin() * (w[3 + c] - 0.3)).sum();
+                out.push((base[c] + v).clamp(0.0, 1.0) as f32);
+            }
+        }
+    }
+    out
+}
+
+/// Generates the frames a spec asks for, rendered on `backend`.
+pub fn generate(model: &MorphableModel, backend: &Backend, spec: &SynthSpec) -> Vec<SynthFrame> {
+    let mut rng = SplitMix64::new(spec.seed ^ 0x5157_4e54_4845_5349);
+    let frames_per_subject = if spec.frames == 0 { spec.preset.default_frames() } else { spec.frames };
+    let n = model.n_vertices();
+    let size = spec.size;
+    let adjacency = Adjacency::new(n, model.triangles());
+    let mut out = Vec::new();
+    for s in 0..spec.subjects {
+        let id = draw(model.id_sigma(), 1.0, &mut rng);
+        let tex = draw(model.albedo_sigma(), 1.0, &mut rng);
+        let subject_exp = draw(model.exp_sigma(), 1.0, &mut rng);
+        let subject_light = lighting(&mut rng);
+        for f in 0..frames_per_subject {
+            let exp = match spec.preset {
+                SynthPreset::FlorenceLike => vec![0.0; model.n_exp()],
+                SynthPreset::MvfLike => subject_exp.clone(),
+                _ => draw(model.exp_sigma(), 1.0, &mut rng),
+            };
+            let sh = match spec.preset {
+                SynthPreset::FacewarehouseLike | SynthPreset::MvfLike => subject_light.clone(),
+                _ => lighting(&mut rng),
+            };
+            let coeffs = Coeffs { id: id.clone(), exp, tex: tex.clone() };
+            let angle = angles(spec.preset, s, f, frames_per_subject, &mut rng);
+            // The face's 144 mm width spans about 60 % of the image, near the centre.
+            let scale = 0.6 * size as f32 / 144.0 * rng.range(0.9, 1.1) as f32;
+            let centre = [size as f32 / 2.0 + rng.range(-0.04, 0.04) as f32 * size as f32, size as f32 / 2.0 + rng.range(-0.04, 0.04) as f32 * size as f32];
+            let pose = Pose::weak_from_angles(angle[0], angle[1], angle[2], scale, centre);
+
+            let frame = Frame { subject: bevy_ecs::entity::Entity::PLACEHOLDER, subject_id: s, index: f, name: format!("s{s:03}_f{f:03}") };
+            let (shape, albedo) = decode_batch(backend, model, &[(&frame, &coeffs)], true).expect("coefficients sized by the model");
+            let albedo = albedo.expect("albedo asked for");
+            let vertex_normals = normals::forward(backend, &shape, model.triangles(), &adjacency, n);
+            let colors = shade_vertices(backend, &vertex_normals, &albedo, &sh, n);
+            let (camera_model, camera) = pose.camera();
+            let raster_shape = RasterShape { batch: 1, width: size, height: size };
+            let drawn = render_batch(backend, model.triangles(), n, raster_shape, &RenderBatch { positions: &shape, colors: &colors, camera_model, cameras: &camera });
+
+            let mut image = background(size, &mut rng);
+            let mut face_mask = drawn.raster.mask();
+            for p in 0..size * size {
+                if face_mask[p] > 0.0 {
+                    image[3 * p..3 * p + 3].copy_from_slice(&drawn.color[3 * p..3 * p + 3].iter().map(|c| c.clamp(0.0, 1.0)).collect::<Vec<_>>());
+                }
+            }
+            let occluded = rng.uniform() < spec.occluders as f64;
+            if occluded {
+                // A striped ellipse over part of the face (a hand, a cup, a microphone).
+                let (cx, cy) = (centre[0] as f64 + rng.range(-0.15, 0.15) * size as f64, centre[1] as f64 + rng.range(-0.1, 0.25) * size as f64);
+                let (rx, ry) = (rng.range(0.08, 0.16) * size as f64, rng.range(0.06, 0.14) * size as f64);
+                let colour = [rng.uniform(), rng.uniform(), rng.uniform()];
+                for y in 0..size {
+                    for x in 0..size {
+                        if ((x as f64 - cx) / rx).powi(2) + ((y as f64 - cy) / ry).powi(2) <= 1.0 {
+                            let stripe = if (x + y) / 6 % 2 == 0 { 1.0 } else { 0.7 };
+                            let p = y * size + x;
+                            image[3 * p..3 * p + 3].copy_from_slice(&colour.map(|c| (c * stripe) as f32));
+                            face_mask[p] = 0.0;
+                        }
+                    }
+                }
+            }
+            let landmarks_2d_exact: Vec<[f32; 2]> = model.landmarks().iter().map(|&v| [drawn.projected[4 * v as usize], drawn.projected[4 * v as usize + 1]]).collect();
+            let landmarks = landmarks_2d_exact
+                .iter()
+                .map(|p| [p[0] + spec.landmark_noise * rng.normal() as f32, p[1] + spec.landmark_noise * rng.normal() as f32])
+                .collect();
+            let landmarks_3d = model.landmarks().iter().map(|&v| [shape[3 * v as usize], shape[3 * v as usize + 1], shape[3 * v as usize + 2]]).collect();
+            out.push(SynthFrame {
+                name: frame.name,
+                subject: s,
+                index: f,
+                size,
+                image,
+                landmarks,
+                face_mask,
+                truth: SynthTruth { coeffs, pose, angles: angle, sh, landmarks_3d, landmarks_2d_exact, occluded },
+            });
+        }
+    }
+    out
+}
+
+/// iBUG `.pts` text (300-W's format).
+pub fn pts_text(points: &[[f32; 2]]) -> String {
+    let mut s = format!("version: 1\nn_points:  {}\n{{\n", points.len());
+    for p in points {
+        s.push_str(&format!("{:.3} {:.3}\n", p[0], p[1]));
+    }
+    s.push_str("}\n");
+    s
+}
+
+/// An 8-bit RGB PNG of an rgb image in [0, 1].
+pub fn png_bytes(rgb: &[f32], width: usize, height: usize) -> Vec<u8> {
+    let bytes: Vec<u8> = rgb.iter().map(|c| (c.clamp(0.0, 1.0) * 255.0).round() as u8).collect();
+    let mut out = Vec::new();
+    image::codecs::png::PngEncoder::new(&mut out)
+        .write_image(&bytes, width as u32, height as u32, image::ExtendedColorType::Rgb8)
+        .expect("encoding a PNG in memory");
+    out
+}
+
+use image::ImageEncoder as _;
+
+/// Writes `NAME.png`, `NAME.pts` and `NAME.ron` (the ground truth) per frame.
+pub fn write(dir: &Path, frames: &[SynthFrame]) -> std::io::Result<usize> {
+    let mut files = 0;
+    for f in frames {
+        atomic_write(&dir.join(format!("{}.png", f.name)), &png_bytes(&f.image, f.size, f.size))?;
+        atomic_write(&dir.join(format!("{}.pts", f.name)), pts_text(&f.landmarks).as_bytes())?;
+        let truth = ron::ser::to_string_pretty(&f.truth, ron::ser::PrettyConfig::default()).map_err(std::io::Error::other)?;
+        atomic_write(&dir.join(format!("{}.ron", f.name)), truth.as_bytes())?;
+        files += 3;
+    }
+    Ok(files)
+}
