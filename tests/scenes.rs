@@ -55,7 +55,7 @@ fn a_missing_producer_is_a_graph_error_naming_system_and_component() {
 fn unknown_system_and_loss_list_the_known_ones() {
     let loaded = scene(&GOOD.replace("\"reconstruct\"", "\"recnstruct\""), "unknown.ron");
     let shown = plan(&loaded).unwrap_err().to_string();
-    assert!(shown.contains("unknown system `recnstruct`; known systems: reconstruct, vertex_normals"), "{shown}");
+    assert!(shown.contains("unknown system `recnstruct`; known systems: oracle_coeffs, oracle_lighting, oracle_pose, reconstruct, vertex_normals, sample_texture"), "{shown}");
 
     let loaded = scene(&GOOD.replace("    outputs:", "    losses: {\"census\": 0.2},\n    outputs:"), "loss.ron");
     let err = plan(&loaded).unwrap_err();
@@ -86,7 +86,7 @@ fn overrides_reach_any_field_and_refuse_unknown_paths() {
         .unwrap();
     assert_eq!(loaded.scene.iterations, 3);
     assert_eq!(loaded.scene.backend, faceforge_kernels::BackendChoice::Wgpu);
-    let faceforge::scene::DataSpec::Sampled(s) = &loaded.scene.data;
+    let faceforge::scene::DataSpec::Sampled(s) = &loaded.scene.data else { panic!("the data stays Sampled") };
     assert_eq!(s.subjects, 4);
     assert_eq!(loaded.scene.outputs.meshes, vec![faceforge::scene::MeshFormat::Ply]);
     let err = loaded.apply_overrides(&["data.Sampled.subjcts=4".into()]).unwrap_err();

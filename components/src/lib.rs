@@ -90,6 +90,9 @@ pub struct Landmarks3d {
 pub struct GroundTruth {
     pub coeffs: Coeffs,
     pub pose: Option<Pose>,
+    /// SH lighting (27 RGB coefficients) the frame was rendered with.
+    #[serde(default)]
+    pub sh: Option<Vec<f32>>,
 }
 
 /// The gradient of the total loss with respect to a differentiable component `T`, accumulated by

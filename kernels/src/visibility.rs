@@ -5,14 +5,16 @@
 //!   pinhole camera it is the camera centre c = −Rᵀt minus the vertex. Cheap, but blind to
 //!   self-occlusion (a cheek behind the nose faces the camera yet is hidden).
 //! - By the z-buffer (MGCNet's covisible map): the vertex is within `tolerance` of the rasterized
-//!   depth at one of the (up to) four covered pixels whose centres surround it — its bilinear
-//!   footprint, so vertices on the mesh's own border, whose pixel centre may fall just outside
-//!   the mesh, are not lost.
+//!   depth at one of the covered pixels within one pixel of it (its pixel and the 8 around it),
+//!   or one of those pixels shows one of its own triangles. The second clause keeps vertices on
+//!   a silhouette — the mesh's border, the steep last rows — whose pixel centre falls just
+//!   outside their sliver triangles and whose neighbours show nearer surface of the same face.
 //!
 //! Both give 1.0 (visible) or 0.0 per vertex. Not differentiable (masks).
 
 use crate::backend::Backend;
 use crate::launch::{download, grid_1d, upload};
+use crate::normals::Adjacency;
 use crate::project::{CameraModel, CAMERA_PARAMS};
 use crate::rasterize::Raster;
 use cubecl::prelude::*;
@@ -41,8 +43,9 @@ pub fn by_normals_cpu(model: CameraModel, positions: &[f32], normals: &[f32], ca
     out
 }
 
-/// Z-buffer test, native: the projected vertices (B × N × 4) against the raster's depth.
-pub fn by_zbuffer_cpu(raster: &Raster, projected: &[f32], n: usize, tolerance: f32) -> Vec<f32> {
+/// Z-buffer test, native: the projected vertices (B × N × 4) against the raster's depth and
+/// triangle ids (`adjacency` lists each vertex's triangles).
+pub fn by_zbuffer_cpu(raster: &Raster, projected: &[f32], n: usize, tolerance: f32, adjacency: &Adjacency) -> Vec<f32> {
     let s = raster.shape;
     assert_eq!(projected.len(), s.batch * n * 4, "visibility: projected length");
     (0..s.batch * n)
@@ -51,14 +54,17 @@ pub fn by_zbuffer_cpu(raster: &Raster, projected: &[f32], n: usize, tolerance: f
             if p[3] <= 0.0 {
                 return 0.0;
             }
-            let (x0, y0) = ((p[0] - 0.5).floor(), (p[1] - 0.5).floor());
-            for (dx, dy) in [(0.0, 0.0), (1.0, 0.0), (0.0, 1.0), (1.0, 1.0)] {
-                let (px, py) = (x0 + dx, y0 + dy);
+            let (x0, y0) = (p[0].floor() - 1.0, p[1].floor() - 1.0);
+            for k in 0..9 {
+                let (px, py) = (x0 + (k % 3) as f32, y0 + (k / 3) as f32);
                 if px < 0.0 || py < 0.0 || px >= s.width as f32 || py >= s.height as f32 {
                     continue;
                 }
                 let pixel = (i / n) * s.pixels() + py as usize * s.width + px as usize;
-                if raster.tri[pixel] != 0 && p[2] <= raster.depth[pixel] + tolerance {
+                let t = raster.tri[pixel];
+                let v = i % n;
+                let own = || adjacency.triangles_of[adjacency.offsets[v] as usize..adjacency.offsets[v + 1] as usize].contains(&(t.wrapping_sub(1)));
+                if t != 0 && (p[2] <= raster.depth[pixel] + tolerance || own()) {
                     return 1.0;
                 }
             }
@@ -69,20 +75,40 @@ pub fn by_zbuffer_cpu(raster: &Raster, projected: &[f32], n: usize, tolerance: f
 
 /// Z-buffer test: one thread per (item, vertex).
 #[cube(launch_unchecked)]
-fn zbuffer_kernel(projected: &[f32], tri: &[u32], depth: &[f32], out: &mut [f32], width: usize, height: usize, n: usize, tolerance: f32) {
+fn zbuffer_kernel(
+    projected: &[f32],
+    tri: &[u32],
+    depth: &[f32],
+    adjacency_offsets: &[u32],
+    adjacency: &[u32],
+    out: &mut [f32],
+    width: usize,
+    height: usize,
+    n: usize,
+    tolerance: f32,
+) {
     let i = ABSOLUTE_POS;
     if i < out.len() {
-        let x0 = f32::floor(projected[4 * i] - 0.5f32);
-        let y0 = f32::floor(projected[4 * i + 1] - 0.5f32);
+        let x0 = f32::floor(projected[4 * i]) - 1.0f32;
+        let y0 = f32::floor(projected[4 * i + 1]) - 1.0f32;
         let mut visible = 0.0f32;
         if projected[4 * i + 3] > 0.0f32 {
-            for corner in 0..4u32 {
-                let px = x0 + (corner % 2u32) as f32;
-                let py = y0 + (corner / 2u32) as f32;
+            for k in 0..9u32 {
+                let px = x0 + (k % 3u32) as f32;
+                let py = y0 + (k / 3u32) as f32;
                 if px >= 0.0f32 && py >= 0.0f32 && px < width as f32 && py < height as f32 {
                     let pixel = (i / n) * width * height + py as usize * width + px as usize;
-                    if tri[pixel] != 0u32 && projected[4 * i + 2] <= depth[pixel] + tolerance {
-                        visible = 1.0f32;
+                    let t = tri[pixel];
+                    if t != 0u32 {
+                        if projected[4 * i + 2] <= depth[pixel] + tolerance {
+                            visible = 1.0f32;
+                        }
+                        let v = i % n;
+                        for j in adjacency_offsets[v] as usize..adjacency_offsets[v + 1] as usize {
+                            if adjacency[j] + 1u32 == t {
+                                visible = 1.0f32;
+                            }
+                        }
                     }
                 }
             }
@@ -92,8 +118,8 @@ fn zbuffer_kernel(projected: &[f32], tri: &[u32], depth: &[f32], out: &mut [f32]
 }
 
 /// Z-buffer test on whichever backend.
-pub fn by_zbuffer(backend: &Backend, raster: &Raster, projected: &[f32], n: usize, tolerance: f32) -> Vec<f32> {
-    let Backend::Gpu { client, .. } = backend else { return by_zbuffer_cpu(raster, projected, n, tolerance) };
+pub fn by_zbuffer(backend: &Backend, raster: &Raster, projected: &[f32], n: usize, tolerance: f32, adjacency: &Adjacency) -> Vec<f32> {
+    let Backend::Gpu { client, .. } = backend else { return by_zbuffer_cpu(raster, projected, n, tolerance, adjacency) };
     let s = raster.shape;
     assert_eq!(projected.len(), s.batch * n * 4, "visibility: projected length");
     let out = client.empty(s.batch * n * 4);
@@ -108,6 +134,8 @@ pub fn by_zbuffer(backend: &Backend, raster: &Raster, projected: &[f32], n: usiz
             BufferArg::from_raw_parts(upload(client, projected), projected.len()),
             BufferArg::from_raw_parts(client.create_from_slice(u32::as_bytes(&raster.tri)), raster.tri.len()),
             BufferArg::from_raw_parts(upload(client, &raster.depth), raster.depth.len()),
+            BufferArg::from_raw_parts(client.create_from_slice(u32::as_bytes(&adjacency.offsets)), adjacency.offsets.len()),
+            BufferArg::from_raw_parts(client.create_from_slice(u32::as_bytes(&adjacency.triangles_of)), adjacency.triangles_of.len()),
             BufferArg::from_raw_parts(out.clone(), s.batch * n),
             s.width,
             s.height,
@@ -127,10 +155,11 @@ mod tests {
     use crate::testing::{rotation, test_mesh, wgpu_backend};
 
     /// The bumpy test mesh seen frontally and at a 75° yaw, weak perspective into 128 × 128.
-    fn views() -> Vec<(Vec<f32>, Vec<f32>, Vec<f32>, usize, Vec<f32>, Raster)> {
+    fn views() -> Vec<(Vec<f32>, Vec<f32>, Vec<f32>, usize, Vec<f32>, Raster, Adjacency)> {
         let (mesh, triangles) = test_mesh(40, 0, 1);
         let n = mesh.len() / 3;
-        let normals = normals::forward_cpu(&mesh, &triangles, &Adjacency::new(n, &triangles), n);
+        let adjacency = Adjacency::new(n, &triangles);
+        let normals = normals::forward_cpu(&mesh, &triangles, &adjacency, n);
         [0.0f32, 75.0]
             .into_iter()
             .map(|yaw| {
@@ -139,7 +168,7 @@ mod tests {
                 let cameras = weak_params([[f * r[0], f * r[1], f * r[2], 64.0], [-f * r[3], -f * r[4], -f * r[5], 64.0]]).to_vec();
                 let projected = project::forward_cpu(CameraModel::WeakPerspective, &mesh, &cameras, n);
                 let raster = rasterize::forward_cpu(RasterShape { batch: 1, width: 128, height: 128 }, &projected, &triangles, n);
-                (mesh.clone(), normals.clone(), cameras, n, projected, raster)
+                (mesh.clone(), normals.clone(), cameras, n, projected, raster, adjacency.clone())
             })
             .collect()
     }
@@ -147,9 +176,9 @@ mod tests {
     #[test]
     fn the_two_tests_agree_frontally_and_part_when_the_surface_hides_itself() {
         let mut disagreement = Vec::new();
-        for (mesh, normals, cameras, n, projected, raster) in views() {
+        for (mesh, normals, cameras, n, projected, raster, adjacency) in views() {
             let by_n = by_normals_cpu(CameraModel::WeakPerspective, &mesh, &normals, &cameras, n);
-            let by_z = by_zbuffer_cpu(&raster, &projected, n, 0.5);
+            let by_z = by_zbuffer_cpu(&raster, &projected, n, 0.5, &adjacency);
             let differ = by_n.iter().zip(&by_z).filter(|(a, b)| a != b).count();
             disagreement.push(differ as f64 / n as f64);
         }
@@ -160,7 +189,7 @@ mod tests {
 
     #[test]
     fn the_front_faces_the_camera_and_the_back_does_not() {
-        let (mesh, normals, cameras, n, _, _) = views().remove(0);
+        let (mesh, normals, cameras, n, _, _, _) = views().remove(0);
         let flipped: Vec<f32> = normals.iter().map(|x| -x).collect();
         let front = by_normals_cpu(CameraModel::WeakPerspective, &mesh, &normals, &cameras, n);
         let back = by_normals_cpu(CameraModel::WeakPerspective, &mesh, &flipped, &cameras, n);
@@ -170,8 +199,8 @@ mod tests {
     #[test]
     fn wgpu_kernel_matches_its_native_twin() {
         let backend = wgpu_backend();
-        for (_, _, _, n, projected, raster) in views() {
-            assert_eq!(by_zbuffer(&backend, &raster, &projected, n, 0.5), by_zbuffer_cpu(&raster, &projected, n, 0.5));
+        for (_, _, _, n, projected, raster, adjacency) in views() {
+            assert_eq!(by_zbuffer(&backend, &raster, &projected, n, 0.5, &adjacency), by_zbuffer_cpu(&raster, &projected, n, 0.5, &adjacency));
         }
     }
 }

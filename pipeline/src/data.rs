@@ -1,8 +1,10 @@
 //! Feeding the World: one entity per subject and one per frame, from the scene's data source.
 
 use crate::scene::{DataSpec, SampledData};
+use crate::synth::{self, SynthSpec};
 use bevy_ecs::prelude::*;
-use faceforge_components::{Coeffs, Frame, GroundTruth, Subject};
+use faceforge_components::{Coeffs, Frame, GroundTruth, Image, Landmarks2d, Subject};
+use faceforge_kernels::Backend;
 use faceforge_model::{MorphableModel, SplitMix64};
 
 /// Draws `σ_k · scale · N(0, 1)` per component.
@@ -11,10 +13,34 @@ fn draw(sigma: &[f32], scale: f32, rng: &mut SplitMix64) -> Vec<f32> {
 }
 
 /// Spawns the scene's subjects and frames; returns how many frames.
-pub fn populate(world: &mut World, data: &DataSpec, model: &MorphableModel, seed: u64) -> usize {
+pub fn populate(world: &mut World, data: &DataSpec, model: &MorphableModel, backend: &Backend, seed: u64) -> usize {
     match data {
         DataSpec::Sampled(spec) => populate_sampled(world, spec, model, seed),
+        DataSpec::Synthetic(spec) => populate_synthetic(world, spec, model, backend),
     }
+}
+
+/// Synthetic frames: the image, the noisy landmarks, the ground truth, and coefficients at the
+/// model's mean (the free parameters a fit starts from).
+fn populate_synthetic(world: &mut World, spec: &SynthSpec, model: &MorphableModel, backend: &Backend) -> usize {
+    let frames = synth::generate(model, backend, spec);
+    let mut subjects: Vec<Entity> = Vec::new();
+    for f in &frames {
+        while subjects.len() <= f.subject as usize {
+            let id = subjects.len() as u32;
+            subjects.push(world.spawn(Subject { id, name: format!("s{id:03}") }).id());
+        }
+        let frame = Frame { subject: subjects[f.subject as usize], subject_id: f.subject, index: f.index, name: f.name.clone() };
+        let truth = GroundTruth { coeffs: f.truth.coeffs.clone(), pose: Some(f.truth.pose.clone()), sh: Some(f.truth.sh.clone()) };
+        world.spawn((
+            frame,
+            Image { width: f.size, height: f.size, rgb: f.image.clone() },
+            Landmarks2d { points: f.landmarks.clone() },
+            truth,
+            Coeffs::zeros(model.n_id(), model.n_exp(), model.n_albedo()),
+        ));
+    }
+    frames.len()
 }
 
 fn populate_sampled(world: &mut World, spec: &SampledData, model: &MorphableModel, seed: u64) -> usize {
@@ -27,7 +53,7 @@ fn populate_sampled(world: &mut World, spec: &SampledData, model: &MorphableMode
         for f in 0..spec.frames {
             let coeffs = Coeffs { id: id.clone(), exp: draw(model.exp_sigma(), spec.expression_scale, &mut rng), tex: tex.clone() };
             let frame = Frame { subject, subject_id: s, index: f, name: format!("s{s:03}_f{f:03}") };
-            world.spawn((frame, GroundTruth { coeffs: coeffs.clone(), pose: None }, coeffs));
+            world.spawn((frame, GroundTruth { coeffs: coeffs.clone(), pose: None, sh: None }, coeffs));
             count += 1;
         }
     }

@@ -14,6 +14,7 @@ pub const RUN_RESOURCES: &[DataName] = &["Model", "Compute"];
 pub fn data_provides(data: &DataSpec) -> &'static [DataName] {
     match data {
         DataSpec::Sampled(_) => &["Frame", "Subject", "Coeffs", "GroundTruth"],
+        DataSpec::Synthetic(_) => &["Frame", "Subject", "Coeffs", "GroundTruth", "Image", "Landmarks2d"],
     }
 }
 
@@ -130,7 +131,7 @@ pub fn build_schedule(loaded: &LoadedScene, plan: &Plan) -> Result<Schedule, Sce
             .chain(),
     );
     for p in &plan.systems {
-        let settings = loaded.scene.systems.get(p.scene_index).and_then(|s| s.settings.as_ref());
+        let settings = loaded.scene.systems.get(p.scene_index).and_then(|s| s.settings.as_deref()).map(|raw| raw.get_ron());
         let configs = (p.entry.build)(settings).map_err(|e| {
             loaded.error_at(&format!("\"{}\"", p.entry.name), format!("settings of system `{}`: {e}", p.entry.name))
         })?;

@@ -39,12 +39,20 @@ pub fn load_model(source: &ModelSource) -> anyhow::Result<MorphableModel> {
     })
 }
 
-/// Runs a checked scene to the end and writes its outputs.
-pub fn run(loaded: &LoadedScene, show_progress: bool) -> anyhow::Result<RunSummary> {
-    let start = Instant::now();
+/// A scene ready to run: its World (frames spawned, resources inserted) and its schedule.
+pub struct Prepared {
+    pub world: World,
+    pub schedule: bevy_ecs::schedule::Schedule,
+    pub model: Arc<MorphableModel>,
+    pub backend: Backend,
+    pub frames: usize,
+}
+
+/// Checks the scene, loads its model, picks the backend and feeds the World.
+pub fn prepare(loaded: &LoadedScene) -> anyhow::Result<Prepared> {
     let scene = &loaded.scene;
     let plan = plan(loaded)?;
-    let mut schedule = build_schedule(loaded, &plan)?;
+    let schedule = build_schedule(loaded, &plan)?;
 
     let model = Arc::new(load_model(&scene.model)?);
     let backend = Backend::select(scene.backend)?;
@@ -65,20 +73,24 @@ pub fn run(loaded: &LoadedScene, show_progress: bool) -> anyhow::Result<RunSumma
     world.init_resource::<StageErrors>();
     world.init_resource::<LossTerms>();
     world.init_resource::<Iteration>();
-    let frames = data::populate(&mut world, &scene.data, &model, scene.seed);
+    let frames = data::populate(&mut world, &scene.data, &model, &backend, scene.seed);
     tracing::info!("{frames} frames, {} systems, {} iterations", plan.systems.len(), scene.iterations);
+    Ok(Prepared { world, schedule, model, backend, frames })
+}
 
-    let bar = if show_progress { ProgressBar::new(scene.iterations as u64) } else { ProgressBar::hidden() };
+/// Runs the schedule `iterations` times, stopping at the first error a system reports.
+pub fn iterate(p: &mut Prepared, iterations: u32, show_progress: bool) -> anyhow::Result<()> {
+    let bar = if show_progress { ProgressBar::new(iterations as u64) } else { ProgressBar::hidden() };
     bar.set_style(ProgressStyle::with_template("{elapsed_precise} [{bar:30}] {pos}/{len} {msg}").expect("valid template").progress_chars("=> "));
-    for it in 0..scene.iterations {
-        world.resource_mut::<Iteration>().0 = it;
-        schedule.run(&mut world);
-        let errors = std::mem::take(&mut world.resource_mut::<StageErrors>().0);
+    for it in 0..iterations {
+        p.world.resource_mut::<Iteration>().0 = it;
+        p.schedule.run(&mut p.world);
+        let errors = std::mem::take(&mut p.world.resource_mut::<StageErrors>().0);
         if let Some(first) = errors.first() {
             bar.abandon();
             bail!("iteration {it}: {first}{}", if errors.len() > 1 { format!(" (and {} more)", errors.len() - 1) } else { String::new() });
         }
-        let terms = &world.resource::<LossTerms>().terms;
+        let terms = &p.world.resource::<LossTerms>().terms;
         if !terms.is_empty() {
             let text: Vec<String> = terms.iter().map(|(k, v)| format!("{k} {v:.4}")).collect();
             bar.set_message(format!("loss {:.4} ({})", terms.values().sum::<f32>(), text.join(", ")));
@@ -86,6 +98,16 @@ pub fn run(loaded: &LoadedScene, show_progress: bool) -> anyhow::Result<RunSumma
         bar.inc(1);
     }
     bar.finish();
+    Ok(())
+}
+
+/// Runs a checked scene to the end and writes its outputs.
+pub fn run(loaded: &LoadedScene, show_progress: bool) -> anyhow::Result<RunSummary> {
+    let start = Instant::now();
+    let scene = &loaded.scene;
+    let mut prepared = prepare(loaded)?;
+    iterate(&mut prepared, scene.iterations, show_progress)?;
+    let Prepared { mut world, model, backend, frames, .. } = prepared;
 
     let out_dir = scene.outputs.dir.clone();
     std::fs::create_dir_all(&out_dir).with_context(|| format!("creating the output folder {}", out_dir.display()))?;

@@ -46,6 +46,9 @@ pub enum DataSpec {
     /// Faces drawn from the model's prior: subjects × frames, identity and albedo shared within a
     /// subject, expression per frame. Coefficients are the ground truth.
     Sampled(SampledData),
+    /// Rendered synthetic frames with exact ground truth (see `synth`): images, noisy 2D
+    /// landmarks and the truth; coefficients start at the model's mean.
+    Synthetic(crate::synth::SynthSpec),
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -83,9 +86,9 @@ impl Default for ModelSource {
 #[serde(deny_unknown_fields)]
 pub struct SystemSpec {
     pub name: String,
-    /// The system's own settings; its registry entry checks them.
+    /// The system's own settings, kept as RON text; its registry entry checks them.
     #[serde(default)]
-    pub settings: Option<ron::Value>,
+    pub settings: Option<Box<ron::value::RawValue>>,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]

@@ -6,9 +6,12 @@ use bevy_ecs::schedule::ScheduleConfigs;
 use bevy_ecs::system::ScheduleSystem;
 use std::fmt;
 
+pub mod oracle;
 pub mod reconstruct;
 pub mod render;
+pub mod sample_texture;
 pub mod vertex_normals;
+pub mod visibility;
 
 /// The stages, in the order a schedule runs them: the forward stages, the losses, the adjoints in
 /// reverse order, the optimiser step.
@@ -93,8 +96,9 @@ pub struct SystemEntry {
     pub writes: &'static [DataName],
     /// One line for `faceforge systems` and error messages.
     pub summary: &'static str,
-    /// Checks the scene's settings for this system and returns the system configured with them.
-    pub build: fn(Option<&ron::Value>) -> Result<ScheduleConfigs<ScheduleSystem>, SettingsError>,
+    /// Checks the scene's settings (their RON text) for this system and returns the system
+    /// configured with them.
+    pub build: fn(Option<&str>) -> Result<ScheduleConfigs<ScheduleSystem>, SettingsError>,
 }
 
 impl fmt::Debug for SystemEntry {
@@ -105,14 +109,27 @@ impl fmt::Debug for SystemEntry {
 
 /// Every system a scene can name. Adding a system is one file and one line here.
 pub fn registry() -> Vec<SystemEntry> {
-    vec![reconstruct::entry(), vertex_normals::entry(), render::entry()]
+    vec![
+        oracle::coeffs_entry(),
+        oracle::lighting_entry(),
+        oracle::pose_entry(),
+        reconstruct::entry(),
+        vertex_normals::entry(),
+        sample_texture::entry(),
+        visibility::entry(),
+        render::entry(),
+    ]
 }
 
-/// Reads a system's settings into its typed struct (defaults when absent), so a bad key or value
-/// names the field.
-pub fn parse_settings<T: serde::de::DeserializeOwned + Default>(settings: Option<&ron::Value>) -> Result<T, SettingsError> {
+/// Reads a system's settings (RON text) into its typed struct (defaults when absent), so a bad
+/// key or value names the field.
+pub fn parse_settings<T: serde::de::DeserializeOwned + Default>(settings: Option<&str>) -> Result<T, SettingsError> {
+    use ron::extensions::Extensions;
     match settings {
         None => Ok(T::default()),
-        Some(value) => value.clone().into_rust().map_err(|e| SettingsError(e.to_string())),
+        Some(text) => ron::Options::default()
+            .with_default_extension(Extensions::IMPLICIT_SOME | Extensions::UNWRAP_VARIANT_NEWTYPES)
+            .from_str(text)
+            .map_err(|e| SettingsError(format!("{} (at {}:{} of the settings)", e.code, e.span.start.line, e.span.start.col))),
     }
 }
