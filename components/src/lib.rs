@@ -207,3 +207,22 @@ pub fn rotation_ypr(yaw: f32, pitch: f32, roll: f32) -> [f32; 9] {
     };
     mul(rz, mul(rx, ry))
 }
+
+/// PGN Eq. 5–6 for one target frame j: for each other frame i of the subject, the swapped
+/// texture C_{i→j} = C_i ⊙ M_ij + C_j ⊙ (1 − M_ij), with M_ij = M_i ⊙ M_j.
+#[derive(Component, Clone, Debug, PartialEq, Default)]
+pub struct SwappedTextures {
+    /// (source frame i, its index in the subject, rgb per vertex).
+    pub from: Vec<(Entity, u32, Vec<f32>)>,
+}
+
+/// Renders of the swapped textures at this frame's pose (I_{i→j}), in `SwappedTextures` order.
+#[derive(Component, Clone, Debug, PartialEq, Default)]
+pub struct RenderedSwaps {
+    pub width: usize,
+    pub height: usize,
+    /// (source frame i, rgb per pixel).
+    pub images: Vec<(Entity, Vec<f32>)>,
+    /// The face mask at this pose (M²ᵈ of the target).
+    pub mask: Vec<f32>,
+}

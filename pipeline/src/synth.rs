@@ -62,11 +62,13 @@ pub struct SynthSpec {
     pub landmark_noise: f32,
     /// Probability that a frame gets an occluder over the face.
     pub occluders: f32,
+    /// Yaw of frame k (degrees) is `yaws[k % len]` when given, instead of the preset's.
+    pub yaws: Vec<f32>,
 }
 
 impl Default for SynthSpec {
     fn default() -> Self {
-        Self { preset: SynthPreset::AflwLike, subjects: 6, frames: 0, size: 224, seed: 0, landmark_noise: 1.5, occluders: 0.0 }
+        Self { preset: SynthPreset::AflwLike, subjects: 6, frames: 0, size: 224, seed: 0, landmark_noise: 1.5, occluders: 0.0, yaws: Vec::new() }
     }
 }
 
@@ -181,7 +183,10 @@ pub fn generate(model: &MorphableModel, backend: &Backend, spec: &SynthSpec) -> 
                 _ => lighting(&mut rng),
             };
             let coeffs = Coeffs { id: id.clone(), exp, tex: tex.clone() };
-            let angle = angles(spec.preset, s, f, frames_per_subject, &mut rng);
+            let mut angle = angles(spec.preset, s, f, frames_per_subject, &mut rng);
+            if !spec.yaws.is_empty() {
+                angle[0] = spec.yaws[f as usize % spec.yaws.len()];
+            }
             // The face's 144 mm width spans about 60 % of the image, near the centre.
             let scale = 0.6 * size as f32 / 144.0 * rng.range(0.9, 1.1) as f32;
             let centre = [size as f32 / 2.0 + rng.range(-0.04, 0.04) as f32 * size as f32, size as f32 / 2.0 + rng.range(-0.04, 0.04) as f32 * size as f32];

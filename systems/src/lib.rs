@@ -9,7 +9,9 @@ use std::fmt;
 pub mod oracle;
 pub mod reconstruct;
 pub mod render;
+pub mod render_swapped;
 pub mod sample_texture;
+pub mod swap_visible_texture;
 pub mod vertex_normals;
 pub mod visibility;
 
@@ -117,7 +119,9 @@ pub fn registry() -> Vec<SystemEntry> {
         vertex_normals::entry(),
         sample_texture::entry(),
         visibility::entry(),
+        swap_visible_texture::entry(),
         render::entry(),
+        render_swapped::entry(),
     ]
 }
 
