@@ -73,7 +73,7 @@ fn corner_adjoint(v: [&[f32]; 3], attrs: [&[f32]; 3], g: &[f32], px: f32, py: f3
     ([gx, gy, gq], b[0])
 }
 
-/// Native adjoint: (d attributes B × N × C, d projected B × N × 4).
+/// Native adjoint: (d attributes B × N × C, d projected B × N × 4); items in parallel.
 pub fn backward_cpu(
     shape: RasterShape,
     projected: &[f32],
@@ -86,25 +86,36 @@ pub fn backward_cpu(
 ) -> (Vec<f32>, Vec<f32>) {
     check(shape, projected, n, tri, attr, channels);
     assert_eq!(grad_out.len(), tri.len() * channels, "interpolate backward: grad length");
-    let (mut g_attr, mut g_proj) = (vec![0.0; attr.len()], vec![0.0; projected.len()]);
-    for (i, &t) in tri.iter().enumerate() {
-        if t == 0 {
-            continue;
-        }
-        let (b, p) = (i / shape.pixels(), i % shape.pixels());
-        let (px, py) = ((p % shape.width) as f32 + 0.5, (p / shape.width) as f32 + 0.5);
-        let g = &grad_out[i * channels..(i + 1) * channels];
-        for k in 0..3 {
-            let (ids, v) = rotated(projected, triangles, b * n, t as usize - 1, k);
-            let attrs = ids.map(|id| &attr[id * channels..(id + 1) * channels]);
-            let (d, b0) = corner_adjoint(v, attrs, g, px, py);
-            for c in 0..channels {
-                g_attr[ids[0] * channels + c] += b0 * g[c];
+    let pixels = shape.pixels();
+    let items = crate::parallel::map(shape.batch, |b| {
+        // Gradients of this item's vertices, indexed from the item's first vertex.
+        let (mut g_attr, mut g_proj) = (vec![0.0f32; n * channels], vec![0.0f32; n * 4]);
+        for p in 0..pixels {
+            let (i, t) = (b * pixels + p, tri[b * pixels + p]);
+            if t == 0 {
+                continue;
             }
-            g_proj[4 * ids[0]] += d[0];
-            g_proj[4 * ids[0] + 1] += d[1];
-            g_proj[4 * ids[0] + 3] += d[2];
+            let (px, py) = ((p % shape.width) as f32 + 0.5, (p / shape.width) as f32 + 0.5);
+            let g = &grad_out[i * channels..(i + 1) * channels];
+            for k in 0..3 {
+                let (ids, v) = rotated(projected, triangles, b * n, t as usize - 1, k);
+                let attrs = ids.map(|id| &attr[id * channels..(id + 1) * channels]);
+                let (d, b0) = corner_adjoint(v, attrs, g, px, py);
+                let local = ids[0] - b * n;
+                for c in 0..channels {
+                    g_attr[local * channels + c] += b0 * g[c];
+                }
+                g_proj[4 * local] += d[0];
+                g_proj[4 * local + 1] += d[1];
+                g_proj[4 * local + 3] += d[2];
+            }
         }
+        (g_attr, g_proj)
+    });
+    let (mut g_attr, mut g_proj) = (Vec::with_capacity(attr.len()), Vec::with_capacity(projected.len()));
+    for (a, p) in items {
+        g_attr.extend(a);
+        g_proj.extend(p);
     }
     (g_attr, g_proj)
 }
@@ -436,6 +447,22 @@ mod tests {
             }
         }
         assert!(checked > 100 && g_proj.iter().any(|g| g.abs() > 0.0));
+    }
+
+    #[test]
+    fn a_batch_is_its_items_side_by_side() {
+        let (shape, projected, triangles, n, tri, _) = scene();
+        let attr = random(n * 2, 15);
+        let g = random(tri.len() * 2, 16);
+        let (one_a, one_p) = backward_cpu(shape, &projected, &triangles, n, &tri, &attr, 2, &g);
+        fn twice<T: Copy>(x: &[T]) -> Vec<T> {
+            x.iter().chain(x.iter()).copied().collect()
+        }
+        let two = RasterShape { batch: 2, ..shape };
+        let (a, p) = backward_cpu(two, &twice(&projected), &triangles, n, &twice(&tri), &twice(&attr), 2, &twice(&g));
+        assert_eq!((a, p), (twice(&one_a), twice(&one_p)));
+        let out = forward_cpu(two, &twice(&projected), &triangles, n, &twice(&tri), &twice(&attr), 2);
+        assert_eq!(out, twice(&forward_cpu(shape, &projected, &triangles, n, &tri, &attr, 2)));
     }
 
     #[test]

@@ -7,6 +7,7 @@ pub mod decode;
 pub mod interpolate;
 pub mod launch;
 pub mod normals;
+pub mod parallel;
 pub mod project;
 pub mod rasterize;
 pub mod sample;

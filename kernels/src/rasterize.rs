@@ -152,19 +152,19 @@ fn cover(v: [&[f32]; 3], px: f32, py: f32) -> Option<(f32, f32, f32)> {
     Some((b[0] * v[0][2] + b[1] * v[1][2] + b[2] * v[2][2], b[0], b[1]))
 }
 
-/// Native twin: scan-converts each triangle over its bounding box.
+/// Native twin: scan-converts each triangle over its bounding box; items in parallel.
 pub fn forward_cpu(shape: RasterShape, projected: &[f32], triangles: &[u32], n_vertices: usize) -> Raster {
     assert_eq!(projected.len(), shape.batch * n_vertices * 4, "rasterize: projected length");
-    let n = shape.batch * shape.pixels();
-    let (mut tri, mut depth, mut bary) = (vec![0u32; n], vec![f32::MAX; n], vec![0.0f32; 2 * n]);
-    for b in 0..shape.batch {
+    let p = shape.pixels();
+    let items = crate::parallel::map(shape.batch, |b| {
+        let (mut tri, mut depth, mut bary) = (vec![0u32; p], vec![f32::MAX; p], vec![0.0f32; 2 * p]);
         for t in 0..triangles.len() / 3 {
             let v = corners(projected, triangles, b * n_vertices, t);
             let Some([x0, x1, y0, y1]) = pixel_box(shape, v) else { continue };
             for py in y0..=y1 {
                 for px in x0..=x1 {
                     if let Some((d, b0, b1)) = cover(v, px as f32 + 0.5, py as f32 + 0.5) {
-                        let i = b * shape.pixels() + py * shape.width + px;
+                        let i = py * shape.width + px;
                         let id = t as u32 + 1;
                         if d < depth[i] || (d == depth[i] && id < tri[i]) {
                             (tri[i], depth[i], bary[2 * i], bary[2 * i + 1]) = (id, d, b0, b1);
@@ -173,8 +173,15 @@ pub fn forward_cpu(shape: RasterShape, projected: &[f32], triangles: &[u32], n_v
                 }
             }
         }
+        (tri, depth, bary)
+    });
+    let mut raster = Raster { shape, tri: Vec::with_capacity(shape.batch * p), depth: Vec::with_capacity(shape.batch * p), bary: Vec::with_capacity(2 * shape.batch * p) };
+    for (tri, depth, bary) in items {
+        raster.tri.extend(tri);
+        raster.depth.extend(depth);
+        raster.bary.extend(bary);
     }
-    Raster { shape, tri, depth, bary }
+    raster
 }
 
 /// One thread per (item, pixel): the nearest of the triangles binned to its tile.

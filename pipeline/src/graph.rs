@@ -100,6 +100,10 @@ pub fn plan(loaded: &LoadedScene) -> Result<Plan, SceneError> {
         let format = if scene.outputs.meshes.contains(&MeshFormat::Obj) { "Obj" } else { "Ply" };
         return Err(loaded.error_at(format, "outputs ask for meshes, but no system produces `Mesh`; add `reconstruct` to systems".into()));
     }
+    if (scene.outputs.images || scene.outputs.landmarks) && !available.contains("Rendered") {
+        let key = if scene.outputs.images { "images" } else { "landmarks" };
+        return Err(loaded.error_at(key, format!("outputs ask for {key}, but no system produces `Rendered`; add `render` to systems")));
+    }
     if scene.iterations == 0 {
         return Err(loaded.error_at("iterations", "iterations must be at least 1".into()));
     }

@@ -2,6 +2,7 @@
 //! on an ECS. This crate holds the scene schema, the graph builder, the data sources, the runner,
 //! the outputs and the `faceforge` command line.
 
+pub mod bench;
 pub mod data;
 pub mod graph;
 pub mod outputs;

@@ -63,10 +63,35 @@ enum Command {
         #[arg(long, default_value = "default")]
         model: String,
     },
+    /// Benchmarks (print ratios against the native CPU twins measured in the same run).
+    Bench {
+        #[command(subcommand)]
+        command: BenchCommand,
+    },
     /// Morphable model files.
     Model {
         #[command(subcommand)]
         command: ModelCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum BenchCommand {
+    /// decode → project → rasterize → interpolate → sample, forward and forward + backward.
+    Render {
+        /// Model preset (tiny, default, bfm).
+        #[arg(long, default_value = "bfm")]
+        preset: String,
+        #[arg(long, default_value_t = 224)]
+        size: usize,
+        /// Batch sizes, comma-separated.
+        #[arg(long, default_value = "1,16", value_delimiter = ',')]
+        batch: Vec<usize>,
+        #[arg(long, default_value_t = 5)]
+        repeats: usize,
+        /// Also time the wgpu runtime (on whatever adapter it finds).
+        #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
+        wgpu: bool,
     },
 }
 
@@ -136,6 +161,22 @@ fn execute(cli: Cli) -> anyhow::Result<()> {
             let frames = faceforge::synth::generate(&model, &faceforge_kernels::Backend::Cpu, &spec);
             let files = faceforge::synth::write(&out, &frames).with_context(|| format!("writing to {}", out.display()))?;
             println!("wrote {} frames ({files} files) to {}", frames.len(), out.display());
+        }
+        Command::Bench { command: BenchCommand::Render { preset, size, batch, repeats, wgpu } } => {
+            let preset = Preset::parse(&preset).with_context(|| format!("unknown preset `{preset}`; presets: tiny, default, bfm"))?;
+            let model = MorphableModel::generate(&ModelSpec { preset, ..ModelSpec::default() });
+            let mut backends = vec![faceforge_kernels::Backend::Cpu];
+            if wgpu {
+                backends.push(faceforge_kernels::Backend::wgpu()?);
+            }
+            println!(
+                "render chain at {size}×{size}, model {} ({} vertices, {} triangles), {repeats} repeats",
+                preset.name(),
+                model.n_vertices(),
+                model.n_triangles()
+            );
+            let timings = faceforge::bench::render(&model, &backends, &batch, size, repeats.max(1));
+            print!("{}", faceforge::bench::table(&timings));
         }
         Command::Model { command } => match command {
             ModelCommand::Export { out, preset, seed, n_id, n_exp, n_tex } => {

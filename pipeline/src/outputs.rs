@@ -78,3 +78,30 @@ pub fn landmarks_3d(model: &MorphableModel, positions: &[f32]) -> Vec<[f32; 3]> 
         [positions[i], positions[i + 1], positions[i + 2]]
     }).collect()
 }
+
+/// The landmarks of a drawn face: the landmark vertices' projected (u, v).
+pub fn landmarks_2d(model: &MorphableModel, projected: &[f32]) -> Vec<[f32; 2]> {
+    model.landmarks().iter().map(|&v| [projected[4 * v as usize], projected[4 * v as usize + 1]]).collect()
+}
+
+/// The input image with the drawn face blended over it (70 %) and the landmarks as green dots.
+pub fn overlay(image: &[f32], width: usize, height: usize, color: &[f32], mask: &[f32], landmarks: &[[f32; 2]]) -> Vec<f32> {
+    let mut out = image.to_vec();
+    for p in 0..width * height {
+        if mask[p] > 0.0 {
+            for c in 0..3 {
+                out[3 * p + c] = 0.3 * image[3 * p + c] + 0.7 * color[3 * p + c].clamp(0.0, 1.0);
+            }
+        }
+    }
+    for l in landmarks {
+        let (x, y) = (l[0].floor() as i64, l[1].floor() as i64);
+        for (dx, dy) in [(0, 0), (1, 0), (-1, 0), (0, 1), (0, -1)] {
+            let (px, py) = (x + dx, y + dy);
+            if px >= 0 && py >= 0 && (px as usize) < width && (py as usize) < height {
+                out[3 * (py as usize * width + px as usize)..][..3].copy_from_slice(&[0.1, 1.0, 0.2]);
+            }
+        }
+    }
+    out
+}

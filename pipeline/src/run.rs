@@ -2,11 +2,12 @@
 
 use crate::data;
 use crate::graph::{build_schedule, plan};
-use crate::outputs::{landmarks_3d, write_obj, write_ply, MeshView};
+use crate::outputs::{landmarks_2d, landmarks_3d, overlay, write_obj, write_ply, MeshView};
+use crate::synth::{png_bytes, pts_text};
 use crate::scene::{LoadedScene, MeshFormat, ModelSource};
 use anyhow::{bail, Context};
 use bevy_ecs::world::World;
-use faceforge_components::{Albedo, Coeffs, Compute, Frame, Iteration, LossTerms, Mesh, Model};
+use faceforge_components::{Albedo, Coeffs, Compute, Frame, Image, Iteration, LossTerms, Mesh, Model, Rendered, RenderedSwaps};
 use faceforge_kernels::Backend;
 use faceforge_model::{atomic_write, MorphableModel};
 use faceforge_systems::StageErrors;
@@ -112,10 +113,36 @@ pub fn run(loaded: &LoadedScene, show_progress: bool) -> anyhow::Result<RunSumma
     let out_dir = scene.outputs.dir.clone();
     std::fs::create_dir_all(&out_dir).with_context(|| format!("creating the output folder {}", out_dir.display()))?;
     let mut files = Vec::new();
-    let mut q = world.query::<(&Frame, Option<&Mesh>, Option<&Albedo>, &Coeffs)>();
+    let names: std::collections::HashMap<bevy_ecs::entity::Entity, String> =
+        world.query::<(bevy_ecs::entity::Entity, &Frame)>().iter(&world).map(|(e, f)| (e, f.name.clone())).collect();
+    let mut q = world.query::<(&Frame, Option<&Mesh>, Option<&Albedo>, &Coeffs, Option<&Rendered>, Option<&Image>, Option<&RenderedSwaps>)>();
     let mut rows: Vec<_> = q.iter(&world).collect();
     rows.sort_by(|a, b| a.0.name.cmp(&b.0.name));
-    for (frame, mesh, albedo, coeffs) in rows {
+    for (frame, mesh, albedo, coeffs, rendered, image, swaps) in rows {
+        let mut write = |path: PathBuf, bytes: &[u8]| -> anyhow::Result<()> {
+            atomic_write(&path, bytes).with_context(|| format!("writing {}", path.display()))?;
+            files.push(path);
+            Ok(())
+        };
+        if let Some(r) = rendered {
+            let marks = landmarks_2d(&model, &r.projected);
+            if scene.outputs.landmarks {
+                write(out_dir.join(format!("{}.pts", frame.name)), pts_text(&marks).as_bytes())?;
+            }
+            if scene.outputs.images {
+                write(out_dir.join(format!("{}_render.png", frame.name)), &png_bytes(&r.color, r.width, r.height))?;
+                if let Some(im) = image.filter(|im| im.width == r.width && im.height == r.height) {
+                    let blended = overlay(&im.rgb, im.width, im.height, &r.color, &r.mask, &marks);
+                    write(out_dir.join(format!("{}_overlay.png", frame.name)), &png_bytes(&blended, im.width, im.height))?;
+                }
+            }
+        }
+        if let (Some(s), true) = (swaps, scene.outputs.images) {
+            for (source, rgb) in &s.images {
+                let from = names.get(source).map_or("unknown", String::as_str);
+                write(out_dir.join(format!("{}_from_{from}.png", frame.name)), &png_bytes(rgb, s.width, s.height))?;
+            }
+        }
         if let Some(mesh) = mesh {
             let view = MeshView { positions: &mesh.positions, colors: albedo.map(|a| a.rgb.as_slice()) };
             for format in &scene.outputs.meshes {

@@ -120,6 +120,13 @@ pub struct OutputSpec {
     /// Coefficients and 3D landmarks per frame, as JSON.
     #[serde(default)]
     pub coefficients: bool,
+    /// The rendered face (`NAME_render.png`) and, with an input image, the face drawn over it
+    /// with the fitted landmarks (`NAME_overlay.png`). Needs `render`.
+    #[serde(default)]
+    pub images: bool,
+    /// The 68 landmarks of the fitted face projected into the image, iBUG `.pts`. Needs `render`.
+    #[serde(default)]
+    pub landmarks: bool,
 }
 
 /// A scene that cannot be used: where, and what is wrong.

@@ -1,0 +1,125 @@
+//! `faceforge bench render`: milliseconds per frame of the differentiable render chain —
+//! decode → project → rasterize → interpolate → sample, forward and forward + backward — on the
+//! native CPU twins and on the wgpu runtime in the same run, with their ratio.
+
+use faceforge_kernels::decode::{self, DecodeShape};
+use faceforge_kernels::interpolate;
+use faceforge_kernels::project::{self, CameraModel};
+use faceforge_kernels::rasterize::{self, RasterShape};
+use faceforge_kernels::sample::{self, SampleShape};
+use faceforge_kernels::Backend;
+use faceforge_components::Pose;
+use faceforge_model::{MorphableModel, SplitMix64};
+use std::time::Instant;
+
+/// One timed configuration.
+#[derive(Debug, Clone)]
+pub struct Timing {
+    pub backend: String,
+    pub batch: usize,
+    pub backward: bool,
+    /// Milliseconds per frame over the repeats: min, median, max.
+    pub per_frame_ms: [f64; 3],
+}
+
+/// Inputs for one batch: coefficients and weak-perspective cameras at random yaws.
+struct Batch {
+    id: Vec<f32>,
+    exp: Vec<f32>,
+    tex: Vec<f32>,
+    cameras: Vec<f32>,
+}
+
+fn make_batch(model: &MorphableModel, batch: usize, size: usize, seed: u64) -> Batch {
+    let mut rng = SplitMix64::new(seed);
+    let mut draw = |sigma: &[f32]| -> Vec<f32> { (0..batch).flat_map(|_| sigma.iter().map(|s| s * rng.normal() as f32).collect::<Vec<_>>()).collect() };
+    let (id, exp, tex) = (draw(model.id_sigma()), draw(model.exp_sigma()), draw(model.albedo_sigma()));
+    let mut rng = SplitMix64::new(seed + 1);
+    let cameras = (0..batch)
+        .flat_map(|_| {
+            let yaw = rng.range(-60.0, 60.0) as f32;
+            let f = 0.6 * size as f32 / 144.0;
+            Pose::weak_from_angles(yaw, 0.0, 0.0, f, [size as f32 / 2.0, size as f32 / 2.0]).camera().1
+        })
+        .collect();
+    Batch { id, exp, tex, cameras }
+}
+
+/// One pass of the chain; with `backward`, the adjoints back to the coefficients too.
+fn pass(backend: &Backend, model: &MorphableModel, b: &Batch, batch: usize, size: usize, backward: bool) -> f32 {
+    let (n, len) = (model.n_vertices(), 3 * model.n_vertices());
+    let triangles = model.triangles();
+    let shape_id = DecodeShape { batch, components: model.n_id(), len, base_per_item: false };
+    let shape_exp = DecodeShape { batch, components: model.n_exp(), len, base_per_item: true };
+    let shape_tex = DecodeShape { batch, components: model.n_albedo(), len, base_per_item: false };
+    let with_id = decode::forward(backend, shape_id, model.mean_shape(), model.id_basis(), &b.id);
+    let positions = decode::forward(backend, shape_exp, &with_id, model.exp_basis(), &b.exp);
+    let colours = decode::forward(backend, shape_tex, model.mean_albedo(), model.albedo_basis(), &b.tex);
+    let projected = project::forward(backend, CameraModel::WeakPerspective, &positions, &b.cameras, n);
+    let raster_shape = RasterShape { batch, width: size, height: size };
+    let raster = rasterize::forward(backend, raster_shape, &projected, triangles, n);
+    let image = interpolate::forward(backend, raster_shape, &projected, triangles, n, &raster.tri, &colours, 3);
+    let uv: Vec<f32> = projected.chunks(4).flat_map(|p| [p[0], p[1]]).collect();
+    let sample_shape = SampleShape { batch, width: size, height: size, channels: 3, points: n };
+    let sampled = sample::forward(backend, sample_shape, &image, &uv);
+    if !backward {
+        return sampled[0] + image[image.len() / 2];
+    }
+    // Seed: d/d sampled = 1, d/d image = 1 (any gradient exercises the same work).
+    let grad_uv = sample::backward(backend, sample_shape, &image, &uv, &vec![1.0; sampled.len()]);
+    let (grad_colours, mut grad_projected) =
+        interpolate::backward(backend, raster_shape, &projected, triangles, n, &raster.tri, &colours, 3, &vec![1.0; image.len()]);
+    for (i, g) in grad_uv.chunks(2).enumerate() {
+        grad_projected[4 * i] += g[0];
+        grad_projected[4 * i + 1] += g[1];
+    }
+    let (grad_positions, _grad_cameras) = project::backward(backend, CameraModel::WeakPerspective, &positions, &b.cameras, &grad_projected, n);
+    let g_exp = decode::backward(backend, shape_exp, model.exp_basis(), &grad_positions);
+    let g_id = decode::backward(backend, shape_id, model.id_basis(), &grad_positions);
+    let g_tex = decode::backward(backend, shape_tex, model.albedo_basis(), &grad_colours);
+    g_exp[0] + g_id[0] + g_tex[0]
+}
+
+/// Times the chain for each backend and batch size.
+pub fn render(model: &MorphableModel, backends: &[Backend], batches: &[usize], size: usize, repeats: usize) -> Vec<Timing> {
+    let mut out = Vec::new();
+    for backend in backends {
+        for &batch in batches {
+            let inputs = make_batch(model, batch, size, 7);
+            for backward in [false, true] {
+                // One warm-up pass (kernel compilation on a device), then the timed repeats.
+                std::hint::black_box(pass(backend, model, &inputs, batch, size, backward));
+                let mut times: Vec<f64> = (0..repeats)
+                    .map(|_| {
+                        let start = Instant::now();
+                        std::hint::black_box(pass(backend, model, &inputs, batch, size, backward));
+                        start.elapsed().as_secs_f64() * 1e3 / batch as f64
+                    })
+                    .collect();
+                times.sort_by(f64::total_cmp);
+                out.push(Timing { backend: backend.describe(), batch, backward, per_frame_ms: [times[0], times[times.len() / 2], times[times.len() - 1]] });
+            }
+        }
+    }
+    out
+}
+
+/// A Markdown table with the ratio of each row's median to the native CPU's for the same case.
+pub fn table(timings: &[Timing]) -> String {
+    let mut s = String::from("| backend | batch | pass | ms/frame min | median | max | × native CPU |\n| --- | ---: | --- | ---: | ---: | ---: | ---: |\n");
+    for t in timings {
+        let baseline = timings.iter().find(|b| b.backend.starts_with("native") && b.batch == t.batch && b.backward == t.backward);
+        let ratio = baseline.map_or("–".to_string(), |b| format!("{:.2}", t.per_frame_ms[1] / b.per_frame_ms[1]));
+        s.push_str(&format!(
+            "| {} | {} | {} | {:.2} | {:.2} | {:.2} | {} |\n",
+            t.backend,
+            t.batch,
+            if t.backward { "forward + backward" } else { "forward" },
+            t.per_frame_ms[0],
+            t.per_frame_ms[1],
+            t.per_frame_ms[2],
+            ratio
+        ));
+    }
+    s
+}
