@@ -20,6 +20,8 @@ pub struct Timing {
     pub backward: bool,
     /// Milliseconds per frame over the repeats: min, median, max.
     pub per_frame_ms: [f64; 3],
+    /// Per-op milliseconds per frame of the median repeat.
+    pub breakdown: Breakdown,
 }
 
 /// Inputs for one batch: coefficients and weak-perspective cameras at random yaws.
@@ -45,39 +47,58 @@ fn make_batch(model: &MorphableModel, batch: usize, size: usize, seed: u64) -> B
     Batch { id, exp, tex, cameras }
 }
 
+/// Milliseconds spent in each op during one pass.
+#[derive(Debug, Clone, Default)]
+pub struct Breakdown(pub Vec<(&'static str, f64)>);
+
+impl Breakdown {
+    fn time<T>(&mut self, op: &'static str, f: impl FnOnce() -> T) -> T {
+        let start = Instant::now();
+        let out = f();
+        self.0.push((op, start.elapsed().as_secs_f64() * 1e3));
+        out
+    }
+}
+
 /// One pass of the chain; with `backward`, the adjoints back to the coefficients too.
-fn pass(backend: &Backend, model: &MorphableModel, b: &Batch, batch: usize, size: usize, backward: bool) -> f32 {
+fn pass(backend: &Backend, model: &MorphableModel, b: &Batch, batch: usize, size: usize, backward: bool, t: &mut Breakdown) -> f32 {
     let (n, len) = (model.n_vertices(), 3 * model.n_vertices());
     let triangles = model.triangles();
     let shape_id = DecodeShape { batch, components: model.n_id(), len, base_per_item: false };
     let shape_exp = DecodeShape { batch, components: model.n_exp(), len, base_per_item: true };
     let shape_tex = DecodeShape { batch, components: model.n_albedo(), len, base_per_item: false };
-    let with_id = decode::forward(backend, shape_id, model.mean_shape(), model.id_basis(), &b.id);
-    let positions = decode::forward(backend, shape_exp, &with_id, model.exp_basis(), &b.exp);
-    let colours = decode::forward(backend, shape_tex, model.mean_albedo(), model.albedo_basis(), &b.tex);
-    let projected = project::forward(backend, CameraModel::WeakPerspective, &positions, &b.cameras, n);
+    let (positions, colours) = t.time("decode", || {
+        let with_id = decode::forward(backend, shape_id, model.mean_shape(), model.id_basis(), &b.id);
+        let positions = decode::forward(backend, shape_exp, &with_id, model.exp_basis(), &b.exp);
+        (positions, decode::forward(backend, shape_tex, model.mean_albedo(), model.albedo_basis(), &b.tex))
+    });
+    let projected = t.time("project", || project::forward(backend, CameraModel::WeakPerspective, &positions, &b.cameras, n));
     let raster_shape = RasterShape { batch, width: size, height: size };
-    let raster = rasterize::forward(backend, raster_shape, &projected, triangles, n);
-    let image = interpolate::forward(backend, raster_shape, &projected, triangles, n, &raster.tri, &colours, 3);
+    let raster = t.time("rasterize", || rasterize::forward(backend, raster_shape, &projected, triangles, n));
+    let image = t.time("interpolate", || interpolate::forward(backend, raster_shape, &projected, triangles, n, &raster.tri, &colours, 3));
     let uv: Vec<f32> = projected.chunks(4).flat_map(|p| [p[0], p[1]]).collect();
     let sample_shape = SampleShape { batch, width: size, height: size, channels: 3, points: n };
-    let sampled = sample::forward(backend, sample_shape, &image, &uv);
+    let sampled = t.time("sample", || sample::forward(backend, sample_shape, &image, &uv));
     if !backward {
         return sampled[0] + image[image.len() / 2];
     }
     // Seed: d/d sampled = 1, d/d image = 1 (any gradient exercises the same work).
-    let grad_uv = sample::backward(backend, sample_shape, &image, &uv, &vec![1.0; sampled.len()]);
-    let (grad_colours, mut grad_projected) =
-        interpolate::backward(backend, raster_shape, &projected, triangles, n, &raster.tri, &colours, 3, &vec![1.0; image.len()]);
+    let grad_uv = t.time("sample ᵀ", || sample::backward(backend, sample_shape, &image, &uv, &vec![1.0; sampled.len()]));
+    let (grad_colours, mut grad_projected) = t.time("interpolate ᵀ", || {
+        interpolate::backward(backend, raster_shape, &projected, triangles, n, &raster.tri, &colours, 3, &vec![1.0; image.len()])
+    });
     for (i, g) in grad_uv.chunks(2).enumerate() {
         grad_projected[4 * i] += g[0];
         grad_projected[4 * i + 1] += g[1];
     }
-    let (grad_positions, _grad_cameras) = project::backward(backend, CameraModel::WeakPerspective, &positions, &b.cameras, &grad_projected, n);
-    let g_exp = decode::backward(backend, shape_exp, model.exp_basis(), &grad_positions);
-    let g_id = decode::backward(backend, shape_id, model.id_basis(), &grad_positions);
-    let g_tex = decode::backward(backend, shape_tex, model.albedo_basis(), &grad_colours);
-    g_exp[0] + g_id[0] + g_tex[0]
+    let (grad_positions, _grad_cameras) =
+        t.time("project ᵀ", || project::backward(backend, CameraModel::WeakPerspective, &positions, &b.cameras, &grad_projected, n));
+    t.time("decode ᵀ", || {
+        let g_exp = decode::backward(backend, shape_exp, model.exp_basis(), &grad_positions);
+        let g_id = decode::backward(backend, shape_id, model.id_basis(), &grad_positions);
+        let g_tex = decode::backward(backend, shape_tex, model.albedo_basis(), &grad_colours);
+        g_exp[0] + g_id[0] + g_tex[0]
+    })
 }
 
 /// Times the chain for each backend and batch size.
@@ -88,16 +109,20 @@ pub fn render(model: &MorphableModel, backends: &[Backend], batches: &[usize], s
             let inputs = make_batch(model, batch, size, 7);
             for backward in [false, true] {
                 // One warm-up pass (kernel compilation on a device), then the timed repeats.
-                std::hint::black_box(pass(backend, model, &inputs, batch, size, backward));
-                let mut times: Vec<f64> = (0..repeats)
+                std::hint::black_box(pass(backend, model, &inputs, batch, size, backward, &mut Breakdown::default()));
+                let mut runs: Vec<(f64, Breakdown)> = (0..repeats)
                     .map(|_| {
+                        let mut breakdown = Breakdown::default();
                         let start = Instant::now();
-                        std::hint::black_box(pass(backend, model, &inputs, batch, size, backward));
-                        start.elapsed().as_secs_f64() * 1e3 / batch as f64
+                        std::hint::black_box(pass(backend, model, &inputs, batch, size, backward, &mut breakdown));
+                        breakdown.0.iter_mut().for_each(|(_, ms)| *ms /= batch as f64);
+                        (start.elapsed().as_secs_f64() * 1e3 / batch as f64, breakdown)
                     })
                     .collect();
-                times.sort_by(f64::total_cmp);
-                out.push(Timing { backend: backend.describe(), batch, backward, per_frame_ms: [times[0], times[times.len() / 2], times[times.len() - 1]] });
+                runs.sort_by(|a, b| a.0.total_cmp(&b.0));
+                let per_frame_ms = [runs[0].0, runs[runs.len() / 2].0, runs[runs.len() - 1].0];
+                let breakdown = runs.swap_remove(runs.len() / 2).1;
+                out.push(Timing { backend: backend.describe(), batch, backward, per_frame_ms, breakdown });
             }
         }
     }
@@ -120,6 +145,11 @@ pub fn table(timings: &[Timing]) -> String {
             t.per_frame_ms[2],
             ratio
         ));
+    }
+    s.push_str("\nWhere the median forward + backward pass spends its time (ms per frame):\n\n");
+    for t in timings.iter().filter(|t| t.backward) {
+        let parts: Vec<String> = t.breakdown.0.iter().map(|(op, ms)| format!("{op} {ms:.2}")).collect();
+        s.push_str(&format!("- {}, batch {}: {}\n", t.backend, t.batch, parts.join(", ")));
     }
     s
 }
