@@ -10,6 +10,7 @@ pub mod normals;
 pub mod parallel;
 pub mod project;
 pub mod rasterize;
+pub mod reduce;
 pub mod sample;
 pub mod shade;
 pub mod visibility;

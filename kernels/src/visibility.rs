@@ -73,6 +73,73 @@ pub fn by_zbuffer_cpu(raster: &Raster, projected: &[f32], n: usize, tolerance: f
         .collect()
 }
 
+/// Normal test: one thread per (item, vertex).
+#[cube(launch_unchecked)]
+fn normals_kernel(positions: &[f32], normals: &[f32], cameras: &[f32], out: &mut [f32], n: usize, pinhole: u32) {
+    let i = ABSOLUTE_POS;
+    if i < out.len() {
+        let c = (i / n) * 16;
+        let mut tx = 0.0f32;
+        let mut ty = 0.0f32;
+        let mut tz = 0.0f32;
+        if pinhole == 1u32 {
+            // Camera centre −Rᵀt minus the vertex.
+            for k in 0..3usize {
+                let centre = -(cameras[c + 4 + k] * cameras[c + 13] + cameras[c + 7 + k] * cameras[c + 14] + cameras[c + 10 + k] * cameras[c + 15]);
+                let d = centre - positions[3 * i + k];
+                if k == 0 {
+                    tx = d;
+                } else if k == 1 {
+                    ty = d;
+                } else {
+                    tz = d;
+                }
+            }
+        } else {
+            let a0 = cameras[c];
+            let a1 = cameras[c + 1];
+            let a2 = cameras[c + 2];
+            let b0 = cameras[c + 4];
+            let b1 = cameras[c + 5];
+            let b2 = cameras[c + 6];
+            tx = -(a1 * b2 - a2 * b1);
+            ty = -(a2 * b0 - a0 * b2);
+            tz = -(a0 * b1 - a1 * b0);
+        }
+        let facing = normals[3 * i] * tx + normals[3 * i + 1] * ty + normals[3 * i + 2] * tz;
+        let mut visible = 0.0f32;
+        if facing > 0.0f32 {
+            visible = 1.0f32;
+        }
+        out[i] = visible;
+    }
+}
+
+/// Normal test on whichever backend.
+pub fn by_normals(backend: &Backend, model: CameraModel, positions: &[f32], normals: &[f32], cameras: &[f32], n: usize) -> Vec<f32> {
+    let Backend::Gpu { client, .. } = backend else { return by_normals_cpu(model, positions, normals, cameras, n) };
+    let batch = positions.len() / (3 * n);
+    assert_eq!(cameras.len(), batch * CAMERA_PARAMS, "visibility: cameras length");
+    let out = client.empty(batch * n * 4);
+    let (count, dim) = grid_1d(batch * n);
+    #[allow(unsafe_code)]
+    // SAFETY: indices follow the checked lengths.
+    unsafe {
+        normals_kernel::launch_unchecked(
+            client,
+            count,
+            dim,
+            BufferArg::from_raw_parts(upload(client, positions), positions.len()),
+            BufferArg::from_raw_parts(upload(client, normals), normals.len()),
+            BufferArg::from_raw_parts(upload(client, cameras), cameras.len()),
+            BufferArg::from_raw_parts(out.clone(), batch * n),
+            n,
+            (model == CameraModel::Pinhole) as u32,
+        );
+    }
+    download(client, out)
+}
+
 /// Z-buffer test: one thread per (item, vertex).
 #[cube(launch_unchecked)]
 fn zbuffer_kernel(
@@ -194,6 +261,21 @@ mod tests {
         let front = by_normals_cpu(CameraModel::WeakPerspective, &mesh, &normals, &cameras, n);
         let back = by_normals_cpu(CameraModel::WeakPerspective, &mesh, &flipped, &cameras, n);
         assert!(front.iter().all(|&v| v == 1.0) && back.iter().all(|&v| v == 0.0));
+    }
+
+    #[test]
+    fn wgpu_normal_test_matches_its_native_twin_for_both_cameras() {
+        let backend = wgpu_backend();
+        let (mesh, normals, cameras, n, _, _, _) = views().remove(1);
+        let weak = by_normals_cpu(CameraModel::WeakPerspective, &mesh, &normals, &cameras, n);
+        assert_eq!(by_normals(&backend, CameraModel::WeakPerspective, &mesh, &normals, &cameras, n), weak);
+        assert!(weak.iter().any(|&v| v == 0.0) && weak.iter().any(|&v| v == 1.0));
+        let r = rotation(1.1, 0.1);
+        let flipped: Vec<f32> = (0..9).map(|i| if i / 3 == 0 { r[i] } else { -r[i] }).collect();
+        let pinhole = crate::project::pinhole_params([300.0, 300.0, 64.0, 64.0], flipped.try_into().unwrap(), [5.0, 0.0, 250.0]).to_vec();
+        let expected = by_normals_cpu(CameraModel::Pinhole, &mesh, &normals, &pinhole, n);
+        assert_eq!(by_normals(&backend, CameraModel::Pinhole, &mesh, &normals, &pinhole, n), expected);
+        assert!(expected.iter().any(|&v| v == 0.0) && expected.iter().any(|&v| v == 1.0));
     }
 
     #[test]

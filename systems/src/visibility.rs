@@ -55,7 +55,7 @@ pub fn entry() -> SystemEntry {
                 for (entity, _, mesh, normals, pose, image) in &frames {
                     let (camera_model, camera) = pose.camera();
                     let visible = match settings.method {
-                        Method::Normals => visibility::by_normals_cpu(camera_model, &mesh.positions, &normals.xyz, &camera, n),
+                        Method::Normals => visibility::by_normals(&compute.0, camera_model, &mesh.positions, &normals.xyz, &camera, n),
                         Method::ZBuffer => {
                             let (width, height) = image.map_or(settings.size, |im| (im.width, im.height));
                             let shape = RasterShape { batch: 1, width, height };
