@@ -269,13 +269,13 @@ mod tests {
         let (mesh, normals, cameras, n, _, _, _) = views().remove(1);
         let weak = by_normals_cpu(CameraModel::WeakPerspective, &mesh, &normals, &cameras, n);
         assert_eq!(by_normals(&backend, CameraModel::WeakPerspective, &mesh, &normals, &cameras, n), weak);
-        assert!(weak.iter().any(|&v| v == 0.0) && weak.iter().any(|&v| v == 1.0));
+        assert!(weak.contains(&0.0) && weak.contains(&1.0));
         let r = rotation(1.1, 0.1);
         let flipped: Vec<f32> = (0..9).map(|i| if i / 3 == 0 { r[i] } else { -r[i] }).collect();
         let pinhole = crate::project::pinhole_params([300.0, 300.0, 64.0, 64.0], flipped.try_into().unwrap(), [5.0, 0.0, 250.0]).to_vec();
         let expected = by_normals_cpu(CameraModel::Pinhole, &mesh, &normals, &pinhole, n);
         assert_eq!(by_normals(&backend, CameraModel::Pinhole, &mesh, &normals, &pinhole, n), expected);
-        assert!(expected.iter().any(|&v| v == 0.0) && expected.iter().any(|&v| v == 1.0));
+        assert!(expected.contains(&0.0) && expected.contains(&1.0));
     }
 
     #[test]
