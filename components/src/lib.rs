@@ -184,28 +184,10 @@ impl Pose {
     /// Weak perspective looking at the model's +z side: yaw about y, pitch about x, roll about
     /// the view axis (degrees), scale f (pixels per mm) and the image position of the origin.
     pub fn weak_from_angles(yaw: f32, pitch: f32, roll: f32, f: f32, centre: [f32; 2]) -> Pose {
-        let r = rotation_ypr(yaw.to_radians(), pitch.to_radians(), roll.to_radians());
+        let r = faceforge_kernels::project::rotation_ypr(yaw.to_radians(), pitch.to_radians(), roll.to_radians());
         // Rows of f·R for the image's u right and v down (v flips the model's y up).
         Pose::WeakPerspective { t: [[f * r[0], f * r[1], f * r[2], centre[0]], [-f * r[3], -f * r[4], -f * r[5], centre[1]]] }
     }
-}
-
-/// R = R_z(roll) · R_x(pitch) · R_y(yaw), row-major.
-pub fn rotation_ypr(yaw: f32, pitch: f32, roll: f32) -> [f32; 9] {
-    let (cy, sy, cp, sp, cr, sr) = (yaw.cos(), yaw.sin(), pitch.cos(), pitch.sin(), roll.cos(), roll.sin());
-    let ry = [cy, 0.0, sy, 0.0, 1.0, 0.0, -sy, 0.0, cy];
-    let rx = [1.0, 0.0, 0.0, 0.0, cp, -sp, 0.0, sp, cp];
-    let rz = [cr, -sr, 0.0, sr, cr, 0.0, 0.0, 0.0, 1.0];
-    let mul = |a: [f32; 9], b: [f32; 9]| {
-        let mut c = [0.0; 9];
-        for i in 0..3 {
-            for j in 0..3 {
-                c[i * 3 + j] = (0..3).map(|k| a[i * 3 + k] * b[k * 3 + j]).sum();
-            }
-        }
-        c
-    };
-    mul(rz, mul(rx, ry))
 }
 
 /// PGN Eq. 5–6 for one target frame j: for each other frame i of the subject, the swapped

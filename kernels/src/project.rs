@@ -58,6 +58,32 @@ pub fn pinhole_params(k: [f32; 4], r: [f32; 9], t: [f32; 3]) -> [f32; CAMERA_PAR
     p
 }
 
+/// R = R_z(roll) · R_x(pitch) · R_y(yaw) (radians), row-major: the head turned by yaw about y,
+/// then tilted by pitch about x, then rolled about the view axis.
+pub fn rotation_ypr(yaw: f32, pitch: f32, roll: f32) -> [f32; 9] {
+    let (cy, sy, cp, sp, cr, sr) = (yaw.cos(), yaw.sin(), pitch.cos(), pitch.sin(), roll.cos(), roll.sin());
+    let ry = [cy, 0.0, sy, 0.0, 1.0, 0.0, -sy, 0.0, cy];
+    let rx = [1.0, 0.0, 0.0, 0.0, cp, -sp, 0.0, sp, cp];
+    let rz = [cr, -sr, 0.0, sr, cr, 0.0, 0.0, 0.0, 1.0];
+    let mul = |a: [f32; 9], b: [f32; 9]| {
+        let mut c = [0.0; 9];
+        for i in 0..3 {
+            for j in 0..3 {
+                c[i * 3 + j] = (0..3).map(|k| a[i * 3 + k] * b[k * 3 + j]).sum();
+            }
+        }
+        c
+    };
+    mul(rz, mul(rx, ry))
+}
+
+/// a × b for the two rows of a weak-perspective camera: depth grows along it, so −(a × b)
+/// points at the camera.
+pub fn weak_depth_axis(camera: &[f32]) -> [f32; 3] {
+    let (a, b) = ([camera[0], camera[1], camera[2]], [camera[4], camera[5], camera[6]]);
+    [a[1] * b[2] - a[2] * b[1], a[2] * b[0] - a[0] * b[2], a[0] * b[1] - a[1] * b[0]]
+}
+
 fn check(positions: &[f32], cameras: &[f32], n: usize) -> usize {
     assert_eq!(positions.len() % (3 * n), 0, "project: positions length");
     let batch = positions.len() / (3 * n);
@@ -77,7 +103,7 @@ pub fn forward_cpu(model: CameraModel, positions: &[f32], cameras: &[f32], n: us
             match model {
                 CameraModel::WeakPerspective => {
                     let (a, bb) = ([c[0], c[1], c[2]], [c[4], c[5], c[6]]);
-                    let cross = [a[1] * bb[2] - a[2] * bb[1], a[2] * bb[0] - a[0] * bb[2], a[0] * bb[1] - a[1] * bb[0]];
+                    let cross = weak_depth_axis(c);
                     let scale = (cross[0] * cross[0] + cross[1] * cross[1] + cross[2] * cross[2]).sqrt().sqrt().max(1e-20);
                     o[0] = a[0] * x[0] + a[1] * x[1] + a[2] * x[2] + c[3];
                     o[1] = bb[0] * x[0] + bb[1] * x[1] + bb[2] * x[2] + c[7];
@@ -394,22 +420,9 @@ mod tests {
     use super::*;
     use crate::testing::{assert_close, random, wgpu_backend};
 
-    /// A rotation from yaw, pitch, roll (radians), row-major, in f64.
-    pub fn rotation(yaw: f64, pitch: f64, roll: f64) -> [f64; 9] {
-        let (cy, sy, cp, sp, cr, sr) = (yaw.cos(), yaw.sin(), pitch.cos(), pitch.sin(), roll.cos(), roll.sin());
-        let ry = [cy, 0.0, sy, 0.0, 1.0, 0.0, -sy, 0.0, cy];
-        let rx = [1.0, 0.0, 0.0, 0.0, cp, -sp, 0.0, sp, cp];
-        let rz = [cr, -sr, 0.0, sr, cr, 0.0, 0.0, 0.0, 1.0];
-        let mul = |a: [f64; 9], b: [f64; 9]| {
-            let mut c = [0.0; 9];
-            for i in 0..3 {
-                for j in 0..3 {
-                    c[i * 3 + j] = (0..3).map(|k| a[i * 3 + k] * b[k * 3 + j]).sum();
-                }
-            }
-            c
-        };
-        mul(rz, mul(rx, ry))
+    /// The rotation in f64, for the oracles.
+    fn rotation(yaw: f32, pitch: f32, roll: f32) -> [f64; 9] {
+        rotation_ypr(yaw, pitch, roll).map(|x| x as f64)
     }
 
     const N: usize = 40;
@@ -419,7 +432,7 @@ mod tests {
         let positions: Vec<f32> = random(2 * 3 * N, 1).iter().map(|x| 80.0 * x).collect();
         let mut cameras = Vec::new();
         let mut expected = Vec::new();
-        for (b, (yaw, f)) in [(0.3f64, 1.2f64), (-1.1, 0.8)].into_iter().enumerate() {
+        for (b, (yaw, f)) in [(0.3f32, 1.2f64), (-1.1, 0.8)].into_iter().enumerate() {
             let r = rotation(yaw, 0.2, -0.1);
             let t = [112.0, 110.0];
             cameras.extend(weak_params([
@@ -440,7 +453,7 @@ mod tests {
         let mut positions: Vec<f32> = random(2 * 3 * N, 2).iter().map(|x| 80.0 * x).collect();
         positions[3 * 5 + 2] = 700.0;
         let mut cameras = Vec::new();
-        for yaw in [0.4f64, -0.7] {
+        for yaw in [0.4f32, -0.7] {
             // Camera looks down −z of the model: flip y and z, then turn.
             let r = rotation(yaw, 0.1, 0.05);
             let flipped: Vec<f32> = (0..9).map(|i| if i / 3 == 0 { r[i] } else { -r[i] } as f32).collect();

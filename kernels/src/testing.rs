@@ -58,9 +58,7 @@ pub fn test_mesh(n: usize, extra: usize, seed: u64) -> (Vec<f32>, Vec<u32>) {
     (p, t)
 }
 
-/// A row-major rotation about y (yaw), then x (pitch), in f32.
+/// A row-major rotation by yaw, then pitch (radians), no roll.
 pub fn rotation(yaw: f32, pitch: f32) -> [f32; 9] {
-    let (cy, sy, cp, sp) = (yaw.cos(), yaw.sin(), pitch.cos(), pitch.sin());
-    // R = Rx(pitch) · Ry(yaw)
-    [cy, 0.0, sy, sp * sy, cp, -sp * cy, -cp * sy, sp, cp * cy]
+    crate::project::rotation_ypr(yaw, pitch, 0.0)
 }

@@ -28,10 +28,7 @@ pub fn by_normals_cpu(model: CameraModel, positions: &[f32], normals: &[f32], ca
         let c = &cameras[(i / n) * CAMERA_PARAMS..(i / n + 1) * CAMERA_PARAMS];
         let (x, nv) = (&positions[3 * i..3 * i + 3], &normals[3 * i..3 * i + 3]);
         let towards = match model {
-            CameraModel::WeakPerspective => {
-                let (a, b) = ([c[0], c[1], c[2]], [c[4], c[5], c[6]]);
-                [-(a[1] * b[2] - a[2] * b[1]), -(a[2] * b[0] - a[0] * b[2]), -(a[0] * b[1] - a[1] * b[0])]
-            }
+            CameraModel::WeakPerspective => crate::project::weak_depth_axis(c).map(|x| -x),
             CameraModel::Pinhole => {
                 let (r, t) = (&c[4..13], &c[13..16]);
                 let centre = [0, 1, 2].map(|k| -(r[k] * t[0] + r[3 + k] * t[1] + r[6 + k] * t[2]));

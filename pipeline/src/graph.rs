@@ -114,26 +114,9 @@ pub fn plan(loaded: &LoadedScene) -> Result<Plan, SceneError> {
 /// configured with its settings from the scene.
 pub fn build_schedule(loaded: &LoadedScene, plan: &Plan) -> Result<Schedule, SceneError> {
     let mut schedule = Schedule::default();
-    schedule.configure_sets(
-        (
-            Stage::Encode,
-            Stage::Pgn,
-            Stage::Reconstruct,
-            Stage::Geometry,
-            Stage::SampleTexture,
-            Stage::SwapVisibleTexture,
-            Stage::Render,
-            Stage::Loss,
-            Stage::BackwardRender,
-            Stage::BackwardSwapVisibleTexture,
-            Stage::BackwardSampleTexture,
-            Stage::BackwardReconstruct,
-            Stage::BackwardPgn,
-            Stage::BackwardEncode,
-            Stage::Step,
-        )
-            .chain(),
-    );
+    for pair in Stage::ALL.windows(2) {
+        schedule.configure_sets(pair[1].after(pair[0]));
+    }
     for p in &plan.systems {
         let settings = loaded.scene.systems.get(p.scene_index).and_then(|s| s.settings.as_deref()).map(|raw| raw.get_ron());
         let configs = (p.entry.build)(settings).map_err(|e| {
