@@ -175,3 +175,13 @@ fn the_graph_runs_in_stage_order_whatever_the_scene_order() {
     assert_eq!(summary.frames, 2);
     assert!(dir.path().join("s000_f001.obj").exists());
 }
+
+#[test]
+fn backward_systems_need_a_loss_upstream() {
+    let text = GOOD.replace(
+        r#"[(name: "reconstruct")]"#,
+        r#"[(name: "oracle_pose"), (name: "reconstruct"), (name: "vertex_normals"), (name: "render"), (name: "render_backward")]"#,
+    );
+    let shown = plan(&scene(&text, "backward.ron")).unwrap_err().to_string();
+    assert!(shown.contains("system `render_backward` reads `Grad<Rendered>`, which no upstream system produces"), "{shown}");
+}

@@ -95,11 +95,20 @@ pub struct GroundTruth {
     pub sh: Option<Vec<f32>>,
 }
 
-/// The gradient of the total loss with respect to a differentiable component `T`, accumulated by
-/// the loss and backward systems and consumed by the step.
+/// The gradient of the total loss with respect to a differentiable component `T`, in `T`'s own
+/// layout (only the differentiable fields are filled), accumulated by the loss and backward
+/// systems and consumed by the step.
 #[derive(Component, Clone, Debug, PartialEq, Default)]
 pub struct Grad<T: Send + Sync + 'static> {
     pub value: T,
+}
+
+/// Adds `delta` into a float vector, sizing it on first use.
+pub fn accumulate(into: &mut Vec<f32>, delta: &[f32]) {
+    if into.is_empty() {
+        into.resize(delta.len(), 0.0);
+    }
+    into.iter_mut().zip(delta).for_each(|(a, d)| *a += d);
 }
 
 /// The morphable model every stage reads.
@@ -178,6 +187,18 @@ impl Pose {
         match self {
             Pose::WeakPerspective { t } => (CameraModel::WeakPerspective, weak_params(*t)),
             Pose::Pinhole { k, r, t } => (CameraModel::Pinhole, pinhole_params([k[0], k[4], k[2], k[5]], *r, *t)),
+        }
+    }
+
+    /// A pose of the same kind from the 16 camera parameters of `project` (for gradients).
+    pub fn from_camera(&self, p: &[f32]) -> Pose {
+        match self {
+            Pose::WeakPerspective { .. } => Pose::WeakPerspective { t: [[p[0], p[1], p[2], p[3]], [p[4], p[5], p[6], p[7]]] },
+            Pose::Pinhole { .. } => Pose::Pinhole {
+                k: [p[0], 0.0, p[2], 0.0, p[1], p[3], 0.0, 0.0, 0.0],
+                r: p[4..13].try_into().expect("9 rotation entries"),
+                t: [p[13], p[14], p[15]],
+            },
         }
     }
 

@@ -117,6 +117,7 @@ pub fn build_schedule(loaded: &LoadedScene, plan: &Plan) -> Result<Schedule, Sce
     for pair in Stage::ALL.windows(2) {
         schedule.configure_sets(pair[1].after(pair[0]));
     }
+    schedule.add_systems(faceforge_systems::clear_gradients.before(Stage::Encode));
     for p in &plan.systems {
         let settings = loaded.scene.systems.get(p.scene_index).and_then(|s| s.settings.as_deref()).map(|raw| raw.get_ron());
         let configs = (p.entry.build)(settings).map_err(|e| {

@@ -4,11 +4,14 @@
 use bevy_ecs::prelude::*;
 use bevy_ecs::schedule::ScheduleConfigs;
 use bevy_ecs::system::ScheduleSystem;
+use faceforge_components::{Albedo, Coeffs, Grad, Illumination, Mesh, Pose, Rendered};
 use std::fmt;
 
 pub mod oracle;
 pub mod reconstruct;
+pub mod reconstruct_backward;
 pub mod render;
+pub mod render_backward;
 pub mod render_swapped;
 pub mod sample_texture;
 pub mod swap_visible_texture;
@@ -77,6 +80,17 @@ pub fn collect_errors(In(result): In<Result<(), StageError>>, mut errors: ResMut
     }
 }
 
+/// Removes last iteration's gradients so the backward systems accumulate from zero; the graph
+/// builder runs it first in every schedule.
+pub fn clear_gradients(
+    frames: Query<Entity, Or<(With<Grad<Rendered>>, With<Grad<Mesh>>, With<Grad<Albedo>>, With<Grad<Illumination>>, With<Grad<Pose>>, With<Grad<Coeffs>>)>>,
+    mut commands: Commands,
+) {
+    for e in &frames {
+        commands.entity(e).remove::<(Grad<Rendered>, Grad<Mesh>, Grad<Albedo>, Grad<Illumination>, Grad<Pose>, Grad<Coeffs>)>();
+    }
+}
+
 /// A data kind a system reads or writes: a component's or resource's type name.
 pub type DataName = &'static str;
 
@@ -122,6 +136,8 @@ pub fn registry() -> Vec<SystemEntry> {
         swap_visible_texture::entry(),
         render::entry(),
         render_swapped::entry(),
+        render_backward::entry(),
+        reconstruct_backward::entry(),
     ]
 }
 
