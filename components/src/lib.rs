@@ -228,4 +228,7 @@ pub struct RenderedSwaps {
     pub images: Vec<(Entity, Vec<f32>)>,
     /// The face mask at this pose (M²ᵈ of the target).
     pub mask: Vec<f32>,
+    /// Triangle id + 1 per pixel and the projected vertices the swaps were drawn with.
+    pub tri: Vec<u32>,
+    pub projected: Vec<f32>,
 }

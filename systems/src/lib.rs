@@ -4,7 +4,7 @@
 use bevy_ecs::prelude::*;
 use bevy_ecs::schedule::ScheduleConfigs;
 use bevy_ecs::system::ScheduleSystem;
-use faceforge_components::{Albedo, Coeffs, Grad, Illumination, Mesh, Pose, Rendered};
+use faceforge_components::{Albedo, Coeffs, Frame, Grad, Illumination, Mesh, Pose, Rendered, RenderedSwaps, SwappedTextures, VertexColors};
 use std::fmt;
 
 pub mod oracle;
@@ -14,6 +14,7 @@ pub mod render;
 pub mod render_backward;
 pub mod render_swapped;
 pub mod sample_texture;
+pub mod swap_backward;
 pub mod swap_visible_texture;
 pub mod vertex_normals;
 pub mod visibility;
@@ -83,11 +84,21 @@ pub fn collect_errors(In(result): In<Result<(), StageError>>, mut errors: ResMut
 /// Removes last iteration's gradients so the backward systems accumulate from zero; the graph
 /// builder runs it first in every schedule.
 pub fn clear_gradients(
-    frames: Query<Entity, Or<(With<Grad<Rendered>>, With<Grad<Mesh>>, With<Grad<Albedo>>, With<Grad<Illumination>>, With<Grad<Pose>>, With<Grad<Coeffs>>)>>,
+    frames: Query<Entity, With<Frame>>,
     mut commands: Commands,
 ) {
     for e in &frames {
-        commands.entity(e).remove::<(Grad<Rendered>, Grad<Mesh>, Grad<Albedo>, Grad<Illumination>, Grad<Pose>, Grad<Coeffs>)>();
+        commands.entity(e).remove::<(
+            Grad<Rendered>,
+            Grad<RenderedSwaps>,
+            Grad<SwappedTextures>,
+            Grad<VertexColors>,
+            Grad<Mesh>,
+            Grad<Albedo>,
+            Grad<Illumination>,
+            Grad<Pose>,
+            Grad<Coeffs>,
+        )>();
     }
 }
 
@@ -137,6 +148,9 @@ pub fn registry() -> Vec<SystemEntry> {
         render::entry(),
         render_swapped::entry(),
         render_backward::entry(),
+        swap_backward::render_swapped_entry(),
+        swap_backward::swap_entry(),
+        swap_backward::sample_entry(),
         reconstruct_backward::entry(),
     ]
 }

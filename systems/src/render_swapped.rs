@@ -53,7 +53,14 @@ pub fn entry() -> SystemEntry {
                     let out = render_batch(&compute.0, m.triangles(), n, shape, &RenderBatch { positions: &positions, colors: &colors, camera_model, cameras: &cameras });
                     let p = shape.pixels();
                     let images = swapped.from.iter().enumerate().map(|(b, (source, _, _))| (*source, out.color[3 * b * p..3 * (b + 1) * p].to_vec())).collect();
-                    commands.entity(entity).insert(RenderedSwaps { width, height, images, mask: out.raster.mask()[..p].to_vec() });
+                    commands.entity(entity).insert(RenderedSwaps {
+                        width,
+                        height,
+                        images,
+                        mask: out.raster.mask()[..p].to_vec(),
+                        tri: out.raster.tri[..p].to_vec(),
+                        projected: out.projected[..4 * n].to_vec(),
+                    });
                 }
                 Ok(())
             })
