@@ -1,8 +1,10 @@
-//! What a run writes per frame: meshes (OBJ with UVs and per-vertex colours, binary PLY) and
-//! coefficients with 3D landmarks (JSON). Every file is written atomically.
+//! What a run writes per frame: meshes (OBJ with UVs and per-vertex colours, binary PLY),
+//! coefficients with 3D landmarks (JSON), images (PNG) and 2D landmarks (iBUG `.pts`). Every file
+//! is written atomically.
 
 use faceforge_model::{atomic_write, MorphableModel};
 use std::fmt::Write as _;
+use image::ImageEncoder as _;
 use std::path::Path;
 
 /// A mesh to write: positions, and optionally per-vertex colours in [0, 1].
@@ -104,4 +106,43 @@ pub fn overlay(image: &[f32], width: usize, height: usize, color: &[f32], mask: 
         }
     }
     out
+}
+
+/// iBUG `.pts` text (300-W's format).
+pub fn pts_text(points: &[[f32; 2]]) -> String {
+    let mut s = format!("version: 1\nn_points:  {}\n{{\n", points.len());
+    for p in points {
+        s.push_str(&format!("{:.3} {:.3}\n", p[0], p[1]));
+    }
+    s.push_str("}\n");
+    s
+}
+
+/// An 8-bit RGB PNG of an rgb image in [0, 1].
+pub fn png_bytes(rgb: &[f32], width: usize, height: usize) -> Vec<u8> {
+    let bytes: Vec<u8> = rgb.iter().map(|c| (c.clamp(0.0, 1.0) * 255.0).round() as u8).collect();
+    let mut out = Vec::new();
+    image::codecs::png::PngEncoder::new(&mut out)
+        .write_image(&bytes, width as u32, height as u32, image::ExtendedColorType::Rgb8)
+        .expect("encoding a PNG in memory");
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pts_is_ibug_and_png_decodes_to_the_quantised_image() {
+        let text = pts_text(&[[1.5, 2.25], [100.0, 0.125]]);
+        assert_eq!(text, "version: 1\nn_points:  2\n{\n1.500 2.250\n100.000 0.125\n}\n");
+
+        let rgb: Vec<f32> = (0..4 * 3 * 3).map(|i| i as f32 / 35.0).collect();
+        let png = png_bytes(&rgb, 4, 3);
+        let back = image::load_from_memory(&png).unwrap().to_rgb8();
+        assert_eq!((back.width(), back.height()), (4, 3));
+        for (got, want) in back.as_raw().iter().zip(&rgb) {
+            assert_eq!(*got, (want * 255.0).round() as u8);
+        }
+    }
 }

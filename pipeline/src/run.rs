@@ -2,8 +2,7 @@
 
 use crate::data;
 use crate::graph::{build_schedule, plan};
-use crate::outputs::{landmarks_2d, landmarks_3d, overlay, write_obj, write_ply, MeshView};
-use crate::synth::{png_bytes, pts_text};
+use crate::outputs::{landmarks_2d, landmarks_3d, overlay, png_bytes, pts_text, write_obj, write_ply, MeshView};
 use crate::scene::{LoadedScene, MeshFormat, ModelSource};
 use anyhow::{bail, Context};
 use bevy_ecs::world::World;

@@ -12,6 +12,7 @@ use faceforge_components::{Coeffs, Frame, Pose};
 use faceforge_kernels::normals::{self, Adjacency};
 use faceforge_kernels::rasterize::RasterShape;
 use faceforge_kernels::Backend;
+use crate::outputs::{png_bytes, pts_text};
 use faceforge_model::{atomic_write, MorphableModel, SplitMix64};
 use faceforge_systems::reconstruct::decode_batch;
 use faceforge_systems::render::{render_batch, shade_vertices, RenderBatch};
@@ -245,28 +246,6 @@ pub fn generate(model: &MorphableModel, backend: &Backend, spec: &SynthSpec) -> 
     }
     out
 }
-
-/// iBUG `.pts` text (300-W's format).
-pub fn pts_text(points: &[[f32; 2]]) -> String {
-    let mut s = format!("version: 1\nn_points:  {}\n{{\n", points.len());
-    for p in points {
-        s.push_str(&format!("{:.3} {:.3}\n", p[0], p[1]));
-    }
-    s.push_str("}\n");
-    s
-}
-
-/// An 8-bit RGB PNG of an rgb image in [0, 1].
-pub fn png_bytes(rgb: &[f32], width: usize, height: usize) -> Vec<u8> {
-    let bytes: Vec<u8> = rgb.iter().map(|c| (c.clamp(0.0, 1.0) * 255.0).round() as u8).collect();
-    let mut out = Vec::new();
-    image::codecs::png::PngEncoder::new(&mut out)
-        .write_image(&bytes, width as u32, height as u32, image::ExtendedColorType::Rgb8)
-        .expect("encoding a PNG in memory");
-    out
-}
-
-use image::ImageEncoder as _;
 
 /// Writes `NAME.png`, `NAME.pts` and `NAME.ron` (the ground truth) per frame.
 pub fn write(dir: &Path, frames: &[SynthFrame]) -> std::io::Result<usize> {
