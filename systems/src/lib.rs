@@ -4,7 +4,7 @@
 use bevy_ecs::prelude::*;
 use bevy_ecs::schedule::ScheduleConfigs;
 use bevy_ecs::system::ScheduleSystem;
-use faceforge_components::{Albedo, Coeffs, Frame, Grad, Illumination, Mesh, Pose, Rendered, RenderedSwaps, SwappedTextures, VertexColors};
+use faceforge_components::{accumulate, Albedo, Coeffs, Frame, Grad, Illumination, Mesh, Pose, Rendered, RenderedSwaps, SwappedTextures, VertexColors};
 use std::fmt;
 
 pub mod oracle;
@@ -99,6 +99,25 @@ pub fn clear_gradients(
             Grad<Pose>,
             Grad<Coeffs>,
         )>();
+    }
+}
+
+/// Adds a mesh and a pose gradient into a frame's, inserting them the first time.
+pub(crate) fn add_geometry_grad(entity: Entity, d_positions: Vec<f32>, d_pose: Pose, g_mesh: Option<Mut<Grad<Mesh>>>, g_pose: Option<Mut<Grad<Pose>>>, commands: &mut Commands) {
+    match g_mesh {
+        Some(mut g) => accumulate(&mut g.value.positions, &d_positions),
+        None => {
+            commands.entity(entity).insert(Grad { value: Mesh { positions: d_positions } });
+        }
+    }
+    match g_pose {
+        Some(mut g) => {
+            let sum: Vec<f32> = g.value.camera().1.iter().zip(d_pose.camera().1).map(|(a, b)| a + b).collect();
+            g.value = g.value.from_camera(&sum);
+        }
+        None => {
+            commands.entity(entity).insert(Grad { value: d_pose });
+        }
     }
 }
 

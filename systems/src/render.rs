@@ -58,8 +58,9 @@ pub fn shade_vertices(backend: &Backend, normals: &[f32], albedo: &[f32], sh: &[
     shade::forward(backend, ShadeShape { batch, vertices: n, lighting }, normals, albedo, sh)
 }
 
-/// SH coefficients of a frame (white ambient light when it has none).
-fn lighting_of(illumination: Option<&Illumination>) -> Vec<f32> {
+/// The frame's 27 RGB SH coefficients: its own, its 9 mono ones repeated per channel, or white
+/// ambient light when it has none.
+pub fn lighting_of(illumination: Option<&Illumination>) -> Vec<f32> {
     match illumination {
         Some(l) if l.sh.len() == 27 => l.sh.clone(),
         Some(l) if l.sh.len() == 9 => (0..3).flat_map(|_| l.sh.iter().copied()).collect(),

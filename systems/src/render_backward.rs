@@ -3,7 +3,8 @@
 //! through projection to the mesh and the pose, and through SH shading to the albedo, the
 //! lighting and the normals, and through the normals to the mesh again.
 
-use crate::{collect_errors, parse_settings, Stage, StageError, SystemEntry};
+use crate::render::lighting_of;
+use crate::{add_geometry_grad, collect_errors, parse_settings, Stage, StageError, SystemEntry};
 use bevy_ecs::prelude::*;
 use faceforge_components::{accumulate, Albedo, Compute, Grad, Illumination, Mesh, Model, Normals, Pose, Rendered};
 use faceforge_kernels::normals::{self, Adjacency};
@@ -15,15 +16,6 @@ use serde::Deserialize;
 #[derive(Clone, Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct NoSettings {}
-
-/// The frame's 27 RGB coefficients (9 mono ones repeated; white ambient light without any).
-fn rgb_lighting(illumination: Option<&Illumination>) -> Vec<f32> {
-    match illumination {
-        Some(l) if l.sh.len() == 27 => l.sh.clone(),
-        Some(l) if l.sh.len() == 9 => (0..3).flat_map(|_| l.sh.iter().copied()).collect(),
-        _ => (0..27).map(|j| if j % 9 == 0 { 1.0 } else { 0.0 }).collect(),
-    }
-}
 
 pub fn entry() -> SystemEntry {
     SystemEntry {
@@ -60,7 +52,7 @@ pub fn entry() -> SystemEntry {
                     if grad.value.color.len() != rendered.color.len() {
                         return Err(StageError { system: "render_backward", message: "the colour gradient does not match the rendered image".into() });
                     }
-                    let sh = rgb_lighting(light);
+                    let sh = lighting_of(light);
                     let shade_shape = ShadeShape { batch: 1, vertices: n, lighting: Lighting::Rgb };
                     let colours = shade::forward(backend, shade_shape, &normals.xyz, &albedo.rgb, &sh);
                     let shape = RasterShape { batch: 1, width: rendered.width, height: rendered.height };
@@ -71,12 +63,7 @@ pub fn entry() -> SystemEntry {
                     let (d_normals, d_albedo, d_sh) = shade::backward(backend, shade_shape, &normals.xyz, &albedo.rgb, &sh, &d_colours);
                     accumulate(&mut d_positions, &normals::backward(backend, &mesh.positions, m.triangles(), adjacency, &d_normals, n));
 
-                    match g_mesh {
-                        Some(mut g) => accumulate(&mut g.value.positions, &d_positions),
-                        None => {
-                            commands.entity(entity).insert(Grad { value: Mesh { positions: d_positions } });
-                        }
-                    }
+                    add_geometry_grad(entity, d_positions, pose.from_camera(&d_camera), g_mesh, g_pose, &mut commands);
                     match g_albedo {
                         Some(mut g) => accumulate(&mut g.value.rgb, &d_albedo),
                         None => {
@@ -93,13 +80,6 @@ pub fn entry() -> SystemEntry {
                             }
                         }
                     }
-                    let d_pose = pose.from_camera(&d_camera);
-                    match g_pose {
-                        Some(mut g) => g.value = add_poses(&g.value, &d_pose),
-                        None => {
-                            commands.entity(entity).insert(Grad { value: d_pose });
-                        }
-                    }
                 }
                 Ok(())
             })
@@ -107,12 +87,4 @@ pub fn entry() -> SystemEntry {
             .in_set(Stage::BackwardRender))
         },
     }
-}
-
-/// Element-wise sum of two pose gradients of the same kind.
-fn add_poses(a: &Pose, b: &Pose) -> Pose {
-    let (_, pa) = a.camera();
-    let (_, pb) = b.camera();
-    let sum: Vec<f32> = pa.iter().zip(pb).map(|(x, y)| x + y).collect();
-    a.from_camera(&sum)
 }

@@ -4,7 +4,7 @@
 //! - `swap_visible_texture_backward`: d C_{i→j} → d C_i ⊙ M_ij and d C_j ⊙ (1 − M_ij);
 //! - `sample_texture_backward`: d C (sampled colours) → d sample positions → d mesh, d pose.
 
-use crate::{collect_errors, parse_settings, Stage, StageError, SystemEntry};
+use crate::{add_geometry_grad, collect_errors, parse_settings, Stage, StageError, SystemEntry};
 use bevy_ecs::prelude::*;
 use faceforge_components::{accumulate, Compute, Frame, Grad, Image, Mesh, Model, Pose, RenderedSwaps, SwappedTextures, VertexColors, Visibility};
 use faceforge_kernels::interpolate;
@@ -17,25 +17,6 @@ use std::collections::HashMap;
 #[derive(Clone, Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct NoSettings {}
-
-/// Adds a mesh and a pose gradient into a frame's, inserting them the first time.
-fn add_geometry(entity: Entity, d_positions: Vec<f32>, d_pose: Pose, g_mesh: Option<Mut<Grad<Mesh>>>, g_pose: Option<Mut<Grad<Pose>>>, commands: &mut Commands) {
-    match g_mesh {
-        Some(mut g) => accumulate(&mut g.value.positions, &d_positions),
-        None => {
-            commands.entity(entity).insert(Grad { value: Mesh { positions: d_positions } });
-        }
-    }
-    match g_pose {
-        Some(mut g) => {
-            let sum: Vec<f32> = g.value.camera().1.iter().zip(d_pose.camera().1).map(|(a, b)| a + b).collect();
-            g.value = g.value.from_camera(&sum);
-        }
-        None => {
-            commands.entity(entity).insert(Grad { value: d_pose });
-        }
-    }
-}
 
 pub fn render_swapped_entry() -> SystemEntry {
     SystemEntry {
@@ -76,7 +57,7 @@ pub fn render_swapped_entry() -> SystemEntry {
                     }
                     let (camera_model, camera) = pose.camera();
                     let (d_positions, d_camera) = project::backward(backend, camera_model, &mesh.positions, &camera, &d_projected, n);
-                    add_geometry(entity, d_positions, pose.from_camera(&d_camera), g_mesh, g_pose, &mut commands);
+                    add_geometry_grad(entity, d_positions, pose.from_camera(&d_camera), g_mesh, g_pose, &mut commands);
                     commands.entity(entity).insert(Grad { value: SwappedTextures { from: d_textures } });
                 }
                 Ok(())
@@ -158,7 +139,7 @@ pub fn sample_entry() -> SystemEntry {
                     let d_uv = sample::backward(backend, shape, &image.rgb, &positions, &grad.value.rgb);
                     let d_projected: Vec<f32> = d_uv.chunks(2).flat_map(|g| [g[0], g[1], 0.0, 0.0]).collect();
                     let (d_positions, d_camera) = project::backward(backend, camera_model, &mesh.positions, &camera, &d_projected, n);
-                    add_geometry(entity, d_positions, pose.from_camera(&d_camera), g_mesh, g_pose, &mut commands);
+                    add_geometry_grad(entity, d_positions, pose.from_camera(&d_camera), g_mesh, g_pose, &mut commands);
                 }
                 Ok(())
             })
