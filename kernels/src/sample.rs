@@ -45,41 +45,43 @@ fn texel(images: &[f32], s: SampleShape, b: usize, x: i64, y: i64, c: usize) -> 
     }
 }
 
-/// Native forward: B × points × channels.
+/// Native forward: B × points × channels; items in parallel.
 pub fn forward_cpu(s: SampleShape, images: &[f32], positions: &[f32]) -> Vec<f32> {
     s.check(images, positions);
-    let mut out = vec![0.0; s.batch * s.points * s.channels];
-    for b in 0..s.batch {
+    crate::parallel::map(s.batch, |b| {
+        let mut out = vec![0.0; s.points * s.channels];
         for m in 0..s.points {
             let i = b * s.points + m;
             let (x0, y0, fx, fy) = taps(positions[2 * i], positions[2 * i + 1]);
             for c in 0..s.channels {
                 let t = |dx, dy| texel(images, s, b, x0 + dx, y0 + dy, c);
-                out[i * s.channels + c] = (1.0 - fy) * ((1.0 - fx) * t(0, 0) + fx * t(1, 0)) + fy * ((1.0 - fx) * t(0, 1) + fx * t(1, 1));
+                out[m * s.channels + c] = (1.0 - fy) * ((1.0 - fx) * t(0, 0) + fx * t(1, 0)) + fy * ((1.0 - fx) * t(0, 1) + fx * t(1, 1));
             }
         }
-    }
-    out
+        out
+    })
+    .concat()
 }
 
-/// Native adjoint to the positions: B × points × 2.
+/// Native adjoint to the positions: B × points × 2; items in parallel.
 pub fn backward_cpu(s: SampleShape, images: &[f32], positions: &[f32], grad_out: &[f32]) -> Vec<f32> {
     s.check(images, positions);
     assert_eq!(grad_out.len(), s.batch * s.points * s.channels, "sample backward: grad length");
-    let mut g = vec![0.0; positions.len()];
-    for b in 0..s.batch {
+    crate::parallel::map(s.batch, |b| {
+        let mut g = vec![0.0; 2 * s.points];
         for m in 0..s.points {
             let i = b * s.points + m;
             let (x0, y0, fx, fy) = taps(positions[2 * i], positions[2 * i + 1]);
             for c in 0..s.channels {
                 let t = |dx, dy| texel(images, s, b, x0 + dx, y0 + dy, c);
                 let go = grad_out[i * s.channels + c];
-                g[2 * i] += go * ((1.0 - fy) * (t(1, 0) - t(0, 0)) + fy * (t(1, 1) - t(0, 1)));
-                g[2 * i + 1] += go * ((1.0 - fx) * (t(0, 1) - t(0, 0)) + fx * (t(1, 1) - t(1, 0)));
+                g[2 * m] += go * ((1.0 - fy) * (t(1, 0) - t(0, 0)) + fy * (t(1, 1) - t(0, 1)));
+                g[2 * m + 1] += go * ((1.0 - fx) * (t(0, 1) - t(0, 0)) + fx * (t(1, 1) - t(1, 0)));
             }
         }
-    }
-    g
+        g
+    })
+    .concat()
 }
 
 /// The texel (x, y) of item b, channel c, or 0 outside the image.
