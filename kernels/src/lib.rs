@@ -18,3 +18,6 @@ pub mod visibility;
 pub mod testing;
 
 pub use backend::{Backend, BackendChoice, BackendError, DeviceInfo};
+/// The device client and buffer handle types, for callers that keep data on the device.
+pub use cubecl::client::Client;
+pub use cubecl::server::Handle;

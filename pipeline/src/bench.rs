@@ -1,8 +1,9 @@
 //! `faceforge bench render`: milliseconds per frame of the differentiable render chain —
 //! decode → project → rasterize → interpolate → sample, forward and forward + backward — on the
-//! native CPU twins and on the wgpu runtime in the same run, with their ratio.
+//! native CPU twins and on the wgpu runtime in the same run, with their ratio. Decode uses the
+//! model's bases kept on the device, as the reconstruct systems do; the other ops move their
+//! inputs and outputs at each call.
 
-use faceforge_kernels::decode::{self, DecodeShape};
 use faceforge_kernels::interpolate;
 use faceforge_kernels::project::{self, CameraModel};
 use faceforge_kernels::rasterize::{self, RasterShape};
@@ -10,6 +11,8 @@ use faceforge_kernels::sample::{self, SampleShape};
 use faceforge_kernels::Backend;
 use faceforge_components::Pose;
 use faceforge_model::{MorphableModel, SplitMix64};
+use faceforge_systems::reconstruct::{decode_adjoint, decode_stacked, DeviceModel};
+use std::sync::Arc;
 use std::time::Instant;
 
 /// One timed configuration.
@@ -61,16 +64,12 @@ impl Breakdown {
 }
 
 /// One pass of the chain; with `backward`, the adjoints back to the coefficients too.
-fn pass(backend: &Backend, model: &MorphableModel, b: &Batch, batch: usize, size: usize, backward: bool, t: &mut Breakdown) -> f32 {
-    let (n, len) = (model.n_vertices(), 3 * model.n_vertices());
+fn pass(backend: &Backend, model: &MorphableModel, device: Option<&DeviceModel>, b: &Batch, batch: usize, size: usize, backward: bool, t: &mut Breakdown) -> f32 {
+    let n = model.n_vertices();
     let triangles = model.triangles();
-    let shape_id = DecodeShape { batch, components: model.n_id(), len, base_per_item: false };
-    let shape_exp = DecodeShape { batch, components: model.n_exp(), len, base_per_item: true };
-    let shape_tex = DecodeShape { batch, components: model.n_albedo(), len, base_per_item: false };
     let (positions, colours) = t.time("decode", || {
-        let with_id = decode::forward(backend, shape_id, model.mean_shape(), model.id_basis(), &b.id);
-        let positions = decode::forward(backend, shape_exp, &with_id, model.exp_basis(), &b.exp);
-        (positions, decode::forward(backend, shape_tex, model.mean_albedo(), model.albedo_basis(), &b.tex))
+        let (positions, colours) = decode_stacked(backend, model, device, batch, &b.id, &b.exp, Some(&b.tex));
+        (positions, colours.expect("albedo asked for"))
     });
     let projected = t.time("project", || project::forward(backend, CameraModel::WeakPerspective, &positions, &b.cameras, n));
     let raster_shape = RasterShape { batch, width: size, height: size };
@@ -94,27 +93,28 @@ fn pass(backend: &Backend, model: &MorphableModel, b: &Batch, batch: usize, size
     let (grad_positions, _grad_cameras) =
         t.time("project ᵀ", || project::backward(backend, CameraModel::WeakPerspective, &positions, &b.cameras, &grad_projected, n));
     t.time("decode ᵀ", || {
-        let g_exp = decode::backward(backend, shape_exp, model.exp_basis(), &grad_positions);
-        let g_id = decode::backward(backend, shape_id, model.id_basis(), &grad_positions);
-        let g_tex = decode::backward(backend, shape_tex, model.albedo_basis(), &grad_colours);
+        let (g_id, g_exp, g_tex) = decode_adjoint(backend, model, device, batch, &grad_positions, Some(&grad_colours));
         g_exp[0] + g_id[0] + g_tex[0]
     })
 }
 
 /// Times the chain for each backend and batch size.
-pub fn render(model: &MorphableModel, backends: &[Backend], batches: &[usize], size: usize, repeats: usize) -> Vec<Timing> {
+pub fn render(model: &Arc<MorphableModel>, backends: &[Backend], batches: &[usize], size: usize, repeats: usize) -> Vec<Timing> {
     let mut out = Vec::new();
     for backend in backends {
+        // On a device the model's bases are uploaded once, as the reconstruct systems keep them.
+        let mut slot = None;
+        let device = DeviceModel::refresh(&mut slot, backend, model);
         for &batch in batches {
             let inputs = make_batch(model, batch, size, 7);
             for backward in [false, true] {
                 // One warm-up pass (kernel compilation on a device), then the timed repeats.
-                std::hint::black_box(pass(backend, model, &inputs, batch, size, backward, &mut Breakdown::default()));
+                std::hint::black_box(pass(backend, model, device, &inputs, batch, size, backward, &mut Breakdown::default()));
                 let mut runs: Vec<(f64, Breakdown)> = (0..repeats)
                     .map(|_| {
                         let mut breakdown = Breakdown::default();
                         let start = Instant::now();
-                        std::hint::black_box(pass(backend, model, &inputs, batch, size, backward, &mut breakdown));
+                        std::hint::black_box(pass(backend, model, device, &inputs, batch, size, backward, &mut breakdown));
                         breakdown.0.iter_mut().for_each(|(_, ms)| *ms /= batch as f64);
                         (start.elapsed().as_secs_f64() * 1e3 / batch as f64, breakdown)
                     })

@@ -164,7 +164,7 @@ fn execute(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Bench { command: BenchCommand::Render { preset, size, batch, repeats, wgpu } } => {
             let preset = Preset::parse(&preset).with_context(|| format!("unknown preset `{preset}`; presets: tiny, default, bfm"))?;
-            let model = MorphableModel::generate(&ModelSpec { preset, ..ModelSpec::default() });
+            let model = std::sync::Arc::new(MorphableModel::generate(&ModelSpec { preset, ..ModelSpec::default() }));
             let mut backends = vec![faceforge_kernels::Backend::Cpu];
             if wgpu {
                 backends.push(faceforge_kernels::Backend::wgpu()?);

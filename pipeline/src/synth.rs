@@ -194,7 +194,7 @@ pub fn generate(model: &MorphableModel, backend: &Backend, spec: &SynthSpec) -> 
             let pose = Pose::weak_from_angles(angle[0], angle[1], angle[2], scale, centre);
 
             let frame = Frame { subject: bevy_ecs::entity::Entity::PLACEHOLDER, subject_id: s, index: f, name: format!("s{s:03}_f{f:03}") };
-            let (shape, albedo) = decode_batch(backend, model, &[(&frame, &coeffs)], true).expect("coefficients sized by the model");
+            let (shape, albedo) = decode_batch(backend, model, None, &[(&frame, &coeffs)], true).expect("coefficients sized by the model");
             let albedo = albedo.expect("albedo asked for");
             let vertex_normals = normals::forward(backend, &shape, model.triangles(), &adjacency, n);
             let colors = shade_vertices(backend, &vertex_normals, &albedo, &sh, n);

@@ -5,7 +5,10 @@ use crate::{collect_errors, parse_settings, Stage, StageError, SystemEntry};
 use bevy_ecs::prelude::*;
 use faceforge_components::{Albedo, Coeffs, Compute, Frame, Mesh, Model};
 use faceforge_kernels::decode::{self, DecodeShape};
-use faceforge_kernels::Backend;
+use faceforge_kernels::launch::{download, upload};
+use faceforge_kernels::{Backend, Handle};
+use faceforge_model::MorphableModel;
+use std::sync::Arc;
 use serde::Deserialize;
 
 const NAME: &str = "reconstruct";
@@ -32,8 +35,9 @@ pub fn entry() -> SystemEntry {
         summary: "coefficients → mesh and albedo, one batched decode per basis",
         build: |settings| {
             let settings: ReconstructSettings = parse_settings(settings)?;
+            let mut device = None;
             Ok((move |model: Res<Model>, compute: Res<Compute>, frames: Query<(Entity, &Frame, &Coeffs)>, commands: Commands| {
-                reconstruct(&settings, &model, &compute.0, &frames, commands)
+                reconstruct(&settings, &model, &compute.0, &mut device, &frames, commands)
             })
             .pipe(collect_errors)
             .in_set(Stage::Reconstruct))
@@ -60,31 +64,120 @@ fn stack<'a>(
     Ok(out)
 }
 
-/// Decodes a batch of coefficient sets: (shapes B × 3N, albedo B × 3N when asked).
+/// The model's means and bases on the device, uploaded once and reused by every decode and its
+/// adjoint. It holds the model it was made from, so a different model is noticed.
+pub struct DeviceModel {
+    model: Arc<MorphableModel>,
+    mean_shape: Handle,
+    id: Handle,
+    exp: Handle,
+    mean_albedo: Handle,
+    albedo: Handle,
+}
+
+impl DeviceModel {
+    /// The device copy of `model` for `backend` (None on the CPU), made or remade in `slot`.
+    pub fn refresh<'a>(slot: &'a mut Option<DeviceModel>, backend: &Backend, model: &Arc<MorphableModel>) -> Option<&'a DeviceModel> {
+        let Backend::Gpu { client, .. } = backend else { return None };
+        if slot.as_ref().is_none_or(|d| !Arc::ptr_eq(&d.model, model)) {
+            *slot = Some(DeviceModel {
+                model: model.clone(),
+                mean_shape: upload(client, model.mean_shape()),
+                id: upload(client, model.id_basis()),
+                exp: upload(client, model.exp_basis()),
+                mean_albedo: upload(client, model.mean_albedo()),
+                albedo: upload(client, model.albedo_basis()),
+            });
+        }
+        slot.as_ref()
+    }
+}
+
+/// Decodes stacked coefficients (B × K each): shapes B × 3N and, given albedo coefficients, the
+/// albedo B × 3N. On a device with `device`, the bases stay there and only coefficients move.
+pub fn decode_stacked(
+    backend: &Backend,
+    m: &MorphableModel,
+    device: Option<&DeviceModel>,
+    batch: usize,
+    id: &[f32],
+    exp: &[f32],
+    tex: Option<&[f32]>,
+) -> (Vec<f32>, Option<Vec<f32>>) {
+    let len = 3 * m.n_vertices();
+    let shape_id = DecodeShape { batch, components: m.n_id(), len, base_per_item: false };
+    let shape_exp = DecodeShape { batch, components: m.n_exp(), len, base_per_item: true };
+    let shape_tex = DecodeShape { batch, components: m.n_albedo(), len, base_per_item: false };
+    match (backend, device) {
+        (Backend::Gpu { client, .. }, Some(d)) => {
+            let with_id = decode::forward_device(client, shape_id, &d.mean_shape, &d.id, &upload(client, id));
+            let shapes = download(client, decode::forward_device(client, shape_exp, &with_id, &d.exp, &upload(client, exp)));
+            let albedo = tex.map(|t| download(client, decode::forward_device(client, shape_tex, &d.mean_albedo, &d.albedo, &upload(client, t))));
+            (shapes, albedo)
+        }
+        _ => {
+            let with_id = decode::forward(backend, shape_id, m.mean_shape(), m.id_basis(), id);
+            let shapes = decode::forward(backend, shape_exp, &with_id, m.exp_basis(), exp);
+            let albedo = tex.map(|t| decode::forward(backend, shape_tex, m.mean_albedo(), m.albedo_basis(), t));
+            (shapes, albedo)
+        }
+    }
+}
+
+/// The adjoint of `decode_stacked`: (d identity, d expression, d albedo coefficients), B × K each.
+pub fn decode_adjoint(
+    backend: &Backend,
+    m: &MorphableModel,
+    device: Option<&DeviceModel>,
+    batch: usize,
+    grad_shapes: &[f32],
+    grad_albedo: Option<&[f32]>,
+) -> (Vec<f32>, Vec<f32>, Vec<f32>) {
+    let len = 3 * m.n_vertices();
+    let shape = |components| DecodeShape { batch, components, len, base_per_item: false };
+    match (backend, device) {
+        (Backend::Gpu { client, .. }, Some(d)) => {
+            let g = upload(client, grad_shapes);
+            let id = download(client, decode::backward_device(client, shape(m.n_id()), &d.id, &g));
+            let exp = download(client, decode::backward_device(client, shape(m.n_exp()), &d.exp, &g));
+            let tex = match grad_albedo {
+                Some(ga) => download(client, decode::backward_device(client, shape(m.n_albedo()), &d.albedo, &upload(client, ga))),
+                None => vec![0.0; batch * m.n_albedo()],
+            };
+            (id, exp, tex)
+        }
+        _ => {
+            let id = decode::backward(backend, shape(m.n_id()), m.id_basis(), grad_shapes);
+            let exp = decode::backward(backend, shape(m.n_exp()), m.exp_basis(), grad_shapes);
+            let tex = match grad_albedo {
+                Some(ga) => decode::backward(backend, shape(m.n_albedo()), m.albedo_basis(), ga),
+                None => vec![0.0; batch * m.n_albedo()],
+            };
+            (id, exp, tex)
+        }
+    }
+}
+
+/// Decodes a batch of frames' coefficients, checking each set's sizes: (shapes B × 3N, albedo
+/// B × 3N when asked).
 pub fn decode_batch(
     backend: &Backend,
-    m: &faceforge_model::MorphableModel,
+    m: &MorphableModel,
+    device: Option<&DeviceModel>,
     frames: &[(&Frame, &Coeffs)],
     with_albedo: bool,
 ) -> Result<(Vec<f32>, Option<Vec<f32>>), StageError> {
-    let (batch, len) = (frames.len(), 3 * m.n_vertices());
     let id = stack(frames.iter().map(|(f, c)| (*f, c.id.as_slice())), m.n_id(), "identity")?;
     let exp = stack(frames.iter().map(|(f, c)| (*f, c.exp.as_slice())), m.n_exp(), "expression")?;
-    let with_id = decode::forward(backend, DecodeShape { batch, components: m.n_id(), len, base_per_item: false }, m.mean_shape(), m.id_basis(), &id);
-    let shapes = decode::forward(backend, DecodeShape { batch, components: m.n_exp(), len, base_per_item: true }, &with_id, m.exp_basis(), &exp);
-    let albedo = if with_albedo {
-        let tex = stack(frames.iter().map(|(f, c)| (*f, c.tex.as_slice())), m.n_albedo(), "albedo")?;
-        Some(decode::forward(backend, DecodeShape { batch, components: m.n_albedo(), len, base_per_item: false }, m.mean_albedo(), m.albedo_basis(), &tex))
-    } else {
-        None
-    };
-    Ok((shapes, albedo))
+    let tex = if with_albedo { Some(stack(frames.iter().map(|(f, c)| (*f, c.tex.as_slice())), m.n_albedo(), "albedo")?) } else { None };
+    Ok(decode_stacked(backend, m, device, frames.len(), &id, &exp, tex.as_deref()))
 }
 
 fn reconstruct(
     settings: &ReconstructSettings,
     model: &Model,
     backend: &Backend,
+    device: &mut Option<DeviceModel>,
     frames: &Query<(Entity, &Frame, &Coeffs)>,
     mut commands: Commands,
 ) -> Result<(), StageError> {
@@ -94,7 +187,8 @@ fn reconstruct(
     }
     let len = 3 * model.0.n_vertices();
     let pairs: Vec<(&Frame, &Coeffs)> = rows.iter().map(|(_, f, c)| (*f, *c)).collect();
-    let (shapes, albedo) = decode_batch(backend, &model.0, &pairs, settings.albedo)?;
+    let device = DeviceModel::refresh(device, backend, &model.0);
+    let (shapes, albedo) = decode_batch(backend, &model.0, device, &pairs, settings.albedo)?;
     for ((entity, _, _), positions) in rows.iter().zip(shapes.chunks(len)) {
         commands.entity(*entity).insert(Mesh { positions: positions.to_vec() });
     }
@@ -110,7 +204,7 @@ fn reconstruct(
 mod tests {
     use super::*;
     use crate::{registry, StageErrors};
-    use faceforge_kernels::testing::{assert_close, wgpu_backend};
+    use faceforge_kernels::testing::{assert_close, random, wgpu_backend};
     use faceforge_model::{MorphableModel, ModelSpec, Preset, SplitMix64};
     use std::sync::Arc;
 
@@ -170,6 +264,32 @@ mod tests {
                 assert!(moved > 1.0, "max displacement {moved} mm");
             }
         }
+    }
+
+    #[test]
+    fn bases_kept_on_the_device_give_the_native_decode_and_adjoint() {
+        let backend = wgpu_backend();
+        let model = Arc::new(MorphableModel::generate(&ModelSpec { preset: Preset::Tiny, n_id: 12, n_exp: 6, n_tex: 5, ..ModelSpec::default() }));
+        let mut slot = None;
+        assert!(DeviceModel::refresh(&mut slot, &Backend::Cpu, &model).is_none());
+        let device = DeviceModel::refresh(&mut slot, &backend, &model);
+        assert!(device.is_some());
+        let (batch, len) = (2, 3 * model.n_vertices());
+        let (id, exp, tex) = (random(batch * 12, 1), random(batch * 6, 2), random(batch * 5, 3));
+        let (shapes, albedo) = decode_stacked(&backend, &model, device, batch, &id, &exp, Some(&tex));
+        let (cpu_shapes, cpu_albedo) = decode_stacked(&Backend::Cpu, &model, None, batch, &id, &exp, Some(&tex));
+        assert_close(&shapes, &cpu_shapes, 1e-5);
+        assert_close(&albedo.unwrap(), &cpu_albedo.unwrap(), 1e-5);
+        let (g, ga) = (random(batch * len, 4), random(batch * len, 5));
+        let gpu = decode_adjoint(&backend, &model, device, batch, &g, Some(&ga));
+        let cpu = decode_adjoint(&Backend::Cpu, &model, None, batch, &g, Some(&ga));
+        assert_close(&gpu.0, &cpu.0, 1e-4);
+        assert_close(&gpu.1, &cpu.1, 1e-4);
+        assert_close(&gpu.2, &cpu.2, 1e-4);
+        // Another model is noticed and uploaded anew.
+        let other = Arc::new(MorphableModel::generate(&ModelSpec { preset: Preset::Tiny, seed: 1, n_id: 12, n_exp: 6, n_tex: 5 }));
+        let fresh = DeviceModel::refresh(&mut slot, &backend, &other).unwrap();
+        assert!(Arc::ptr_eq(&fresh.model, &other));
     }
 
     #[test]
