@@ -174,6 +174,11 @@ pub fn registry() -> Vec<SystemEntry> {
     ]
 }
 
+/// The settings of a system that takes none: any key is refused.
+#[derive(Clone, Debug, Default, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct NoSettings {}
+
 /// Reads a system's settings (RON text) into its typed struct (defaults when absent), so a bad
 /// key or value names the field.
 pub fn parse_settings<T: serde::de::DeserializeOwned + Default>(settings: Option<&str>) -> Result<T, SettingsError> {

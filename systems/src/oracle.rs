@@ -2,14 +2,9 @@
 //! pose or lighting into the frame's parameters. They make the "at the ground truth" checks and
 //! the upper-bound rows of ablations (e.g. PGN against the true pose) graph variants.
 
-use crate::{parse_settings, Stage, SystemEntry};
+use crate::{parse_settings, Stage, SystemEntry, NoSettings};
 use bevy_ecs::prelude::*;
 use faceforge_components::{GroundTruth, Illumination};
-use serde::Deserialize;
-
-#[derive(Clone, Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct NoSettings {}
 
 pub fn coeffs_entry() -> SystemEntry {
     SystemEntry {

@@ -1,15 +1,10 @@
 //! reconstruct_backward: the adjoint of `reconstruct`. d mesh → d identity and expression
 //! coefficients (Bᵀ g per basis), d albedo → d albedo coefficients.
 
-use crate::{collect_errors, parse_settings, Stage, StageError, SystemEntry};
+use crate::{collect_errors, parse_settings, Stage, StageError, SystemEntry, NoSettings};
 use bevy_ecs::prelude::*;
 use faceforge_components::{accumulate, Albedo, Coeffs, Compute, Grad, Mesh, Model};
 use crate::reconstruct::{decode_adjoint, DeviceModel};
-use serde::Deserialize;
-
-#[derive(Clone, Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct NoSettings {}
 
 pub fn entry() -> SystemEntry {
     SystemEntry {

@@ -4,18 +4,13 @@
 //! lighting and the normals, and through the normals to the mesh again.
 
 use crate::render::lighting_of;
-use crate::{add_geometry_grad, collect_errors, parse_settings, Stage, StageError, SystemEntry};
+use crate::{add_geometry_grad, collect_errors, parse_settings, Stage, StageError, SystemEntry, NoSettings};
 use bevy_ecs::prelude::*;
 use faceforge_components::{accumulate, Albedo, Compute, Grad, Illumination, Mesh, Model, Normals, Pose, Rendered};
 use faceforge_kernels::normals::{self, Adjacency};
 use faceforge_kernels::rasterize::RasterShape;
 use faceforge_kernels::shade::{self, Lighting, ShadeShape};
 use faceforge_kernels::{interpolate, project};
-use serde::Deserialize;
-
-#[derive(Clone, Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct NoSettings {}
 
 pub fn entry() -> SystemEntry {
     SystemEntry {

@@ -2,16 +2,11 @@
 //! projected vertices (bilinear, zero outside the image). Visibility is decided separately
 //! (`visibility`); this samples every vertex.
 
-use crate::{collect_errors, parse_settings, Stage, StageError, SystemEntry};
+use crate::{collect_errors, parse_settings, Stage, StageError, SystemEntry, NoSettings};
 use bevy_ecs::prelude::*;
 use faceforge_components::{Compute, Frame, Image, Mesh, Model, Pose, VertexColors};
 use faceforge_kernels::project;
 use faceforge_kernels::sample::{self, SampleShape};
-use serde::Deserialize;
-
-#[derive(Clone, Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct NoSettings {}
 
 pub fn entry() -> SystemEntry {
     SystemEntry {

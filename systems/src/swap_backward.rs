@@ -4,19 +4,14 @@
 //! - `swap_visible_texture_backward`: d C_{i→j} → d C_i ⊙ M_ij and d C_j ⊙ (1 − M_ij);
 //! - `sample_texture_backward`: d C (sampled colours) → d sample positions → d mesh, d pose.
 
-use crate::{add_geometry_grad, collect_errors, parse_settings, Stage, StageError, SystemEntry};
+use crate::{add_geometry_grad, collect_errors, parse_settings, Stage, StageError, SystemEntry, NoSettings};
 use bevy_ecs::prelude::*;
 use faceforge_components::{accumulate, Compute, Frame, Grad, Image, Mesh, Model, Pose, RenderedSwaps, SwappedTextures, VertexColors, Visibility};
 use faceforge_kernels::interpolate;
 use faceforge_kernels::project;
 use faceforge_kernels::rasterize::RasterShape;
 use faceforge_kernels::sample::{self, SampleShape};
-use serde::Deserialize;
 use std::collections::HashMap;
-
-#[derive(Clone, Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct NoSettings {}
 
 pub fn render_swapped_entry() -> SystemEntry {
     SystemEntry {

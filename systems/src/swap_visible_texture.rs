@@ -3,15 +3,10 @@
 //! keep frame j's own: C_{i→j} = C_i ⊙ M_ij + C_j ⊙ (1 − M_ij). Rendered at frame j's pose, it
 //! should reproduce frame j where the two frames agree (same identity, lighting and albedo).
 
-use crate::{parse_settings, Stage, SystemEntry};
+use crate::{parse_settings, Stage, SystemEntry, NoSettings};
 use bevy_ecs::prelude::*;
 use faceforge_components::{Frame, SwappedTextures, VertexColors, Visibility};
-use serde::Deserialize;
 use std::collections::BTreeMap;
-
-#[derive(Clone, Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct NoSettings {}
 
 /// C_{i→j} for one pair.
 pub fn swap(ci: &[f32], mi: &[f32], cj: &[f32], mj: &[f32]) -> Vec<f32> {

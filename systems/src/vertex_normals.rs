@@ -1,15 +1,10 @@
 //! vertex_normals: the unit normal of every vertex of every frame's mesh (area-weighted over its
 //! triangles), for the visibility test n_z > 0 and for shading.
 
-use crate::{collect_errors, parse_settings, Stage, StageError, SystemEntry};
+use crate::{collect_errors, parse_settings, Stage, StageError, SystemEntry, NoSettings};
 use bevy_ecs::prelude::*;
 use faceforge_components::{Compute, Mesh, Model, Normals};
 use faceforge_kernels::normals::{self, Adjacency};
-use serde::Deserialize;
-
-#[derive(Clone, Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct NoSettings {}
 
 pub fn entry() -> SystemEntry {
     SystemEntry {
