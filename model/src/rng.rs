@@ -29,6 +29,11 @@ impl SplitMix64 {
         lo + (hi - lo) * self.uniform()
     }
 
+    /// σ_k · scale · N(0, 1) for each σ_k: coefficients drawn from a model's prior.
+    pub fn scaled_normals(&mut self, sigma: &[f32], scale: f32) -> Vec<f32> {
+        sigma.iter().map(|s| s * scale * self.normal() as f32).collect()
+    }
+
     /// Standard normal (Box–Muller).
     pub fn normal(&mut self) -> f64 {
         let u1 = self.uniform().max(1e-300);

@@ -37,7 +37,7 @@ struct Batch {
 
 fn make_batch(model: &MorphableModel, batch: usize, size: usize, seed: u64) -> Batch {
     let mut rng = SplitMix64::new(seed);
-    let mut draw = |sigma: &[f32]| -> Vec<f32> { (0..batch).flat_map(|_| sigma.iter().map(|s| s * rng.normal() as f32).collect::<Vec<_>>()).collect() };
+    let mut draw = |sigma: &[f32]| -> Vec<f32> { (0..batch).flat_map(|_| rng.scaled_normals(sigma, 1.0)).collect() };
     let (id, exp, tex) = (draw(model.id_sigma()), draw(model.exp_sigma()), draw(model.albedo_sigma()));
     let mut rng = SplitMix64::new(seed + 1);
     let cameras = (0..batch)

@@ -7,11 +7,6 @@ use faceforge_components::{Coeffs, Frame, GroundTruth, Image, Landmarks2d, Subje
 use faceforge_kernels::Backend;
 use faceforge_model::{MorphableModel, SplitMix64};
 
-/// Draws `σ_k · scale · N(0, 1)` per component.
-fn draw(sigma: &[f32], scale: f32, rng: &mut SplitMix64) -> Vec<f32> {
-    sigma.iter().map(|s| s * scale * rng.normal() as f32).collect()
-}
-
 /// Spawns the scene's subjects and frames; returns how many frames.
 pub fn populate(world: &mut World, data: &DataSpec, model: &MorphableModel, backend: &Backend, seed: u64) -> usize {
     match data {
@@ -48,10 +43,10 @@ fn populate_sampled(world: &mut World, spec: &SampledData, model: &MorphableMode
     let mut count = 0;
     for s in 0..spec.subjects {
         let subject = world.spawn(Subject { id: s, name: format!("s{s:03}") }).id();
-        let id = draw(model.id_sigma(), spec.identity_scale, &mut rng);
-        let tex = draw(model.albedo_sigma(), spec.albedo_scale, &mut rng);
+        let id = rng.scaled_normals(model.id_sigma(), spec.identity_scale);
+        let tex = rng.scaled_normals(model.albedo_sigma(), spec.albedo_scale);
         for f in 0..spec.frames {
-            let coeffs = Coeffs { id: id.clone(), exp: draw(model.exp_sigma(), spec.expression_scale, &mut rng), tex: tex.clone() };
+            let coeffs = Coeffs { id: id.clone(), exp: rng.scaled_normals(model.exp_sigma(), spec.expression_scale), tex: tex.clone() };
             let frame = Frame { subject, subject_id: s, index: f, name: format!("s{s:03}_f{f:03}") };
             world.spawn((frame, GroundTruth { coeffs: coeffs.clone(), pose: None, sh: None }, coeffs));
             count += 1;

@@ -105,10 +105,6 @@ pub struct SynthFrame {
     pub truth: SynthTruth,
 }
 
-fn draw(sigma: &[f32], scale: f32, rng: &mut SplitMix64) -> Vec<f32> {
-    sigma.iter().map(|s| s * scale * rng.normal() as f32).collect()
-}
-
 /// Pose angles (degrees) of frame `index` of `frames` for subject `subject`.
 fn angles(preset: SynthPreset, subject: u32, index: u32, frames: u32, rng: &mut SplitMix64) -> [f32; 3] {
     let sign = if rng.uniform() < 0.5 { -1.0 } else { 1.0 };
@@ -169,15 +165,15 @@ pub fn generate(model: &MorphableModel, backend: &Backend, spec: &SynthSpec) -> 
     let adjacency = Adjacency::new(n, model.triangles());
     let mut out = Vec::new();
     for s in 0..spec.subjects {
-        let id = draw(model.id_sigma(), 1.0, &mut rng);
-        let tex = draw(model.albedo_sigma(), 1.0, &mut rng);
-        let subject_exp = draw(model.exp_sigma(), 1.0, &mut rng);
+        let id = rng.scaled_normals(model.id_sigma(), 1.0);
+        let tex = rng.scaled_normals(model.albedo_sigma(), 1.0);
+        let subject_exp = rng.scaled_normals(model.exp_sigma(), 1.0);
         let subject_light = lighting(&mut rng);
         for f in 0..frames_per_subject {
             let exp = match spec.preset {
                 SynthPreset::FlorenceLike => vec![0.0; model.n_exp()],
                 SynthPreset::MvfLike => subject_exp.clone(),
-                _ => draw(model.exp_sigma(), 1.0, &mut rng),
+                _ => rng.scaled_normals(model.exp_sigma(), 1.0),
             };
             let sh = match spec.preset {
                 SynthPreset::FacewarehouseLike | SynthPreset::MvfLike => subject_light.clone(),

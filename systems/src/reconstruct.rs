@@ -220,9 +220,9 @@ mod tests {
         let mut coeffs = Vec::new();
         for index in 0..3 {
             let c = Coeffs {
-                id: model.id_sigma().iter().map(|s| s * rng.normal() as f32).collect(),
-                exp: model.exp_sigma().iter().map(|s| s * rng.normal() as f32).collect(),
-                tex: model.albedo_sigma().iter().map(|s| s * rng.normal() as f32).collect(),
+                id: rng.scaled_normals(model.id_sigma(), 1.0),
+                exp: rng.scaled_normals(model.exp_sigma(), 1.0),
+                tex: rng.scaled_normals(model.albedo_sigma(), 1.0),
             };
             let frame = Frame { subject, subject_id: 0, index, name: format!("f{index}") };
             world.spawn((frame, c.clone()));
