@@ -56,10 +56,20 @@ impl Raster {
         self.tri[i] != 0
     }
 
-    /// The coverage mask as 0/1 floats.
+    /// The coverage mask as 0/1 floats, for the whole batch.
     pub fn mask(&self) -> Vec<f32> {
-        self.tri.iter().map(|&t| if t != 0 { 1.0 } else { 0.0 }).collect()
+        mask_of(&self.tri)
     }
+
+    /// The coverage mask of one item.
+    pub fn item_mask(&self, item: usize) -> Vec<f32> {
+        let p = self.shape.pixels();
+        mask_of(&self.tri[item * p..(item + 1) * p])
+    }
+}
+
+fn mask_of(tri: &[u32]) -> Vec<f32> {
+    tri.iter().map(|&t| if t != 0 { 1.0 } else { 0.0 }).collect()
 }
 
 /// Triangles per (item, tile), as CSR: `ids[offsets[k]..offsets[k + 1]]` for k = item · tiles + tile.

@@ -57,7 +57,7 @@ pub fn entry() -> SystemEntry {
                         width,
                         height,
                         images,
-                        mask: out.raster.mask()[..p].to_vec(),
+                        mask: out.raster.item_mask(0),
                         tri: out.raster.tri[..p].to_vec(),
                         projected: out.projected[..4 * n].to_vec(),
                     });
