@@ -3,11 +3,16 @@
 //! twin that is both the fast `cpu` backend and the oracle the kernel is tested against.
 
 pub mod backend;
+pub mod census;
 pub mod decode;
+pub mod features;
+pub mod flow;
 pub mod interpolate;
 pub mod launch;
+pub mod luminance;
 pub mod normals;
 pub mod parallel;
+pub mod pgn;
 pub mod project;
 pub mod rasterize;
 pub mod reduce;
