@@ -49,6 +49,30 @@ pub enum Pose {
     Pinhole { k: [f32; 9], r: [f32; 9], t: [f32; 3] },
 }
 
+impl Default for Pose {
+    /// A zero weak-perspective pose: the empty gradient of a weak-perspective pose.
+    fn default() -> Self {
+        Pose::WeakPerspective { t: [[0.0; 4]; 2] }
+    }
+}
+
+/// A weak-perspective pose as free parameters (the direct-pose variant, "without PGN"): yaw,
+/// pitch and roll in radians, the log of the scale f (pixels per mm), and the image position of
+/// the model's origin (pixels). `Pose::weak_from_angles` turns it into T.
+#[derive(Component, Clone, Debug, PartialEq, Default, Serialize, Deserialize)]
+pub struct PoseParams {
+    pub angles: [f32; 3],
+    pub log_scale: f32,
+    pub translation: [f32; 2],
+}
+
+impl PoseParams {
+    pub fn pose(&self) -> Pose {
+        let [yaw, pitch, roll] = self.angles.map(f32::to_degrees);
+        Pose::weak_from_angles(yaw, pitch, roll, self.log_scale.exp(), self.translation)
+    }
+}
+
 /// Spherical-harmonics lighting: 27 (RGB) or 9 (mono) coefficients.
 #[derive(Component, Clone, Debug, PartialEq, Default, Serialize, Deserialize)]
 pub struct Illumination {
@@ -128,6 +152,17 @@ pub struct LossTerms {
 impl LossTerms {
     pub fn total(&self) -> f32 {
         self.terms.values().sum()
+    }
+}
+
+/// Each loss term's weight (λ), from the scene's `losses`.
+#[derive(Resource, Clone, Debug, Default, PartialEq)]
+pub struct LossWeights(pub BTreeMap<String, f32>);
+
+impl LossWeights {
+    /// The scene's weight for `name`, or the paper's default.
+    pub fn get(&self, name: &str, default: f32) -> f32 {
+        self.0.get(name).copied().unwrap_or(default)
     }
 }
 

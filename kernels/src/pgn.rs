@@ -106,7 +106,7 @@ impl PoseFit {
 }
 
 /// Gauss–Jordan inverse with partial pivoting; None when singular.
-fn invert4(m: [[f64; 4]; 4]) -> Option<[[f64; 4]; 4]> {
+pub(crate) fn invert4(m: [[f64; 4]; 4]) -> Option<[[f64; 4]; 4]> {
     let mut a = m;
     let mut inv: [[f64; 4]; 4] = std::array::from_fn(|i| std::array::from_fn(|j| if i == j { 1.0 } else { 0.0 }));
     let scale = m.iter().flatten().fold(0.0f64, |s, v| s.max(v.abs()));

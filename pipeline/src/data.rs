@@ -3,7 +3,7 @@
 use crate::scene::{DataSpec, SampledData};
 use crate::synth::{self, SynthSpec};
 use bevy_ecs::prelude::*;
-use faceforge_components::{Coeffs, Frame, GroundTruth, Image, Landmarks2d, Subject};
+use faceforge_components::{Coeffs, Frame, GroundTruth, Image, Landmarks2d, Landmarks3d, Subject};
 use faceforge_kernels::Backend;
 use faceforge_model::{MorphableModel, SplitMix64};
 
@@ -27,10 +27,17 @@ fn populate_synthetic(world: &mut World, spec: &SynthSpec, model: &MorphableMode
         }
         let frame = Frame { subject: subjects[f.subject as usize], subject_id: f.subject, index: f.index, name: f.name.clone() };
         let truth = GroundTruth { coeffs: f.truth.coeffs.clone(), pose: Some(f.truth.pose.clone()), sh: Some(f.truth.sh.clone()) };
+        // 3D targets as PGN's UV map holds them: the image x, y (with the detector's noise) and
+        // the true depth under the frame's pose.
+        let (camera_model, camera) = f.truth.pose.camera();
+        let points: Vec<f32> = f.truth.landmarks_3d.iter().flatten().copied().collect();
+        let depths = faceforge_kernels::project::forward_cpu(camera_model, &points, &camera, f.truth.landmarks_3d.len());
+        let landmarks_3d = f.landmarks.iter().zip(depths.chunks(4)).map(|(p, d)| [p[0], p[1], d[2]]).collect();
         world.spawn((
             frame,
             Image { width: f.size, height: f.size, rgb: f.image.clone() },
             Landmarks2d { points: f.landmarks.clone() },
+            Landmarks3d { points: landmarks_3d },
             truth,
             Coeffs::zeros(model.n_id(), model.n_exp(), model.n_albedo()),
         ));

@@ -14,7 +14,7 @@ pub const RUN_RESOURCES: &[DataName] = &["Model", "Compute"];
 pub fn data_provides(data: &DataSpec) -> &'static [DataName] {
     match data {
         DataSpec::Sampled(_) => &["Frame", "Subject", "Coeffs", "GroundTruth"],
-        DataSpec::Synthetic(_) => &["Frame", "Subject", "Coeffs", "GroundTruth", "Image", "Landmarks2d"],
+        DataSpec::Synthetic(_) => &["Frame", "Subject", "Coeffs", "GroundTruth", "Image", "Landmarks2d", "Landmarks3d"],
     }
 }
 
@@ -65,6 +65,9 @@ pub fn plan(loaded: &LoadedScene) -> Result<Plan, SceneError> {
         if !all.iter().any(|e| e.name == system && e.stage == Stage::Loss) {
             let known = if known.is_empty() { "none yet".to_string() } else { known.join(", ") };
             return Err(loaded.error_at(&format!("\"{name}\""), format!("unknown loss `{name}`; known losses: {known}")));
+        }
+        if scene.systems.iter().any(|s| s.name == system) {
+            continue; // listed under systems for its settings
         }
         planned.push(take(&system, usize::MAX, format!("\"{name}\""))?);
     }

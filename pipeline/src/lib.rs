@@ -5,9 +5,11 @@
 pub mod bench;
 pub mod data;
 pub mod graph;
+pub mod metrics;
 pub mod outputs;
 pub mod run;
 pub mod scene;
+pub mod sweep;
 pub mod synth;
 
 pub use scene::{LoadedScene, Scene, SceneError};

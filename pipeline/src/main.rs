@@ -35,6 +35,15 @@ enum Command {
         #[arg(long)]
         quiet: bool,
     },
+    /// Run the variants of an ablation sweep file and write its table (Markdown and JSON).
+    Sweep {
+        file: PathBuf,
+        /// Override a field of every variant's scene (path=value), or `sweep.out=DIR`.
+        #[arg(long = "set", value_name = "PATH=VALUE")]
+        overrides: Vec<String>,
+        #[arg(long)]
+        quiet: bool,
+    },
     /// List the systems a scene can name, with their stage, inputs and outputs.
     Systems,
     /// Render synthetic faces with exact ground truth: PNG images, iBUG .pts landmarks and the
@@ -118,6 +127,29 @@ enum ModelCommand {
     Obj { file: PathBuf, out: PathBuf },
 }
 
+/// Per-frame errors against the ground truth, and their means.
+fn metrics_text(m: &faceforge::metrics::RunMetrics) -> String {
+    let mut s = String::from("frame        yaw/pitch/roll fitted (true), °          pose err °  landmarks px  per-vertex mm  depth mm\n");
+    let ypr = |a: Option<[f32; 3]>| a.map_or("-".to_string(), |a| format!("{:6.1} {:5.1} {:5.1}", a[0], a[1], a[2]));
+    for f in &m.frames {
+        s.push_str(&format!(
+            "{:<12} {} ({})  {:>9}  {:>12}  {:>13.3}  {:>8.3}\n",
+            f.frame,
+            ypr(f.pose_ypr_deg),
+            ypr(f.true_ypr_deg),
+            f.pose_deg.map_or("-".into(), |v| format!("{v:.2}")),
+            f.landmarks_px.map_or("-".into(), |v| format!("{v:.2}")),
+            f.per_vertex_mm,
+            f.depth_mm
+        ));
+    }
+    s.push_str(&format!(
+        "mean: pose {:.2}°, landmarks {:.2} px, per-vertex {:.3} mm (mean face {:.3} mm), depth {:.3} mm (mean face {:.3} mm)\n",
+        m.pose_deg.mean, m.landmarks_px.mean, m.per_vertex_mm.mean, m.mean_face_per_vertex_mm.mean, m.depth_mm.mean, m.mean_face_depth_mm.mean
+    ));
+    s
+}
+
 fn load_scene(path: &std::path::Path, overrides: &[String]) -> anyhow::Result<LoadedScene> {
     let mut loaded = LoadedScene::load(path)?;
     loaded.apply_overrides(overrides)?;
@@ -146,6 +178,17 @@ fn execute(cli: Cli) -> anyhow::Result<()> {
                 summary.files.len() + 1,
                 summary.out_dir.display()
             );
+            if let Some(m) = &summary.metrics {
+                print!("{}", metrics_text(m));
+            }
+            if !summary.losses.is_empty() {
+                let terms: Vec<String> = summary.losses.iter().map(|(k, v)| format!("{k} {v:.4}")).collect();
+                println!("final loss {:.4}: {}", summary.losses.values().sum::<f32>(), terms.join(", "));
+            }
+        }
+        Command::Sweep { file, overrides, quiet } => {
+            let table = faceforge::sweep::sweep(&file, &overrides, !quiet)?;
+            print!("{}", faceforge::sweep::markdown(&table));
         }
         Command::Systems => {
             for e in faceforge_systems::registry() {

@@ -6,7 +6,8 @@ use crate::outputs::{landmarks_2d, landmarks_3d, overlay, png_bytes, pts_text, w
 use crate::scene::{LoadedScene, MeshFormat, ModelSource};
 use anyhow::{bail, Context};
 use bevy_ecs::world::World;
-use faceforge_components::{Albedo, Coeffs, Compute, Frame, Image, Iteration, LossTerms, Mesh, Model, Rendered, RenderedSwaps};
+use faceforge_components::{Albedo, Coeffs, Compute, Frame, Image, Iteration, LossTerms, LossWeights, Mesh, Model, Rendered, RenderedSwaps};
+use crate::metrics::{measure, RunMetrics};
 use faceforge_kernels::Backend;
 use faceforge_model::{atomic_write, MorphableModel};
 use faceforge_systems::StageErrors;
@@ -27,6 +28,8 @@ pub struct RunSummary {
     pub iterations: u32,
     pub seconds: f64,
     pub losses: BTreeMap<String, f32>,
+    /// Against the synthetic ground truth, when the data has it and a mesh was fitted.
+    pub metrics: Option<RunMetrics>,
     pub out_dir: PathBuf,
     pub files: Vec<PathBuf>,
 }
@@ -72,6 +75,7 @@ pub fn prepare(loaded: &LoadedScene) -> anyhow::Result<Prepared> {
     world.insert_resource(Compute(backend.clone()));
     world.init_resource::<StageErrors>();
     world.init_resource::<LossTerms>();
+    world.insert_resource(LossWeights(scene.losses.clone()));
     world.init_resource::<Iteration>();
     let frames = data::populate(&mut world, &scene.data, &model, &backend, scene.seed);
     tracing::info!("{frames} frames, {} systems, {} iterations", plan.systems.len(), scene.iterations);
@@ -171,6 +175,12 @@ pub fn run(loaded: &LoadedScene, show_progress: bool) -> anyhow::Result<RunSumma
         }
     }
 
+    let metrics = measure(&mut world, &model);
+    if let Some(m) = &metrics {
+        let path = out_dir.join("metrics.json");
+        atomic_write(&path, serde_json::to_string_pretty(m)?.as_bytes()).with_context(|| format!("writing {}", path.display()))?;
+        files.push(path);
+    }
     let summary = RunSummary {
         scene: loaded.name(),
         backend: backend.describe(),
@@ -179,6 +189,7 @@ pub fn run(loaded: &LoadedScene, show_progress: bool) -> anyhow::Result<RunSumma
         iterations: scene.iterations,
         seconds: start.elapsed().as_secs_f64(),
         losses: world.resource::<LossTerms>().terms.clone(),
+        metrics,
         out_dir: out_dir.clone(),
         files,
     };

@@ -26,11 +26,10 @@ pub struct Scene {
     pub backend: BackendChoice,
     /// The graph: stage systems by name, with their settings.
     pub systems: Vec<SystemSpec>,
-    /// Loss term name → weight. Each names a `loss_<name>` system.
+    /// Loss term name → weight (λ). Each names a `loss_<name>` system, which joins the graph; list
+    /// that system under `systems` too to give it settings.
     #[serde(default)]
     pub losses: BTreeMap<String, f32>,
-    #[serde(default)]
-    pub optimizer: OptimizerSpec,
     #[serde(default = "one")]
     pub iterations: u32,
     pub outputs: OutputSpec,
@@ -89,18 +88,6 @@ pub struct SystemSpec {
     /// The system's own settings, kept as RON text; its registry entry checks them.
     #[serde(default)]
     pub settings: Option<Box<ron::value::RawValue>>,
-}
-
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub enum OptimizerSpec {
-    Adam { lr: f32, beta1: f32, beta2: f32, eps: f32 },
-    Sgd { lr: f32 },
-}
-
-impl Default for OptimizerSpec {
-    fn default() -> Self {
-        OptimizerSpec::Adam { lr: 0.01, beta1: 0.9, beta2: 0.999, eps: 1e-8 }
-    }
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]

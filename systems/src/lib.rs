@@ -4,17 +4,28 @@
 use bevy_ecs::prelude::*;
 use bevy_ecs::schedule::ScheduleConfigs;
 use bevy_ecs::system::ScheduleSystem;
-use faceforge_components::{accumulate, Albedo, Coeffs, Frame, Grad, Illumination, Mesh, Pose, Rendered, RenderedSwaps, SwappedTextures, VertexColors};
+use faceforge_components::{accumulate, Albedo, Coeffs, Frame, Grad, Illumination, LossTerms, Mesh, Pose, PoseParams, Rendered, RenderedSwaps, Subject, SwappedTextures, VertexColors};
 use std::fmt;
 
+pub mod adam;
+pub mod direct_pose;
+pub mod loss_census;
+pub mod loss_flow;
+pub mod loss_landmark;
+pub mod loss_photometric;
+pub mod loss_regulariser;
+pub mod loss_semantic;
 pub mod oracle;
+pub mod pgn;
 pub mod reconstruct;
 pub mod reconstruct_backward;
 pub mod render;
 pub mod render_backward;
 pub mod render_swapped;
 pub mod sample_texture;
+pub mod share_identity;
 pub mod swap_backward;
+pub mod swap_pairs;
 pub mod swap_visible_texture;
 pub mod vertex_normals;
 pub mod visibility;
@@ -81,25 +92,34 @@ pub fn collect_errors(In(result): In<Result<(), StageError>>, mut errors: ResMut
     }
 }
 
-/// Removes last iteration's gradients so the backward systems accumulate from zero; the graph
-/// builder runs it first in every schedule.
-pub fn clear_gradients(
-    frames: Query<Entity, With<Frame>>,
-    mut commands: Commands,
-) {
-    for e in &frames {
-        commands.entity(e).remove::<(
-            Grad<Rendered>,
-            Grad<RenderedSwaps>,
-            Grad<SwappedTextures>,
-            Grad<VertexColors>,
-            Grad<Mesh>,
-            Grad<Albedo>,
-            Grad<Illumination>,
-            Grad<Pose>,
-            Grad<Coeffs>,
-        )>();
+/// Starts every iteration's gradients at empty (zero) and clears the loss terms, so the loss and
+/// backward systems accumulate from nothing. Every frame and subject gets every gradient
+/// component up front: systems of one stage may add to the same gradient, and adding to a
+/// component that exists is safe where inserting one from two systems is not. The graph builder
+/// runs it first in every schedule.
+pub fn clear_gradients(entities: Query<Entity, Or<(With<Frame>, With<Subject>)>>, mut terms: ResMut<LossTerms>, mut commands: Commands) {
+    terms.terms.clear();
+    for e in &entities {
+        commands.entity(e).insert((
+            Grad::<Rendered>::default(),
+            Grad::<RenderedSwaps>::default(),
+            Grad::<SwappedTextures>::default(),
+            Grad::<VertexColors>::default(),
+            Grad::<Mesh>::default(),
+            Grad::<Albedo>::default(),
+            Grad::<Illumination>::default(),
+            Grad::<Pose>::default(),
+            Grad::<PoseParams>::default(),
+            Grad::<Coeffs>::default(),
+        ));
     }
+}
+
+/// Adds a pose gradient into a frame's (the sum takes the kind of the incoming gradient: the
+/// empty one is a zero weak-perspective pose).
+pub fn add_pose_grad(into: &mut Pose, delta: &Pose) {
+    let sum: Vec<f32> = into.camera().1.iter().zip(delta.camera().1).map(|(a, b)| a + b).collect();
+    *into = delta.from_camera(&sum);
 }
 
 /// Adds a mesh and a pose gradient into a frame's, inserting them the first time.
@@ -111,10 +131,7 @@ pub(crate) fn add_geometry_grad(entity: Entity, d_positions: Vec<f32>, d_pose: P
         }
     }
     match g_pose {
-        Some(mut g) => {
-            let sum: Vec<f32> = g.value.camera().1.iter().zip(d_pose.camera().1).map(|(a, b)| a + b).collect();
-            g.value = g.value.from_camera(&sum);
-        }
+        Some(mut g) => add_pose_grad(&mut g.value, &d_pose),
         None => {
             commands.entity(entity).insert(Grad { value: d_pose });
         }
@@ -171,6 +188,19 @@ pub fn registry() -> Vec<SystemEntry> {
         swap_backward::swap_entry(),
         swap_backward::sample_entry(),
         reconstruct_backward::entry(),
+        pgn::entry(),
+        pgn::backward_entry(),
+        direct_pose::entry(),
+        direct_pose::backward_entry(),
+        share_identity::entry(),
+        share_identity::backward_entry(),
+        loss_landmark::entry(),
+        loss_regulariser::entry(),
+        loss_photometric::entry(),
+        loss_census::entry(),
+        loss_flow::entry(),
+        loss_semantic::entry(),
+        adam::entry(),
     ]
 }
 

@@ -25,10 +25,21 @@ pub fn entry() -> SystemEntry {
                 let len = 3 * m.n_vertices();
                 let device = DeviceModel::refresh(&mut device, backend, m);
                 for (entity, _, g_mesh, g_albedo, g_coeffs) in frames.iter_mut() {
-                    if g_mesh.value.positions.len() != len {
+                    let no_albedo_grad = g_albedo.is_none_or(|g| g.value.rgb.is_empty());
+                    if g_mesh.value.positions.is_empty() && no_albedo_grad {
+                        continue; // no loss reached this frame
+                    }
+                    let zeros;
+                    let d_mesh = if g_mesh.value.positions.is_empty() {
+                        zeros = vec![0.0; len];
+                        &zeros
+                    } else {
+                        &g_mesh.value.positions
+                    };
+                    if d_mesh.len() != len {
                         return Err(StageError { system: "reconstruct_backward", message: "the mesh gradient does not match the model".into() });
                     }
-                    let (id, exp, tex) = decode_adjoint(backend, m, device, 1, &g_mesh.value.positions, g_albedo.map(|g| g.value.rgb.as_slice()));
+                    let (id, exp, tex) = decode_adjoint(backend, m, device, 1, d_mesh, g_albedo.map(|g| g.value.rgb.as_slice()).filter(|g| !g.is_empty()));
                     match g_coeffs {
                         Some(mut g) => {
                             accumulate(&mut g.value.id, &id);

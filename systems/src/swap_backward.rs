@@ -39,6 +39,9 @@ pub fn render_swapped_entry() -> SystemEntry {
                 let (m, backend) = (&model.0, &compute.0);
                 let n = m.n_vertices();
                 for (entity, drawn, grad, swapped, mesh, pose, g_mesh, g_pose) in frames.iter_mut() {
+                    if grad.value.images.is_empty() {
+                        continue; // no loss reached this frame's swaps
+                    }
                     if grad.value.images.len() != swapped.from.len() {
                         return Err(StageError { system: "render_swapped_backward", message: "one image gradient per swap is needed".into() });
                     }
@@ -127,6 +130,9 @@ pub fn sample_entry() -> SystemEntry {
                 let (m, backend) = (&model.0, &compute.0);
                 let n = m.n_vertices();
                 for (entity, grad, mesh, pose, image, g_mesh, g_pose) in frames.iter_mut() {
+                    if grad.value.rgb.is_empty() {
+                        continue;
+                    }
                     let (camera_model, camera) = pose.camera();
                     let projected = project::forward(backend, camera_model, &mesh.positions, &camera, n);
                     let positions: Vec<f32> = projected.chunks(4).flat_map(|p| [p[0], p[1]]).collect();

@@ -1,0 +1,167 @@
+//! `faceforge sweep`: an ablation as variants of one scene's graph. A sweep file names a base
+//! scene and, per variant, the systems it removes and adds, the losses it uses and any other
+//! overrides; each variant runs to the end and the table (mean and std of per-vertex and depth
+//! error, pose and landmark error) is written as Markdown and JSON.
+
+use crate::metrics::{RunMetrics, Spread};
+use crate::run::run;
+use crate::scene::{LoadedScene, SceneError, SystemSpec};
+use anyhow::Context;
+use faceforge_model::atomic_write;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Sweep {
+    #[serde(default)]
+    pub name: String,
+    /// The scene every variant starts from, relative to the sweep file.
+    pub base: PathBuf,
+    /// Overrides (`path=value`) for every variant, applied first.
+    #[serde(default)]
+    pub set: Vec<String>,
+    /// Where the table and each variant's outputs go (`<out>/<variant>/`).
+    pub out: PathBuf,
+    pub variants: Vec<Variant>,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Variant {
+    pub name: String,
+    /// Systems of the base graph to drop, by name.
+    #[serde(default)]
+    pub remove: Vec<String>,
+    /// Systems to add, as in a scene.
+    #[serde(default)]
+    pub add: Vec<SystemSpec>,
+    /// The variant's losses and weights (replacing the base's), when given.
+    #[serde(default)]
+    pub losses: Option<BTreeMap<String, f32>>,
+    /// More overrides, applied last.
+    #[serde(default)]
+    pub set: Vec<String>,
+}
+
+/// One row of the ablation table.
+#[derive(Debug, Clone, Serialize)]
+pub struct Row {
+    pub variant: String,
+    pub per_vertex_mm: Spread,
+    pub depth_mm: Spread,
+    pub pose_deg: Spread,
+    pub landmarks_px: Spread,
+    pub losses: BTreeMap<String, f32>,
+    pub seconds: f64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Table {
+    pub sweep: String,
+    pub base: String,
+    /// The mean face's errors on the same frames: what a fit starts from.
+    pub mean_face_per_vertex_mm: Spread,
+    pub mean_face_depth_mm: Spread,
+    pub rows: Vec<Row>,
+}
+
+fn slug(name: &str) -> String {
+    let s: String = name.chars().map(|c| if c.is_ascii_alphanumeric() { c.to_ascii_lowercase() } else { '_' }).collect();
+    s.split('_').filter(|p| !p.is_empty()).collect::<Vec<_>>().join("_")
+}
+
+/// Reads a sweep file (errors name the file, line and column).
+pub fn load(path: &Path) -> Result<Sweep, SceneError> {
+    let file = path.display().to_string();
+    let text = std::fs::read_to_string(path).map_err(|e| SceneError { file: file.clone(), position: None, message: format!("cannot read the sweep: {e}") })?;
+    ron::Options::default()
+        .with_default_extension(ron::extensions::Extensions::IMPLICIT_SOME | ron::extensions::Extensions::UNWRAP_VARIANT_NEWTYPES)
+        .from_str(&text)
+        .map_err(|e| SceneError { file, position: Some((e.span.start.line, e.span.start.col)), message: e.code.to_string() })
+}
+
+/// The scene of one variant: the base with the sweep's and the variant's changes.
+pub fn variant_scene(base: &LoadedScene, sweep: &Sweep, variant: &Variant, extra: &[String]) -> Result<LoadedScene, SceneError> {
+    let mut scene = base.clone();
+    scene.apply_overrides(&sweep.set)?;
+    for name in &variant.remove {
+        let before = scene.scene.systems.len();
+        scene.scene.systems.retain(|s| &s.name != name);
+        if scene.scene.systems.len() == before {
+            return Err(SceneError { file: base.file.clone(), position: None, message: format!("variant `{}` removes `{name}`, which the base scene does not have", variant.name) });
+        }
+    }
+    scene.scene.systems.extend(variant.add.iter().cloned());
+    if let Some(losses) = &variant.losses {
+        scene.scene.losses = losses.clone();
+    }
+    scene.apply_overrides(&variant.set)?;
+    scene.apply_overrides(extra)?;
+    scene.scene.name = format!("{} / {}", base.name(), variant.name);
+    scene.scene.outputs.dir = sweep.out.join(slug(&variant.name));
+    Ok(scene)
+}
+
+/// Runs every variant and writes `<out>/table.md` and `<out>/table.json`. `extra` overrides
+/// apply to every variant last (e.g. a smaller size for a quick look).
+pub fn sweep(path: &Path, extra: &[String], show_progress: bool) -> anyhow::Result<Table> {
+    let mut sweep = load(path)?;
+    let base_path = path.parent().unwrap_or(Path::new(".")).join(&sweep.base);
+    let base = LoadedScene::load(&base_path)?;
+    // Sweep-level `out=…` overrides.
+    for o in extra {
+        if let Some(dir) = o.strip_prefix("sweep.out=") {
+            sweep.out = PathBuf::from(dir.trim_matches('"'));
+        }
+    }
+    let extra: Vec<String> = extra.iter().filter(|o| !o.starts_with("sweep.")).cloned().collect();
+    let mut rows = Vec::new();
+    let mut baseline: Option<RunMetrics> = None;
+    for variant in &sweep.variants {
+        let scene = variant_scene(&base, &sweep, variant, &extra)?;
+        tracing::info!("variant {}", variant.name);
+        let summary = run(&scene, show_progress).with_context(|| format!("variant `{}`", variant.name))?;
+        let metrics = summary.metrics.with_context(|| format!("variant `{}` has no metrics: the data needs ground truth", variant.name))?;
+        rows.push(Row {
+            variant: variant.name.clone(),
+            per_vertex_mm: metrics.per_vertex_mm,
+            depth_mm: metrics.depth_mm,
+            pose_deg: metrics.pose_deg,
+            landmarks_px: metrics.landmarks_px,
+            losses: summary.losses,
+            seconds: summary.seconds,
+        });
+        baseline.get_or_insert(metrics);
+    }
+    let baseline = baseline.unwrap_or_default();
+    let table = Table {
+        sweep: if sweep.name.is_empty() { path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default() } else { sweep.name.clone() },
+        base: base_path.display().to_string(),
+        mean_face_per_vertex_mm: baseline.mean_face_per_vertex_mm,
+        mean_face_depth_mm: baseline.mean_face_depth_mm,
+        rows,
+    };
+    std::fs::create_dir_all(&sweep.out).with_context(|| format!("creating {}", sweep.out.display()))?;
+    atomic_write(&sweep.out.join("table.json"), serde_json::to_string_pretty(&table)?.as_bytes())?;
+    atomic_write(&sweep.out.join("table.md"), markdown(&table).as_bytes())?;
+    Ok(table)
+}
+
+/// The table as Markdown.
+pub fn markdown(t: &Table) -> String {
+    let mut s = format!("# {}\n\nBase scene: `{}`. Errors against the synthetic ground truth, mean ± std over frames.\n\n", t.sweep, t.base);
+    s.push_str("| variant | per-vertex error (mm) | depth error (mm) | pose error (°) | landmark error (px) | time (s) |\n|---|---|---|---|---|---|\n");
+    s.push_str(&format!(
+        "| mean face (start) | {:.3} ± {:.3} | {:.3} ± {:.3} | | | |\n",
+        t.mean_face_per_vertex_mm.mean, t.mean_face_per_vertex_mm.std, t.mean_face_depth_mm.mean, t.mean_face_depth_mm.std
+    ));
+    for r in &t.rows {
+        s.push_str(&format!(
+            "| {} | {:.3} ± {:.3} | {:.3} ± {:.3} | {:.2} ± {:.2} | {:.2} ± {:.2} | {:.1} |\n",
+            r.variant, r.per_vertex_mm.mean, r.per_vertex_mm.std, r.depth_mm.mean, r.depth_mm.std, r.pose_deg.mean, r.pose_deg.std, r.landmarks_px.mean, r.landmarks_px.std, r.seconds
+        ));
+    }
+    s
+}

@@ -1,0 +1,141 @@
+//! adam: the optimiser step of fit mode. Moves every free parameter that received a gradient —
+//! coefficients (on frames, and on subjects when identity is shared), direct-pose parameters,
+//! lighting — by Adam, with PGN's schedule (the learning rate halves every `halve_every`
+//! iterations).
+//!
+//! Each parameter kind has a unit and Adam runs on the parameter divided by it, so one learning
+//! rate means the same for all: coefficients move in units of their σ, angles in `angle`
+//! radians, and so on. A step whose gradients are not finite is rejected, the learning rate
+//! halved for the rest of the run, and the event logged.
+
+use crate::{parse_settings, Stage, SystemEntry};
+use bevy_ecs::prelude::*;
+use faceforge_components::{Coeffs, Grad, Illumination, Iteration, Model, PoseParams};
+use serde::Deserialize;
+use std::collections::HashMap;
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Units {
+    /// Radians.
+    pub angle: f32,
+    pub log_scale: f32,
+    /// Pixels.
+    pub translation: f32,
+    /// SH coefficients.
+    pub lighting: f32,
+}
+
+impl Default for Units {
+    fn default() -> Self {
+        Self { angle: 0.1, log_scale: 0.05, translation: 5.0, lighting: 0.1 }
+    }
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AdamSettings {
+    pub lr: f32,
+    pub beta1: f32,
+    pub beta2: f32,
+    pub eps: f32,
+    /// Halve the learning rate every this many iterations (0: never). PGN halves it after 100k.
+    pub halve_every: u32,
+    pub units: Units,
+}
+
+impl Default for AdamSettings {
+    fn default() -> Self {
+        Self { lr: 0.03, beta1: 0.9, beta2: 0.999, eps: 1e-8, halve_every: 100, units: Units::default() }
+    }
+}
+
+#[derive(Default)]
+struct Moments {
+    m: Vec<f32>,
+    v: Vec<f32>,
+    steps: i32,
+}
+
+/// The optimiser's memory across iterations.
+#[derive(Default)]
+struct AdamState {
+    moments: HashMap<(Entity, &'static str), Moments>,
+    /// Halved at each rejected step.
+    rescue: f32,
+}
+
+impl AdamState {
+    /// One Adam step of `x` from gradient `g`, both divided by `unit` (per element).
+    fn step(&mut self, s: &AdamSettings, lr: f32, key: (Entity, &'static str), x: &mut [f32], g: &[f32], unit: impl Fn(usize) -> f32) {
+        if g.is_empty() || g.iter().all(|v| *v == 0.0) {
+            return;
+        }
+        let state = self.moments.entry(key).or_default();
+        if state.m.len() != g.len() {
+            *state = Moments { m: vec![0.0; g.len()], v: vec![0.0; g.len()], steps: 0 };
+        }
+        state.steps += 1;
+        let (c1, c2) = (1.0 - s.beta1.powi(state.steps), 1.0 - s.beta2.powi(state.steps));
+        for k in 0..g.len().min(x.len()) {
+            let u = unit(k);
+            let gk = g[k] * u;
+            state.m[k] = s.beta1 * state.m[k] + (1.0 - s.beta1) * gk;
+            state.v[k] = s.beta2 * state.v[k] + (1.0 - s.beta2) * gk * gk;
+            x[k] -= lr * u * (state.m[k] / c1) / ((state.v[k] / c2).sqrt() + s.eps);
+        }
+    }
+}
+
+fn finite(g: &[f32]) -> bool {
+    g.iter().all(|v| v.is_finite())
+}
+
+pub fn entry() -> SystemEntry {
+    SystemEntry {
+        name: "adam",
+        stage: Stage::Step,
+        reads: &["Grad<Coeffs>"],
+        writes: &["Coeffs", "PoseParams", "Illumination"],
+        summary: "Adam step of every fitted parameter, learning rate halved every N iterations",
+        build: |settings| {
+            let settings: AdamSettings = parse_settings(settings)?;
+            let mut state = AdamState { rescue: 1.0, ..Default::default() };
+            Ok((move |model: Res<Model>,
+                      iteration: Res<Iteration>,
+                      mut coeffs: Query<(Entity, &mut Coeffs, &Grad<Coeffs>)>,
+                      mut poses: Query<(Entity, &mut PoseParams, &Grad<PoseParams>)>,
+                      mut lights: Query<(Entity, &mut Illumination, &Grad<Illumination>)>| {
+                let ok = coeffs.iter().all(|(_, _, g)| finite(&g.value.id) && finite(&g.value.exp) && finite(&g.value.tex))
+                    && poses.iter().all(|(_, _, g)| finite(&g.value.angles) && g.value.log_scale.is_finite() && finite(&g.value.translation))
+                    && lights.iter().all(|(_, _, g)| finite(&g.value.sh));
+                if !ok {
+                    state.rescue *= 0.5;
+                    tracing::warn!("iteration {}: a gradient is not finite; step rejected, learning rate halved to {}", iteration.0, settings.lr * state.rescue);
+                    return;
+                }
+                let halvings = if settings.halve_every > 0 { iteration.0 / settings.halve_every } else { 0 };
+                let lr = settings.lr * 0.5f32.powi(halvings as i32) * state.rescue;
+                let m = &model.0;
+                let s = &settings;
+                for (e, mut c, g) in coeffs.iter_mut() {
+                    let c = &mut *c;
+                    state.step(s, lr, (e, "id"), &mut c.id, &g.value.id, |k| m.id_sigma()[k]);
+                    state.step(s, lr, (e, "exp"), &mut c.exp, &g.value.exp, |k| m.exp_sigma()[k]);
+                    state.step(s, lr, (e, "tex"), &mut c.tex, &g.value.tex, |k| m.albedo_sigma()[k]);
+                }
+                for (e, mut p, g) in poses.iter_mut() {
+                    let p = &mut *p;
+                    let g = &g.value;
+                    state.step(s, lr, (e, "angles"), &mut p.angles, &g.angles, |_| s.units.angle);
+                    state.step(s, lr, (e, "log_scale"), std::slice::from_mut(&mut p.log_scale), &[g.log_scale], |_| s.units.log_scale);
+                    state.step(s, lr, (e, "translation"), &mut p.translation, &g.translation, |_| s.units.translation);
+                }
+                for (e, mut l, g) in lights.iter_mut() {
+                    state.step(s, lr, (e, "sh"), &mut l.sh, &g.value.sh, |_| s.units.lighting);
+                }
+            })
+            .in_set(Stage::Step))
+        },
+    }
+}

@@ -1,0 +1,118 @@
+//! loss_landmark: PGN's sparse landmark loss (Eq. 8), L_l = λ_l Σ |T·X − X_UV|, L1 between the
+//! model's 68 landmark vertices under the frame's pose and the target landmarks, in 2D (x, y in
+//! pixels) or 3D (plus depth, compared after removing each set's mean depth, since a weak-
+//! perspective camera leaves the depth offset free). Summed over the landmarks as in the paper,
+//! in pixels of a 256-pixel crop (PGN's input size) whatever the image size, so λ_l keeps its
+//! balance against the per-pixel photometric terms; averaged over the frames. Gradients go to the
+//! mesh and the pose.
+
+use crate::{parse_settings, Stage, SystemEntry};
+use bevy_ecs::prelude::*;
+use faceforge_components::{accumulate, Frame, Grad, Image, Landmarks2d, Landmarks3d, LossTerms, LossWeights, Mesh, Model, Pose};
+use faceforge_kernels::project;
+use serde::Deserialize;
+
+/// λ_l of PGN.
+pub const WEIGHT: f32 = 1.0;
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LandmarkSettings {
+    /// 2: image x, y. 3: x, y and depth (needs `Landmarks3d`).
+    pub dims: u8,
+}
+
+impl Default for LandmarkSettings {
+    fn default() -> Self {
+        Self { dims: 2 }
+    }
+}
+
+/// The crop size PGN's losses are written for.
+pub const PAPER_CROP: f32 = 256.0;
+
+/// One frame's summed L1 landmark error and its gradient with respect to the landmarks'
+/// projections [u, v, depth, inv_w] (4 per landmark).
+pub fn landmark_l1(projected: &[[f32; 4]], targets_2d: &[[f32; 2]], targets_3d: Option<&[[f32; 3]]>) -> (f32, Vec<f32>) {
+    let n = projected.len() as f32;
+    let mut value = 0.0f32;
+    let mut grad = vec![0.0; 4 * projected.len()];
+    for (l, (p, t)) in projected.iter().zip(targets_2d).enumerate() {
+        for c in 0..2 {
+            let r = p[c] - t[c];
+            value += r.abs();
+            grad[4 * l + c] = r.signum();
+        }
+    }
+    if let Some(t3) = targets_3d {
+        let mean_model = projected.iter().map(|p| p[2]).sum::<f32>() / n;
+        let mean_target = t3.iter().map(|t| t[2]).sum::<f32>() / n;
+        let signs: Vec<f32> = projected.iter().zip(t3).map(|(p, t)| (p[2] - mean_model) - (t[2] - mean_target)).inspect(|r| value += r.abs()).map(f32::signum).collect();
+        let mean_sign = signs.iter().sum::<f32>() / n;
+        for (l, s) in signs.iter().enumerate() {
+            grad[4 * l + 2] = s - mean_sign;
+        }
+    }
+    (value, grad)
+}
+
+pub fn entry() -> SystemEntry {
+    SystemEntry {
+        name: "loss_landmark",
+        stage: Stage::Loss,
+        reads: &["Mesh", "Pose", "Landmarks2d"],
+        writes: &["Grad<Mesh>", "Grad<Pose>", "LossTerms"],
+        summary: "L1 landmark loss, 2D or 3D (PGN Eq. 8)",
+        build: |settings| {
+            let settings: LandmarkSettings = parse_settings(settings)?;
+            if settings.dims != 2 && settings.dims != 3 {
+                return Err(crate::SettingsError(format!("dims must be 2 or 3, not {}", settings.dims)));
+            }
+            Ok((move |model: Res<Model>,
+                      weights: Res<LossWeights>,
+                      mut terms: ResMut<LossTerms>,
+                      mut frames: Query<(&Frame, &Mesh, &Pose, &Landmarks2d, Option<&Landmarks3d>, Option<&Image>, &mut Grad<Mesh>, &mut Grad<Pose>)>|
+                  -> Result<(), crate::StageError> {
+                let m = &model.0;
+                let lambda = weights.get("landmark", WEIGHT);
+                let count = frames.iter().count().max(1) as f32;
+                let mut total = 0.0;
+                for (frame, mesh, pose, targets, targets_3d, image, mut g_mesh, mut g_pose) in frames.iter_mut() {
+                    let frame_size = image.map(|im| im.width.max(im.height));
+                    let fail = |message: String| crate::StageError { system: "loss_landmark", message: format!("frame {}: {message}", frame.name) };
+                    if targets.points.len() != m.landmarks().len() {
+                        return Err(fail(format!("{} landmarks, the model has {}", targets.points.len(), m.landmarks().len())));
+                    }
+                    let t3 = match (settings.dims, targets_3d) {
+                        (3, Some(t)) if t.points.len() == targets.points.len() => Some(t.points.as_slice()),
+                        (3, _) => return Err(fail("the 3D landmark loss needs 68 3D landmarks".into())),
+                        _ => None,
+                    };
+                    let positions: Vec<f32> = m.landmarks().iter().flat_map(|&v| mesh.vertex(v as usize)).collect();
+                    let (camera_model, camera) = pose.camera();
+                    let n = m.landmarks().len();
+                    let projected: Vec<[f32; 4]> = project::forward_cpu(camera_model, &positions, &camera, n).chunks(4).map(|p| [p[0], p[1], p[2], p[3]]).collect();
+                    let (value, d_projected) = landmark_l1(&projected, &targets.points, t3);
+                    // In pixels of a 256-pixel crop.
+                    let to_crop = PAPER_CROP / frame_size.unwrap_or(PAPER_CROP as usize) as f32;
+                    total += value * to_crop;
+                    let scale = lambda / count * to_crop;
+                    let d_projected: Vec<f32> = d_projected.iter().map(|g| g * scale).collect();
+                    let (d_positions, d_camera) = project::backward_cpu(camera_model, &positions, &camera, &d_projected, n);
+                    let mut d_mesh = vec![0.0; mesh.positions.len()];
+                    for (l, &v) in m.landmarks().iter().enumerate() {
+                        for c in 0..3 {
+                            d_mesh[3 * v as usize + c] += d_positions[3 * l + c];
+                        }
+                    }
+                    accumulate(&mut g_mesh.value.positions, &d_mesh);
+                    crate::add_pose_grad(&mut g_pose.value, &pose.from_camera(&d_camera));
+                }
+                terms.terms.insert("landmark".into(), lambda * total / count);
+                Ok(())
+            })
+            .pipe(crate::collect_errors)
+            .in_set(Stage::Loss))
+        },
+    }
+}
