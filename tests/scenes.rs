@@ -11,7 +11,18 @@ fn every_scene_in_scenes_checks() {
     let mut count = 0;
     for entry in std::fs::read_dir(scenes_dir()).unwrap() {
         let path = entry.unwrap().path();
-        if path.extension().is_some_and(|e| e == "ron") {
+        let is_sweep = std::fs::read_to_string(&path).unwrap().lines().any(|l| l.starts_with("Sweep("));
+        if path.extension().is_some_and(|e| e == "ron") && is_sweep {
+            // Every variant of a sweep is a scene that checks.
+            let sweep = faceforge::sweep::load(&path).unwrap_or_else(|e| panic!("{e}"));
+            let base = LoadedScene::load(&path.parent().unwrap().join(&sweep.base)).unwrap_or_else(|e| panic!("{e}"));
+            for variant in &sweep.variants {
+                let loaded = faceforge::sweep::variant_scene(&base, &sweep, variant, &[]).unwrap_or_else(|e| panic!("{}: {e}", variant.name));
+                let p = plan(&loaded).unwrap_or_else(|e| panic!("{}: {e}", variant.name));
+                build_schedule(&loaded, &p).unwrap_or_else(|e| panic!("{}: {e}", variant.name));
+            }
+            count += 1;
+        } else if path.extension().is_some_and(|e| e == "ron") {
             let loaded = LoadedScene::load(&path).unwrap_or_else(|e| panic!("{e}"));
             let p = plan(&loaded).unwrap_or_else(|e| panic!("{e}"));
             build_schedule(&loaded, &p).unwrap_or_else(|e| panic!("{e}"));
@@ -57,9 +68,9 @@ fn unknown_system_and_loss_list_the_known_ones() {
     let shown = plan(&loaded).unwrap_err().to_string();
     assert!(shown.contains("unknown system `recnstruct`; known systems: oracle_coeffs, oracle_lighting, oracle_pose, reconstruct, vertex_normals, sample_texture"), "{shown}");
 
-    let loaded = scene(&GOOD.replace("    outputs:", "    losses: {\"census\": 0.2},\n    outputs:"), "loss.ron");
+    let loaded = scene(&GOOD.replace("    outputs:", "    losses: {\"censsus\": 0.2},\n    outputs:"), "loss.ron");
     let err = plan(&loaded).unwrap_err();
-    assert!(err.to_string().contains("unknown loss `census`"), "{err}");
+    assert!(err.to_string().contains("unknown loss `censsus`; known losses: landmark, regulariser, photometric, census, flow, semantic"), "{err}");
     assert_eq!(err.position.map(|p| p.0), Some(6));
 }
 
@@ -107,9 +118,18 @@ fn obj_vertices(text: &str) -> Vec<[f32; 6]> {
 }
 
 #[test]
-fn quickstart_writes_meshes_that_are_the_model_decoded() {
+fn sampled_faces_are_written_as_the_model_decoded() {
     let dir = tempfile::tempdir().unwrap();
-    let summary = run(&quickstart_into(dir.path()), false).unwrap();
+    let text = r#"Scene(
+        seed: 7,
+        data: Sampled(subjects: 2, frames: 2),
+        model: Procedural(preset: Tiny, seed: 0),
+        backend: Cpu,
+        systems: [(name: "reconstruct", settings: (albedo: true))],
+        outputs: (dir: "DIR", meshes: [Obj, Ply], coefficients: true),
+    )"#
+    .replace("DIR", &dir.path().display().to_string());
+    let summary = run(&scene(&text, "sampled.ron"), false).unwrap();
     assert_eq!(summary.frames, 4);
     let model = MorphableModel::generate(&ModelSpec { preset: Preset::Tiny, seed: 0, ..ModelSpec::default() });
     let n = model.n_vertices();
@@ -160,6 +180,23 @@ fn quickstart_writes_meshes_that_are_the_model_decoded() {
     assert_ne!(a["coefficients"]["exp"], b["coefficients"]["exp"]);
     let run_json: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(dir.path().join("run.json")).unwrap()).unwrap();
     assert_eq!(run_json["frames"], 4);
+}
+
+#[test]
+fn quickstart_fits_and_reports_errors_against_the_truth() {
+    let dir = tempfile::tempdir().unwrap();
+    let summary = run(&quickstart_into(dir.path()), false).unwrap();
+    let m = summary.metrics.expect("synthetic data has ground truth");
+    assert_eq!(m.frames.len(), 2);
+    // 60 iterations on the tiny model at 64 px: the fit is well under way, not finished.
+    assert!(m.per_vertex_mm.mean < 0.9 * m.mean_face_per_vertex_mm.mean, "{m:?}");
+    assert!(m.landmarks_px.mean < 2.0 && m.pose_deg.mean < 5.0, "{m:?}");
+    for f in ["s000_f000.obj", "s000_f001.ply", "s000_f000_overlay.png", "s000_f001_from_s000_f000.png", "s000_f001.pts", "metrics.json"] {
+        assert!(dir.path().join(f).exists(), "{f} written");
+    }
+    for term in ["landmark", "regulariser", "census", "semantic", "flow"] {
+        assert!(summary.losses.contains_key(term), "{term} in {:?}", summary.losses);
+    }
 }
 
 #[test]

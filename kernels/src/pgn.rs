@@ -105,6 +105,103 @@ impl PoseFit {
     }
 }
 
+/// A number with its derivatives along the six entries of a 2 × 3 block (forward-mode
+/// differentiation of `scaled_rotation`).
+#[derive(Clone, Copy, Debug)]
+struct Dual {
+    v: f64,
+    d: [f64; 6],
+}
+
+impl Dual {
+    fn constant(v: f64) -> Self {
+        Self { v, d: [0.0; 6] }
+    }
+    fn sqrt(self) -> Self {
+        let r = self.v.sqrt();
+        Self { v: r, d: self.d.map(|x| x / (2.0 * r)) }
+    }
+}
+
+impl std::ops::Add for Dual {
+    type Output = Dual;
+    fn add(self, o: Dual) -> Dual {
+        Dual { v: self.v + o.v, d: std::array::from_fn(|k| self.d[k] + o.d[k]) }
+    }
+}
+
+impl std::ops::Sub for Dual {
+    type Output = Dual;
+    fn sub(self, o: Dual) -> Dual {
+        Dual { v: self.v - o.v, d: std::array::from_fn(|k| self.d[k] - o.d[k]) }
+    }
+}
+
+impl std::ops::Mul for Dual {
+    type Output = Dual;
+    fn mul(self, o: Dual) -> Dual {
+        Dual { v: self.v * o.v, d: std::array::from_fn(|k| self.d[k] * o.v + self.v * o.d[k]) }
+    }
+}
+
+impl std::ops::Div for Dual {
+    type Output = Dual;
+    fn div(self, o: Dual) -> Dual {
+        Dual { v: self.v / o.v, d: std::array::from_fn(|k| (self.d[k] * o.v - self.v * o.d[k]) / (o.v * o.v)) }
+    }
+}
+
+/// The scaled rotation nearest to the 2 × 3 block M of T (least squares): s·Q with
+/// Q = (M Mᵀ)^(-1/2) M the polar factor with orthonormal rows and s the mean singular value.
+/// For a 2 × 2 C = M Mᵀ with δ = √det C this is ((tr C + 2δ) / 2) · (C + δ I)⁻¹ · M.
+fn scaled_rotation(m: [[Dual; 3]; 2]) -> [[Dual; 3]; 2] {
+    let dot = |a: &[Dual; 3], b: &[Dual; 3]| a[0] * b[0] + a[1] * b[1] + a[2] * b[2];
+    let (c00, c01, c11) = (dot(&m[0], &m[0]), dot(&m[0], &m[1]), dot(&m[1], &m[1]));
+    let delta = (c00 * c11 - c01 * c01).sqrt();
+    let two = Dual::constant(2.0);
+    let (a, b, d) = (c00 + delta, c01, c11 + delta);
+    let det = a * d - b * b;
+    let factor = (c00 + c11 + two * delta) / two / det;
+    // (C + δI)⁻¹ = [[d, −b], [−b, a]] / det.
+    std::array::from_fn(|r| {
+        std::array::from_fn(|j| {
+            let mixed = if r == 0 { d * m[0][j] - b * m[1][j] } else { a * m[1][j] - b * m[0][j] };
+            factor * mixed
+        })
+    })
+}
+
+/// T with its 2 × 3 block replaced by the nearest scaled rotation, and the Jacobian of the
+/// block (6 × 6, row-major over the entries (r, j) → 3r + j).
+fn scaled_rotation_with_jacobian(t: &[[f64; 4]; 2]) -> ([[f64; 4]; 2], [[f64; 6]; 6]) {
+    let m: [[Dual; 3]; 2] = std::array::from_fn(|r| {
+        std::array::from_fn(|j| {
+            let mut d = [0.0; 6];
+            d[3 * r + j] = 1.0;
+            Dual { v: t[r][j], d }
+        })
+    });
+    let p = scaled_rotation(m);
+    let out = std::array::from_fn(|r| [p[r][0].v, p[r][1].v, p[r][2].v, t[r][3]]);
+    (out, std::array::from_fn(|o| p[o / 3][o % 3].d))
+}
+
+impl PoseFit {
+    /// The fit with T replaced by its nearest scaled rotation (a weak-perspective camera proper;
+    /// the paper's T is the unconstrained affine).
+    pub fn scaled_rotation(&self) -> [[f64; 4]; 2] {
+        scaled_rotation_with_jacobian(&self.t).0
+    }
+
+    /// dL/d(scaled-rotation T) → dL/d(affine T): the adjoint of `scaled_rotation`.
+    pub fn scaled_rotation_backward(&self, grad: &[[f32; 4]; 2]) -> [[f32; 4]; 2] {
+        let (_, jacobian) = scaled_rotation_with_jacobian(&self.t);
+        std::array::from_fn(|r| {
+            std::array::from_fn(|j| if j == 3 { grad[r][3] } else { (0..6).map(|o| jacobian[o][3 * r + j] * grad[o / 3][o % 3] as f64).sum::<f64>() as f32 })
+        })
+    }
+}
+
 /// Gauss–Jordan inverse with partial pivoting; None when singular.
 pub(crate) fn invert4(m: [[f64; 4]; 4]) -> Option<[[f64; 4]; 4]> {
     let mut a = m;
@@ -200,6 +297,39 @@ mod tests {
         let mut bad = cloud(68, 4);
         bad[5][1] = f32::NAN;
         assert_eq!(solve(&bad, &y).unwrap_err(), PoseFitError::NotFinite);
+    }
+
+    #[test]
+    fn nearest_scaled_rotation_keeps_a_rotation_and_its_adjoint_matches_differences() {
+        let r = rotation_ypr(0.5, 0.2, -0.1);
+        let f = 1.3;
+        let x = cloud(20, 7);
+        let exact = [[f * r[0], f * r[1], f * r[2], 100.0], [-f * r[3], -f * r[4], -f * r[5], 90.0]];
+        let fit = solve(&x, &apply(&exact, &x)).unwrap();
+        let kept = fit.scaled_rotation();
+        assert!((0..2).all(|i| (0..4).all(|j| (kept[i][j] - exact[i][j] as f64).abs() < 1e-4)), "{kept:?}");
+        // A sheared, anisotropic T: rows orthonormal times one scale afterwards.
+        let sheared = [[1.2f64, 0.3, -0.2, 5.0], [0.1, -0.8, 0.4, 7.0]];
+        let (p, _) = scaled_rotation_with_jacobian(&sheared);
+        let dot = |a: usize, b: usize| (0..3).map(|k| p[a][k] * p[b][k]).sum::<f64>();
+        assert!(dot(0, 1).abs() < 1e-12 && (dot(0, 0) - dot(1, 1)).abs() < 1e-12);
+        let grad: [[f32; 4]; 2] = [[0.4, -0.3, 0.9, 0.1], [-0.6, 0.2, 0.5, -0.2]];
+        let fit = PoseFit { t: sheared, gram_inv: [[0.0; 4]; 4] };
+        let analytic = fit.scaled_rotation_backward(&grad);
+        let loss = |t: &[[f64; 4]; 2]| -> f64 {
+            let (p, _) = scaled_rotation_with_jacobian(t);
+            (0..2).flat_map(|i| (0..4).map(move |j| (i, j))).map(|(i, j)| p[i][j] * grad[i][j] as f64).sum()
+        };
+        for i in 0..2 {
+            for j in 0..4 {
+                let h = 1e-6;
+                let (mut up, mut down) = (sheared, sheared);
+                up[i][j] += h;
+                down[i][j] -= h;
+                let numeric = (loss(&up) - loss(&down)) / (2.0 * h);
+                assert!((numeric - analytic[i][j] as f64).abs() < 1e-5, "({i}, {j}): {numeric} vs {}", analytic[i][j]);
+            }
+        }
     }
 
     #[test]

@@ -46,10 +46,15 @@ fn check_and_run_a_scene_from_the_command_line() {
     let scene = scene.to_str().unwrap();
     let o = faceforge(&["check", scene], d);
     assert!(o.status.success() && text(&o).contains("ok"), "{}", text(&o));
-    let o = faceforge(&["run", scene, "--quiet", "--set", "model.Procedural.preset=Tiny", "--set", "outputs.dir=\"out\"", "--set", "data.Sampled.subjects=1"], d);
-    assert!(o.status.success(), "{}", text(&o));
-    assert!(d.join("out/s000_f001.obj").exists() && d.join("out/run.json").exists());
-    assert!(!d.join("out/s001_f000.obj").exists(), "--set data.Sampled.subjects=1 was applied");
+    let o = faceforge(
+        &["run", scene, "--quiet", "--set", "model.Procedural.preset=Tiny", "--set", "outputs.dir=\"out\"", "--set", "data.Synthetic.frames=3", "--set", "data.Synthetic.size=48", "--set", "iterations=3"],
+        d,
+    );
+    let shown = text(&o);
+    assert!(o.status.success(), "{shown}");
+    assert!(d.join("out/s000_f002.obj").exists() && d.join("out/run.json").exists(), "--set data.Synthetic.frames=3 was applied");
+    // The per-frame pose and error table.
+    assert!(shown.contains("s000_f002") && shown.contains("per-vertex") && shown.contains("mean face"), "{shown}");
 
     std::fs::write(d.join("bad.ron"), "Scene(\n  data: Sampled(),\n  systems: [],\n  outputs: (dir: \"x\", meshs: [Obj]),\n)\n").unwrap();
     let o = faceforge(&["check", "bad.ron"], d);

@@ -6,12 +6,34 @@
 //!
 //! X is decoded here from the coefficients (68 rows of the bases), since the pose stage runs
 //! before `reconstruct`.
+//!
+//! `camera: Affine` is the paper's unconstrained T. `camera: ScaledRotation` replaces it by the
+//! nearest scaled rotation (still in closed form, with its adjoint): in a fit, an affine T absorbs
+//! every shape change that is an affine map of the landmarks, leaving those identity directions
+//! to the prior alone (docs/fitting.md).
 
-use crate::{collect_errors, parse_settings, NoSettings, Stage, StageError, SystemEntry};
+use crate::{collect_errors, parse_settings, Stage, StageError, SystemEntry};
+use serde::Deserialize;
 use bevy_ecs::prelude::*;
 use faceforge_components::{accumulate, Coeffs, Frame, Grad, Landmarks2d, Model, Pose};
 use faceforge_kernels::pgn::{self, PoseFit};
 use faceforge_model::MorphableModel;
+
+/// Which T the frame's pose is; `pgn` puts it on each frame so that `pgn_backward` follows.
+#[derive(Component, Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+pub enum PgnCamera {
+    /// T as Eq. 4 gives it: an unconstrained 2 × 4 affine map.
+    #[default]
+    Affine,
+    /// T projected to the nearest scaled rotation (a weak-perspective camera proper).
+    ScaledRotation,
+}
+
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PgnSettings {
+    pub camera: PgnCamera,
+}
 
 /// The model's landmark vertices for these coefficients (mm).
 pub fn landmark_positions(m: &MorphableModel, coeffs: &Coeffs) -> Vec<[f32; 3]> {
@@ -65,11 +87,15 @@ pub fn entry() -> SystemEntry {
         writes: &["Pose"],
         summary: "pose in closed form from the landmarks (PGN Eq. 3–4)",
         build: |settings| {
-            parse_settings::<NoSettings>(settings)?;
-            Ok((|model: Res<Model>, frames: Query<(Entity, &Frame, &Coeffs, &Landmarks2d)>, mut commands: Commands| -> Result<(), StageError> {
+            let settings: PgnSettings = parse_settings(settings)?;
+            Ok((move |model: Res<Model>, frames: Query<(Entity, &Frame, &Coeffs, &Landmarks2d)>, mut commands: Commands| -> Result<(), StageError> {
                 for (entity, frame, coeffs, targets) in &frames {
                     let (_, fit) = solve(&model.0, frame, coeffs, targets, "pgn")?;
-                    commands.entity(entity).insert(Pose::WeakPerspective { t: fit.rows() });
+                    let t = match settings.camera {
+                        PgnCamera::Affine => fit.rows(),
+                        PgnCamera::ScaledRotation => fit.scaled_rotation().map(|r| r.map(|v| v as f32)),
+                    };
+                    commands.entity(entity).insert((Pose::WeakPerspective { t }, settings.camera));
                 }
                 Ok(())
             })
@@ -87,10 +113,10 @@ pub fn backward_entry() -> SystemEntry {
         writes: &["Grad<Coeffs>"],
         summary: "adjoint of pgn: d pose → d landmark vertices → d identity and expression",
         build: |settings| {
-            parse_settings::<NoSettings>(settings)?;
-            Ok((|model: Res<Model>, mut frames: Query<(&Frame, &Coeffs, &Landmarks2d, &Grad<Pose>, &mut Grad<Coeffs>)>| -> Result<(), StageError> {
+            parse_settings::<crate::NoSettings>(settings)?;
+            Ok((|model: Res<Model>, mut frames: Query<(&Frame, &Coeffs, &Landmarks2d, Option<&PgnCamera>, &Grad<Pose>, &mut Grad<Coeffs>)>| -> Result<(), StageError> {
                 let m = &model.0;
-                for (frame, coeffs, targets, g_pose, mut g_coeffs) in frames.iter_mut() {
+                for (frame, coeffs, targets, camera, g_pose, mut g_coeffs) in frames.iter_mut() {
                     let Pose::WeakPerspective { t: grad_t } = g_pose.value else {
                         return Err(StageError { system: "pgn_backward", message: format!("frame {}: PGN's pose is weak perspective, the gradient is not", frame.name) });
                     };
@@ -98,6 +124,10 @@ pub fn backward_entry() -> SystemEntry {
                         continue;
                     }
                     let (x, fit) = solve(m, frame, coeffs, targets, "pgn_backward")?;
+                    let grad_t = match camera.copied().unwrap_or_default() {
+                        PgnCamera::Affine => grad_t,
+                        PgnCamera::ScaledRotation => fit.scaled_rotation_backward(&grad_t),
+                    };
                     let d_x = fit.backward(&x, &targets.points, &grad_t);
                     let (d_id, d_exp) = landmark_positions_backward(m, &d_x);
                     accumulate(&mut g_coeffs.value.id, &d_id);

@@ -1,0 +1,108 @@
+//! PGN in fit mode end to end: the closed-form pose on the model's own landmarks, a two-frame fit
+//! from the mean face and a wrong pose, and the ablation sweep at a small size.
+
+use faceforge::run::run;
+use faceforge::LoadedScene;
+use faceforge_e2e::{scene, scenes_dir};
+use faceforge_kernels::pgn::{rotation_and_scale, rotation_angle_between, solve};
+use faceforge_kernels::project::rotation_ypr;
+use faceforge_model::{MorphableModel, ModelSpec, SplitMix64};
+
+#[test]
+fn closed_form_pose_from_the_model_landmarks_across_yaw() {
+    let model = MorphableModel::generate(&ModelSpec::default());
+    let x: Vec<[f32; 3]> = model.landmarks().iter().map(|&v| std::array::from_fn(|c| model.mean_shape()[3 * v as usize + c])).collect();
+    let f = 224.0 * 0.6 / 144.0;
+    let face_width_px = 144.0 * f;
+    let mut rng = SplitMix64::new(9);
+    let mut worst_exact = 0.0f32;
+    let mut worst_noisy = 0.0f32;
+    for yaw in (0..=80).step_by(10) {
+        let r = rotation_ypr((yaw as f32).to_radians(), 0.1, -0.05);
+        let t = [[f * r[0], f * r[1], f * r[2], 112.0], [-f * r[3], -f * r[4], -f * r[5], 108.0]];
+        let project = |p: &[f32; 3]| -> [f32; 2] { std::array::from_fn(|i| t[i][0] * p[0] + t[i][1] * p[1] + t[i][2] * p[2] + t[i][3]) };
+        // Noise-free: T itself, to 1e-6 relative.
+        let exact: Vec<[f32; 2]> = x.iter().map(project).collect();
+        let fit = solve(&x, &exact).unwrap();
+        for i in 0..2 {
+            for j in 0..4 {
+                worst_exact = worst_exact.max(((fit.t[i][j] - t[i][j] as f64) / (t[i][j].abs() as f64).max(1.0)).abs() as f32);
+            }
+        }
+        // 1 % of the face width of landmark noise: the rotation within 2°.
+        let noisy: Vec<[f32; 2]> = exact.iter().map(|p| [p[0] + 0.01 * face_width_px * rng.normal() as f32, p[1] + 0.01 * face_width_px * rng.normal() as f32]).collect();
+        let (rotation, _) = rotation_and_scale(&solve(&x, &noisy).unwrap().rows(), true);
+        worst_noisy = worst_noisy.max(rotation_angle_between(&rotation, &r));
+    }
+    assert!(worst_exact < 1e-6, "noise-free relative error {worst_exact}");
+    assert!(worst_noisy < 2.0, "rotation error at 1 % noise {worst_noisy}°");
+}
+
+const TWO_FRAMES: &str = r#"Scene(
+    seed: 3,
+    data: Synthetic(preset: MvfLike, subjects: 1, frames: 2, size: 112, seed: 3, landmark_noise: 0.0, yaws: [0.0, 30.0]),
+    model: Procedural(preset: Default),
+    backend: Cpu,
+    systems: [
+        (name: "share_identity"),
+        (name: "direct_pose", settings: (init: TruthOffset(10.0))),
+        (name: "reconstruct", settings: (albedo: false)),
+        (name: "vertex_normals"),
+        (name: "sample_texture"),
+        (name: "visibility", settings: (method: Normals)),
+        (name: "swap_visible_texture"),
+        (name: "render_swapped"),
+        (name: "render_swapped_backward"),
+        (name: "swap_visible_texture_backward"),
+        (name: "sample_texture_backward"),
+        (name: "reconstruct_backward"),
+        (name: "direct_pose_backward"),
+        (name: "share_identity_backward"),
+        (name: "adam"),
+    ],
+    losses: {"landmark": 1.0, "regulariser": 1.0, "census": 10.0, "semantic": 50.0, "flow": 10.0},
+    iterations: 300,
+    outputs: (dir: "DIR"),
+)"#;
+
+#[test]
+fn two_frames_from_the_mean_face_and_a_pose_10_degrees_off() {
+    let dir = tempfile::tempdir().unwrap();
+    let loaded = scene(&TWO_FRAMES.replace("DIR", &dir.path().display().to_string()), "two_frames.ron");
+    let summary = run(&loaded, false).unwrap();
+    let m = summary.metrics.unwrap();
+    for f in &m.frames {
+        assert!(f.pose_deg.unwrap() < 2.0, "{}: pose error {:?}°", f.frame, f.pose_deg);
+        assert!(f.landmarks_px.unwrap() < 1.0, "{}: landmark error {:?} px", f.frame, f.landmarks_px);
+    }
+    assert!(m.per_vertex_mm.mean < 0.5 * m.mean_face_per_vertex_mm.mean, "per-vertex {} mm, mean face {} mm", m.per_vertex_mm.mean, m.mean_face_per_vertex_mm.mean);
+    eprintln!("pose {:.2}°, landmarks {:.2} px, per-vertex {:.3} mm (mean face {:.3} mm)", m.pose_deg.mean, m.landmarks_px.mean, m.per_vertex_mm.mean, m.mean_face_per_vertex_mm.mean);
+}
+
+/// The whole sweep at 96 px for 80 iterations. Under the florence-like lighting change the image
+/// terms' effect on depth is within the noise at this size (docs/results.md has the full-size
+/// table, where it shows); with one lighting for all views (three MVF-like views of one subject)
+/// the multi-view mechanism has signal even here, and the full loss must lower the depth error.
+#[test]
+fn the_ablation_sweep_runs_and_the_full_loss_beats_landmarks_alone_on_depth() {
+    let dir = tempfile::tempdir().unwrap();
+    let extra = [
+        format!("sweep.out={}", dir.path().display()),
+        "data.Synthetic.preset=MvfLike".to_string(),
+        "data.Synthetic.frames=3".to_string(),
+        "data.Synthetic.size=96".to_string(),
+        "data.Synthetic.subjects=1".to_string(),
+        "iterations=80".to_string(),
+        "backend=Cpu".to_string(),
+    ];
+    let table = faceforge::sweep::sweep(&scenes_dir().join("pgn_ablation.ron"), &extra, false).unwrap();
+    assert_eq!(table.rows.len(), 11);
+    let row = |name: &str| table.rows.iter().find(|r| r.variant == name).unwrap_or_else(|| panic!("row {name}"));
+    let (landmarks, full) = (row("L_l + L_r"), row("+ L_p + L_s + L_f (full)"));
+    eprintln!("{}", faceforge::sweep::markdown(&table));
+    assert!(full.depth_mm.mean < landmarks.depth_mm.mean, "depth error: full {} mm, landmarks only {} mm", full.depth_mm.mean, landmarks.depth_mm.mean);
+    let md = std::fs::read_to_string(dir.path().join("table.md")).unwrap();
+    assert!(md.contains("| + L_p + L_s + L_f (full) |") && md.contains("mean face"), "{md}");
+    assert!(dir.path().join("table.json").exists());
+    let _ = LoadedScene::load(&scenes_dir().join("pgn_fit.ron")).unwrap();
+}
