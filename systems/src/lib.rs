@@ -138,6 +138,18 @@ pub(crate) fn add_geometry_grad(entity: Entity, d_positions: Vec<f32>, d_pose: P
     }
 }
 
+/// The sign, 0 at 0: the subgradient of |x| the L1 losses use (`f32::signum` gives 1 at +0, which
+/// would push a parameter sitting at zero, e.g. every coefficient of the mean face).
+pub fn sign(x: f32) -> f32 {
+    if x > 0.0 {
+        1.0
+    } else if x < 0.0 {
+        -1.0
+    } else {
+        0.0
+    }
+}
+
 /// A data kind a system reads or writes: a component's or resource's type name.
 pub type DataName = &'static str;
 

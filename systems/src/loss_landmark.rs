@@ -41,13 +41,13 @@ pub fn landmark_l1(projected: &[[f32; 4]], targets_2d: &[[f32; 2]], targets_3d: 
         for c in 0..2 {
             let r = p[c] - t[c];
             value += r.abs();
-            grad[4 * l + c] = r.signum();
+            grad[4 * l + c] = crate::sign(r);
         }
     }
     if let Some(t3) = targets_3d {
         let mean_model = projected.iter().map(|p| p[2]).sum::<f32>() / n;
         let mean_target = t3.iter().map(|t| t[2]).sum::<f32>() / n;
-        let signs: Vec<f32> = projected.iter().zip(t3).map(|(p, t)| (p[2] - mean_model) - (t[2] - mean_target)).inspect(|r| value += r.abs()).map(f32::signum).collect();
+        let signs: Vec<f32> = projected.iter().zip(t3).map(|(p, t)| (p[2] - mean_model) - (t[2] - mean_target)).inspect(|r| value += r.abs()).map(crate::sign).collect();
         let mean_sign = signs.iter().sum::<f32>() / n;
         for (l, s) in signs.iter().enumerate() {
             grad[4 * l + 2] = s - mean_sign;
@@ -114,5 +114,26 @@ pub fn entry() -> SystemEntry {
             .pipe(crate::collect_errors)
             .in_set(Stage::Loss))
         },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::landmark_l1;
+
+    #[test]
+    fn l1_by_hand_in_2d_and_with_centred_depth() {
+        // Two landmarks, residuals (1, −2) and (0.5, 0): 3.5 in 2D.
+        let projected = [[1.0, -2.0, 4.0, 1.0], [0.5, 0.0, 0.0, 1.0]];
+        let targets = [[0.0, 0.0], [0.0, 0.0]];
+        let (value, grad) = landmark_l1(&projected, &targets, None);
+        assert_eq!(value, 3.5);
+        assert_eq!(grad, vec![1.0, -1.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0]);
+        // Depths 4 and 0 against 10 and 10: centred, +2 and −2 → 4 more; a shared offset is free.
+        let (value, grad) = landmark_l1(&projected, &targets, Some(&[[0.0, 0.0, 10.0], [0.0, 0.0, 10.0]]));
+        assert_eq!(value, 7.5);
+        assert_eq!((grad[2], grad[6]), (1.0, -1.0));
+        let (same, _) = landmark_l1(&projected, &targets, Some(&[[0.0, 0.0, 14.0], [0.0, 0.0, 10.0]]));
+        assert_eq!(same, 3.5);
     }
 }

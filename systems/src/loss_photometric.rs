@@ -31,7 +31,7 @@ pub fn entry() -> SystemEntry {
                     .map(|(i, (r, t))| {
                         let w = pair.weights[i / 3] / total;
                         value += w * (r - t).abs();
-                        w * (r - t).signum()
+                        w * crate::sign(r - t)
                     })
                     .collect();
                 (value, grad)

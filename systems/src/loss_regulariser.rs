@@ -12,7 +12,7 @@ pub const WEIGHT: f32 = 1.0;
 /// Σ|c/σ| · factor and its gradient, for one coefficient vector.
 fn l1_prior(c: &[f32], sigma: &[f32], factor: f32) -> (f32, Vec<f32>) {
     let value = c.iter().zip(sigma).map(|(a, s)| (a / s).abs()).sum::<f32>() * factor;
-    (value, c.iter().zip(sigma).map(|(a, s)| a.signum() / s * factor).collect())
+    (value, c.iter().zip(sigma).map(|(a, s)| crate::sign(*a) / s * factor).collect())
 }
 
 pub fn entry() -> SystemEntry {
