@@ -192,7 +192,7 @@ fn execute(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Systems => {
             for e in faceforge_systems::registry() {
-                println!("{:<20} {:<22} reads {:<30} writes {:<30} {}", e.name, format!("{:?}", e.stage), e.reads.join(", "), e.writes.join(", "), e.summary);
+                println!("{:<30} {:<26} reads {:<36} writes {:<38} {}", e.name, format!("{:?}", e.stage), e.reads.join(", "), e.writes.join(", "), e.summary);
             }
         }
         Command::Synth { preset, out, subjects, frames, size, seed, noise, occluders, model } => {

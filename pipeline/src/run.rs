@@ -6,7 +6,7 @@ use crate::outputs::{landmarks_2d, landmarks_3d, overlay, png_bytes, pts_text, w
 use crate::scene::{LoadedScene, MeshFormat, ModelSource};
 use anyhow::{bail, Context};
 use bevy_ecs::world::World;
-use faceforge_components::{Albedo, Coeffs, Compute, Frame, Image, Iteration, LossTerms, LossWeights, Mesh, Model, Rendered, RenderedSwaps};
+use faceforge_components::{Albedo, Coeffs, Compute, Frame, Image, Iteration, LossTerms, LossWeights, Mesh, Model, Pose, Rendered, RenderedSwaps};
 use crate::metrics::{measure, RunMetrics};
 use faceforge_kernels::Backend;
 use faceforge_model::{atomic_write, MorphableModel};
@@ -118,10 +118,10 @@ pub fn run(loaded: &LoadedScene, show_progress: bool) -> anyhow::Result<RunSumma
     let mut files = Vec::new();
     let names: std::collections::HashMap<bevy_ecs::entity::Entity, String> =
         world.query::<(bevy_ecs::entity::Entity, &Frame)>().iter(&world).map(|(e, f)| (e, f.name.clone())).collect();
-    let mut q = world.query::<(&Frame, Option<&Mesh>, Option<&Albedo>, &Coeffs, Option<&Rendered>, Option<&Image>, Option<&RenderedSwaps>)>();
+    let mut q = world.query::<(&Frame, Option<&Mesh>, Option<&Albedo>, &Coeffs, Option<&Rendered>, Option<&Image>, Option<&RenderedSwaps>, Option<&Pose>)>();
     let mut rows: Vec<_> = q.iter(&world).collect();
     rows.sort_by(|a, b| a.0.name.cmp(&b.0.name));
-    for (frame, mesh, albedo, coeffs, rendered, image, swaps) in rows {
+    for (frame, mesh, albedo, coeffs, rendered, image, swaps, pose) in rows {
         let mut write = |path: PathBuf, bytes: &[u8]| -> anyhow::Result<()> {
             atomic_write(&path, bytes).with_context(|| format!("writing {}", path.display()))?;
             files.push(path);
@@ -168,6 +168,7 @@ pub fn run(loaded: &LoadedScene, show_progress: bool) -> anyhow::Result<RunSumma
                 "subject": frame.subject_id,
                 "index": frame.index,
                 "coefficients": coeffs,
+                "pose": pose,
                 "landmarks_3d": mesh.map(|m| landmarks_3d(&model, &m.positions)),
             });
             atomic_write(&path, serde_json::to_string_pretty(&record)?.as_bytes()).with_context(|| format!("writing {}", path.display()))?;
