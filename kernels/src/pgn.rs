@@ -106,7 +106,7 @@ impl PoseFit {
 }
 
 /// A number with its derivatives along the six entries of a 2 × 3 block (forward-mode
-/// differentiation of `scaled_rotation`).
+/// differentiation of `scaled_rotation`). The product and quotient rules look odd to clippy.
 #[derive(Clone, Copy, Debug)]
 struct Dual {
     v: f64,
@@ -137,6 +137,7 @@ impl std::ops::Sub for Dual {
     }
 }
 
+#[allow(clippy::suspicious_arithmetic_impl)]
 impl std::ops::Mul for Dual {
     type Output = Dual;
     fn mul(self, o: Dual) -> Dual {
@@ -144,6 +145,7 @@ impl std::ops::Mul for Dual {
     }
 }
 
+#[allow(clippy::suspicious_arithmetic_impl)]
 impl std::ops::Div for Dual {
     type Output = Dual;
     fn div(self, o: Dual) -> Dual {

@@ -114,7 +114,7 @@ pub fn entry() -> SystemEntry {
                     tracing::warn!("iteration {}: a gradient is not finite; step rejected, learning rate halved to {}", iteration.0, settings.lr * state.rescue);
                     return;
                 }
-                let halvings = if settings.halve_every > 0 { iteration.0 / settings.halve_every } else { 0 };
+                let halvings = iteration.0.checked_div(settings.halve_every).unwrap_or(0);
                 let lr = settings.lr * 0.5f32.powi(halvings as i32) * state.rescue;
                 let m = &model.0;
                 let s = &settings;
