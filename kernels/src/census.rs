@@ -120,7 +120,7 @@ pub fn loss(target: &[f32], rendered: &[f32], weights: &[f32], width: usize, hei
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::testing::random;
+    use crate::testing::{random, worst_against_central_differences};
 
     /// A smooth textured test image in [0.1, 0.9].
     pub(crate) fn texture(width: usize, height: usize, seed: u64) -> Vec<f32> {
@@ -153,16 +153,8 @@ mod tests {
         let rendered: Vec<f32> = texture(w, h, 3).iter().zip(&target).map(|(a, b)| 0.5 * a + 0.5 * b).collect();
         let weights: Vec<f32> = random(w * h, 4).iter().map(|r| 1.0 + r.abs() * 4.0).collect();
         let (_, grad) = loss(&target, &rendered, &weights, w, h);
-        let mut worst = 0.0f32;
-        for i in (0..w * h).step_by(7) {
-            // Small steps: the soft census bends within η·s ≈ 0.01 of a difference.
-            let eps = 2e-4;
-            let (mut up, mut down) = (rendered.clone(), rendered.clone());
-            up[i] += eps;
-            down[i] -= eps;
-            let numeric = (loss(&target, &up, &weights, w, h).0 - loss(&target, &down, &weights, w, h).0) / (2.0 * eps);
-            worst = worst.max((numeric - grad[i]).abs() / (numeric.abs().max(grad[i].abs()) + 1e-2));
-        }
+        // Small steps: the soft census bends within η·s ≈ 0.01 of a difference.
+        let worst = worst_against_central_differences(|r| loss(&target, r, &weights, w, h).0, &rendered, &grad, 7, 2e-4, 1e-2);
         assert!(worst < 2e-2, "worst relative error {worst}");
     }
 }

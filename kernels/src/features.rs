@@ -107,7 +107,7 @@ pub fn mask_box(mask: &[f32], width: usize, height: usize, margin: usize) -> Opt
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::testing::random;
+    use crate::testing::{random, worst_against_central_differences};
 
     fn image(width: usize, height: usize, seed: u64) -> Vec<f32> {
         let r = random(4, seed);
@@ -131,15 +131,7 @@ mod tests {
         let (t, r) = (image(w, h, 3), image(w, h, 4));
         let b = [1, 2, 19, 17];
         let (_, grad) = cosine_loss(&t, &r, w, h, &b);
-        let mut worst = 0.0f32;
-        for i in (0..w * h).step_by(5) {
-            let eps = 1e-3;
-            let (mut up, mut down) = (r.clone(), r.clone());
-            up[i] += eps;
-            down[i] -= eps;
-            let numeric = (cosine_loss(&t, &up, w, h, &b).0 - cosine_loss(&t, &down, w, h, &b).0) / (2.0 * eps);
-            worst = worst.max((numeric - grad[i]).abs() / (numeric.abs().max(grad[i].abs()) + 1e-3));
-        }
+        let worst = worst_against_central_differences(|x| cosine_loss(&t, x, w, h, &b).0, &r, &grad, 5, 1e-3, 1e-3);
         assert!(worst < 2e-2, "worst relative error {worst}");
     }
 }

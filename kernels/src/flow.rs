@@ -369,16 +369,8 @@ mod tests {
         let structure = Structure::new(&level(&rendered), &s);
         let flow0: Vec<f32> = (0..w * h).flat_map(|p| [0.3 + 0.01 * (p % 7) as f32, -0.2]).collect();
         let (_, grad) = last_step_loss(&structure, &level(&rendered), &flow0, &weights, &s);
-        let mut worst = 0.0f32;
-        for i in (0..w * h).step_by(11) {
-            let eps = 1e-2;
-            let (mut up, mut down) = (rendered.clone(), rendered.clone());
-            up[i] += eps;
-            down[i] -= eps;
-            let f = |r: &[f32]| last_step_loss(&structure, &level(r), &flow0, &weights, &s).0;
-            let numeric = (f(&up) - f(&down)) / (2.0 * eps);
-            worst = worst.max((numeric - grad[i]).abs() / (numeric.abs().max(grad[i].abs()) + 1e-3));
-        }
+        let f = |r: &[f32]| last_step_loss(&structure, &level(r), &flow0, &weights, &s).0;
+        let worst = crate::testing::worst_against_central_differences(f, &rendered, &grad, 11, 1e-2, 1e-3);
         assert!(worst < 2e-2, "worst relative error {worst}");
     }
 }

@@ -62,3 +62,17 @@ pub fn test_mesh(n: usize, extra: usize, seed: u64) -> (Vec<f32>, Vec<u32>) {
 pub fn rotation(yaw: f32, pitch: f32) -> [f32; 9] {
     crate::project::rotation_ypr(yaw, pitch, 0.0)
 }
+
+/// The worst relative error of `grad` against central differences of `f` at every `stride`-th
+/// element of `x` (step `eps`), relative to max(|numeric|, |analytic|) + `floor`.
+pub fn worst_against_central_differences(f: impl Fn(&[f32]) -> f32, x: &[f32], grad: &[f32], stride: usize, eps: f32, floor: f32) -> f32 {
+    let mut worst = 0.0f32;
+    for i in (0..x.len()).step_by(stride) {
+        let (mut up, mut down) = (x.to_vec(), x.to_vec());
+        up[i] += eps;
+        down[i] -= eps;
+        let numeric = (f(&up) - f(&down)) / (2.0 * eps);
+        worst = worst.max((numeric - grad[i]).abs() / (numeric.abs().max(grad[i].abs()) + floor));
+    }
+    worst
+}
