@@ -160,3 +160,27 @@ fn landmark_gradients_through_pgn_match_central_differences() {
         assert!(worst < 1e-2, "{camera}: ‖numeric − analytic‖∞ / ‖analytic‖∞ = {worst} ({pairs:?})");
     }
 }
+
+/// Bad landmarks stop the run with an error that names the system and the frame, not a NaN pose.
+#[test]
+fn landmarks_that_are_not_finite_are_a_reported_error() {
+    use bevy_ecs::prelude::*;
+    use faceforge::run::{iterate, prepare};
+    use faceforge_components::{Frame, Landmarks2d};
+    let text = r#"Scene(
+        data: Synthetic(preset: AflwLike, subjects: 1, frames: 1, size: 64, seed: 1),
+        model: Procedural(preset: Tiny),
+        backend: Cpu,
+        systems: [(name: "pgn"), (name: "reconstruct")],
+        outputs: (dir: "unused"),
+    )"#;
+    let mut p = prepare(&scene(text, "bad_landmarks.ron")).unwrap();
+    let (entity, name) = {
+        let mut q = p.world.query::<(Entity, &Frame)>();
+        let (e, f) = q.single(&p.world).unwrap();
+        (e, f.name.clone())
+    };
+    p.world.get_mut::<Landmarks2d>(entity).unwrap().points[17][0] = f32::NAN;
+    let err = iterate(&mut p, 1, false).unwrap_err().to_string();
+    assert!(err.contains("system `pgn`") && err.contains(&name) && err.contains("not finite"), "{err}");
+}
