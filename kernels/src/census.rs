@@ -8,7 +8,12 @@
 //! UnFlow/DDFlow's d / √(0.81 + d²)) is not. The soft Hamming distance of two transforms is
 //! Σ_q Δc² / (δ + Δc²) (UnFlow's), and the loss is Σ_p H(p) w(p) / Σ_p w(p), w = M²ᵈ ⊙ W.
 //!
-//! Native only: a per-pixel 48-neighbour stencil on one image per frame pair.
+//! Two passes, on the device as natively: per pixel, the loss share and dL/d(difference) for its
+//! 48 neighbours; then per pixel, the gather of every difference it takes part in.
+
+use crate::backend::Backend;
+use crate::launch::{download, grid_1d, upload};
+use cubecl::prelude::*;
 
 /// Window radius: 7 × 7.
 pub const RADIUS: i64 = 3;
@@ -52,8 +57,16 @@ fn window(grey: &[f32], width: usize, height: usize, x: usize, y: usize) -> ([f3
 }
 
 /// The census loss between a target and a rendered grey image (weights w per pixel), and its
-/// gradient with respect to the rendered image.
-pub fn loss(target: &[f32], rendered: &[f32], weights: &[f32], width: usize, height: usize) -> (f32, Vec<f32>) {
+/// gradient with respect to the rendered image, on whichever backend.
+pub fn loss(backend: &Backend, target: &[f32], rendered: &[f32], weights: &[f32], width: usize, height: usize) -> (f32, Vec<f32>) {
+    match backend {
+        Backend::Cpu => loss_cpu(target, rendered, weights, width, height),
+        Backend::Gpu { .. } => loss_device(backend, target, rendered, weights, width, height),
+    }
+}
+
+/// Native twin of `loss`: rows in parallel.
+pub fn loss_cpu(target: &[f32], rendered: &[f32], weights: &[f32], width: usize, height: usize) -> (f32, Vec<f32>) {
     assert_eq!(target.len(), width * height, "census: target size");
     assert_eq!(rendered.len(), width * height, "census: rendered size");
     assert_eq!(weights.len(), width * height, "census: weight size");
@@ -117,6 +130,156 @@ pub fn loss(target: &[f32], rendered: &[f32], weights: &[f32], width: usize, hei
     (value as f32, grad_rows.concat())
 }
 
+/// Whether neighbour k (0..49 over the 7 × 7 window, 24 the centre) of pixel (x, y) is inside.
+#[cube]
+fn neighbour_inside(x: i32, y: i32, k: u32, width: usize, height: usize) -> bool {
+    let qx = x + (k % 7u32) as i32 - 3i32;
+    let qy = y + (k / 7u32) as i32 - 3i32;
+    qx >= 0i32 && qy >= 0i32 && qx < width as i32 && qy < height as i32
+}
+
+/// I(neighbour k) − I(x, y), for a neighbour inside the image.
+#[cube]
+fn neighbour_difference(grey: &[f32], x: i32, y: i32, k: u32, width: usize) -> f32 {
+    let qx = x + (k % 7u32) as i32 - 3i32;
+    let qy = y + (k / 7u32) as i32 - 3i32;
+    grey[qy as usize * width + qx as usize] - grey[y as usize * width + x as usize]
+}
+
+/// s² of the window: the mean squared difference over the neighbours inside.
+#[cube]
+fn window_s2(grey: &[f32], x: i32, y: i32, width: usize, height: usize) -> f32 {
+    let mut sum = 0.0f32;
+    let mut count = 0.0f32;
+    for k in 0..49u32 {
+        if k != 24u32 && neighbour_inside(x, y, k, width, height) {
+            let d = neighbour_difference(grey, x, y, k, width);
+            sum += d * d;
+            count += 1.0f32;
+        }
+    }
+    sum / count
+}
+
+/// Pass 1, one thread per pixel: w·H and dL/dd for the 48 neighbours (η² = 0.01, τ = 1e-10,
+/// δ = 0.1 as in the native twin).
+#[cube(launch_unchecked)]
+fn census_window_kernel(target: &[f32], rendered: &[f32], weights: &[f32], value: &mut [f32], grad_d: &mut [f32], width: usize, height: usize, total: f32) {
+    let p = ABSOLUTE_POS;
+    if p < value.len() {
+        let w = weights[p];
+        let x = (p % width) as i32;
+        let y = (p / width) as i32;
+        let s2t = window_s2(target, x, y, width, height);
+        let s2r = window_s2(rendered, x, y, width, height);
+        let mut count = 0.0f32;
+        let mut h = 0.0f32;
+        let mut through = 0.0f32;
+        for k in 0..49u32 {
+            if k != 24u32 && neighbour_inside(x, y, k, width, height) {
+                let dt = neighbour_difference(target, x, y, k, width);
+                let dr = neighbour_difference(rendered, x, y, k, width);
+                let ct = dt / f32::sqrt(dt * dt + 0.01f32 * s2t + 1e-10f32);
+                let big = dr * dr + 0.01f32 * s2r + 1e-10f32;
+                let delta = dr / f32::sqrt(big) - ct;
+                let den = 0.1f32 + delta * delta;
+                h += delta * delta / den;
+                let gc = w / total * 0.2f32 * delta / (den * den);
+                through += gc * (-0.005f32 * dr) / (big * f32::sqrt(big));
+                count += 1.0f32;
+            }
+        }
+        value[p] = w * h;
+        for k in 0..49u32 {
+            if k != 24u32 {
+                let slot = p * 48 + (k - k / 25u32) as usize;
+                let mut g = 0.0f32;
+                if neighbour_inside(x, y, k, width, height) {
+                    let dt = neighbour_difference(target, x, y, k, width);
+                    let dr = neighbour_difference(rendered, x, y, k, width);
+                    let ct = dt / f32::sqrt(dt * dt + 0.01f32 * s2t + 1e-10f32);
+                    let big = dr * dr + 0.01f32 * s2r + 1e-10f32;
+                    let delta = dr / f32::sqrt(big) - ct;
+                    let den = 0.1f32 + delta * delta;
+                    let gc = w / total * 0.2f32 * delta / (den * den);
+                    g = gc * (0.01f32 * s2r + 1e-10f32) / (big * f32::sqrt(big)) + through * 2.0f32 * dr / count;
+                }
+                grad_d[slot] = g;
+            }
+        }
+    }
+}
+
+/// Pass 2, one thread per pixel q: −Σ_k dL/dd(q, k) + Σ_k dL/dd(q − o_k, k).
+#[cube(launch_unchecked)]
+fn census_gather_kernel(grad_d: &[f32], out: &mut [f32], width: usize, height: usize) {
+    let q = ABSOLUTE_POS;
+    if q < out.len() {
+        let x = (q % width) as i32;
+        let y = (q / width) as i32;
+        let mut g = 0.0f32;
+        for k in 0..48u32 {
+            g -= grad_d[q * 48 + k as usize];
+        }
+        for k in 0..49u32 {
+            if k != 24u32 {
+                let px = x - ((k % 7u32) as i32 - 3i32);
+                let py = y - ((k / 7u32) as i32 - 3i32);
+                if px >= 0i32 && py >= 0i32 && px < width as i32 && py < height as i32 {
+                    g += grad_d[(py as usize * width + px as usize) * 48 + (k - k / 25u32) as usize];
+                }
+            }
+        }
+        out[q] = g;
+    }
+}
+
+fn loss_device(backend: &Backend, target: &[f32], rendered: &[f32], weights: &[f32], width: usize, height: usize) -> (f32, Vec<f32>) {
+    let Backend::Gpu { client, .. } = backend else { unreachable!("device launch on the CPU backend") };
+    let pixels = width * height;
+    assert_eq!(target.len(), pixels, "census: target size");
+    assert_eq!(rendered.len(), pixels, "census: rendered size");
+    assert_eq!(weights.len(), pixels, "census: weight size");
+    let total: f32 = weights.iter().sum();
+    if total <= 0.0 {
+        return (0.0, vec![0.0; pixels]);
+    }
+    let value = client.empty(pixels * 4);
+    let grad_d = client.empty(pixels * NEIGHBOURS * 4);
+    let out = client.empty(pixels * 4);
+    let (count, dim) = grid_1d(pixels);
+    #[allow(unsafe_code)]
+    // SAFETY: every neighbour index is checked against the image before it is read; the slots
+    // of `grad_d` are 48 per pixel, as allocated.
+    unsafe {
+        census_window_kernel::launch_unchecked(
+            client,
+            count.clone(),
+            dim,
+            BufferArg::from_raw_parts(upload(client, target), pixels),
+            BufferArg::from_raw_parts(upload(client, rendered), pixels),
+            BufferArg::from_raw_parts(upload(client, weights), pixels),
+            BufferArg::from_raw_parts(value.clone(), pixels),
+            BufferArg::from_raw_parts(grad_d.clone(), pixels * NEIGHBOURS),
+            width,
+            height,
+            total,
+        );
+        census_gather_kernel::launch_unchecked(
+            client,
+            count,
+            dim,
+            BufferArg::from_raw_parts(grad_d, pixels * NEIGHBOURS),
+            BufferArg::from_raw_parts(out.clone(), pixels),
+            width,
+            height,
+        );
+    }
+    let values = download(client, value);
+    let sum: f64 = values.iter().map(|v| *v as f64).sum();
+    ((sum / total as f64) as f32, download(client, out))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -137,13 +300,13 @@ mod tests {
         let a = texture(w, h, 1);
         let b: Vec<f32> = a.iter().map(|v| 0.6 * v + 0.25).collect();
         let weights = vec![1.0; w * h];
-        let (census, _) = loss(&a, &b, &weights, w, h);
+        let (census, _) = loss_cpu(&a, &b, &weights, w, h);
         let l1: f32 = a.iter().zip(&b).map(|(x, y)| (x - y).abs()).sum::<f32>() / (w * h) as f32;
         assert!(census < 1e-9, "census loss under a·I + b: {census}");
         assert!(l1 > 1e-2, "L1 under a·I + b: {l1}");
         // A shifted image is not the same picture: the census sees it.
         let shifted: Vec<f32> = (0..w * h).map(|i| a[(i + 1) % (w * h)]).collect();
-        assert!(loss(&a, &shifted, &weights, w, h).0 > 1.0);
+        assert!(loss_cpu(&a, &shifted, &weights, w, h).0 > 1.0);
     }
 
     #[test]
@@ -152,9 +315,23 @@ mod tests {
         let target = texture(w, h, 2);
         let rendered: Vec<f32> = texture(w, h, 3).iter().zip(&target).map(|(a, b)| 0.5 * a + 0.5 * b).collect();
         let weights: Vec<f32> = random(w * h, 4).iter().map(|r| 1.0 + r.abs() * 4.0).collect();
-        let (_, grad) = loss(&target, &rendered, &weights, w, h);
+        let (_, grad) = loss_cpu(&target, &rendered, &weights, w, h);
         // Small steps: the soft census bends within η·s ≈ 0.01 of a difference.
-        let worst = worst_against_central_differences(|r| loss(&target, r, &weights, w, h).0, &rendered, &grad, 7, 2e-4, 1e-2);
+        let worst = worst_against_central_differences(|r| loss_cpu(&target, r, &weights, w, h).0, &rendered, &grad, 7, 2e-4, 1e-2);
         assert!(worst < 2e-2, "worst relative error {worst}");
+    }
+
+    #[test]
+    fn kernel_matches_its_native_twin() {
+        let backend = crate::testing::wgpu_backend();
+        let (w, h) = (37, 29);
+        let target = texture(w, h, 5);
+        let rendered: Vec<f32> = texture(w, h, 6).iter().zip(&target).map(|(a, b)| 0.4 * a + 0.6 * b).collect();
+        let weights: Vec<f32> = random(w * h, 7).iter().map(|r| if *r > -0.3 { 1.0 + 4.0 * r.abs() } else { 0.0 }).collect();
+        let (v_cpu, g_cpu) = loss_cpu(&target, &rendered, &weights, w, h);
+        let (v_gpu, g_gpu) = loss(&backend, &target, &rendered, &weights, w, h);
+        assert!((v_cpu - v_gpu).abs() < 1e-4 * v_cpu.abs().max(1.0), "{v_cpu} vs {v_gpu}");
+        let scale = g_cpu.iter().fold(0.0f32, |m, g| m.max(g.abs()));
+        crate::testing::assert_close(&g_gpu.iter().map(|g| g / scale).collect::<Vec<_>>(), &g_cpu.iter().map(|g| g / scale).collect::<Vec<_>>(), 1e-4);
     }
 }

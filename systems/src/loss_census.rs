@@ -20,7 +20,7 @@ pub fn entry() -> SystemEntry {
             parse_settings::<NoSettings>(settings)?;
             Ok(system("census", WEIGHT, |pair| {
                 let (target, rendered) = grey(pair);
-                let (value, grad) = census::loss(&target, &rendered, &pair.weights, pair.width, pair.height);
+                let (value, grad) = census::loss(pair.backend, &target, &rendered, &pair.weights, pair.width, pair.height);
                 (value, luminance::backward(&grad))
             }))
         },

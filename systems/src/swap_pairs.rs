@@ -10,6 +10,8 @@ use faceforge_model::MorphableModel;
 
 /// One (i → j) comparison.
 pub struct Pair<'a> {
+    /// Where the loss's own ops run.
+    pub backend: &'a faceforge_kernels::Backend,
     pub width: usize,
     pub height: usize,
     /// I_j, rgb.
@@ -32,6 +34,7 @@ fn region_weights(m: &MorphableModel, tri: &[u32], mask: &[f32]) -> Vec<f32> {
 /// Runs `pair_loss` (value, d value / d rendered rgb) on every pair, records λ × the mean as
 /// `term`, and adds λ × the mean's gradient into each frame's `Grad<RenderedSwaps>`.
 pub fn apply(
+    backend: &faceforge_kernels::Backend,
     m: &MorphableModel,
     term: &str,
     lambda: f32,
@@ -50,7 +53,7 @@ pub fn apply(
         let weights = region_weights(m, &swaps.tri, &swaps.mask);
         for (k, (_, drawn)) in swaps.images.iter().enumerate() {
             let rendered: Vec<f32> = drawn.iter().zip(&image.rgb).enumerate().map(|(i, (d, t))| if swaps.mask[i / 3] > 0.0 { *d } else { *t }).collect();
-            jobs.push((index, k, Pair { width: image.width, height: image.height, target: &image.rgb, rendered, weights: weights.clone(), mask: &swaps.mask }));
+            jobs.push((index, k, Pair { backend, width: image.width, height: image.height, target: &image.rgb, rendered, weights: weights.clone(), mask: &swaps.mask }));
         }
     }
     let pairs = jobs.len();
@@ -95,11 +98,12 @@ pub fn system(
     pair_loss: impl Fn(&Pair) -> (f32, Vec<f32>) + Send + Sync + 'static,
 ) -> bevy_ecs::schedule::ScheduleConfigs<bevy_ecs::system::ScheduleSystem> {
     (move |model: Res<faceforge_components::Model>,
+           compute: Res<faceforge_components::Compute>,
            weights: Res<faceforge_components::LossWeights>,
            mut terms: ResMut<LossTerms>,
            mut frames: Query<(&Frame, &Image, &RenderedSwaps, &mut Grad<RenderedSwaps>)>|
           -> Result<(), crate::StageError> {
-        apply(&model.0, term, weights.get(term, default_weight), &mut terms, &mut frames, &pair_loss).map_err(|e| crate::StageError { system: term, ..e })
+        apply(&compute.0, &model.0, term, weights.get(term, default_weight), &mut terms, &mut frames, &pair_loss).map_err(|e| crate::StageError { system: term, ..e })
     })
     .pipe(crate::collect_errors)
     .in_set(crate::Stage::Loss)
