@@ -161,6 +161,21 @@ fn window_s2(grey: &[f32], x: i32, y: i32, width: usize, height: usize) -> f32 {
     sum / count
 }
 
+/// Δc of neighbour k: the rendered image's soft census value (from its difference dr and
+/// D = dr² + η² s² + τ) minus the target's.
+#[cube]
+fn census_delta(target: &[f32], x: i32, y: i32, k: u32, width: usize, s2t: f32, dr: f32, big: f32) -> f32 {
+    let dt = neighbour_difference(target, x, y, k, width);
+    dr / f32::sqrt(big) - dt / f32::sqrt(dt * dt + 0.01f32 * s2t + 1e-10f32)
+}
+
+/// d(w Δc² / (δ + Δc²)) / dΔc with the weight already divided by Σ w.
+#[cube]
+fn hamming_gradient(weight: f32, delta: f32) -> f32 {
+    let den = 0.1f32 + delta * delta;
+    weight * 0.2f32 * delta / (den * den)
+}
+
 /// Pass 1, one thread per pixel: w·H and dL/dd for the 48 neighbours (η² = 0.01, τ = 1e-10,
 /// δ = 0.1 as in the native twin).
 #[cube(launch_unchecked)]
@@ -177,14 +192,11 @@ fn census_window_kernel(target: &[f32], rendered: &[f32], weights: &[f32], value
         let mut through = 0.0f32;
         for k in 0..49u32 {
             if k != 24u32 && neighbour_inside(x, y, k, width, height) {
-                let dt = neighbour_difference(target, x, y, k, width);
                 let dr = neighbour_difference(rendered, x, y, k, width);
-                let ct = dt / f32::sqrt(dt * dt + 0.01f32 * s2t + 1e-10f32);
                 let big = dr * dr + 0.01f32 * s2r + 1e-10f32;
-                let delta = dr / f32::sqrt(big) - ct;
-                let den = 0.1f32 + delta * delta;
-                h += delta * delta / den;
-                let gc = w / total * 0.2f32 * delta / (den * den);
+                let delta = census_delta(target, x, y, k, width, s2t, dr, big);
+                h += delta * delta / (0.1f32 + delta * delta);
+                let gc = hamming_gradient(w / total, delta);
                 through += gc * (-0.005f32 * dr) / (big * f32::sqrt(big));
                 count += 1.0f32;
             }
@@ -195,13 +207,9 @@ fn census_window_kernel(target: &[f32], rendered: &[f32], weights: &[f32], value
                 let slot = p * 48 + (k - k / 25u32) as usize;
                 let mut g = 0.0f32;
                 if neighbour_inside(x, y, k, width, height) {
-                    let dt = neighbour_difference(target, x, y, k, width);
                     let dr = neighbour_difference(rendered, x, y, k, width);
-                    let ct = dt / f32::sqrt(dt * dt + 0.01f32 * s2t + 1e-10f32);
                     let big = dr * dr + 0.01f32 * s2r + 1e-10f32;
-                    let delta = dr / f32::sqrt(big) - ct;
-                    let den = 0.1f32 + delta * delta;
-                    let gc = w / total * 0.2f32 * delta / (den * den);
+                    let gc = hamming_gradient(w / total, census_delta(target, x, y, k, width, s2t, dr, big));
                     g = gc * (0.01f32 * s2r + 1e-10f32) / (big * f32::sqrt(big)) + through * 2.0f32 * dr / count;
                 }
                 grad_d[slot] = g;
