@@ -19,7 +19,7 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Check a scene (schema, graph, outputs) without running it.
+    /// Check a scene (schema, graph, outputs), or every variant of a sweep, without running it.
     Check {
         scene: PathBuf,
         /// Override a scene field: path=value (RON), e.g. --set iterations=10 --set backend=Cpu.
@@ -158,6 +158,10 @@ fn load_scene(path: &std::path::Path, overrides: &[String]) -> anyhow::Result<Lo
 
 fn execute(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
+        Command::Check { scene, overrides } if faceforge::sweep::is_sweep(&scene) => {
+            let variants = faceforge::sweep::check(&scene, &overrides)?;
+            println!("{}: ok — {} variants: {}", scene.display(), variants.len(), variants.join("; "));
+        }
         Command::Check { scene, overrides } => {
             let loaded = load_scene(&scene, &overrides)?;
             let plan = plan(&loaded)?;

@@ -104,6 +104,26 @@ pub fn variant_scene(base: &LoadedScene, sweep: &Sweep, variant: &Variant, extra
     Ok(scene)
 }
 
+/// Whether a file holds a sweep (a top-level `Sweep(`) rather than a scene.
+pub fn is_sweep(path: &Path) -> bool {
+    std::fs::read_to_string(path).is_ok_and(|text| text.lines().any(|l| l.starts_with("Sweep(")))
+}
+
+/// Checks every variant's graph without running it; returns the variants' names.
+pub fn check(path: &Path, extra: &[String]) -> Result<Vec<String>, SceneError> {
+    let sweep = load(path)?;
+    let base = LoadedScene::load(&path.parent().unwrap_or(Path::new(".")).join(&sweep.base))?;
+    let extra: Vec<String> = extra.iter().filter(|o| !o.starts_with("sweep.")).cloned().collect();
+    let mut names = Vec::new();
+    for variant in &sweep.variants {
+        let scene = variant_scene(&base, &sweep, variant, &extra)?;
+        let plan = crate::graph::plan(&scene).map_err(|e| SceneError { message: format!("variant `{}`: {}", variant.name, e.message), ..e })?;
+        crate::graph::build_schedule(&scene, &plan).map_err(|e| SceneError { message: format!("variant `{}`: {}", variant.name, e.message), ..e })?;
+        names.push(variant.name.clone());
+    }
+    Ok(names)
+}
+
 /// Runs every variant and writes `<out>/table.md` and `<out>/table.json`. `extra` overrides
 /// apply to every variant last (e.g. a smaller size for a quick look).
 pub fn sweep(path: &Path, extra: &[String], show_progress: bool) -> anyhow::Result<Table> {
