@@ -122,20 +122,10 @@ pub fn add_pose_grad(into: &mut Pose, delta: &Pose) {
     *into = delta.from_camera(&sum);
 }
 
-/// Adds a mesh and a pose gradient into a frame's, inserting them the first time.
-pub(crate) fn add_geometry_grad(entity: Entity, d_positions: Vec<f32>, d_pose: Pose, g_mesh: Option<Mut<Grad<Mesh>>>, g_pose: Option<Mut<Grad<Pose>>>, commands: &mut Commands) {
-    match g_mesh {
-        Some(mut g) => accumulate(&mut g.value.positions, &d_positions),
-        None => {
-            commands.entity(entity).insert(Grad { value: Mesh { positions: d_positions } });
-        }
-    }
-    match g_pose {
-        Some(mut g) => add_pose_grad(&mut g.value, &d_pose),
-        None => {
-            commands.entity(entity).insert(Grad { value: d_pose });
-        }
-    }
+/// Adds a mesh and a pose gradient into a frame's.
+pub(crate) fn add_geometry_grad(d_positions: &[f32], d_pose: &Pose, g_mesh: &mut Grad<Mesh>, g_pose: &mut Grad<Pose>) {
+    accumulate(&mut g_mesh.value.positions, d_positions);
+    add_pose_grad(&mut g_pose.value, d_pose);
 }
 
 /// The sign, 0 at 0: the subgradient of |x| the L1 losses use (`f32::signum` gives 1 at +0, which

@@ -18,15 +18,14 @@ pub fn entry() -> SystemEntry {
             let mut device: Option<DeviceModel> = None;
             Ok((move |model: Res<Model>,
                  compute: Res<Compute>,
-                 mut frames: Query<(Entity, &Coeffs, &Grad<Mesh>, Option<&Grad<Albedo>>, Option<&mut Grad<Coeffs>>)>,
-                 mut commands: Commands|
+                 mut frames: Query<(&Grad<Mesh>, &Grad<Albedo>, &mut Grad<Coeffs>), With<Coeffs>>|
                   -> Result<(), StageError> {
                 let (m, backend) = (&model.0, &compute.0);
                 let len = 3 * m.n_vertices();
                 let device = DeviceModel::refresh(&mut device, backend, m);
-                for (entity, _, g_mesh, g_albedo, g_coeffs) in frames.iter_mut() {
-                    let no_albedo_grad = g_albedo.is_none_or(|g| g.value.rgb.is_empty());
-                    if g_mesh.value.positions.is_empty() && no_albedo_grad {
+                for (g_mesh, g_albedo, mut g_coeffs) in frames.iter_mut() {
+                    let albedo = (!g_albedo.value.rgb.is_empty()).then_some(g_albedo.value.rgb.as_slice());
+                    if g_mesh.value.positions.is_empty() && albedo.is_none() {
                         continue; // no loss reached this frame
                     }
                     let zeros;
@@ -39,17 +38,10 @@ pub fn entry() -> SystemEntry {
                     if d_mesh.len() != len {
                         return Err(StageError { system: "reconstruct_backward", message: "the mesh gradient does not match the model".into() });
                     }
-                    let (id, exp, tex) = decode_adjoint(backend, m, device, 1, d_mesh, g_albedo.map(|g| g.value.rgb.as_slice()).filter(|g| !g.is_empty()));
-                    match g_coeffs {
-                        Some(mut g) => {
-                            accumulate(&mut g.value.id, &id);
-                            accumulate(&mut g.value.exp, &exp);
-                            accumulate(&mut g.value.tex, &tex);
-                        }
-                        None => {
-                            commands.entity(entity).insert(Grad { value: Coeffs { id, exp, tex } });
-                        }
-                    }
+                    let (id, exp, tex) = decode_adjoint(backend, m, device, 1, d_mesh, albedo);
+                    accumulate(&mut g_coeffs.value.id, &id);
+                    accumulate(&mut g_coeffs.value.exp, &exp);
+                    accumulate(&mut g_coeffs.value.tex, &tex);
                 }
                 Ok(())
             })

@@ -25,7 +25,6 @@ pub fn entry() -> SystemEntry {
             Ok((move |model: Res<Model>,
                       compute: Res<Compute>,
                       mut frames: Query<(
-                Entity,
                 &Rendered,
                 &Grad<Rendered>,
                 &Mesh,
@@ -33,17 +32,16 @@ pub fn entry() -> SystemEntry {
                 &Albedo,
                 &Pose,
                 Option<&Illumination>,
-                Option<&mut Grad<Mesh>>,
-                Option<&mut Grad<Albedo>>,
-                Option<&mut Grad<Illumination>>,
-                Option<&mut Grad<Pose>>,
-            )>,
-                      mut commands: Commands|
+                &mut Grad<Mesh>,
+                &mut Grad<Albedo>,
+                &mut Grad<Illumination>,
+                &mut Grad<Pose>,
+            )>|
                   -> Result<(), StageError> {
                 let (m, backend) = (&model.0, &compute.0);
                 let n = m.n_vertices();
                 let adjacency = adjacency.get_or_insert_with(|| Adjacency::new(n, m.triangles()));
-                for (entity, rendered, grad, mesh, normals, albedo, pose, light, g_mesh, g_albedo, g_light, g_pose) in frames.iter_mut() {
+                for (rendered, grad, mesh, normals, albedo, pose, light, mut g_mesh, mut g_albedo, mut g_light, mut g_pose) in frames.iter_mut() {
                     if grad.value.color.is_empty() {
                         continue; // no loss reached this frame's render
                     }
@@ -61,22 +59,12 @@ pub fn entry() -> SystemEntry {
                     let (d_normals, d_albedo, d_sh) = shade::backward(backend, shade_shape, &normals.xyz, &albedo.rgb, &sh, &d_colours);
                     accumulate(&mut d_positions, &normals::backward(backend, &mesh.positions, m.triangles(), adjacency, &d_normals, n));
 
-                    add_geometry_grad(entity, d_positions, pose.from_camera(&d_camera), g_mesh, g_pose, &mut commands);
-                    match g_albedo {
-                        Some(mut g) => accumulate(&mut g.value.rgb, &d_albedo),
-                        None => {
-                            commands.entity(entity).insert(Grad { value: Albedo { rgb: d_albedo } });
-                        }
-                    }
+                    add_geometry_grad(&d_positions, &pose.from_camera(&d_camera), &mut g_mesh, &mut g_pose);
+                    accumulate(&mut g_albedo.value.rgb, &d_albedo);
                     if let Some(l) = light {
                         // Mono lighting shares its 9 coefficients across the channels.
-                        let d = if l.sh.len() == 9 { (0..9).map(|k| d_sh[k] + d_sh[9 + k] + d_sh[18 + k]).collect() } else { d_sh };
-                        match g_light {
-                            Some(mut g) => accumulate(&mut g.value.sh, &d),
-                            None => {
-                                commands.entity(entity).insert(Grad { value: Illumination { sh: d } });
-                            }
-                        }
+                        let d: Vec<f32> = if l.sh.len() == 9 { (0..9).map(|k| d_sh[k] + d_sh[9 + k] + d_sh[18 + k]).collect() } else { d_sh };
+                        accumulate(&mut g_light.value.sh, &d);
                     }
                 }
                 Ok(())

@@ -25,20 +25,19 @@ pub fn render_swapped_entry() -> SystemEntry {
             Ok((|model: Res<Model>,
                  compute: Res<Compute>,
                  mut frames: Query<(
-                Entity,
                 &RenderedSwaps,
                 &Grad<RenderedSwaps>,
                 &SwappedTextures,
                 &Mesh,
                 &Pose,
-                Option<&mut Grad<Mesh>>,
-                Option<&mut Grad<Pose>>,
-            )>,
-                 mut commands: Commands|
+                &mut Grad<SwappedTextures>,
+                &mut Grad<Mesh>,
+                &mut Grad<Pose>,
+            )>|
                   -> Result<(), StageError> {
                 let (m, backend) = (&model.0, &compute.0);
                 let n = m.n_vertices();
-                for (entity, drawn, grad, swapped, mesh, pose, g_mesh, g_pose) in frames.iter_mut() {
+                for (drawn, grad, swapped, mesh, pose, mut g_textures, mut g_mesh, mut g_pose) in frames.iter_mut() {
                     if grad.value.images.is_empty() {
                         continue; // no loss reached this frame's swaps
                     }
@@ -55,8 +54,8 @@ pub fn render_swapped_entry() -> SystemEntry {
                     }
                     let (camera_model, camera) = pose.camera();
                     let (d_positions, d_camera) = project::backward(backend, camera_model, &mesh.positions, &camera, &d_projected, n);
-                    add_geometry_grad(entity, d_positions, pose.from_camera(&d_camera), g_mesh, g_pose, &mut commands);
-                    commands.entity(entity).insert(Grad { value: SwappedTextures { from: d_textures } });
+                    add_geometry_grad(&d_positions, &pose.from_camera(&d_camera), &mut g_mesh, &mut g_pose);
+                    g_textures.value = SwappedTextures { from: d_textures };
                 }
                 Ok(())
             })
@@ -77,8 +76,7 @@ pub fn swap_entry() -> SystemEntry {
             parse_settings::<NoSettings>(settings)?;
             Ok((|targets: Query<(Entity, &Grad<SwappedTextures>, &Visibility)>,
                  visibility: Query<&Visibility>,
-                 mut colours: Query<(Entity, Option<&mut Grad<VertexColors>>), With<Frame>>,
-                 mut commands: Commands| {
+                 mut colours: Query<(Entity, &mut Grad<VertexColors>), With<Frame>>| {
                 // Gather every frame's share first: a swap writes to two frames.
                 let mut shares: HashMap<Entity, Vec<f32>> = HashMap::new();
                 for (target, grad, target_visible) in &targets {
@@ -97,14 +95,9 @@ pub fn swap_entry() -> SystemEntry {
                         accumulate(shares.entry(target).or_default(), &to_target);
                     }
                 }
-                for (entity, existing) in colours.iter_mut() {
+                for (entity, mut g) in colours.iter_mut() {
                     if let Some(share) = shares.remove(&entity) {
-                        match existing {
-                            Some(mut g) => accumulate(&mut g.value.rgb, &share),
-                            None => {
-                                commands.entity(entity).insert(Grad { value: VertexColors { rgb: share } });
-                            }
-                        }
+                        accumulate(&mut g.value.rgb, &share);
                     }
                 }
             })
@@ -124,12 +117,11 @@ pub fn sample_entry() -> SystemEntry {
             parse_settings::<NoSettings>(settings)?;
             Ok((|model: Res<Model>,
                  compute: Res<Compute>,
-                 mut frames: Query<(Entity, &Grad<VertexColors>, &Mesh, &Pose, &Image, Option<&mut Grad<Mesh>>, Option<&mut Grad<Pose>>)>,
-                 mut commands: Commands|
+                 mut frames: Query<(&Grad<VertexColors>, &Mesh, &Pose, &Image, &mut Grad<Mesh>, &mut Grad<Pose>)>|
                   -> Result<(), StageError> {
                 let (m, backend) = (&model.0, &compute.0);
                 let n = m.n_vertices();
-                for (entity, grad, mesh, pose, image, g_mesh, g_pose) in frames.iter_mut() {
+                for (grad, mesh, pose, image, mut g_mesh, mut g_pose) in frames.iter_mut() {
                     if grad.value.rgb.is_empty() {
                         continue;
                     }
@@ -140,7 +132,7 @@ pub fn sample_entry() -> SystemEntry {
                     let d_uv = sample::backward(backend, shape, &image.rgb, &positions, &grad.value.rgb);
                     let d_projected: Vec<f32> = d_uv.chunks(2).flat_map(|g| [g[0], g[1], 0.0, 0.0]).collect();
                     let (d_positions, d_camera) = project::backward(backend, camera_model, &mesh.positions, &camera, &d_projected, n);
-                    add_geometry_grad(entity, d_positions, pose.from_camera(&d_camera), g_mesh, g_pose, &mut commands);
+                    add_geometry_grad(&d_positions, &pose.from_camera(&d_camera), &mut g_mesh, &mut g_pose);
                 }
                 Ok(())
             })
