@@ -191,6 +191,12 @@ fn quickstart_fits_and_reports_errors_against_the_truth() {
     for term in ["landmark", "regulariser", "census", "semantic", "flow"] {
         assert!(summary.losses.contains_key(term), "{term} in {:?}", summary.losses);
     }
+    // share_identity: one fitted identity for the subject, an expression per frame.
+    let read = |name: &str| -> serde_json::Value { serde_json::from_str(&std::fs::read_to_string(dir.path().join(format!("{name}.json"))).unwrap()).unwrap() };
+    let (a, b) = (read("s000_f000"), read("s000_f001"));
+    assert_eq!(a["coefficients"]["id"], b["coefficients"]["id"]);
+    assert_ne!(a["coefficients"]["exp"], b["coefficients"]["exp"]);
+    assert!(a["coefficients"]["id"].as_array().unwrap().iter().any(|x| x.as_f64().unwrap() != 0.0), "the identity moved off the mean");
 }
 
 #[test]

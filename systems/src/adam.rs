@@ -139,3 +139,35 @@ pub fn entry() -> SystemEntry {
         },
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use faceforge_components::Compute;
+    use faceforge_model::{MorphableModel, ModelSpec, Preset};
+
+    /// One step from a finite gradient moves the coefficients against it by about lr·σ; a
+    /// non-finite gradient leaves them where they are.
+    #[test]
+    fn steps_finite_gradients_and_rejects_the_rest() {
+        let model = MorphableModel::generate(&ModelSpec { preset: Preset::Tiny, ..ModelSpec::default() });
+        let (n_id, n_exp, n_tex) = (model.n_id(), model.n_exp(), model.n_albedo());
+        let sigma0 = model.id_sigma()[0];
+        let mut world = World::new();
+        world.insert_resource(Model(std::sync::Arc::new(model)));
+        world.insert_resource(Compute(faceforge_kernels::Backend::Cpu));
+        world.insert_resource(Iteration(0));
+        let mut grad = Coeffs::zeros(n_id, n_exp, n_tex);
+        grad.id[0] = 2.0;
+        let e = world.spawn((Coeffs::zeros(n_id, n_exp, n_tex), Grad { value: grad.clone() })).id();
+        let mut schedule = Schedule::default();
+        schedule.add_systems((entry().build)(Some("(lr: 0.1)")).unwrap());
+        schedule.run(&mut world);
+        let moved = world.get::<Coeffs>(e).unwrap().id[0];
+        assert!((moved + 0.1 * sigma0).abs() < 1e-3 * sigma0, "first Adam step is −lr·σ: {moved} vs {}", -0.1 * sigma0);
+        grad.id[1] = f32::NAN;
+        world.entity_mut(e).insert(Grad { value: grad });
+        schedule.run(&mut world);
+        assert_eq!(world.get::<Coeffs>(e).unwrap().id[0], moved, "a non-finite gradient is not stepped");
+    }
+}
