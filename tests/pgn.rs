@@ -100,10 +100,14 @@ fn the_ablation_sweep_runs_and_the_full_loss_beats_landmarks_alone_on_depth() {
     let row = |name: &str| table.rows.iter().find(|r| r.variant == name).unwrap_or_else(|| panic!("row {name}"));
     let (landmarks, full) = (row("L_l + L_r"), row("+ L_p + L_s + L_f (full)"));
     eprintln!("{}", faceforge::sweep::markdown(&table));
-    assert!(full.depth_mm.mean < landmarks.depth_mm.mean, "depth error: full {} mm, landmarks only {} mm", full.depth_mm.mean, landmarks.depth_mm.mean);
+    assert!(full.metrics.depth_mm.mean < landmarks.metrics.depth_mm.mean, "depth error: full {} mm, landmarks only {} mm", full.metrics.depth_mm.mean, landmarks.metrics.depth_mm.mean);
     let md = std::fs::read_to_string(dir.path().join("table.md")).unwrap();
     assert!(md.contains("| + L_p + L_s + L_f (full) |") && md.contains("mean face"), "{md}");
     assert!(dir.path().join("table.json").exists());
+    // The side-by-side report: the table, the plots inline, a link to each variant's own report.
+    let html = std::fs::read_to_string(dir.path().join("report.html")).unwrap();
+    assert!(html.matches("<svg").count() >= 5 && html.contains("CED, per-vertex error") && html.contains("total loss"), "sweep report plots");
+    assert!(html.contains("href=\"l_l_l_r/report.html\"") && dir.path().join("l_l_l_r/report.html").exists());
     let _ = LoadedScene::load(&scenes_dir().join("pgn_fit.ron")).unwrap();
 }
 

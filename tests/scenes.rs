@@ -191,6 +191,20 @@ fn quickstart_fits_and_reports_errors_against_the_truth() {
     for term in ["landmark", "regulariser", "census", "semantic", "flow"] {
         assert!(summary.losses.contains_key(term), "{term} in {:?}", summary.losses);
     }
+    // The report: every plot inline as SVG, every image inline, nothing fetched from elsewhere.
+    let html = std::fs::read_to_string(dir.path().join("report.html")).unwrap();
+    for plot in ["loss per term", "error by yaw bin", "CED, 2D landmarks", "CED, dense 3D", "CED, point-to-plane RMSE (95 mm crop)", "colour scale, mm"] {
+        assert!(html.contains(&format!("<title>{plot}</title>")), "{plot} drawn as inline SVG");
+    }
+    assert!(html.contains("alt=\"per-vertex error heat map\" src=\"data:image/png;base64,"));
+    assert_eq!(html.matches("alt=\"overlay\" src=\"data:image/png;base64,").count(), 2, "one strip per frame");
+    for external in ["http:", "https:", "src=\"//", "<script", "<link", "url("] {
+        assert!(!html.contains(external), "the report must open offline: found {external}");
+    }
+    let md = std::fs::read_to_string(dir.path().join("report.md")).unwrap();
+    assert!(md.contains("mean of the yaw-bin means") && md.contains("| s000_f001 |"), "{md}");
+    let csv = std::fs::read_to_string(dir.path().join("losses.csv")).unwrap();
+    assert_eq!(csv.lines().count(), 1 + summary.iterations as usize, "a header and a line per iteration");
     // share_identity: one fitted identity for the subject, an expression per frame.
     let read = |name: &str| -> serde_json::Value { serde_json::from_str(&std::fs::read_to_string(dir.path().join(format!("{name}.json"))).unwrap()).unwrap() };
     let (a, b) = (read("s000_f000"), read("s000_f001"));

@@ -2,13 +2,17 @@
 //! on an ECS. This crate holds the scene schema, the graph builder, the data sources, the runner,
 //! the outputs and the `faceforge` command line.
 
+pub mod alignment;
 pub mod bench;
 pub mod data;
+pub mod eval;
 pub mod graph;
 pub mod metrics;
 pub mod outputs;
+pub mod report;
 pub mod run;
 pub mod scene;
+pub mod svg;
 pub mod sweep;
 pub mod synth;
 

@@ -44,6 +44,22 @@ enum Command {
         #[arg(long)]
         quiet: bool,
     },
+    /// Measure results against ground truth (the papers' metrics) and write metrics.json,
+    /// report.md and report.html. RESULTS holds per-frame NAME.obj (the model's topology) and
+    /// optionally NAME.pts and NAME.json (pose), from faceforge or any method; --truth is a
+    /// folder written by `faceforge synth`. (`faceforge run` on synthetic data reports by itself.)
+    Eval {
+        results: PathBuf,
+        #[arg(long)]
+        truth: PathBuf,
+        /// The model the results and the truth were made with: a preset (tiny, default, bfm) or
+        /// a .ffm file.
+        #[arg(long, default_value = "default")]
+        model: String,
+        /// Where to write the report (default: the results folder).
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
     /// List the systems a scene can name, with their stage, inputs and outputs.
     Systems,
     /// Render synthetic faces with exact ground truth: PNG images, iBUG .pts landmarks and the
@@ -127,6 +143,15 @@ enum ModelCommand {
     Obj { file: PathBuf, out: PathBuf },
 }
 
+/// The model named on the command line: a .ffm file or a preset.
+fn model_arg(name: &str) -> anyhow::Result<MorphableModel> {
+    if name.ends_with(".ffm") || std::path::Path::new(name).is_file() {
+        return Ok(MorphableModel::open(std::path::Path::new(name))?);
+    }
+    let preset = Preset::parse(name).with_context(|| format!("unknown model `{name}`: a .ffm file or a preset (tiny, default, bfm)"))?;
+    Ok(MorphableModel::generate(&ModelSpec { preset, ..ModelSpec::default() }))
+}
+
 /// Per-frame errors against the ground truth, and their means.
 fn metrics_text(m: &faceforge::metrics::RunMetrics) -> String {
     let mut s = String::from("frame        yaw/pitch/roll fitted (true), °          pose err °  landmarks px  per-vertex mm  depth mm\n");
@@ -146,6 +171,14 @@ fn metrics_text(m: &faceforge::metrics::RunMetrics) -> String {
     s.push_str(&format!(
         "mean: pose {:.2}°, landmarks {:.2} px, per-vertex {:.3} mm (mean face {:.3} mm), depth {:.3} mm (mean face {:.3} mm)\n",
         m.pose_deg.mean, m.landmarks_px.mean, m.per_vertex_mm.mean, m.mean_face_per_vertex_mm.mean, m.depth_mm.mean, m.mean_face_depth_mm.mean
+    ));
+    s.push_str(&format!(
+        "papers' metrics: 2D NME {}% (mean of yaw-bin means), dense 3D NME {:.3}% (mean face {:.3}%), point-to-plane RMSE {:.3} mm after ICP on the 95 mm crop (mean face {:.3} mm)\n",
+        m.nme_2d_mean_of_bins.map_or("-".into(), |v| format!("{v:.3}")),
+        m.nme_3d.mean,
+        m.mean_face_nme_3d.mean,
+        m.scan_rmse_mm.mean,
+        m.mean_face_scan_rmse_mm.mean
     ));
     s
 }
@@ -189,10 +222,22 @@ fn execute(cli: Cli) -> anyhow::Result<()> {
                 let terms: Vec<String> = summary.losses.iter().map(|(k, v)| format!("{k} {v:.4}")).collect();
                 println!("final loss {:.4}: {}", summary.losses.values().sum::<f32>(), terms.join(", "));
             }
+            println!("report: {}", summary.out_dir.join("report.html").display());
         }
         Command::Sweep { file, overrides, quiet } => {
             let table = faceforge::sweep::sweep(&file, &overrides, !quiet)?;
             print!("{}", faceforge::sweep::markdown(&table));
+            println!("report: {}", table.out.join("report.html").display());
+        }
+        Command::Eval { results, truth, model, out } => {
+            let model = model_arg(&model)?;
+            let out = out.unwrap_or_else(|| results.clone());
+            let evaluation = faceforge::eval::evaluate(&model, &results, &truth, &out)?;
+            print!("{}", metrics_text(&evaluation.metrics));
+            if !evaluation.missing.is_empty() {
+                println!("{} truth frames have no result: {}", evaluation.missing.len(), evaluation.missing.join(", "));
+            }
+            println!("wrote {}", evaluation.files.iter().map(|f| f.display().to_string()).collect::<Vec<_>>().join(", "));
         }
         Command::Systems => {
             for e in faceforge_systems::registry() {

@@ -1,6 +1,7 @@
 //! What a run writes per frame: meshes (OBJ with UVs and per-vertex colours, binary PLY),
 //! coefficients with 3D landmarks (JSON), images (PNG) and 2D landmarks (iBUG `.pts`). Every file
-//! is written atomically.
+//! is written atomically. The readers of `.pts` and OBJ vertices (for `faceforge eval`) are
+//! here too; their errors name the file and the line.
 
 use faceforge_model::{atomic_write, MorphableModel};
 use std::fmt::Write as _;
@@ -118,6 +119,62 @@ pub fn pts_text(points: &[[f32; 2]]) -> String {
     s
 }
 
+/// A reader's error: the file, the line (1-based) and what is wrong there.
+#[derive(Debug, thiserror::Error)]
+#[error("{file}:{line}: {message}")]
+pub struct ParseError {
+    pub file: String,
+    pub line: usize,
+    pub message: String,
+}
+
+/// Reads an iBUG `.pts` file: `version: 1`, `n_points: N`, `{`, N lines of `x y`, `}`.
+pub fn parse_pts(file: &str, text: &str) -> Result<Vec<[f32; 2]>, ParseError> {
+    let fail = |line: usize, message: String| ParseError { file: file.to_string(), line, message };
+    let mut lines = text.lines().enumerate().map(|(i, l)| (i + 1, l.trim())).filter(|(_, l)| !l.is_empty());
+    let mut declared = None;
+    for (at, line) in lines.by_ref() {
+        if line == "{" {
+            break;
+        }
+        if let Some(n) = line.strip_prefix("n_points:") {
+            declared = Some(n.trim().parse::<usize>().map_err(|_| fail(at, format!("`{line}`: n_points must be a count")))?);
+        } else if !line.starts_with("version:") {
+            return Err(fail(at, format!("`{line}`: expected `version:`, `n_points:` or `{{`")));
+        }
+    }
+    let declared = declared.ok_or_else(|| fail(1, "no `n_points:` header before `{`".into()))?;
+    let mut points = Vec::with_capacity(declared);
+    for (at, line) in lines.by_ref() {
+        if line == "}" {
+            if points.len() != declared {
+                return Err(fail(at, format!("{} points, but the header says n_points: {declared}", points.len())));
+            }
+            return Ok(points);
+        }
+        let xy: Vec<f32> = line.split_whitespace().map(|v| v.parse::<f32>()).collect::<Result<_, _>>().map_err(|_| fail(at, format!("`{line}` is not two numbers")))?;
+        match xy[..] {
+            [x, y] if x.is_finite() && y.is_finite() => points.push([x, y]),
+            _ => return Err(fail(at, format!("`{line}`: expected two finite numbers `x y`"))),
+        }
+    }
+    Err(fail(text.lines().count(), "the point list is not closed by `}`".into()))
+}
+
+/// The vertex positions (`v x y z [r g b]` lines) of an OBJ file.
+pub fn parse_obj_vertices(file: &str, text: &str) -> Result<Vec<f32>, ParseError> {
+    let mut positions = Vec::new();
+    for (i, line) in text.lines().enumerate() {
+        let Some(rest) = line.strip_prefix("v ") else { continue };
+        let values: Vec<f32> = rest.split_whitespace().take(3).map(|v| v.parse::<f32>()).collect::<Result<_, _>>().map_err(|e| ParseError { file: file.to_string(), line: i + 1, message: format!("vertex `{line}`: {e}") })?;
+        if values.len() != 3 || values.iter().any(|v| !v.is_finite()) {
+            return Err(ParseError { file: file.to_string(), line: i + 1, message: format!("vertex `{line}` needs three finite coordinates") });
+        }
+        positions.extend(values);
+    }
+    Ok(positions)
+}
+
 /// An 8-bit RGB PNG of an rgb image in [0, 1].
 pub fn png_bytes(rgb: &[f32], width: usize, height: usize) -> Vec<u8> {
     let bytes: Vec<u8> = rgb.iter().map(|c| (c.clamp(0.0, 1.0) * 255.0).round() as u8).collect();
@@ -137,6 +194,8 @@ mod tests {
         let text = pts_text(&[[1.5, 2.25], [100.0, 0.125]]);
         assert_eq!(text, "version: 1\nn_points:  2\n{\n1.500 2.250\n100.000 0.125\n}\n");
 
+        assert_eq!(parse_pts("a.pts", &text).unwrap(), vec![[1.5, 2.25], [100.0, 0.125]]);
+
         let rgb: Vec<f32> = (0..4 * 3 * 3).map(|i| i as f32 / 35.0).collect();
         let png = png_bytes(&rgb, 4, 3);
         let back = image::load_from_memory(&png).unwrap().to_rgb8();
@@ -144,5 +203,16 @@ mod tests {
         for (got, want) in back.as_raw().iter().zip(&rgb) {
             assert_eq!(*got, (want * 255.0).round() as u8);
         }
+    }
+
+    #[test]
+    fn readers_name_the_file_and_line_of_a_bad_value() {
+        let bad = "version: 1\nn_points: 2\n{\n1 2\n3 x\n}\n";
+        assert_eq!(parse_pts("f.pts", bad).unwrap_err().to_string(), "f.pts:5: `3 x` is not two numbers");
+        let short = "version: 1\nn_points: 3\n{\n1 2\n3 4\n}\n";
+        assert_eq!(parse_pts("f.pts", short).unwrap_err().to_string(), "f.pts:6: 2 points, but the header says n_points: 3");
+        let obj = "# mesh\nv 1 2 3 0.5 0.5 0.5\nvt 0 1\nv 4 5 nan\n";
+        assert_eq!(parse_obj_vertices("m.obj", obj).unwrap_err().to_string(), "m.obj:4: vertex `v 4 5 nan` needs three finite coordinates");
+        assert_eq!(parse_obj_vertices("m.obj", "v 1 2 3\nv 4 5 6\nf 1 2 1\n").unwrap(), vec![1.0, 2.0, 3.0, 4.0, 5.0, 6.0]);
     }
 }

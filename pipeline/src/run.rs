@@ -8,6 +8,7 @@ use anyhow::{bail, Context};
 use bevy_ecs::world::World;
 use faceforge_components::{Albedo, Coeffs, Compute, Frame, Image, Iteration, LossTerms, LossWeights, Mesh, Model, Pose, Rendered, RenderedSwaps};
 use crate::metrics::{measure, RunMetrics};
+use crate::report::{error_map, heat_map_max, heat_map_png, run_html, run_markdown, FrameImages, LossHistory, RunReport, MAX_FRAME_STRIPS};
 use faceforge_kernels::Backend;
 use faceforge_model::{atomic_write, MorphableModel};
 use faceforge_systems::StageErrors;
@@ -32,6 +33,9 @@ pub struct RunSummary {
     pub metrics: Option<RunMetrics>,
     pub out_dir: PathBuf,
     pub files: Vec<PathBuf>,
+    /// Every iteration's loss terms (also written as `losses.csv`).
+    #[serde(skip)]
+    pub loss_history: LossHistory,
 }
 
 /// Loads the scene's model.
@@ -82,8 +86,10 @@ pub fn prepare(loaded: &LoadedScene) -> anyhow::Result<Prepared> {
     Ok(Prepared { world, schedule, model, backend, frames })
 }
 
-/// Runs the schedule `iterations` times, stopping at the first error a system reports.
-pub fn iterate(p: &mut Prepared, iterations: u32, show_progress: bool) -> anyhow::Result<()> {
+/// Runs the schedule `iterations` times, stopping at the first error a system reports; returns
+/// every iteration's loss terms.
+pub fn iterate(p: &mut Prepared, iterations: u32, show_progress: bool) -> anyhow::Result<LossHistory> {
+    let mut history = LossHistory::default();
     let bar = if show_progress { ProgressBar::new(iterations as u64) } else { ProgressBar::hidden() };
     bar.set_style(ProgressStyle::with_template("{elapsed_precise} [{bar:30}] {pos}/{len} {msg}").expect("valid template").progress_chars("=> "));
     for it in 0..iterations {
@@ -95,6 +101,7 @@ pub fn iterate(p: &mut Prepared, iterations: u32, show_progress: bool) -> anyhow
             bail!("iteration {it}: {first}{}", if errors.len() > 1 { format!(" (and {} more)", errors.len() - 1) } else { String::new() });
         }
         let terms = &p.world.resource::<LossTerms>().terms;
+        history.0.push(terms.clone());
         if !terms.is_empty() {
             let text: Vec<String> = terms.iter().map(|(k, v)| format!("{k} {v:.4}")).collect();
             bar.set_message(format!("loss {:.4} ({})", terms.values().sum::<f32>(), text.join(", ")));
@@ -102,7 +109,7 @@ pub fn iterate(p: &mut Prepared, iterations: u32, show_progress: bool) -> anyhow
         bar.inc(1);
     }
     bar.finish();
-    Ok(())
+    Ok(history)
 }
 
 /// Runs a checked scene to the end and writes its outputs.
@@ -110,12 +117,13 @@ pub fn run(loaded: &LoadedScene, show_progress: bool) -> anyhow::Result<RunSumma
     let start = Instant::now();
     let scene = &loaded.scene;
     let mut prepared = prepare(loaded)?;
-    iterate(&mut prepared, scene.iterations, show_progress)?;
+    let loss_history = iterate(&mut prepared, scene.iterations, show_progress)?;
     let Prepared { mut world, model, backend, frames, .. } = prepared;
 
     let out_dir = scene.outputs.dir.clone();
     std::fs::create_dir_all(&out_dir).with_context(|| format!("creating the output folder {}", out_dir.display()))?;
     let mut files = Vec::new();
+    let mut strips = Vec::new();
     let names: std::collections::HashMap<bevy_ecs::entity::Entity, String> =
         world.query::<(bevy_ecs::entity::Entity, &Frame)>().iter(&world).map(|(e, f)| (e, f.name.clone())).collect();
     let mut q = world.query::<(&Frame, Option<&Mesh>, Option<&Albedo>, &Coeffs, Option<&Rendered>, Option<&Image>, Option<&RenderedSwaps>, Option<&Pose>)>();
@@ -132,12 +140,21 @@ pub fn run(loaded: &LoadedScene, show_progress: bool) -> anyhow::Result<RunSumma
             if scene.outputs.landmarks {
                 write(out_dir.join(format!("{}.pts", frame.name)), pts_text(&marks).as_bytes())?;
             }
+            let input = image.filter(|im| im.width == r.width && im.height == r.height);
+            let overlay_png = input.map(|im| png_bytes(&overlay(&im.rgb, im.width, im.height, &r.color, &r.mask, &marks), im.width, im.height));
             if scene.outputs.images {
                 write(out_dir.join(format!("{}_render.png", frame.name)), &png_bytes(&r.color, r.width, r.height))?;
-                if let Some(im) = image.filter(|im| im.width == r.width && im.height == r.height) {
-                    let blended = overlay(&im.rgb, im.width, im.height, &r.color, &r.mask, &marks);
-                    write(out_dir.join(format!("{}_overlay.png", frame.name)), &png_bytes(&blended, im.width, im.height))?;
+                if let Some(png) = &overlay_png {
+                    write(out_dir.join(format!("{}_overlay.png", frame.name)), png)?;
                 }
+            }
+            if strips.len() < MAX_FRAME_STRIPS {
+                strips.push(FrameImages {
+                    name: frame.name.clone(),
+                    input: input.map(|im| png_bytes(&im.rgb, im.width, im.height)),
+                    overlay: overlay_png,
+                    error: input.map(|im| png_bytes(&error_map(&im.rgb, &r.color, &r.mask), im.width, im.height)),
+                });
             }
         }
         if let (Some(s), true) = (swaps, scene.outputs.images) {
@@ -182,17 +199,41 @@ pub fn run(loaded: &LoadedScene, show_progress: bool) -> anyhow::Result<RunSumma
         atomic_write(&path, serde_json::to_string_pretty(m)?.as_bytes()).with_context(|| format!("writing {}", path.display()))?;
         files.push(path);
     }
+    let seconds = start.elapsed().as_secs_f64();
+    let report = RunReport {
+        title: loaded.name(),
+        facts: vec![
+            ("scene".into(), loaded.file.clone()),
+            ("backend".into(), backend.describe()),
+            ("model".into(), format!("{} ({} vertices)", model.origin(), model.n_vertices())),
+            ("frames × iterations".into(), format!("{frames} × {}", scene.iterations)),
+            ("time".into(), format!("{seconds:.1} s")),
+        ],
+        metrics: metrics.as_ref(),
+        losses: &loss_history,
+        images: &strips,
+        heat_map: metrics.as_ref().filter(|m| !m.vertex_errors_mm.is_empty()).map(|m| {
+            let max = heat_map_max(&m.vertex_errors_mm);
+            (heat_map_png(&model, &m.vertex_errors_mm, max, 256), max)
+        }),
+    };
+    for (name, text) in [("report.md", run_markdown(&report)), ("report.html", run_html(&report)), ("losses.csv", loss_history.csv())] {
+        let path = out_dir.join(name);
+        atomic_write(&path, text.as_bytes()).with_context(|| format!("writing {}", path.display()))?;
+        files.push(path);
+    }
     let summary = RunSummary {
         scene: loaded.name(),
         backend: backend.describe(),
         model: model.origin().to_string(),
         frames,
         iterations: scene.iterations,
-        seconds: start.elapsed().as_secs_f64(),
+        seconds,
         losses: world.resource::<LossTerms>().terms.clone(),
         metrics,
         out_dir: out_dir.clone(),
         files,
+        loss_history,
     };
     atomic_write(&out_dir.join("run.json"), serde_json::to_string_pretty(&summary)?.as_bytes())?;
     Ok(summary)

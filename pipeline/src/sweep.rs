@@ -1,9 +1,11 @@
 //! `faceforge sweep`: an ablation as variants of one scene's graph. A sweep file names a base
 //! scene and, per variant, the systems it removes and adds, the losses it uses and any other
-//! overrides; each variant runs to the end and the table (mean and std of per-vertex and depth
-//! error, pose and landmark error) is written as Markdown and JSON.
+//! overrides; each variant runs to the end and the table (mean and std of per-vertex, depth and
+//! scan error, 3D and 2D NME, pose and landmark error) is written as Markdown, JSON and a
+//! side-by-side HTML report.
 
-use crate::metrics::{RunMetrics, Spread};
+use crate::metrics::RunMetrics;
+use crate::report::{sweep_html, sweep_markdown_table, LossHistory, VariantReport};
 use crate::run::run;
 use crate::scene::{LoadedScene, SceneError, SystemSpec};
 use anyhow::Context;
@@ -49,22 +51,24 @@ pub struct Variant {
 #[derive(Debug, Clone, Serialize)]
 pub struct Row {
     pub variant: String,
-    pub per_vertex_mm: Spread,
-    pub depth_mm: Spread,
-    pub pose_deg: Spread,
-    pub landmarks_px: Spread,
+    /// Everything measured (the mean face's errors on the same frames included).
+    pub metrics: RunMetrics,
+    /// The final loss terms.
     pub losses: BTreeMap<String, f32>,
     pub seconds: f64,
+    #[serde(skip)]
+    pub loss_history: LossHistory,
+    /// The variant's output folder's name under the sweep's.
+    pub folder: String,
 }
 
 #[derive(Debug, Clone, Serialize)]
 pub struct Table {
     pub sweep: String,
     pub base: String,
-    /// The mean face's errors on the same frames: what a fit starts from.
-    pub mean_face_per_vertex_mm: Spread,
-    pub mean_face_depth_mm: Spread,
     pub rows: Vec<Row>,
+    /// Where the table, the report and the variants' outputs are.
+    pub out: PathBuf,
 }
 
 fn slug(name: &str) -> String {
@@ -138,7 +142,6 @@ pub fn sweep(path: &Path, extra: &[String], show_progress: bool) -> anyhow::Resu
     }
     let extra: Vec<String> = extra.iter().filter(|o| !o.starts_with("sweep.")).cloned().collect();
     let mut rows = Vec::new();
-    let mut baseline: Option<RunMetrics> = None;
     for variant in &sweep.variants {
         let scene = variant_scene(&base, &sweep, variant, &extra)?;
         tracing::info!("variant {}", variant.name);
@@ -146,42 +149,31 @@ pub fn sweep(path: &Path, extra: &[String], show_progress: bool) -> anyhow::Resu
         let metrics = summary.metrics.with_context(|| format!("variant `{}` has no metrics: the data needs ground truth", variant.name))?;
         rows.push(Row {
             variant: variant.name.clone(),
-            per_vertex_mm: metrics.per_vertex_mm,
-            depth_mm: metrics.depth_mm,
-            pose_deg: metrics.pose_deg,
-            landmarks_px: metrics.landmarks_px,
+            metrics,
             losses: summary.losses,
             seconds: summary.seconds,
+            loss_history: summary.loss_history,
+            folder: slug(&variant.name),
         });
-        baseline.get_or_insert(metrics);
     }
-    let baseline = baseline.unwrap_or_default();
     let table = Table {
         sweep: if sweep.name.is_empty() { path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default() } else { sweep.name.clone() },
         base: base_path.display().to_string(),
-        mean_face_per_vertex_mm: baseline.mean_face_per_vertex_mm,
-        mean_face_depth_mm: baseline.mean_face_depth_mm,
         rows,
+        out: sweep.out.clone(),
     };
     std::fs::create_dir_all(&sweep.out).with_context(|| format!("creating {}", sweep.out.display()))?;
     atomic_write(&sweep.out.join("table.json"), serde_json::to_string_pretty(&table)?.as_bytes())?;
     atomic_write(&sweep.out.join("table.md"), markdown(&table).as_bytes())?;
+    atomic_write(&sweep.out.join("report.html"), sweep_html(&table.sweep, &table.base, &variant_reports(&table)).as_bytes())?;
     Ok(table)
+}
+
+fn variant_reports(t: &Table) -> Vec<VariantReport<'_>> {
+    t.rows.iter().map(|r| VariantReport { name: r.variant.clone(), metrics: &r.metrics, losses: &r.loss_history, seconds: r.seconds, link: format!("{}/report.html", r.folder) }).collect()
 }
 
 /// The table as Markdown.
 pub fn markdown(t: &Table) -> String {
-    let mut s = format!("# {}\n\nBase scene: `{}`. Errors against the synthetic ground truth, mean ± std over frames.\n\n", t.sweep, t.base);
-    s.push_str("| variant | per-vertex error (mm) | depth error (mm) | pose error (°) | landmark error (px) | time (s) |\n|---|---|---|---|---|---|\n");
-    s.push_str(&format!(
-        "| mean face (start) | {:.3} ± {:.3} | {:.3} ± {:.3} | | | |\n",
-        t.mean_face_per_vertex_mm.mean, t.mean_face_per_vertex_mm.std, t.mean_face_depth_mm.mean, t.mean_face_depth_mm.std
-    ));
-    for r in &t.rows {
-        s.push_str(&format!(
-            "| {} | {:.3} ± {:.3} | {:.3} ± {:.3} | {:.2} ± {:.2} | {:.2} ± {:.2} | {:.1} |\n",
-            r.variant, r.per_vertex_mm.mean, r.per_vertex_mm.std, r.depth_mm.mean, r.depth_mm.std, r.pose_deg.mean, r.pose_deg.std, r.landmarks_px.mean, r.landmarks_px.std, r.seconds
-        ));
-    }
-    s
+    format!("# {}\n\nBase scene: `{}`. Errors against the synthetic ground truth, mean ± std over frames.\n\n{}", t.sweep, t.base, sweep_markdown_table(&variant_reports(t)))
 }

@@ -1,0 +1,56 @@
+//! `faceforge eval` on real files: a fit's outputs measured against the truth `faceforge synth`
+//! writes for the same data reproduce the fit's own metrics; a frame without a result is listed;
+//! a broken landmark file is refused with its file and line.
+
+use faceforge::run::{load_model, run};
+use faceforge::synth::{generate, write};
+use faceforge_e2e::quickstart_into;
+use faceforge_kernels::Backend;
+
+#[test]
+fn eval_of_a_runs_files_reproduces_the_runs_metrics() {
+    let results = tempfile::tempdir().unwrap();
+    let truth = tempfile::tempdir().unwrap();
+    let mut scene = quickstart_into(results.path());
+    scene.apply_overrides(&["iterations=30".to_string(), "data.Synthetic.subjects=2".to_string()]).unwrap();
+    let summary = run(&scene, false).unwrap();
+    let from_run = summary.metrics.unwrap();
+
+    // The same data written the way `faceforge synth` writes it.
+    let faceforge::scene::DataSpec::Synthetic(spec) = &scene.scene.data else { panic!("synthetic data") };
+    let model = load_model(&scene.scene.model).unwrap();
+    write(truth.path(), &generate(&model, &Backend::Cpu, spec)).unwrap();
+
+    let report = tempfile::tempdir().unwrap();
+    let evaluation = faceforge::eval::evaluate(&model, results.path(), truth.path(), report.path()).unwrap();
+    let from_files = &evaluation.metrics;
+    assert_eq!(from_files.frames.len(), 4);
+    assert!(evaluation.missing.is_empty());
+    for (a, b) in from_run.frames.iter().zip(&from_files.frames) {
+        assert_eq!(a.frame, b.frame);
+        // Meshes round-trip exactly through the OBJ; landmarks through `.pts` at 1e-3 px.
+        assert!((a.nme_3d - b.nme_3d).abs() < 1e-4 && (a.scan.rmse_mm - b.scan.rmse_mm).abs() < 1e-4, "{a:?}\n{b:?}");
+        assert!((a.nme_2d.unwrap() - b.nme_2d.unwrap()).abs() < 1e-3, "{a:?}\n{b:?}");
+        assert!((a.pose_deg.unwrap() - b.pose_deg.unwrap()).abs() < 1e-3, "{a:?}\n{b:?}");
+    }
+    assert!((from_run.nme_2d_mean_of_bins.unwrap() - from_files.nme_2d_mean_of_bins.unwrap()).abs() < 1e-3);
+    for f in ["metrics.json", "report.md", "report.html"] {
+        assert!(report.path().join(f).exists(), "{f}");
+    }
+    let html = std::fs::read_to_string(report.path().join("report.html")).unwrap();
+    assert!(html.contains("<title>CED, 2D landmarks</title>") && !html.contains("http"));
+
+    // One result gone: three frames measured and the fourth listed, in the report too.
+    std::fs::remove_file(results.path().join("s001_f001.obj")).unwrap();
+    let evaluation = faceforge::eval::evaluate(&model, results.path(), truth.path(), report.path()).unwrap();
+    assert_eq!((evaluation.metrics.frames.len(), evaluation.missing.clone()), (3, vec!["s001_f001".to_string()]));
+    assert!(std::fs::read_to_string(report.path().join("report.md")).unwrap().contains("missing results: 1: s001_f001"));
+
+    // A landmark file with garbage on its fifth line: refused, naming the file and the line.
+    let pts = results.path().join("s000_f001.pts");
+    let text = std::fs::read_to_string(&pts).unwrap();
+    let broken: Vec<&str> = text.lines().enumerate().map(|(i, l)| if i == 4 { "12.5 oops" } else { l }).collect();
+    std::fs::write(&pts, broken.join("\n")).unwrap();
+    let err = faceforge::eval::evaluate(&model, results.path(), truth.path(), report.path()).unwrap_err().to_string();
+    assert!(err.contains("s000_f001.pts:5: `12.5 oops` is not two numbers"), "{err}");
+}
