@@ -54,3 +54,29 @@ fn eval_of_a_runs_files_reproduces_the_runs_metrics() {
     let err = faceforge::eval::evaluate(&model, results.path(), truth.path(), report.path()).unwrap_err().to_string();
     assert!(err.contains("s000_f001.pts:5: `12.5 oops` is not two numbers"), "{err}");
 }
+
+/// The AFLW2000-3D-like scene at a small size: frames balanced over the three yaw bins, the
+/// reported mean is the mean of the bin means, and the landmark fit beats the mean face on the
+/// dense 3D NME and on the point-to-plane RMSE.
+#[test]
+fn the_aflw_like_evaluation_reports_by_yaw_bin() {
+    let out = tempfile::tempdir().unwrap();
+    let mut scene = faceforge::LoadedScene::load(&faceforge_e2e::scenes_dir().join("aflw_eval.ron")).unwrap();
+    scene
+        .apply_overrides(&[
+            format!("outputs.dir={:?}", out.path().display().to_string()),
+            "model.Procedural.preset=Tiny".to_string(),
+            "backend=Cpu".to_string(),
+            "data.Synthetic.subjects=9".to_string(),
+            "data.Synthetic.size=64".to_string(),
+            "iterations=80".to_string(),
+        ])
+        .unwrap();
+    let m = run(&scene, false).unwrap().metrics.unwrap();
+    assert_eq!(m.by_yaw.iter().map(|b| b.frames).collect::<Vec<_>>(), vec![3, 3, 3]);
+    let bin_means: Vec<f32> = m.by_yaw.iter().map(|b| b.nme_2d.unwrap()).collect();
+    assert!((m.nme_2d_mean_of_bins.unwrap() - bin_means.iter().sum::<f32>() / 3.0).abs() < 1e-5);
+    assert!(m.nme_3d.mean < 0.95 * m.mean_face_nme_3d.mean, "3D NME {} vs mean face {}", m.nme_3d.mean, m.mean_face_nme_3d.mean);
+    assert!(m.scan_rmse_mm.mean < 0.95 * m.mean_face_scan_rmse_mm.mean, "scan RMSE {} vs mean face {}", m.scan_rmse_mm.mean, m.mean_face_scan_rmse_mm.mean);
+    assert!(m.nme_2d.mean < 5.0, "2D NME {}%", m.nme_2d.mean);
+}

@@ -448,6 +448,12 @@ mod tests {
         let moved = crate::alignment::Rigid { r: crate::alignment::Rigid::default().r, t: [0.0, 0.0, 1.5] }.apply_all(truth);
         let frame = truth_only(&moved);
         assert!(frame.nme_3d < 1e-4 && frame.scan.rmse_mm < 1e-3, "{frame:?}");
+        // The scan is the truth within 95 mm of its nose tip: the forehead's top and the chin's
+        // tip (96 mm from the centre of a 192 mm tall face) fall outside.
+        let nose = vertex(truth, m.landmarks()[NOSE_TIP] as usize);
+        let inside = truth.chunks(3).filter(|p| ((p[0] - nose[0]).powi(2) + (p[1] - nose[1]).powi(2) + (p[2] - nose[2]).powi(2)).sqrt() <= 95.0).count();
+        assert_eq!(frame.scan.points, inside);
+        assert!(inside > truth.len() / 3 / 2 && inside < truth.len() / 3, "{inside} of {} vertices in the crop", truth.len() / 3);
         // Scaled by 1.1 about its centroid c: no rigid motion undoes that, and the best one is
         // the identity, so vertex i is off by 0.1 |p_i − c| and NME = 100 · mean / eyes.
         let n = truth.len() / 3;

@@ -197,7 +197,7 @@ pub fn run_markdown(r: &RunReport) -> String {
     s
 }
 
-const STYLE: &str = "body{font-family:sans-serif;max-width:1180px;margin:24px auto;padding:0 16px;color:#222}\
+const STYLE: &str = "body{font-family:sans-serif;max-width:1260px;margin:24px auto;padding:0 16px;color:#222}\
 h1{font-size:22px}h2{font-size:18px;margin-top:28px;border-bottom:1px solid #ddd}\
 table{border-collapse:collapse;margin:8px 0;font-size:13px}td,th{border:1px solid #ccc;padding:3px 8px;text-align:right}\
 td:first-child,th:first-child{text-align:left}th{background:#f3f3f3}.plots{display:flex;flex-wrap:wrap;gap:12px}\
