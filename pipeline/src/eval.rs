@@ -66,10 +66,8 @@ pub fn evaluate(model: &MorphableModel, results: &Path, truth: &Path, out: &Path
             .map_err(|e| anyhow::anyhow!("{}: {e} (model {})", truth_file.display(), model.origin()))?;
         let pts_file = results.join(format!("{name}.pts"));
         let landmarks = if pts_file.exists() { Some(parse_pts(&pts_file.display().to_string(), &read(&pts_file)?)?) } else { None };
-        if let Some(l) = &landmarks {
-            if l.len() != known.landmarks_2d_exact.len() {
-                bail!("{} has {} landmarks, the truth {} has {}", pts_file.display(), l.len(), truth_file.display(), known.landmarks_2d_exact.len());
-            }
+        if let Some(l) = landmarks.as_ref().filter(|l| l.len() != known.landmarks_2d_exact.len()) {
+            bail!("{} has {} landmarks, the truth {} has {}", pts_file.display(), l.len(), truth_file.display(), known.landmarks_2d_exact.len());
         }
         let json_file = results.join(format!("{name}.json"));
         let pose: Option<Pose> = if json_file.exists() {

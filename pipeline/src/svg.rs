@@ -42,7 +42,7 @@ pub struct LinePlot {
 
 /// Round tick positions covering [lo, hi]: steps of 1, 2 or 5 × 10^k, about five of them.
 pub fn ticks(lo: f32, hi: f32) -> Vec<f32> {
-    if !(hi > lo) || !lo.is_finite() || !hi.is_finite() {
+    if hi.partial_cmp(&lo) != Some(std::cmp::Ordering::Greater) || !lo.is_finite() || !hi.is_finite() {
         return vec![lo];
     }
     // In f64 with the step as mantissa × 10^k, so 3 × 0.1 prints as 0.3.
