@@ -105,9 +105,9 @@ fn legend(svg: &mut String, names: &[&str]) {
         let x = WIDTH - RIGHT + 10.0;
         let _ = write!(
             svg,
-            r#"<rect x="{x}" y="{ry}" width="12" height="12" fill="{c}"/><text x="{tx}" y="{ty}">{n}<title>{full}</title></text>"#,
+            r#"<rect x="{x}" y="{ry}" width="12" height="12" {paint}/><text x="{tx}" y="{ty}">{n}<title>{full}</title></text>"#,
             ry = y - 10.0,
-            c = PALETTE[i % PALETTE.len()],
+            paint = if i < PALETTE.len() { format!(r#"fill="{}""#, PALETTE[i]) } else { format!(r#"fill="none" stroke="{}" stroke-dasharray="3 2""#, PALETTE[i % PALETTE.len()]) },
             tx = x + 16.0,
             ty = y,
             n = escape(&short(name, 20)),
@@ -179,7 +179,9 @@ impl LinePlot {
                 }
                 last = Some((px, py));
             }
-            let _ = write!(svg, r#"<path d="{path}" fill="none" stroke="{c}" stroke-width="1.8"><title>{n}</title></path>"#, c = PALETTE[i % PALETTE.len()], n = escape(&s.name));
+            // Past ten series the colours repeat, dashed.
+            let dash = if i >= PALETTE.len() { r#" stroke-dasharray="6 3""# } else { "" };
+            let _ = write!(svg, r#"<path d="{path}" fill="none" stroke="{c}" stroke-width="1.8"{dash}><title>{n}</title></path>"#, c = PALETTE[i % PALETTE.len()], n = escape(&s.name));
         }
         legend(&mut svg, &self.series.iter().map(|s| s.name.as_str()).collect::<Vec<_>>());
         svg.push_str("</svg>");
