@@ -190,6 +190,25 @@ pub struct Image {
     pub rgb: Vec<f32>,
 }
 
+/// Where a frame's image came from: crop pixel p shows the original image at p / scale + offset
+/// (continuous coordinates, pixel centres at i + ½), so outputs map back to the original.
+#[derive(Component, Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Crop {
+    pub offset: [f32; 2],
+    pub scale: f32,
+    /// The original image's width and height.
+    pub original_size: [usize; 2],
+    /// The original image's path.
+    pub source: String,
+}
+
+impl Crop {
+    /// A point in crop pixels, in the original image's pixels.
+    pub fn to_original(&self, p: [f32; 2]) -> [f32; 2] {
+        [p[0] / self.scale + self.offset[0], p[1] / self.scale + self.offset[1]]
+    }
+}
+
 /// What the render stage drew for a frame.
 #[derive(Component, Clone, Debug, PartialEq, Default)]
 pub struct Rendered {

@@ -1,18 +1,56 @@
 //! Feeding the World: one entity per subject and one per frame, from the scene's data source.
 
 use crate::scene::{DataSpec, SampledData};
+use crate::inputs::{self, FolderSpec, Skipped};
 use crate::synth::{self, SynthSpec};
 use bevy_ecs::prelude::*;
 use faceforge_components::{Coeffs, Frame, GroundTruth, Image, Landmarks2d, Landmarks3d, Subject};
 use faceforge_kernels::Backend;
 use faceforge_model::{MorphableModel, SplitMix64};
 
-/// Spawns the scene's subjects and frames; returns how many frames.
-pub fn populate(world: &mut World, data: &DataSpec, model: &MorphableModel, backend: &Backend, seed: u64) -> usize {
-    match data {
-        DataSpec::Sampled(spec) => populate_sampled(world, spec, model, seed),
-        DataSpec::Synthetic(spec) => populate_synthetic(world, spec, model, backend),
+/// Spawns the scene's subjects and frames; returns how many frames, and the inputs skipped
+/// (unreadable images, images without landmarks).
+pub fn populate(world: &mut World, data: &DataSpec, model: &MorphableModel, backend: &Backend, seed: u64) -> anyhow::Result<(usize, Vec<Skipped>)> {
+    Ok(match data {
+        DataSpec::Sampled(spec) => (populate_sampled(world, spec, model, seed), Vec::new()),
+        DataSpec::Synthetic(spec) => (populate_synthetic(world, spec, model, backend), Vec::new()),
+        DataSpec::Folder(spec) => populate_folder(world, spec, model)?,
+    })
+}
+
+/// Frames from an image folder: the crop, its landmarks and the crop transform; a subject per
+/// image or per sub-folder; coefficients at the model's mean.
+fn populate_folder(world: &mut World, spec: &FolderSpec, model: &MorphableModel) -> anyhow::Result<(usize, Vec<Skipped>)> {
+    let (frames, skipped) = inputs::load(spec)?;
+    for s in &skipped {
+        tracing::warn!("skipped {}: {}", s.file.display(), s.reason);
     }
+    if frames.is_empty() {
+        anyhow::bail!("no usable image in {} ({} skipped: {})", spec.path.display(), skipped.len(), skipped.iter().map(|s| format!("{}: {}", s.file.display(), s.reason)).collect::<Vec<_>>().join("; "));
+    }
+    let mut subjects: Vec<(String, Entity)> = Vec::new();
+    let mut counts: Vec<u32> = Vec::new();
+    for f in &frames {
+        let id = match subjects.iter().position(|(name, _)| name == &f.subject) {
+            Some(i) => i,
+            None => {
+                let id = subjects.len();
+                subjects.push((f.subject.clone(), world.spawn(Subject { id: id as u32, name: f.subject.clone() }).id()));
+                counts.push(0);
+                id
+            }
+        };
+        let frame = Frame { subject: subjects[id].1, subject_id: id as u32, index: counts[id], name: f.name.clone() };
+        counts[id] += 1;
+        world.spawn((
+            frame,
+            Image { width: f.size, height: f.size, rgb: f.rgb.clone() },
+            Landmarks2d { points: f.landmarks.clone() },
+            f.crop.clone(),
+            Coeffs::zeros(model.n_id(), model.n_exp(), model.n_albedo()),
+        ));
+    }
+    Ok((frames.len(), skipped))
 }
 
 /// Synthetic frames: the image, the noisy landmarks, the ground truth, and coefficients at the

@@ -15,6 +15,7 @@ pub fn data_provides(data: &DataSpec) -> &'static [DataName] {
     match data {
         DataSpec::Sampled(_) => &["Frame", "Subject", "Coeffs", "GroundTruth"],
         DataSpec::Synthetic(_) => &["Frame", "Subject", "Coeffs", "GroundTruth", "Image", "Landmarks2d", "Landmarks3d"],
+        DataSpec::Folder(_) => &["Frame", "Subject", "Coeffs", "Image", "Landmarks2d", "Crop"],
     }
 }
 

@@ -7,6 +7,7 @@ pub mod bench;
 pub mod data;
 pub mod eval;
 pub mod graph;
+pub mod inputs;
 pub mod metrics;
 pub mod outputs;
 pub mod report;

@@ -215,6 +215,12 @@ fn execute(cli: Cli) -> anyhow::Result<()> {
                 summary.files.len() + 1,
                 summary.out_dir.display()
             );
+            if !summary.skipped.is_empty() {
+                println!("skipped {} inputs:", summary.skipped.len());
+                for s in &summary.skipped {
+                    println!("  {}: {}", s.file.display(), s.reason);
+                }
+            }
             if let Some(m) = &summary.metrics {
                 print!("{}", metrics_text(m));
             }

@@ -1,12 +1,13 @@
 //! `faceforge run`: scene → checked graph → World → schedule × iterations → outputs.
 
 use crate::data;
+use crate::inputs::Skipped;
 use crate::graph::{build_schedule, plan};
 use crate::outputs::{landmarks_2d, landmarks_3d, overlay, png_bytes, pts_text, write_obj, write_ply, MeshView};
 use crate::scene::{LoadedScene, MeshFormat, ModelSource};
 use anyhow::{bail, Context};
 use bevy_ecs::world::World;
-use faceforge_components::{Albedo, Coeffs, Compute, Frame, Image, Iteration, LossTerms, LossWeights, Mesh, Model, Pose, Rendered, RenderedSwaps};
+use faceforge_components::{Albedo, Coeffs, Compute, Crop, Frame, Image, Iteration, LossTerms, LossWeights, Mesh, Model, Pose, Rendered, RenderedSwaps};
 use crate::metrics::{measure, RunMetrics};
 use crate::report::{error_map, heat_map_max, heat_map_png, run_html, run_markdown, FrameImages, LossHistory, RunReport, MAX_FRAME_STRIPS};
 use faceforge_kernels::Backend;
@@ -26,6 +27,8 @@ pub struct RunSummary {
     pub backend: String,
     pub model: String,
     pub frames: usize,
+    /// Inputs left out, with the reason; the run went on without them.
+    pub skipped: Vec<Skipped>,
     pub iterations: u32,
     pub seconds: f64,
     pub losses: BTreeMap<String, f32>,
@@ -53,6 +56,8 @@ pub struct Prepared {
     pub model: Arc<MorphableModel>,
     pub backend: Backend,
     pub frames: usize,
+    /// Inputs left out (unreadable images, images without landmarks), with the reason.
+    pub skipped: Vec<Skipped>,
 }
 
 /// Checks the scene, loads its model, picks the backend and feeds the World.
@@ -81,9 +86,9 @@ pub fn prepare(loaded: &LoadedScene) -> anyhow::Result<Prepared> {
     world.init_resource::<LossTerms>();
     world.insert_resource(LossWeights(scene.losses.clone()));
     world.init_resource::<Iteration>();
-    let frames = data::populate(&mut world, &scene.data, &model, &backend, scene.seed);
-    tracing::info!("{frames} frames, {} systems, {} iterations", plan.systems.len(), scene.iterations);
-    Ok(Prepared { world, schedule, model, backend, frames })
+    let (frames, skipped) = data::populate(&mut world, &scene.data, &model, &backend, scene.seed)?;
+    tracing::info!("{frames} frames ({} inputs skipped), {} systems, {} iterations", skipped.len(), plan.systems.len(), scene.iterations);
+    Ok(Prepared { world, schedule, model, backend, frames, skipped })
 }
 
 /// Runs the schedule `iterations` times, stopping at the first error a system reports; returns
@@ -118,7 +123,7 @@ pub fn run(loaded: &LoadedScene, show_progress: bool) -> anyhow::Result<RunSumma
     let scene = &loaded.scene;
     let mut prepared = prepare(loaded)?;
     let loss_history = iterate(&mut prepared, scene.iterations, show_progress)?;
-    let Prepared { mut world, model, backend, frames, .. } = prepared;
+    let Prepared { mut world, model, backend, frames, skipped, .. } = prepared;
 
     let out_dir = scene.outputs.dir.clone();
     std::fs::create_dir_all(&out_dir).with_context(|| format!("creating the output folder {}", out_dir.display()))?;
@@ -126,10 +131,10 @@ pub fn run(loaded: &LoadedScene, show_progress: bool) -> anyhow::Result<RunSumma
     let mut strips = Vec::new();
     let names: std::collections::HashMap<bevy_ecs::entity::Entity, String> =
         world.query::<(bevy_ecs::entity::Entity, &Frame)>().iter(&world).map(|(e, f)| (e, f.name.clone())).collect();
-    let mut q = world.query::<(&Frame, Option<&Mesh>, Option<&Albedo>, &Coeffs, Option<&Rendered>, Option<&Image>, Option<&RenderedSwaps>, Option<&Pose>)>();
+    let mut q = world.query::<(&Frame, Option<&Mesh>, Option<&Albedo>, &Coeffs, Option<&Rendered>, Option<&Image>, Option<&RenderedSwaps>, Option<&Pose>, Option<&Crop>)>();
     let mut rows: Vec<_> = q.iter(&world).collect();
     rows.sort_by(|a, b| a.0.name.cmp(&b.0.name));
-    for (frame, mesh, albedo, coeffs, rendered, image, swaps, pose) in rows {
+    for (frame, mesh, albedo, coeffs, rendered, image, swaps, pose, crop) in rows {
         let mut write = |path: PathBuf, bytes: &[u8]| -> anyhow::Result<()> {
             atomic_write(&path, bytes).with_context(|| format!("writing {}", path.display()))?;
             files.push(path);
@@ -138,7 +143,9 @@ pub fn run(loaded: &LoadedScene, show_progress: bool) -> anyhow::Result<RunSumma
         if let Some(r) = rendered {
             let marks = landmarks_2d(&model, &r.projected);
             if scene.outputs.landmarks {
-                write(out_dir.join(format!("{}.pts", frame.name)), pts_text(&marks).as_bytes())?;
+                // In the original image's pixels when the frame is a crop of it.
+                let original: Vec<[f32; 2]> = marks.iter().map(|p| crop.map_or(*p, |c| c.to_original(*p))).collect();
+                write(out_dir.join(format!("{}.pts", frame.name)), pts_text(&original).as_bytes())?;
             }
             let input = image.filter(|im| im.width == r.width && im.height == r.height);
             let overlay_png = input.map(|im| png_bytes(&overlay(&im.rgb, im.width, im.height, &r.color, &r.mask, &marks), im.width, im.height));
@@ -186,6 +193,7 @@ pub fn run(loaded: &LoadedScene, show_progress: bool) -> anyhow::Result<RunSumma
                 "index": frame.index,
                 "coefficients": coeffs,
                 "pose": pose,
+                "crop": crop,
                 "landmarks_3d": mesh.map(|m| landmarks_3d(&model, &m.positions)),
             });
             atomic_write(&path, serde_json::to_string_pretty(&record)?.as_bytes()).with_context(|| format!("writing {}", path.display()))?;
@@ -208,7 +216,10 @@ pub fn run(loaded: &LoadedScene, show_progress: bool) -> anyhow::Result<RunSumma
             ("model".into(), format!("{} ({} vertices)", model.origin(), model.n_vertices())),
             ("frames × iterations".into(), format!("{frames} × {}", scene.iterations)),
             ("time".into(), format!("{seconds:.1} s")),
-        ],
+        ]
+        .into_iter()
+        .chain((!skipped.is_empty()).then(|| ("skipped inputs".to_string(), skipped.iter().map(|s| format!("{}: {}", s.file.display(), s.reason)).collect::<Vec<_>>().join("; "))))
+        .collect(),
         metrics: metrics.as_ref(),
         losses: &loss_history,
         images: &strips,
@@ -227,6 +238,7 @@ pub fn run(loaded: &LoadedScene, show_progress: bool) -> anyhow::Result<RunSumma
         backend: backend.describe(),
         model: model.origin().to_string(),
         frames,
+        skipped,
         iterations: scene.iterations,
         seconds,
         losses: world.resource::<LossTerms>().terms.clone(),

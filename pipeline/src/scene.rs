@@ -48,6 +48,9 @@ pub enum DataSpec {
     /// Rendered synthetic frames with exact ground truth (see `synth`): images, noisy 2D
     /// landmarks and the truth; coefficients start at the model's mean.
     Synthetic(crate::synth::SynthSpec),
+    /// Real images with 68-point `.pts` landmarks from a folder (see `inputs`); coefficients
+    /// start at the model's mean.
+    Folder(crate::inputs::FolderSpec),
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
