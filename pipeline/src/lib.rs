@@ -16,5 +16,6 @@ pub mod scene;
 pub mod svg;
 pub mod sweep;
 pub mod synth;
+pub mod texture;
 
 pub use scene::{LoadedScene, Scene, SceneError};

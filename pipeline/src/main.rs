@@ -294,7 +294,7 @@ fn execute(cli: Cli) -> anyhow::Result<()> {
             }
             ModelCommand::Obj { file, out } => {
                 let model = MorphableModel::open(&file)?;
-                write_obj(&out, &model, &MeshView { positions: model.mean_shape(), colors: Some(model.mean_albedo()) })
+                write_obj(&out, &model, &MeshView { positions: model.mean_shape(), colors: Some(model.mean_albedo()), material: None })
                     .with_context(|| format!("writing {}", out.display()))?;
                 println!("wrote {}", out.display());
             }

@@ -8,17 +8,28 @@ use std::fmt::Write as _;
 use image::ImageEncoder as _;
 use std::path::Path;
 
-/// A mesh to write: positions, and optionally per-vertex colours in [0, 1].
+/// A mesh to write: positions, optionally per-vertex colours in [0, 1], and optionally the
+/// file name of an MTL (beside the OBJ) whose material `face` carries the texture.
 pub struct MeshView<'a> {
     pub positions: &'a [f32],
     pub colors: Option<&'a [f32]>,
+    pub material: Option<&'a str>,
 }
 
-/// Wavefront OBJ: `v x y z [r g b]`, `vt u v`, `f a/a b/b c/c` (1-based, counter-clockwise).
+/// The MTL of a textured face: material `face`, the texture as its diffuse map.
+pub fn mtl_text(texture_file: &str) -> String {
+    format!("# faceforge material\nnewmtl face\nKa 1 1 1\nKd 1 1 1\nKs 0 0 0\nd 1\nillum 1\nmap_Kd {texture_file}\n")
+}
+
+/// Wavefront OBJ: `v x y z [r g b]`, `vt u v`, `f a/a b/b c/c` (1-based, counter-clockwise), with
+/// `mtllib` / `usemtl face` when textured.
 pub fn obj_text(model: &MorphableModel, mesh: &MeshView) -> String {
     let n = mesh.positions.len() / 3;
     let mut s = String::with_capacity(n * 64 + model.n_triangles() * 32);
     let _ = writeln!(s, "# faceforge mesh: {n} vertices, {} triangles", model.n_triangles());
+    if let Some(mtl) = mesh.material {
+        let _ = writeln!(s, "mtllib {mtl}");
+    }
     for v in 0..n {
         let p = &mesh.positions[3 * v..3 * v + 3];
         match mesh.colors {
@@ -33,6 +44,9 @@ pub fn obj_text(model: &MorphableModel, mesh: &MeshView) -> String {
     }
     for uv in model.uv().chunks(2) {
         let _ = writeln!(s, "vt {} {}", uv[0], uv[1]);
+    }
+    if mesh.material.is_some() {
+        let _ = writeln!(s, "usemtl face");
     }
     for t in model.triangles().chunks(3) {
         let (a, b, c) = (t[0] + 1, t[1] + 1, t[2] + 1);

@@ -3,7 +3,8 @@
 use crate::data;
 use crate::inputs::Skipped;
 use crate::graph::{build_schedule, plan};
-use crate::outputs::{landmarks_2d, landmarks_3d, overlay, png_bytes, pts_text, write_obj, write_ply, MeshView};
+use crate::outputs::{landmarks_2d, landmarks_3d, mtl_text, overlay, png_bytes, pts_text, write_obj, write_ply, MeshView};
+use crate::texture::unwrap as unwrap_texture;
 use crate::scene::{LoadedScene, MeshFormat, ModelSource};
 use anyhow::{bail, Context};
 use bevy_ecs::world::World;
@@ -171,7 +172,24 @@ pub fn run(loaded: &LoadedScene, show_progress: bool) -> anyhow::Result<RunSumma
             }
         }
         if let Some(mesh) = mesh {
-            let view = MeshView { positions: &mesh.positions, colors: albedo.map(|a| a.rgb.as_slice()) };
+            let colors = albedo.map(|a| a.rgb.as_slice());
+            // The textured OBJ: texture PNG and MTL beside it, when there is an image to unwrap.
+            let textured = scene.outputs.meshes.contains(&MeshFormat::Obj) && scene.outputs.texture > 0;
+            let material = match (image, pose) {
+                (Some(im), Some(p)) if textured => {
+                    let (rgb, sources) = unwrap_texture(&model, &mesh.positions, colors, p, im, scene.outputs.texture);
+                    tracing::debug!("{}: texture {:.0} % from the image, {:.0} % mirrored, {:.0} % from the model", frame.name, 100.0 * sources.image, 100.0 * sources.mirrored, 100.0 * sources.model);
+                    let (png, mtl) = (format!("{}_texture.png", frame.name), format!("{}.mtl", frame.name));
+                    for (file, bytes) in [(&png, png_bytes(&rgb, scene.outputs.texture, scene.outputs.texture)), (&mtl, mtl_text(&png).into_bytes())] {
+                        let path = out_dir.join(file);
+                        atomic_write(&path, &bytes).with_context(|| format!("writing {}", path.display()))?;
+                        files.push(path);
+                    }
+                    Some(mtl)
+                }
+                _ => None,
+            };
+            let view = MeshView { positions: &mesh.positions, colors, material: material.as_deref() };
             for format in &scene.outputs.meshes {
                 let path = match format {
                     MeshFormat::Obj => out_dir.join(format!("{}.obj", frame.name)),

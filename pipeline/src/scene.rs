@@ -117,6 +117,14 @@ pub struct OutputSpec {
     /// The 68 landmarks of the fitted face projected into the image, iBUG `.pts`. Needs `render`.
     #[serde(default)]
     pub landmarks: bool,
+    /// Side of the texture PNG unwrapped from the image for each OBJ (with its MTL), when the
+    /// frame has an image and a pose; 0: no texture.
+    #[serde(default = "default_texture")]
+    pub texture: usize,
+}
+
+fn default_texture() -> usize {
+    512
 }
 
 /// A scene that cannot be used: where, and what is wrong.

@@ -1,0 +1,126 @@
+//! The texture map of a fitted face, unwrapped from its image for the textured OBJ: every texel
+//! of the model's UV atlas is a point on the mesh; where that point is visible at the fitted
+//! pose its colour comes from the image (bilinear), else from its mirror image across the face's
+//! midline when that one is visible, else from the model's albedo. Texels outside the atlas's
+//! triangles take their neighbours' colours, so viewers that filter the texture show no seams.
+
+use faceforge_components::{Image, Pose};
+use faceforge_kernels::project;
+use faceforge_kernels::rasterize::{self, Raster, RasterShape};
+use faceforge_model::MorphableModel;
+
+/// Where the texels' colours came from (fractions of the covered texels).
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct TextureSources {
+    pub image: f32,
+    pub mirrored: f32,
+    pub model: f32,
+}
+
+/// The mesh drawn at the pose into the image's size: the z-buffer that decides visibility.
+fn raster_at_pose(model: &MorphableModel, positions: &[f32], pose: &Pose, width: usize, height: usize) -> (Raster, Vec<f32>) {
+    let n = model.n_vertices();
+    let (camera_model, camera) = pose.camera();
+    let projected = project::forward_cpu(camera_model, positions, &camera, n);
+    (rasterize::forward_cpu(RasterShape { batch: 1, width, height }, &projected, model.triangles(), n), projected)
+}
+
+fn bilinear(image: &Image, x: f32, y: f32) -> [f32; 3] {
+    let (sx, sy) = (x - 0.5, y - 0.5);
+    let (x0, y0) = (sx.floor() as i64, sy.floor() as i64);
+    let (fx, fy) = (sx - x0 as f32, sy - y0 as f32);
+    let at = |x: i64, y: i64, c: usize| {
+        let (x, y) = (x.clamp(0, image.width as i64 - 1) as usize, y.clamp(0, image.height as i64 - 1) as usize);
+        image.rgb[3 * (y * image.width + x) + c]
+    };
+    std::array::from_fn(|c| (1.0 - fy) * ((1.0 - fx) * at(x0, y0, c) + fx * at(x0 + 1, y0, c)) + fy * ((1.0 - fx) * at(x0, y0 + 1, c) + fx * at(x0 + 1, y0 + 1, c)))
+}
+
+/// The texture (rgb, `size` × `size`, row 0 at the top, i.e. v = 1) and where its colours came
+/// from. `albedo` is the fitted per-vertex albedo (the model's mean when absent).
+pub fn unwrap(model: &MorphableModel, positions: &[f32], albedo: Option<&[f32]>, pose: &Pose, image: &Image, size: usize) -> (Vec<f32>, TextureSources) {
+    let n = model.n_vertices();
+    let triangles = model.triangles();
+    let albedo = albedo.unwrap_or(model.mean_albedo());
+    let mirror = model.mirror();
+    // The atlas drawn flat: each vertex at its UV, so each texel finds its triangle and
+    // barycentrics.
+    let flat: Vec<f32> = model.uv().chunks(2).flat_map(|uv| [uv[0] * size as f32, (1.0 - uv[1]) * size as f32, 0.0, 1.0]).collect();
+    let atlas = rasterize::forward_cpu(RasterShape { batch: 1, width: size, height: size }, &flat, triangles, n);
+    let (zbuffer, _) = raster_at_pose(model, positions, pose, image.width, image.height);
+    let (camera_model, camera) = pose.camera();
+
+    // Each covered texel's point on the mesh and on the mirrored mesh, projected in one batch.
+    let covered: Vec<usize> = (0..size * size).filter(|&i| atlas.covered(i)).collect();
+    let corners = |i: usize| {
+        let t = (atlas.tri[i] - 1) as usize;
+        let (b0, b1) = (atlas.bary[2 * i], atlas.bary[2 * i + 1]);
+        ([triangles[3 * t], triangles[3 * t + 1], triangles[3 * t + 2]], [b0, b1, 1.0 - b0 - b1])
+    };
+    let point = |vertices: [u32; 3], b: [f32; 3], values: &[f32]| -> [f32; 3] { std::array::from_fn(|c| (0..3).map(|k| b[k] * values[3 * vertices[k] as usize + c]).sum()) };
+    let mut points = Vec::with_capacity(6 * covered.len());
+    for &i in &covered {
+        let (v, b) = corners(i);
+        points.extend(point(v, b, positions));
+        points.extend(point(v.map(|k| mirror[k as usize]), b, positions));
+    }
+    let projected = project::forward_cpu(camera_model, &points, &camera, points.len() / 3);
+    // A point is visible when the pixel it lands on shows its own triangle or one sharing a
+    // vertex with it (the z-buffer within a pixel).
+    let visible = |vertices: [u32; 3], p: &[f32]| -> bool {
+        let (x, y) = (p[0].floor(), p[1].floor());
+        if x < 0.0 || y < 0.0 || x as usize >= image.width || y as usize >= image.height {
+            return false;
+        }
+        let shown = zbuffer.tri[y as usize * image.width + x as usize];
+        shown != 0 && triangles[3 * (shown as usize - 1)..3 * shown as usize].iter().any(|v| vertices.contains(v))
+    };
+
+    let mut texture = vec![0.0f32; 3 * size * size];
+    let mut filled = vec![false; size * size];
+    let mut counts = [0usize; 3];
+    for (k, &i) in covered.iter().enumerate() {
+        let (v, b) = corners(i);
+        let own = &projected[8 * k..8 * k + 4];
+        let mirrored = &projected[8 * k + 4..8 * k + 8];
+        let colour = if visible(v, own) {
+            counts[0] += 1;
+            bilinear(image, own[0], own[1])
+        } else if visible(v.map(|k| mirror[k as usize]), mirrored) {
+            counts[1] += 1;
+            bilinear(image, mirrored[0], mirrored[1])
+        } else {
+            counts[2] += 1;
+            point(v, b, albedo).map(|c| c.clamp(0.0, 1.0))
+        };
+        texture[3 * i..3 * i + 3].copy_from_slice(&colour);
+        filled[i] = true;
+    }
+    dilate(&mut texture, &mut filled, size, 4);
+    let total = covered.len().max(1) as f32;
+    (texture, TextureSources { image: counts[0] as f32 / total, mirrored: counts[1] as f32 / total, model: counts[2] as f32 / total })
+}
+
+/// Grows the filled region by `passes` texels: an empty texel takes the mean of its filled
+/// 4-neighbours.
+fn dilate(texture: &mut [f32], filled: &mut [bool], size: usize, passes: usize) {
+    for _ in 0..passes {
+        let before = filled.to_vec();
+        for y in 0..size {
+            for x in 0..size {
+                let i = y * size + x;
+                if before[i] {
+                    continue;
+                }
+                let neighbours: Vec<usize> = [(x.wrapping_sub(1), y), (x + 1, y), (x, y.wrapping_sub(1)), (x, y + 1)].into_iter().filter(|&(nx, ny)| nx < size && ny < size && before[ny * size + nx]).map(|(nx, ny)| ny * size + nx).collect();
+                if neighbours.is_empty() {
+                    continue;
+                }
+                for c in 0..3 {
+                    texture[3 * i + c] = neighbours.iter().map(|&j| texture[3 * j + c]).sum::<f32>() / neighbours.len() as f32;
+                }
+                filled[i] = true;
+            }
+        }
+    }
+}

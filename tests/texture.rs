@@ -1,0 +1,89 @@
+//! The textured OBJ: a texture unwrapped from the image at the fitted pose (here the true one),
+//! checked against the image where the face is seen, filled from the mirror side where it is
+//! not; and the OBJ + MTL + PNG a run writes, read back.
+
+use faceforge::synth::{generate, SynthPreset, SynthSpec};
+use faceforge::texture::unwrap;
+use faceforge_components::{Coeffs, Frame, Image};
+use faceforge_kernels::Backend;
+use faceforge_model::{MorphableModel, ModelSpec};
+use faceforge_systems::reconstruct::decode_batch;
+
+const SIZE: usize = 256;
+
+fn texel(texture: &[f32], model: &MorphableModel, vertex: usize) -> [f32; 3] {
+    let uv = &model.uv()[2 * vertex..2 * vertex + 2];
+    let (x, y) = (((uv[0] * SIZE as f32) as usize).min(SIZE - 1), (((1.0 - uv[1]) * SIZE as f32) as usize).min(SIZE - 1));
+    std::array::from_fn(|c| texture[3 * (y * SIZE + x) + c])
+}
+
+fn distance(a: [f32; 3], b: [f32; 3]) -> f32 {
+    (0..3).map(|c| (a[c] - b[c]).abs()).sum::<f32>() / 3.0
+}
+
+#[test]
+fn the_texture_shows_the_image_where_seen_and_the_mirror_side_where_not() {
+    let model = MorphableModel::generate(&ModelSpec::default());
+    let spec = SynthSpec { preset: SynthPreset::AflwLike, subjects: 1, frames: 2, size: 224, seed: 4, yaws: vec![0.0, 70.0], ..SynthSpec::default() };
+    let frames = generate(&model, &Backend::Cpu, &spec);
+    let frame = Frame { subject: bevy_ecs::entity::Entity::PLACEHOLDER, subject_id: 0, index: 0, name: "f".into() };
+    let mut results = Vec::new();
+    for f in &frames {
+        let coeffs: &Coeffs = &f.truth.coeffs;
+        let (shape, albedo) = decode_batch(&Backend::Cpu, &model, None, &[(&frame, coeffs)], true).unwrap();
+        let image = Image { width: f.size, height: f.size, rgb: f.image.clone() };
+        let (texture, sources) = unwrap(&model, &shape, albedo.as_deref(), &f.truth.pose, &image, SIZE);
+        eprintln!("yaw {:?}: {:.0} % image, {:.0} % mirrored, {:.0} % model", f.truth.angles, 100.0 * sources.image, 100.0 * sources.mirrored, 100.0 * sources.model);
+        results.push((f, shape, image, texture, sources));
+    }
+    // Frontal: almost every texel seen; at the landmarks the texel is the image's colour there.
+    let (f, shape, image, texture, sources) = &results[0];
+    assert!(sources.image > 0.9, "{sources:?}");
+    let (camera_model, camera) = f.truth.pose.camera();
+    for l in [8usize, 30, 33, 36, 39, 42, 45, 48, 51, 54, 57] {
+        let v = model.landmarks()[l] as usize;
+        let p = faceforge_kernels::project::forward_cpu(camera_model, &shape[3 * v..3 * v + 3], &camera, 1);
+        let (x, y) = (p[0] as usize, p[1] as usize);
+        let seen: [f32; 3] = std::array::from_fn(|c| image.rgb[3 * (y * image.width + x) + c]);
+        let d = distance(texel(texture, &model, v), seen);
+        assert!(d < 0.08, "landmark {l}: texel vs image {d}");
+    }
+    // At 70° the far side is hidden: filled from its mirror, so the two outer eye corners
+    // (36 ↔ 45) and mouth corners (48 ↔ 54) carry one colour.
+    let (_, _, _, texture, sources) = &results[1];
+    assert!(sources.mirrored > 0.15 && sources.image > 0.4, "{sources:?}");
+    for (a, b) in [(36usize, 45usize), (48, 54), (31, 35)] {
+        let (va, vb) = (model.landmarks()[a] as usize, model.landmarks()[b] as usize);
+        let d = distance(texel(texture, &model, va), texel(texture, &model, vb));
+        assert!(d < 0.08, "landmarks {a} and {b}: {d}");
+    }
+}
+
+#[test]
+fn a_run_writes_an_obj_with_uvs_an_mtl_and_its_texture() {
+    let out = tempfile::tempdir().unwrap();
+    let mut scene = faceforge_e2e::quickstart_into(out.path());
+    scene.apply_overrides(&["iterations=5".to_string(), "outputs.texture=128".to_string()]).unwrap();
+    faceforge::run::run(&scene, false).unwrap();
+    let model = MorphableModel::generate(&ModelSpec { preset: faceforge_model::Preset::Tiny, ..ModelSpec::default() });
+    let obj = std::fs::read_to_string(out.path().join("s000_f000.obj")).unwrap();
+    let count = |prefix: &str| obj.lines().filter(|l| l.starts_with(prefix)).count();
+    assert_eq!((count("v "), count("vt "), count("f ")), (model.n_vertices(), model.n_vertices(), model.n_triangles()));
+    for line in obj.lines().filter(|l| l.starts_with("vt ")) {
+        let uv: Vec<f32> = line[3..].split_whitespace().map(|v| v.parse().unwrap()).collect();
+        assert!(uv.iter().all(|v| (0.0..=1.0).contains(v)), "{line}");
+    }
+    // Every face's vertex and UV indices are in range.
+    for line in obj.lines().filter(|l| l.starts_with("f ")) {
+        for corner in line[2..].split_whitespace() {
+            let (v, t) = corner.split_once('/').unwrap();
+            let (v, t): (usize, usize) = (v.parse().unwrap(), t.parse().unwrap());
+            assert!((1..=model.n_vertices()).contains(&v) && (1..=model.n_vertices()).contains(&t), "{line}");
+        }
+    }
+    assert!(obj.lines().any(|l| l == "mtllib s000_f000.mtl") && obj.lines().any(|l| l == "usemtl face"));
+    let mtl = std::fs::read_to_string(out.path().join("s000_f000.mtl")).unwrap();
+    assert!(mtl.lines().any(|l| l == "map_Kd s000_f000_texture.png"), "{mtl}");
+    let texture = image::open(out.path().join("s000_f000_texture.png")).unwrap();
+    assert_eq!((texture.width(), texture.height()), (128, 128));
+}
