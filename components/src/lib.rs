@@ -190,6 +190,28 @@ pub struct Image {
     pub rgb: Vec<f32>,
 }
 
+/// Adam's first and second moments of one parameter vector, and its step count.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Moments {
+    pub m: Vec<f32>,
+    pub v: Vec<f32>,
+    pub steps: i32,
+}
+
+/// The optimiser's memory across iterations: moments per (entity, parameter kind), and the
+/// factor the learning rate was cut to by rejected steps. A resource, so checkpoints carry it.
+#[derive(Resource, Clone, Debug, PartialEq)]
+pub struct OptimizerState {
+    pub moments: std::collections::HashMap<(Entity, &'static str), Moments>,
+    pub rescue: f32,
+}
+
+impl Default for OptimizerState {
+    fn default() -> Self {
+        Self { moments: Default::default(), rescue: 1.0 }
+    }
+}
+
 /// Where a frame's image came from: crop pixel p shows the original image at p / scale + offset
 /// (continuous coordinates, pixel centres at i + ½), so outputs map back to the original.
 #[derive(Component, Clone, Debug, PartialEq, Serialize, Deserialize)]

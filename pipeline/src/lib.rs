@@ -4,6 +4,7 @@
 
 pub mod alignment;
 pub mod bench;
+pub mod checkpoint;
 pub mod data;
 pub mod eval;
 pub mod graph;

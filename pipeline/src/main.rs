@@ -4,7 +4,6 @@ use anyhow::Context;
 use clap::{Parser, Subcommand};
 use faceforge::graph::plan;
 use faceforge::outputs::{write_obj, MeshView};
-use faceforge::run::run;
 use faceforge::LoadedScene;
 use faceforge_model::{MorphableModel, ModelSpec, Preset};
 use std::path::PathBuf;
@@ -26,14 +25,22 @@ enum Command {
         #[arg(long = "set", value_name = "PATH=VALUE")]
         overrides: Vec<String>,
     },
-    /// Run a scene and write its outputs.
+    /// Run a scene and write its outputs; Ctrl-C checkpoints and stops, `--resume` continues.
     Run {
-        scene: PathBuf,
+        /// The scene (not with --resume, which takes the scene from the checkpoint).
+        #[arg(required_unless_present = "resume", conflicts_with = "resume")]
+        scene: Option<PathBuf>,
         #[arg(long = "set", value_name = "PATH=VALUE")]
         overrides: Vec<String>,
         /// No progress bar.
         #[arg(long)]
         quiet: bool,
+        /// Overwrite an output folder that holds a previous run.
+        #[arg(long)]
+        force: bool,
+        /// Continue the run whose output folder this is, from its checkpoint.json.
+        #[arg(long, value_name = "OUT")]
+        resume: Option<PathBuf>,
     },
     /// Run the variants of an ablation sweep file and write its table (Markdown and JSON).
     Sweep {
@@ -202,9 +209,14 @@ fn execute(cli: Cli) -> anyhow::Result<()> {
             let names: Vec<String> = plan.systems.iter().map(|p| format!("{} ({:?})", p.entry.name, p.entry.stage)).collect();
             println!("{}: ok — {}", scene.display(), names.join(" → "));
         }
-        Command::Run { scene, overrides, quiet } => {
-            let loaded = load_scene(&scene, &overrides)?;
-            let summary = run(&loaded, !quiet)?;
+        Command::Run { scene, overrides, quiet, force, resume } => {
+            faceforge::run::interrupt_on_ctrl_c();
+            let options = faceforge::run::RunOptions { progress: !quiet, overwrite: force, stop_after: None };
+            let summary = match (resume, scene) {
+                (Some(dir), _) => faceforge::run::resume(&dir, &overrides, &options)?,
+                (None, Some(scene)) => faceforge::run::run_with(&load_scene(&scene, &overrides)?, &options)?,
+                (None, None) => unreachable!("clap requires a scene or --resume"),
+            };
             println!(
                 "{}: {} frames × {} iterations in {:.2} s on {}; wrote {} files to {}",
                 summary.scene,
@@ -311,6 +323,10 @@ fn main() -> ExitCode {
         .init();
     match execute(Cli::parse()) {
         Ok(()) => ExitCode::SUCCESS,
+        Err(e) if e.is::<faceforge::run::Interrupted>() => {
+            eprintln!("{e}");
+            ExitCode::from(130)
+        }
         Err(e) => {
             eprintln!("error: {e:#}");
             ExitCode::FAILURE

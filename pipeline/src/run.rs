@@ -8,7 +8,7 @@ use crate::texture::unwrap as unwrap_texture;
 use crate::scene::{LoadedScene, MeshFormat, ModelSource};
 use anyhow::{bail, Context};
 use bevy_ecs::world::World;
-use faceforge_components::{Albedo, Coeffs, Compute, Crop, Frame, Image, Iteration, LossTerms, LossWeights, Mesh, Model, Pose, Rendered, RenderedSwaps};
+use faceforge_components::{Albedo, Coeffs, Compute, Crop, Frame, Image, Iteration, LossTerms, LossWeights, Mesh, Model, OptimizerState, Pose, Rendered, RenderedSwaps};
 use crate::metrics::{measure, RunMetrics};
 use crate::report::{error_map, heat_map_max, heat_map_png, run_html, run_markdown, FrameImages, LossHistory, RunReport, MAX_FRAME_STRIPS};
 use faceforge_kernels::Backend;
@@ -85,6 +85,7 @@ pub fn prepare(loaded: &LoadedScene) -> anyhow::Result<Prepared> {
     world.insert_resource(Compute(backend.clone()));
     world.init_resource::<StageErrors>();
     world.init_resource::<LossTerms>();
+    world.init_resource::<OptimizerState>();
     world.insert_resource(LossWeights(scene.losses.clone()));
     world.init_resource::<Iteration>();
     let (frames, skipped) = data::populate(&mut world, &scene.data, &model, &backend, scene.seed)?;
@@ -95,10 +96,23 @@ pub fn prepare(loaded: &LoadedScene) -> anyhow::Result<Prepared> {
 /// Runs the schedule `iterations` times, stopping at the first error a system reports; returns
 /// every iteration's loss terms.
 pub fn iterate(p: &mut Prepared, iterations: u32, show_progress: bool) -> anyhow::Result<LossHistory> {
-    let mut history = LossHistory::default();
-    let bar = if show_progress { ProgressBar::new(iterations as u64) } else { ProgressBar::hidden() };
+    Ok(iterate_with(p, 0..iterations, show_progress, LossHistory::default(), |_, _, _| Ok(false))?.0)
+}
+
+/// Runs the iterations of `range`, appending to `history`; after each one, `after(world,
+/// iterations done, history)` may save state and ask to stop (`Ok(true)`). Returns the history
+/// and whether it stopped early.
+pub fn iterate_with(
+    p: &mut Prepared,
+    range: std::ops::Range<u32>,
+    show_progress: bool,
+    mut history: LossHistory,
+    mut after: impl FnMut(&mut World, u32, &LossHistory) -> anyhow::Result<bool>,
+) -> anyhow::Result<(LossHistory, bool)> {
+    let bar = if show_progress { ProgressBar::new(range.end as u64) } else { ProgressBar::hidden() };
     bar.set_style(ProgressStyle::with_template("{elapsed_precise} [{bar:30}] {pos}/{len} {msg}").expect("valid template").progress_chars("=> "));
-    for it in 0..iterations {
+    bar.set_position(range.start as u64);
+    for it in range {
         p.world.resource_mut::<Iteration>().0 = it;
         p.schedule.run(&mut p.world);
         let errors = std::mem::take(&mut p.world.resource_mut::<StageErrors>().0);
@@ -113,17 +127,113 @@ pub fn iterate(p: &mut Prepared, iterations: u32, show_progress: bool) -> anyhow
             bar.set_message(format!("loss {:.4} ({})", terms.values().sum::<f32>(), text.join(", ")));
         }
         bar.inc(1);
+        if after(&mut p.world, it + 1, &history)? {
+            bar.abandon();
+            return Ok((history, true));
+        }
     }
     bar.finish();
-    Ok(history)
+    Ok((history, false))
 }
 
-/// Runs a checked scene to the end and writes its outputs.
+/// How a run treats its output folder and when it stops.
+#[derive(Clone, Debug, Default)]
+pub struct RunOptions {
+    pub progress: bool,
+    /// Write into a folder that holds a previous run's results (`run.json`, `checkpoint.json`).
+    pub overwrite: bool,
+    /// Stop after this many iterations as if interrupted: checkpoint, no outputs (for tests
+    /// and for splitting a long run).
+    pub stop_after: Option<u32>,
+}
+
+/// Set by Ctrl-C (see `interrupt_on_ctrl_c`): the run checkpoints and stops after the current
+/// iteration.
+static INTERRUPTED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Makes Ctrl-C stop a run cleanly (checkpoint, then exit) instead of killing it.
+pub fn interrupt_on_ctrl_c() {
+    if let Err(e) = ctrlc::set_handler(|| {
+        if INTERRUPTED.swap(true, std::sync::atomic::Ordering::SeqCst) {
+            eprintln!("\nsecond Ctrl-C: exiting without a checkpoint");
+            std::process::exit(130);
+        }
+        eprintln!("\nCtrl-C: checkpointing after this iteration (Ctrl-C again to quit now)");
+    }) {
+        tracing::warn!("cannot catch Ctrl-C ({e}); an interrupted run resumes from its last periodic checkpoint");
+    }
+}
+
+/// A run that stopped before its last iteration, with a checkpoint to resume from.
+#[derive(Debug, thiserror::Error)]
+#[error("stopped after iteration {iteration} of {of}; checkpoint in {dir}; continue with `faceforge run --resume {dir}`")]
+pub struct Interrupted {
+    pub iteration: u32,
+    pub of: u32,
+    pub dir: String,
+}
+
+/// Refuses an output folder that already holds a run, unless asked to overwrite it.
+fn check_output_folder(dir: &std::path::Path, overwrite: bool) -> anyhow::Result<()> {
+    let previous = ["run.json", crate::checkpoint::FILE].iter().find(|f| dir.join(f).exists());
+    if let (Some(f), false) = (previous, overwrite) {
+        bail!("the output folder {} holds a previous run ({f}): pass --force to overwrite it, or --resume {} to continue it", dir.display(), dir.display());
+    }
+    Ok(())
+}
+
+/// Runs a checked scene to the end and writes its outputs (overwriting a previous run's).
 pub fn run(loaded: &LoadedScene, show_progress: bool) -> anyhow::Result<RunSummary> {
-    let start = Instant::now();
+    run_with(loaded, &RunOptions { progress: show_progress, overwrite: true, stop_after: None })
+}
+
+/// Runs a checked scene, checkpointing as the scene asks, and writes its outputs.
+pub fn run_with(loaded: &LoadedScene, options: &RunOptions) -> anyhow::Result<RunSummary> {
+    check_output_folder(&loaded.scene.outputs.dir, options.overwrite)?;
+    let prepared = prepare(loaded)?;
+    continue_run(loaded, prepared, 0, LossHistory::default(), options)
+}
+
+/// Continues the run whose output folder is `dir` from its checkpoint, to the scene's last
+/// iteration (`overrides`, e.g. `iterations=500`, apply to the scene it ran).
+pub fn resume(dir: &std::path::Path, overrides: &[String], options: &RunOptions) -> anyhow::Result<RunSummary> {
+    let checkpoint = crate::checkpoint::load(dir)?;
+    let mut loaded = LoadedScene { scene: checkpoint.scene.clone(), file: checkpoint.scene_file.clone(), source: String::new() };
+    loaded.apply_overrides(overrides)?;
+    loaded.scene.outputs.dir = dir.to_path_buf();
+    let mut prepared = prepare(&loaded)?;
+    crate::checkpoint::restore(&mut prepared.world, &checkpoint)?;
+    tracing::info!("resuming {} at iteration {} of {}", dir.display(), checkpoint.iteration, loaded.scene.iterations);
+    continue_run(&loaded, prepared, checkpoint.iteration, LossHistory(checkpoint.loss_history), options)
+}
+
+/// Iterates from `start` to the scene's end (checkpointing every `outputs.checkpoint_every`, on
+/// Ctrl-C and at `stop_after`), then writes the outputs.
+fn continue_run(loaded: &LoadedScene, mut prepared: Prepared, start: u32, history: LossHistory, options: &RunOptions) -> anyhow::Result<RunSummary> {
+    let started = Instant::now();
     let scene = &loaded.scene;
-    let mut prepared = prepare(loaded)?;
-    let loss_history = iterate(&mut prepared, scene.iterations, show_progress)?;
+    let out_dir = scene.outputs.dir.clone();
+    std::fs::create_dir_all(&out_dir).with_context(|| format!("creating the output folder {}", out_dir.display()))?;
+    let every = scene.outputs.checkpoint_every;
+    let end = scene.iterations.max(start);
+    let (loss_history, stopped) = iterate_with(&mut prepared, start..end, options.progress, history, |world, done, history| {
+        let interrupted = INTERRUPTED.load(std::sync::atomic::Ordering::SeqCst) || options.stop_after == Some(done);
+        if interrupted || (every > 0 && done % every == 0 && done < end) {
+            crate::checkpoint::save(&out_dir, &crate::checkpoint::capture(world, loaded, done, &history.0))?;
+        }
+        Ok(interrupted && done < end)
+    })?;
+    if stopped {
+        let done = loss_history.0.len() as u32;
+        return Err(Interrupted { iteration: done, of: end, dir: out_dir.display().to_string() }.into());
+    }
+    crate::checkpoint::save(&out_dir, &crate::checkpoint::capture(&mut prepared.world, loaded, end, &loss_history.0))?;
+    finish(loaded, prepared, loss_history, started)
+}
+
+/// Writes a finished run's outputs, metrics and report.
+fn finish(loaded: &LoadedScene, prepared: Prepared, loss_history: LossHistory, start: Instant) -> anyhow::Result<RunSummary> {
+    let scene = &loaded.scene;
     let Prepared { mut world, model, backend, frames, skipped, .. } = prepared;
 
     let out_dir = scene.outputs.dir.clone();

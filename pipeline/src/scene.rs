@@ -121,6 +121,13 @@ pub struct OutputSpec {
     /// frame has an image and a pose; 0: no texture.
     #[serde(default = "default_texture")]
     pub texture: usize,
+    /// Write `checkpoint.json` every this many iterations (0: only on Ctrl-C and at the end).
+    #[serde(default = "default_checkpoint_every")]
+    pub checkpoint_every: u32,
+}
+
+fn default_checkpoint_every() -> u32 {
+    50
 }
 
 fn default_texture() -> usize {

@@ -10,9 +10,8 @@
 
 use crate::{parse_settings, Stage, SystemEntry};
 use bevy_ecs::prelude::*;
-use faceforge_components::{Coeffs, Grad, Illumination, Iteration, Model, PoseParams};
+use faceforge_components::{Coeffs, Grad, Illumination, Iteration, Model, Moments, OptimizerState, PoseParams};
 use serde::Deserialize;
-use std::collections::HashMap;
 
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -50,40 +49,26 @@ impl Default for AdamSettings {
     }
 }
 
-#[derive(Default)]
-struct Moments {
-    m: Vec<f32>,
-    v: Vec<f32>,
-    steps: i32,
-}
+/// The kinds of parameter Adam moves, as they key its moments (and name them in checkpoints).
+pub const PARAMETER_KINDS: [&str; 7] = ["id", "exp", "tex", "angles", "log_scale", "translation", "sh"];
 
-/// The optimiser's memory across iterations.
-#[derive(Default)]
-struct AdamState {
-    moments: HashMap<(Entity, &'static str), Moments>,
-    /// Halved at each rejected step.
-    rescue: f32,
-}
-
-impl AdamState {
-    /// One Adam step of `x` from gradient `g`, both divided by `unit` (per element).
-    fn step(&mut self, s: &AdamSettings, lr: f32, key: (Entity, &'static str), x: &mut [f32], g: &[f32], unit: impl Fn(usize) -> f32) {
-        if g.is_empty() || g.iter().all(|v| *v == 0.0) {
-            return;
-        }
-        let state = self.moments.entry(key).or_default();
-        if state.m.len() != g.len() {
-            *state = Moments { m: vec![0.0; g.len()], v: vec![0.0; g.len()], steps: 0 };
-        }
-        state.steps += 1;
-        let (c1, c2) = (1.0 - s.beta1.powi(state.steps), 1.0 - s.beta2.powi(state.steps));
-        for k in 0..g.len().min(x.len()) {
-            let u = unit(k);
-            let gk = g[k] * u;
-            state.m[k] = s.beta1 * state.m[k] + (1.0 - s.beta1) * gk;
-            state.v[k] = s.beta2 * state.v[k] + (1.0 - s.beta2) * gk * gk;
-            x[k] -= lr * u * (state.m[k] / c1) / ((state.v[k] / c2).sqrt() + s.eps);
-        }
+/// One Adam step of `x` from gradient `g`, both divided by `unit` (per element).
+fn step(state: &mut OptimizerState, s: &AdamSettings, lr: f32, key: (Entity, &'static str), x: &mut [f32], g: &[f32], unit: impl Fn(usize) -> f32) {
+    if g.is_empty() || g.iter().all(|v| *v == 0.0) {
+        return;
+    }
+    let moments = state.moments.entry(key).or_default();
+    if moments.m.len() != g.len() {
+        *moments = Moments { m: vec![0.0; g.len()], v: vec![0.0; g.len()], steps: 0 };
+    }
+    moments.steps += 1;
+    let (c1, c2) = (1.0 - s.beta1.powi(moments.steps), 1.0 - s.beta2.powi(moments.steps));
+    for k in 0..g.len().min(x.len()) {
+        let u = unit(k);
+        let gk = g[k] * u;
+        moments.m[k] = s.beta1 * moments.m[k] + (1.0 - s.beta1) * gk;
+        moments.v[k] = s.beta2 * moments.v[k] + (1.0 - s.beta2) * gk * gk;
+        x[k] -= lr * u * (moments.m[k] / c1) / ((moments.v[k] / c2).sqrt() + s.eps);
     }
 }
 
@@ -100,9 +85,9 @@ pub fn entry() -> SystemEntry {
         summary: "Adam step of every fitted parameter, learning rate halved every N iterations",
         build: |settings| {
             let settings: AdamSettings = parse_settings(settings)?;
-            let mut state = AdamState { rescue: 1.0, ..Default::default() };
             Ok((move |model: Res<Model>,
                       iteration: Res<Iteration>,
+                      mut state: ResMut<OptimizerState>,
                       mut coeffs: Query<(Entity, &mut Coeffs, &Grad<Coeffs>)>,
                       mut poses: Query<(Entity, &mut PoseParams, &Grad<PoseParams>)>,
                       mut lights: Query<(Entity, &mut Illumination, &Grad<Illumination>)>| {
@@ -120,19 +105,19 @@ pub fn entry() -> SystemEntry {
                 let s = &settings;
                 for (e, mut c, g) in coeffs.iter_mut() {
                     let c = &mut *c;
-                    state.step(s, lr, (e, "id"), &mut c.id, &g.value.id, |k| m.id_sigma()[k]);
-                    state.step(s, lr, (e, "exp"), &mut c.exp, &g.value.exp, |k| m.exp_sigma()[k]);
-                    state.step(s, lr, (e, "tex"), &mut c.tex, &g.value.tex, |k| m.albedo_sigma()[k]);
+                    step(&mut state, s, lr, (e, "id"), &mut c.id, &g.value.id, |k| m.id_sigma()[k]);
+                    step(&mut state, s, lr, (e, "exp"), &mut c.exp, &g.value.exp, |k| m.exp_sigma()[k]);
+                    step(&mut state, s, lr, (e, "tex"), &mut c.tex, &g.value.tex, |k| m.albedo_sigma()[k]);
                 }
                 for (e, mut p, g) in poses.iter_mut() {
                     let p = &mut *p;
                     let g = &g.value;
-                    state.step(s, lr, (e, "angles"), &mut p.angles, &g.angles, |_| s.units.angle);
-                    state.step(s, lr, (e, "log_scale"), std::slice::from_mut(&mut p.log_scale), &[g.log_scale], |_| s.units.log_scale);
-                    state.step(s, lr, (e, "translation"), &mut p.translation, &g.translation, |_| s.units.translation);
+                    step(&mut state, s, lr, (e, "angles"), &mut p.angles, &g.angles, |_| s.units.angle);
+                    step(&mut state, s, lr, (e, "log_scale"), std::slice::from_mut(&mut p.log_scale), &[g.log_scale], |_| s.units.log_scale);
+                    step(&mut state, s, lr, (e, "translation"), &mut p.translation, &g.translation, |_| s.units.translation);
                 }
                 for (e, mut l, g) in lights.iter_mut() {
-                    state.step(s, lr, (e, "sh"), &mut l.sh, &g.value.sh, |_| s.units.lighting);
+                    step(&mut state, s, lr, (e, "sh"), &mut l.sh, &g.value.sh, |_| s.units.lighting);
                 }
             })
             .in_set(Stage::Step))
@@ -157,6 +142,7 @@ mod tests {
         world.insert_resource(Model(std::sync::Arc::new(model)));
         world.insert_resource(Compute(faceforge_kernels::Backend::Cpu));
         world.insert_resource(Iteration(0));
+        world.init_resource::<OptimizerState>();
         let mut grad = Coeffs::zeros(n_id, n_exp, n_tex);
         grad.id[0] = 2.0;
         let e = world.spawn((Coeffs::zeros(n_id, n_exp, n_tex), Grad { value: grad.clone() })).id();
