@@ -187,9 +187,11 @@ fn u64_at(b: &[u8], at: usize) -> u64 {
     u64::from_le_bytes(b[at..at + 8].try_into().expect("8 bytes"))
 }
 
+/// A name in a 16-byte field, cut to fit.
 fn name_field(name: &str) -> [u8; 16] {
     let mut out = [0u8; 16];
-    out[..name.len()].copy_from_slice(name.as_bytes());
+    let n = name.len().min(16);
+    out[..n].copy_from_slice(&name.as_bytes()[..n]);
     out
 }
 

@@ -148,6 +148,27 @@ enum ModelCommand {
     Info { file: PathBuf },
     /// Write a model's mean face (with its mean albedo) as OBJ.
     Obj { file: PathBuf, out: PathBuf },
+    /// Convert a model you own into a native .ffm: bfm2009 (01_MorphableModel.mat) or deep3d
+    /// (Deep3DFaceRecon's BFM_model_front.mat).
+    Import {
+        /// bfm2009 or deep3d.
+        layout: String,
+        file: PathBuf,
+        out: PathBuf,
+        /// 68 landmark vertex indices (whitespace or commas); required for bfm2009.
+        #[arg(long)]
+        landmarks: Option<PathBuf>,
+        /// The landmark indices count from 1 (MATLAB's habit).
+        #[arg(long)]
+        one_based: bool,
+        /// Keep at most this many identity / expression / albedo components.
+        #[arg(long)]
+        n_id: Option<usize>,
+        #[arg(long)]
+        n_exp: Option<usize>,
+        #[arg(long)]
+        n_tex: Option<usize>,
+    },
 }
 
 /// The model named on the command line: a .ffm file or a preset.
@@ -303,6 +324,33 @@ fn execute(cli: Cli) -> anyhow::Result<()> {
                 println!("  {} vertices, {} triangles, {} landmarks", h.dims.vertices, h.dims.triangles, h.dims.landmarks);
                 println!("  components: {} identity, {} expression, {} albedo", h.dims.id, h.dims.exp, h.dims.albedo);
                 println!("  {} bytes, every array checksum verified", model.bytes().len());
+            }
+            ModelCommand::Import { layout, file, out, landmarks, one_based, n_id, n_exp, n_tex } => {
+                let layout = faceforge::import::Layout::parse(&layout).with_context(|| format!("unknown layout `{layout}`; layouts: bfm2009, deep3d"))?;
+                let name = file.display().to_string();
+                let bytes = std::fs::read(&file).with_context(|| format!("reading {name}"))?;
+                let arrays = faceforge::mat::parse(&name, &bytes)?;
+                let landmarks = match landmarks {
+                    Some(path) => {
+                        let text = std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
+                        Some(faceforge::import::read_landmarks(&path.display().to_string(), &text, one_based)?)
+                    }
+                    None => None,
+                };
+                let options = faceforge::import::ImportOptions { landmarks, n_id, n_exp, n_tex };
+                let model_arrays = faceforge::import::import(layout, &name, &arrays, &options)?;
+                let bytes = faceforge_model::file::encode(&model_arrays);
+                let model = MorphableModel::from_bytes(&bytes, &out.display().to_string())?;
+                model.save(&out)?;
+                println!(
+                    "wrote {} ({} vertices, {} triangles; {} identity / {} expression / {} albedo components)",
+                    out.display(),
+                    model.n_vertices(),
+                    model.n_triangles(),
+                    model.n_id(),
+                    model.n_exp(),
+                    model.n_albedo()
+                );
             }
             ModelCommand::Obj { file, out } => {
                 let model = MorphableModel::open(&file)?;

@@ -222,6 +222,13 @@ impl LoadedScene {
             let keys: Vec<&str> = path.trim().split('.').collect();
             for (i, key) in keys.iter().enumerate() {
                 let obj = at.as_object_mut().ok_or_else(|| fail(format!("`{}` is not a struct", keys[..i].join("."))))?;
+                // An enum with data is one {Variant: …} entry: naming another variant switches to
+                // it (`--set model.File="m.ffm"`, `--set data.Folder.path="images"`).
+                let is_variant = key.starts_with(|c: char| c.is_ascii_uppercase());
+                if is_variant && obj.len() == 1 && !obj.contains_key(*key) {
+                    obj.clear();
+                    obj.insert(key.to_string(), serde_json::Value::Object(Default::default()));
+                }
                 if i + 1 == keys.len() {
                     obj.insert(key.to_string(), new_value.clone());
                     break;
@@ -238,7 +245,8 @@ impl LoadedScene {
 /// Quotes the bare identifiers of an override value that name unit enum variants (`Cpu`,
 /// `[Obj, Ply]`), so they survive the trip through an untyped value as strings, which serde reads
 /// back as those variants. Field names (followed by `:`), `true`, `false`, `None`, and names
-/// followed by `(` are left alone; set the fields of a variant with data by path instead.
+/// followed by `(` are left alone; set the fields of a variant with data by path instead
+/// (`data.Folder.path="images"`, which also switches `data` to that variant).
 fn quote_variants(value: &str) -> String {
     let chars: Vec<char> = value.chars().collect();
     let mut out = String::new();
