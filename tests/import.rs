@@ -129,3 +129,45 @@ fn deep3d_front_layout_imports_to_the_arrays_written() {
     check_same_faces(&m, &imported, true);
     runs_in_a_scene(&path);
 }
+
+/// The BFM 2017 layout, in an HDF5 file the reference library wrote (h5py, `tests/data/
+/// make_bfm2017_fake.py`): plain datasets, and one chunked, shuffled and deflated. The values
+/// are the script's formulas.
+#[test]
+fn bfm2017_layout_reads_through_hdf5_and_imports() {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("data/bfm2017_fake.h5");
+    let bytes = std::fs::read(&path).unwrap();
+    let sets = faceforge::hdf5::parse("bfm2017_fake.h5", &bytes).unwrap();
+    let n = 30;
+    let mean = &sets["/shape/model/mean"];
+    assert_eq!(mean.shape, vec![3 * n]);
+    for i in 0..n {
+        let expected = [((i % 6) as f32 - 2.5) * 30.0, ((i / 6) as f32 - 2.0) * 30.0, 10.0 * (i as f32 * 0.3).cos()];
+        for c in 0..3 {
+            assert!((mean.data[3 * i + c] - expected[c]).abs() < 1e-4, "vertex {i}");
+        }
+    }
+    assert_eq!(sets["/shape/representer/cells"].shape, vec![3, 40]);
+    assert_eq!(sets["/color/model/pcaBasis"].shape, vec![3 * n, 4]);
+    // The chunked colour basis is σ times orthonormal columns: column norms are σ.
+    let colour = &sets["/color/model/pcaBasis"];
+    for (k, sd) in [0.2f32, 0.1, 0.05, 0.02].iter().enumerate() {
+        let norm = (0..3 * n).map(|r| colour.data[r * 4 + k].powi(2)).sum::<f32>().sqrt();
+        assert!((norm - sd).abs() < 1e-5, "colour component {k}: {norm}");
+    }
+    let landmarks: Vec<u32> = (0..68).map(|i| i % 30).collect();
+    let imported = faceforge::import::import_hdf5("bfm2017_fake.h5", &sets, &ImportOptions { landmarks: Some(landmarks), ..Default::default() }).unwrap();
+    let model = MorphableModel::from_bytes(&faceforge_model::file::encode(&imported), "bfm2017").unwrap();
+    assert_eq!((model.n_vertices(), model.n_triangles(), model.n_id(), model.n_exp(), model.n_albedo()), (30, 40, 4, 3, 4));
+    assert!(worst(model.mean_shape(), &mean.data) < 1e-4, "the mean face as written");
+    assert!(worst(model.id_sigma(), &[4.0, 3.0, 2.0, 1.0]) < 1e-4 && worst(model.albedo_sigma(), &[0.2, 0.1, 0.05, 0.02]) < 1e-5);
+    // A face drawn with coefficients equals mean + Σ c_k · column_k of the file's basis.
+    let basis = &sets["/shape/model/pcaBasis"].data;
+    let c = [1.5f32, -2.0, 0.5, 3.0];
+    let drawn = face(&model, &Coeffs { id: c.to_vec(), exp: vec![0.0; 3], tex: vec![0.0; 4] });
+    let by_hand: Vec<f32> = (0..3 * n).map(|r| mean.data[r] + (0..4).map(|k| c[k] * basis[r * 4 + k]).sum::<f32>()).collect();
+    assert!(worst(&drawn, &by_hand) < 1e-4);
+    // Without landmarks: refused, saying what to pass.
+    let err = faceforge::import::import_hdf5("bfm2017_fake.h5", &sets, &ImportOptions::default()).unwrap_err().to_string();
+    assert!(err.contains("--landmarks"), "{err}");
+}

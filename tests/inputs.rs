@@ -100,4 +100,9 @@ fn a_broken_pts_file_stops_the_run_naming_its_line() {
     std::fs::write(&pts, text).unwrap();
     let err = format!("{:#}", run(&folder_scene(images.path(), out.path(), false), false).unwrap_err());
     assert!(err.contains("s001_f000.pts:2: `n_points: many`"), "{err}");
+    // Five points where the model has 68: refused, naming the file and the model.
+    let five = "version: 1\nn_points: 5\n{\n1 1\n2 2\n3 3\n4 4\n5 5\n}\n";
+    std::fs::write(&pts, five).unwrap();
+    let err = format!("{:#}", run(&folder_scene(images.path(), out.path(), false), false).unwrap_err());
+    assert!(err.contains("s001_f000.pts: 5 landmarks, but the model <generated> has 68"), "{err}");
 }

@@ -90,18 +90,19 @@ impl Array {
     }
 
     /// How many elements the array holds for the given sizes.
+    /// Saturating, so a crafted header cannot overflow it (it then matches no real count).
     fn expected_len(self, d: &Dims) -> usize {
-        let v3 = 3 * d.vertices;
+        let v3 = 3usize.saturating_mul(d.vertices);
         match self {
             Array::MeanShape | Array::MeanAlbedo => v3,
-            Array::IdBasis => d.id * v3,
+            Array::IdBasis => d.id.saturating_mul(v3),
             Array::IdSigma => d.id,
-            Array::ExpBasis => d.exp * v3,
+            Array::ExpBasis => d.exp.saturating_mul(v3),
             Array::ExpSigma => d.exp,
-            Array::AlbedoBasis => d.albedo * v3,
+            Array::AlbedoBasis => d.albedo.saturating_mul(v3),
             Array::AlbedoSigma => d.albedo,
-            Array::Triangles => 3 * d.triangles,
-            Array::Uv => 2 * d.vertices,
+            Array::Triangles => 3usize.saturating_mul(d.triangles),
+            Array::Uv => 2usize.saturating_mul(d.vertices),
             Array::Landmarks => d.landmarks,
             Array::Mirror | Array::Regions => d.vertices,
         }
@@ -257,6 +258,26 @@ pub fn encode(a: &ModelArrays) -> Vec<u8> {
     let crc = crc32fast::hash(&out[..header_len - 4]);
     out[header_len - 4..header_len].copy_from_slice(&crc.to_le_bytes());
     out
+}
+
+/// Recomputes the header's and every in-bounds array's checksum in place: lets a fuzzer's (or a
+/// repair tool's) changes reach the checks that stand behind the checksums.
+pub fn fix_checksums(b: &mut [u8]) {
+    let header_len = FIXED_HEADER + ENTRY * ARRAYS.len() + 4;
+    if b.len() < header_len {
+        return;
+    }
+    for i in 0..ARRAYS.len() {
+        let e = FIXED_HEADER + ENTRY * i;
+        let (offset, count) = (u64_at(b, e + 24) as usize, u64_at(b, e + 32) as usize);
+        let end = offset.saturating_add(count.saturating_mul(4));
+        if end <= b.len() {
+            let crc = crc32fast::hash(&b[offset..end]);
+            b[e + 40..e + 44].copy_from_slice(&crc.to_le_bytes());
+        }
+    }
+    let crc = crc32fast::hash(&b[..header_len - 4]);
+    b[header_len - 4..header_len].copy_from_slice(&crc.to_le_bytes());
 }
 
 /// Checks a whole file image and returns its header. Every array's checksum is verified, and

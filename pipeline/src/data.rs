@@ -21,7 +21,7 @@ pub fn populate(world: &mut World, data: &DataSpec, model: &MorphableModel, back
 /// Frames from an image folder: the crop, its landmarks and the crop transform; a subject per
 /// image or per sub-folder; coefficients at the model's mean.
 fn populate_folder(world: &mut World, spec: &FolderSpec, model: &MorphableModel) -> anyhow::Result<(usize, Vec<Skipped>)> {
-    let (frames, skipped) = inputs::load(spec)?;
+    let (frames, skipped) = inputs::load(spec, model)?;
     for s in &skipped {
         tracing::warn!("skipped {}: {}", s.file.display(), s.reason);
     }

@@ -14,6 +14,7 @@
 //! as seen from the camera (+z).
 
 use crate::alignment::NearestGrid;
+use crate::hdf5::Dataset;
 use crate::mat::MatArray;
 use anyhow::{bail, Context};
 use faceforge_model::face::{REGION_EYE, REGION_MOUTH, REGION_NOSE, REGION_SKIN};
@@ -24,6 +25,7 @@ use std::collections::BTreeMap;
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Layout {
     Bfm2009,
+    Bfm2017,
     Deep3dFront,
 }
 
@@ -31,6 +33,7 @@ impl Layout {
     pub fn parse(name: &str) -> Option<Self> {
         match name.to_ascii_lowercase().replace(['-', '_'], "").as_str() {
             "bfm2009" | "bfm09" => Some(Self::Bfm2009),
+            "bfm2017" | "bfm17" => Some(Self::Bfm2017),
             "deep3d" | "deep3dfront" | "bfmfront" | "deep3dfacerecon" => Some(Self::Deep3dFront),
             _ => None,
         }
@@ -124,10 +127,25 @@ pub fn read_landmarks(file: &str, text: &str, one_based: bool) -> anyhow::Result
     Ok(out)
 }
 
+/// A model's arrays as read from its file, before conversion: bases component-major with their
+/// standard deviations, triangles 0-based.
+struct Parts {
+    mean: Vec<f32>,
+    id: Vec<f32>,
+    id_sigma: Vec<f32>,
+    exp: Vec<f32>,
+    exp_sigma: Vec<f32>,
+    tex_mean: Vec<f32>,
+    tex: Vec<f32>,
+    tex_sigma: Vec<f32>,
+    triangles: Vec<u32>,
+    landmarks: Option<Vec<u32>>,
+}
+
 /// Converts a MAT file's arrays of the given layout into native model arrays.
 pub fn import(layout: Layout, file: &str, arrays: &BTreeMap<String, MatArray>, options: &ImportOptions) -> anyhow::Result<ModelArrays> {
     let get = |name: &str| array(file, arrays, name);
-    let (mean_raw, id, id_sigma, exp, exp_sigma, tex_mean, tex, tex_sigma, tl, file_landmarks) = match layout {
+    let parts = match layout {
         Layout::Bfm2009 => {
             let mean = get("shapeMU")?.data.clone();
             let len = mean.len();
@@ -137,7 +155,8 @@ pub fn import(layout: Layout, file: &str, arrays: &BTreeMap<String, MatArray>, o
             let tex = columns(get("texPC")?, len, options.n_tex, file, "texPC")?;
             let kt = tex.len() / len;
             let tex_sigma = get("texEV")?.data[..kt].to_vec();
-            (mean, id, id_sigma, Vec::new(), Vec::new(), get("texMU")?.data.clone(), tex, tex_sigma, get("tl")?, None)
+            let triangles = triangles(file, get("tl")?, len / 3)?;
+            Parts { mean, id, id_sigma, exp: Vec::new(), exp_sigma: Vec::new(), tex_mean: get("texMU")?.data.clone(), tex, tex_sigma, triangles, landmarks: None }
         }
         Layout::Deep3dFront => {
             let mean = get("meanshape")?.data.clone();
@@ -145,10 +164,63 @@ pub fn import(layout: Layout, file: &str, arrays: &BTreeMap<String, MatArray>, o
             let (id, id_sigma) = split_scaled(&columns(get("idBase")?, len, options.n_id, file, "idBase")?, len);
             let (exp, exp_sigma) = split_scaled(&columns(get("exBase")?, len, options.n_exp, file, "exBase")?, len);
             let (tex, tex_sigma) = split_scaled(&columns(get("texBase")?, len, options.n_tex, file, "texBase")?, len);
-            let keypoints: Vec<u32> = get("keypoints")?.data.iter().map(|&v| v as u32 - 1).collect();
-            (mean, id, id_sigma, exp, exp_sigma, get("meantex")?.data.clone(), tex, tex_sigma, get("tri")?, Some(keypoints))
+            let keypoints = get("keypoints")?.data.iter().map(|&v| if v >= 1.0 && v.fract() == 0.0 { Ok(v as u32 - 1) } else { Err(anyhow::anyhow!("{file}: keypoint {v} is not a 1-based vertex index")) }).collect::<anyhow::Result<Vec<u32>>>()?;
+            let triangles = triangles(file, get("tri")?, len / 3)?;
+            Parts { mean, id, id_sigma, exp, exp_sigma, tex_mean: get("meantex")?.data.clone(), tex, tex_sigma, triangles, landmarks: Some(keypoints) }
         }
+        Layout::Bfm2017 => bail!("{file}: BFM 2017 is an HDF5 file; use import_hdf5"),
     };
+    assemble(layout, file, parts, options)
+}
+
+/// A statismo model's part (`shape`, `expression`, `color`): its mean and its basis, component-
+/// major, with standard deviations. The stored basis may be orthonormal (σ = √pcaVariance) or
+/// already scaled by σ; the column norms tell which.
+fn statismo_part(file: &str, sets: &BTreeMap<String, Dataset>, part: &str, keep: Option<usize>) -> anyhow::Result<(Vec<f32>, Vec<f32>, Vec<f32>)> {
+    let get = |name: &str| sets.get(&format!("/{part}/model/{name}")).with_context(|| format!("{file} has no dataset /{part}/model/{name}"));
+    let mean = get("mean")?.data.clone();
+    let basis = get("pcaBasis")?;
+    let variance = &get("pcaVariance")?.data;
+    let (rows, k) = match basis.shape[..] {
+        [r, k] if r == mean.len() && k == variance.len() => (r, k.min(keep.unwrap_or(usize::MAX))),
+        _ => bail!("{file}: /{part}/model/pcaBasis is {:?}, expected [{}, {}]", basis.shape, mean.len(), variance.len()),
+    };
+    let all = variance.len();
+    // Row-major rows × all → component-major.
+    let columns: Vec<f32> = (0..k).flat_map(|c| (0..rows).map(move |r| basis.data[r * all + c])).collect();
+    let (unit, norms) = split_scaled(&columns, rows);
+    let orthonormal = norms.iter().all(|n| (n - 1.0).abs() < 1e-3);
+    let sigma = if orthonormal { variance[..k].iter().map(|v| v.max(0.0).sqrt()).collect() } else { norms };
+    Ok((mean, unit, sigma))
+}
+
+/// Converts a BFM 2017 (statismo HDF5) file's datasets into native model arrays.
+pub fn import_hdf5(file: &str, sets: &BTreeMap<String, Dataset>, options: &ImportOptions) -> anyhow::Result<ModelArrays> {
+    let (mean, id, id_sigma) = statismo_part(file, sets, "shape", options.n_id)?;
+    let (exp_mean, exp, exp_sigma) = match sets.contains_key("/expression/model/mean") {
+        true => statismo_part(file, sets, "expression", options.n_exp)?,
+        false => (Vec::new(), Vec::new(), Vec::new()),
+    };
+    // The expression model's mean (zero in the BFM) belongs to the neutral face.
+    let mean: Vec<f32> = if exp_mean.len() == mean.len() { mean.iter().zip(&exp_mean).map(|(a, b)| a + b).collect() } else { mean };
+    let (tex_mean, tex, tex_sigma) = statismo_part(file, sets, "color", options.n_tex)?;
+    let cells = sets.get("/shape/representer/cells").with_context(|| format!("{file} has no dataset /shape/representer/cells"))?;
+    let n = mean.len() / 3;
+    let triangles: Vec<u32> = match cells.shape[..] {
+        [3, t] => (0..t).flat_map(|i| (0..3).map(move |c| cells.data[c * t + i])).map(|v| v as u32).collect(),
+        [t, 3] => cells.data.iter().take(3 * t).map(|&v| v as u32).collect(),
+        _ => bail!("{file}: /shape/representer/cells is {:?}, not 3 × T", cells.shape),
+    };
+    if let Some(bad) = triangles.iter().find(|&&v| v as usize >= n) {
+        bail!("{file}: a triangle names vertex {bad} of {n}");
+    }
+    let parts = Parts { mean, id, id_sigma, exp, exp_sigma, tex_mean, tex, tex_sigma, triangles, landmarks: None };
+    assemble(Layout::Bfm2017, file, parts, options)
+}
+
+/// Units, colours, landmarks, orientation, UVs, mirror map and regions: the native model.
+fn assemble(layout: Layout, file: &str, parts: Parts, options: &ImportOptions) -> anyhow::Result<ModelArrays> {
+    let Parts { mean: mean_raw, id, id_sigma, exp, exp_sigma, tex_mean, tex, tex_sigma, triangles, landmarks: file_landmarks } = parts;
     if mean_raw.len() % 3 != 0 || tex_mean.len() != mean_raw.len() {
         bail!("{file}: the mean shape has {} values and the mean texture {}; both must be 3 × the vertex count", mean_raw.len(), tex_mean.len());
     }
@@ -161,11 +233,12 @@ pub fn import(layout: Layout, file: &str, arrays: &BTreeMap<String, MatArray>, o
     if landmarks.len() != 68 || landmarks.iter().any(|&v| v as usize >= n) {
         bail!("{file}: the landmarks must be 68 vertices of the {n}");
     }
-    let mut triangles = triangles(file, tl, n)?;
+    let mut triangles = triangles;
     face_the_camera(&mean_shape, &mut triangles);
     Ok(ModelArrays {
         preset: match layout {
             Layout::Bfm2009 => "bfm2009",
+            Layout::Bfm2017 => "bfm2017",
             Layout::Deep3dFront => "deep3d-front",
         }
         .to_string(),

@@ -10,6 +10,7 @@
 use crate::outputs::parse_pts;
 use anyhow::Context;
 use faceforge_components::Crop;
+use faceforge_model::MorphableModel;
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 
@@ -157,7 +158,7 @@ pub fn resample(rgb: &[f32], width: usize, height: usize, offset: [f32; 2], scal
 
 /// Loads every image of the folder: the frames, and what was skipped. Errors only for what the
 /// user must fix: an unreadable folder, a `.pts` file that is present but wrong.
-pub fn load(spec: &FolderSpec) -> anyhow::Result<(Vec<LoadedFrame>, Vec<Skipped>)> {
+pub fn load(spec: &FolderSpec, model: &MorphableModel) -> anyhow::Result<(Vec<LoadedFrame>, Vec<Skipped>)> {
     let (mut frames, mut skipped) = (Vec::new(), Vec::new());
     for (subject, image_path) in list(spec)? {
         let pts = pts_path(spec, &image_path);
@@ -167,8 +168,8 @@ pub fn load(spec: &FolderSpec) -> anyhow::Result<(Vec<LoadedFrame>, Vec<Skipped>
         }
         let text = std::fs::read_to_string(&pts).with_context(|| format!("reading {}", pts.display()))?;
         let points = parse_pts(&pts.display().to_string(), &text)?;
-        if points.len() != 68 {
-            anyhow::bail!("{}: {} landmarks; faceforge needs the 68 iBUG points", pts.display(), points.len());
+        if points.len() != model.landmarks().len() {
+            anyhow::bail!("{}: {} landmarks, but the model {} has {}", pts.display(), points.len(), model.origin(), model.landmarks().len());
         }
         let decoded = match image::open(&image_path) {
             Ok(im) => im.to_rgb8(),

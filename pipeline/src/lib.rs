@@ -8,6 +8,7 @@ pub mod checkpoint;
 pub mod data;
 pub mod eval;
 pub mod graph;
+pub mod hdf5;
 pub mod import;
 pub mod inputs;
 pub mod mat;

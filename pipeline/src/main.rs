@@ -148,14 +148,14 @@ enum ModelCommand {
     Info { file: PathBuf },
     /// Write a model's mean face (with its mean albedo) as OBJ.
     Obj { file: PathBuf, out: PathBuf },
-    /// Convert a model you own into a native .ffm: bfm2009 (01_MorphableModel.mat) or deep3d
-    /// (Deep3DFaceRecon's BFM_model_front.mat).
+    /// Convert a model you own into a native .ffm: bfm2009 (01_MorphableModel.mat), bfm2017
+    /// (model2017-1_*.h5) or deep3d (Deep3DFaceRecon's BFM_model_front.mat).
     Import {
-        /// bfm2009 or deep3d.
+        /// bfm2009, bfm2017 or deep3d.
         layout: String,
         file: PathBuf,
         out: PathBuf,
-        /// 68 landmark vertex indices (whitespace or commas); required for bfm2009.
+        /// 68 landmark vertex indices (whitespace or commas); required for bfm2009 and bfm2017.
         #[arg(long)]
         landmarks: Option<PathBuf>,
         /// The landmark indices count from 1 (MATLAB's habit).
@@ -326,10 +326,9 @@ fn execute(cli: Cli) -> anyhow::Result<()> {
                 println!("  {} bytes, every array checksum verified", model.bytes().len());
             }
             ModelCommand::Import { layout, file, out, landmarks, one_based, n_id, n_exp, n_tex } => {
-                let layout = faceforge::import::Layout::parse(&layout).with_context(|| format!("unknown layout `{layout}`; layouts: bfm2009, deep3d"))?;
+                let layout = faceforge::import::Layout::parse(&layout).with_context(|| format!("unknown layout `{layout}`; layouts: bfm2009, bfm2017, deep3d"))?;
                 let name = file.display().to_string();
                 let bytes = std::fs::read(&file).with_context(|| format!("reading {name}"))?;
-                let arrays = faceforge::mat::parse(&name, &bytes)?;
                 let landmarks = match landmarks {
                     Some(path) => {
                         let text = std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
@@ -338,7 +337,10 @@ fn execute(cli: Cli) -> anyhow::Result<()> {
                     None => None,
                 };
                 let options = faceforge::import::ImportOptions { landmarks, n_id, n_exp, n_tex };
-                let model_arrays = faceforge::import::import(layout, &name, &arrays, &options)?;
+                let model_arrays = match layout {
+                    faceforge::import::Layout::Bfm2017 => faceforge::import::import_hdf5(&name, &faceforge::hdf5::parse(&name, &bytes)?, &options)?,
+                    _ => faceforge::import::import(layout, &name, &faceforge::mat::parse(&name, &bytes)?, &options)?,
+                };
                 let bytes = faceforge_model::file::encode(&model_arrays);
                 let model = MorphableModel::from_bytes(&bytes, &out.display().to_string())?;
                 model.save(&out)?;

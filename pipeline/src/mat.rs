@@ -29,6 +29,9 @@ const NUMERIC_CLASSES: std::ops::RangeInclusive<u32> = 6..=15;
 const MX_DOUBLE_CLASS: u32 = 6;
 const MX_SINGLE_CLASS: u32 = 7;
 const MX_INT32_CLASS: u32 = 12;
+/// The most one compressed element may inflate to (the BFM's largest array, as doubles, is
+/// 255 MB); more is a damaged file or a zip bomb.
+const MAX_INFLATED: u64 = 1 << 30;
 /// Array flag: complex values (not used by any model file; refused).
 const FLAG_COMPLEX: u32 = 0x0800;
 
@@ -86,6 +89,9 @@ impl<'a> Reader<'a> {
             if count > 4 {
                 return self.fail(at, format!("a small element says it holds {count} bytes (at most 4)"));
             }
+            if at + 8 > self.bytes.len() {
+                return self.fail(at, "the file ends inside a small element");
+            }
             return Ok((kind, at + 4..at + 4 + count, at + 8));
         }
         let count = self.u32_at(at + 4)? as usize;
@@ -142,8 +148,8 @@ impl<'a> Reader<'a> {
         }
         let (kind, real, _) = self.element(at)?;
         let data = self.numbers(kind, real.clone())?;
-        let expected: usize = dims.iter().product();
-        if data.len() != expected {
+        let expected = dims.iter().try_fold(1usize, |a, &d| a.checked_mul(d));
+        if expected != Some(data.len()) {
             return self.fail(real.start, format!("`{name}` has {} values for dimensions {dims:?}", data.len()));
         }
         Ok(Some((name, MatArray { dims, data })))
@@ -161,8 +167,12 @@ impl<'a> Reader<'a> {
                 }
                 MI_COMPRESSED => {
                     let mut inflated = Vec::new();
-                    if let Err(e) = flate2::read::ZlibDecoder::new(&self.bytes[range.clone()]).read_to_end(&mut inflated) {
+                    let mut decoder = flate2::read::ZlibDecoder::new(&self.bytes[range.clone()]).take(MAX_INFLATED + 1);
+                    if let Err(e) = decoder.read_to_end(&mut inflated) {
                         return self.fail(range.start, format!("a compressed element does not inflate: {e}"));
+                    }
+                    if inflated.len() as u64 > MAX_INFLATED {
+                        return self.fail(range.start, format!("a compressed element inflates past {} GiB", MAX_INFLATED >> 30));
                     }
                     Reader { file: self.file, bytes: &inflated, base: self.base + range.start }.read_all(0, out)?;
                 }

@@ -158,7 +158,7 @@ pub fn parse_pts(file: &str, text: &str) -> Result<Vec<[f32; 2]>, ParseError> {
         }
     }
     let declared = declared.ok_or_else(|| fail(1, "no `n_points:` header before `{`".into()))?;
-    let mut points = Vec::with_capacity(declared);
+    let mut points = Vec::with_capacity(declared.min(1024));
     for (at, line) in lines.by_ref() {
         if line == "}" {
             if points.len() != declared {
