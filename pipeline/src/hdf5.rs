@@ -100,7 +100,7 @@ impl<'a> File<'a> {
             while p + 8 <= start + len && seen < count {
                 let (kind, size) = (self.uint(p, 2)?, self.uint(p + 2, 2)?);
                 let data = p + 8;
-                self.message(&mut header, &mut blocks, kind, data, size as usize)?;
+                self.message(&mut header, &mut blocks, kind, data)?;
                 p = data + size;
                 seen += 1;
             }
@@ -111,7 +111,7 @@ impl<'a> File<'a> {
         Ok(header)
     }
 
-    fn message(&self, h: &mut Header, blocks: &mut Vec<(u64, u64)>, kind: u64, at: u64, size: usize) -> Result<()> {
+    fn message(&self, h: &mut Header, blocks: &mut Vec<(u64, u64)>, kind: u64, at: u64) -> Result<()> {
         match kind {
             0x0001 => {
                 let version = self.uint(at, 1)?;
@@ -183,7 +183,6 @@ impl<'a> File<'a> {
             0x0002 | 0x0006 | 0x000A => h.new_style_group = true,
             _ => {}
         }
-        let _ = size;
         Ok(())
     }
 
@@ -218,10 +217,10 @@ impl<'a> File<'a> {
                 let e = child + 8 + s * entry;
                 let name_at = self.uint(e, self.offsets)?;
                 let object = self.address(e + self.offsets as u64)?;
-                let name_bytes = self.bytes(heap_data + name_at, 1)?;
+                // The name: a NUL-terminated string in the heap's data (bounds checked first).
+                self.bytes(heap_data + name_at, 1)?;
                 let start = (heap_data + name_at + self.base) as usize;
-                let end = self.b[start..].iter().position(|&c| c == 0).map(|n| start + n).unwrap_or(self.b.len());
-                let _ = name_bytes;
+                let end = self.b[start..].iter().position(|&c| c == 0).map_or(self.b.len(), |n| start + n);
                 out.push((String::from_utf8_lossy(&self.b[start..end]).into_owned(), object));
             }
         }
@@ -307,7 +306,7 @@ impl<'a> File<'a> {
                         let at = origin[d] + rest % chunk[d];
                         rest /= chunk[d];
                         inside &= at < shape[d];
-                        index = index + at * shape[d + 1..].iter().product::<usize>();
+                        index += at * shape[d + 1..].iter().product::<usize>();
                     }
                     if inside {
                         out[index * element..(index + 1) * element].copy_from_slice(&data[c * element..(c + 1) * element]);
@@ -351,7 +350,7 @@ impl<'a> File<'a> {
                 if chunk.len() != shape.len() + 1 {
                     return self.fail(format!("`{path}`: chunk of rank {} for data of rank {}", chunk.len() - 1, shape.len()));
                 }
-                if chunk.iter().any(|&c| c == 0) {
+                if chunk.contains(&0) {
                     return self.fail(format!("`{path}`: a chunk dimension is 0"));
                 }
                 self.chunked(path, btree, &chunk, &shape, element, &h.filters)?

@@ -119,7 +119,7 @@ impl<'a> Reader<'a> {
             MI_UINT64 => (8, |b| u64::from_le_bytes(b[..8].try_into().expect("8")) as f32),
             other => return self.fail(range.start, format!("data of type {other} is not numeric")),
         };
-        if b.len() % size != 0 {
+        if !b.len().is_multiple_of(size) {
             return self.fail(range.start, format!("{} bytes is not a whole number of {size}-byte values", b.len()));
         }
         Ok(b.chunks_exact(size).map(convert).collect())
