@@ -55,5 +55,12 @@ fn a_folder_with_a_previous_run_is_refused_without_overwrite() {
     run_with(&scene, &options).unwrap();
     let err = format!("{:#}", run_with(&scene, &options).unwrap_err());
     assert!(err.contains("holds a previous run (run.json)") && err.contains("--force") && err.contains("--resume"), "{err}");
-    run_with(&scene, &RunOptions { overwrite: true, ..options }).unwrap();
+    run_with(&scene, &RunOptions { overwrite: true, ..options.clone() }).unwrap();
+    // A folder with someone else's files is not written into either.
+    let other = tempfile::tempdir().unwrap();
+    std::fs::write(other.path().join("notes.txt"), "mine").unwrap();
+    let mut scene = quickstart_into(other.path());
+    scene.apply_overrides(&["iterations=2".to_string()]).unwrap();
+    let err = format!("{:#}", run_with(&scene, &options).unwrap_err());
+    assert!(err.contains("is not empty (1 entries)") && err.contains("--force"), "{err}");
 }

@@ -173,11 +173,18 @@ pub struct Interrupted {
     pub dir: String,
 }
 
-/// Refuses an output folder that already holds a run, unless asked to overwrite it.
+/// Refuses an output folder that is not empty (a previous run's, or anything else whose files a
+/// run could overwrite), unless asked to overwrite it.
 fn check_output_folder(dir: &std::path::Path, overwrite: bool) -> anyhow::Result<()> {
-    let previous = ["run.json", crate::checkpoint::FILE].iter().find(|f| dir.join(f).exists());
-    if let (Some(f), false) = (previous, overwrite) {
+    if overwrite {
+        return Ok(());
+    }
+    let entries = std::fs::read_dir(dir).map(|d| d.count()).unwrap_or(0);
+    if let Some(f) = ["run.json", crate::checkpoint::FILE].iter().find(|f| dir.join(f).exists()) {
         bail!("the output folder {} holds a previous run ({f}): pass --force to overwrite it, or --resume {} to continue it", dir.display(), dir.display());
+    }
+    if entries > 0 {
+        bail!("the output folder {} is not empty ({entries} entries): pass --force to write into it anyway, or choose another with --set 'outputs.dir=\"…\"'", dir.display());
     }
     Ok(())
 }
