@@ -43,6 +43,11 @@ fn stopped_and_resumed_ends_where_an_uninterrupted_run_ends() {
     }
     let (ma, mb) = (whole.metrics.unwrap(), resumed.metrics.unwrap());
     assert!((ma.per_vertex_mm.mean - mb.per_vertex_mm.mean).abs() < 1e-5);
+    // A finished run resumes only to go further.
+    let err = format!("{:#}", resume(split.path(), &[], &options).unwrap_err());
+    assert!(err.contains("is finished (60 of 60 iterations)"), "{err}");
+    let longer = resume(split.path(), &["iterations=65".to_string()], &options).unwrap();
+    assert_eq!(longer.loss_history.0.len(), 65);
 }
 
 #[test]

@@ -208,6 +208,9 @@ pub fn resume(dir: &std::path::Path, overrides: &[String], options: &RunOptions)
     let mut loaded = LoadedScene { scene: checkpoint.scene.clone(), file: checkpoint.scene_file.clone(), source: String::new() };
     loaded.apply_overrides(overrides)?;
     loaded.scene.outputs.dir = dir.to_path_buf();
+    if checkpoint.iteration >= loaded.scene.iterations {
+        bail!("the run in {} is finished ({} of {} iterations): pass --set iterations=N with N > {} to go on", dir.display(), checkpoint.iteration, loaded.scene.iterations, checkpoint.iteration);
+    }
     let mut prepared = prepare(&loaded)?;
     crate::checkpoint::restore(&mut prepared.world, &checkpoint)?;
     tracing::info!("resuming {} at iteration {} of {}", dir.display(), checkpoint.iteration, loaded.scene.iterations);
