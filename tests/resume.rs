@@ -48,6 +48,9 @@ fn stopped_and_resumed_ends_where_an_uninterrupted_run_ends() {
     assert!(err.contains("is finished (60 of 60 iterations)"), "{err}");
     let longer = resume(split.path(), &["iterations=65".to_string()], &options).unwrap();
     assert_eq!(longer.loss_history.0.len(), 65);
+    // Another model than the run's: refused, naming the checkpoint's sizes and the model.
+    let err = format!("{:#}", resume(split.path(), &["iterations=70".to_string(), "model.Procedural.n_id=10".to_string()], &options).unwrap_err());
+    assert!(err.contains("identity coefficients but the model <generated> has 10"), "{err}");
 }
 
 #[test]

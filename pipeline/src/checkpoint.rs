@@ -8,7 +8,7 @@ use crate::scene::{LoadedScene, Scene};
 use anyhow::{bail, Context};
 use bevy_ecs::entity::Entity;
 use bevy_ecs::world::World;
-use faceforge_components::{Coeffs, Frame, Illumination, Moments, OptimizerState, PoseParams, Subject};
+use faceforge_components::{Coeffs, Frame, Illumination, Model, Moments, OptimizerState, PoseParams, Subject};
 use faceforge_model::atomic_write;
 use faceforge_systems::adam::PARAMETER_KINDS;
 use serde::{Deserialize, Serialize};
@@ -113,11 +113,19 @@ pub fn load(dir: &Path) -> anyhow::Result<Checkpoint> {
 /// scene, so the same frames and subjects by name).
 pub fn restore(world: &mut World, checkpoint: &Checkpoint) -> anyhow::Result<()> {
     let by_name: HashMap<String, Entity> = owners(world).into_iter().map(|(e, n)| (n, e)).collect();
+    let model = world.resource::<Model>().0.clone();
     let groups = [("frame", &checkpoint.frames), ("subject", &checkpoint.subjects)];
     for (kind, group) in groups {
         for (name, saved) in group {
             let owner = format!("{kind}:{name}");
             let entity = *by_name.get(&owner).with_context(|| format!("the checkpoint has {kind} `{name}`, which the scene's data no longer yields"))?;
+            if let Some(c) = &saved.coeffs {
+                let sizes = [("identity", c.id.len(), model.n_id()), ("expression", c.exp.len(), model.n_exp()), ("albedo", c.tex.len(), model.n_albedo())];
+                // A subject holds only identity and albedo (its frames keep their expressions).
+                if let Some((what, found, wanted)) = sizes.into_iter().find(|(w, found, wanted)| found != wanted && !(kind == "subject" && *w == "expression" && *found == 0)) {
+                    bail!("the checkpoint's {kind} `{name}` has {found} {what} coefficients but the model {} has {wanted}: resume with the model the run started with", model.origin());
+                }
+            }
             let mut e = world.entity_mut(entity);
             if let Some(c) = &saved.coeffs {
                 e.insert(c.clone());
