@@ -7,11 +7,13 @@
 //! with deflate and shuffle). New-style groups (link messages, fractal heaps) are refused with a
 //! message naming them.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 use std::io::Read;
 
 const SIGNATURE: &[u8; 8] = b"\x89HDF\r\n\x1a\n";
 const UNDEFINED: u64 = u64::MAX;
+/// The largest dataset read (the BFM 2017's largest is 128 MB as f32).
+const MAX_DATASET_BYTES: u64 = 1 << 30;
 
 /// A numeric dataset: its shape (row-major, as HDF5 stores it) and its values as f32.
 #[derive(Clone, Debug, PartialEq)]
@@ -187,9 +189,12 @@ impl<'a> File<'a> {
     }
 
     /// The (name, object header address) of every member of an old-style group.
-    fn members(&self, btree: u64, heap: u64, depth: usize) -> Result<Vec<(String, u64)>> {
+    fn members(&self, btree: u64, heap: u64, depth: usize, seen: &mut HashSet<u64>) -> Result<Vec<(String, u64)>> {
         if depth > 32 {
             return self.fail("group B-tree deeper than 32 levels");
+        }
+        if !seen.insert(btree) {
+            return Ok(Vec::new());
         }
         if self.bytes(btree, 4)? != b"TREE" {
             return self.fail(format!("no group B-tree node at address {btree}"));
@@ -205,7 +210,7 @@ impl<'a> File<'a> {
         for i in 0..used {
             let child = self.address(btree + 8 + 2 * self.offsets as u64 + key + i as u64 * (key + self.offsets as u64))?;
             if level > 0 {
-                out.extend(self.members(child, heap, depth + 1)?);
+                out.extend(self.members(child, heap, depth + 1, seen)?);
                 continue;
             }
             if self.bytes(child, 4)? != b"SNOD" {
@@ -248,12 +253,19 @@ impl<'a> File<'a> {
 
     /// The raw bytes of a chunked dataset, reassembled row-major.
     fn chunked(&self, path: &str, btree: u64, chunk: &[usize], shape: &[usize], element: usize, filters: &[u16]) -> Result<Vec<u8>> {
-        let total = shape.iter().try_fold(element, |a, &d| a.checked_mul(d)).filter(|&t| t <= 1 << 32);
-        let Some(total) = total else { return self.fail(format!("`{path}` is too large")) };
+        // Deflate shrinks at most about 1032:1, so a dataset cannot hold more than that times the
+        // file: a damaged header must not make us allocate what no file could fill.
+        let limit = (self.b.len() as u64).saturating_mul(1032).min(MAX_DATASET_BYTES);
+        let total = shape.iter().try_fold(element, |a, &d| a.checked_mul(d)).filter(|&t| t as u64 <= limit);
+        let Some(total) = total else { return self.fail(format!("`{path}` declares more data than the file could hold")) };
         let mut out = vec![0u8; total];
         let rank = shape.len();
         let mut stack = vec![(btree, 0usize)];
+        let mut seen = HashSet::new();
         while let Some((node, depth)) = stack.pop() {
+            if !seen.insert(node) {
+                continue;
+            }
             if depth > 32 || self.bytes(node, 4)? != b"TREE" {
                 return self.fail(format!("`{path}`: no chunk B-tree node at address {node}"));
             }
@@ -317,14 +329,18 @@ impl<'a> File<'a> {
         Ok(out)
     }
 
-    fn walk(&self, at: u64, path: &str, out: &mut BTreeMap<String, Dataset>, depth: usize) -> Result<()> {
+    fn walk(&self, at: u64, path: &str, out: &mut BTreeMap<String, Dataset>, depth: usize, visited: &mut HashSet<u64>) -> Result<()> {
         if depth > 32 {
             return self.fail("groups nested deeper than 32");
         }
+        // A group linked twice (hard links, or a damaged file's cycles) is read once.
+        if !visited.insert(at) {
+            return Ok(());
+        }
         let h = self.header(at)?;
         if let Some((btree, heap)) = h.symbol_table {
-            for (name, object) in self.members(btree, heap, 0)? {
-                self.walk(object, &format!("{path}/{name}"), out, depth + 1)?;
+            for (name, object) in self.members(btree, heap, 0, &mut HashSet::new())? {
+                self.walk(object, &format!("{path}/{name}"), out, depth + 1, visited)?;
             }
             return Ok(());
         }
@@ -335,11 +351,11 @@ impl<'a> File<'a> {
         let element = match kind {
             Kind::Int { size, .. } | Kind::Float { size } => size,
         };
-        let count = shape.iter().try_fold(1usize, |a, &d| a.checked_mul(d)).filter(|&c| c <= 1 << 31);
-        let Some(count) = count else { return self.fail(format!("`{path}` declares too many values")) };
+        let count = shape.iter().try_fold(1usize, |a, &d| a.checked_mul(d)).filter(|&c| (c as u64).saturating_mul(element as u64) <= MAX_DATASET_BYTES);
+        let Some(count) = count else { return self.fail(format!("`{path}` declares more than {} GiB", MAX_DATASET_BYTES >> 30)) };
         let raw = match layout {
             Layout::Compact(bytes) => bytes,
-            Layout::Contiguous { address, .. } if address == UNDEFINED => vec![0; count * element],
+            Layout::Contiguous { address, .. } if address == UNDEFINED => return self.fail(format!("`{path}` was never written (no data address)")),
             Layout::Contiguous { address, size } => {
                 if size < (count * element) as u64 {
                     return self.fail(format!("`{path}`: {size} bytes stored for {count} values of {element} bytes"));
@@ -386,6 +402,6 @@ pub fn parse(name: &str, b: &[u8]) -> Result<BTreeMap<String, Dataset>> {
     let root_entry = addresses + 4 * offsets as u64 - base;
     let root = file.address(root_entry + offsets as u64)?;
     let mut out = BTreeMap::new();
-    file.walk(root, "", &mut out, 0)?;
+    file.walk(root, "", &mut out, 0, &mut HashSet::new())?;
     Ok(out)
 }
