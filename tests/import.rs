@@ -171,3 +171,22 @@ fn bfm2017_layout_reads_through_hdf5_and_imports() {
     let err = faceforge::import::import_hdf5("bfm2017_fake.h5", &sets, &ImportOptions::default()).unwrap_err().to_string();
     assert!(err.contains("--landmarks"), "{err}");
 }
+
+/// Found by fuzzing: a damaged dataspace that declares a huge dataset made the reader allocate
+/// gigabytes before finding the data missing. Every dimension of 90 (the mean's 3N) in the file
+/// set to 2⁴⁰: an error naming the limit, at once and without the allocation.
+#[test]
+fn a_dataset_declaring_more_than_the_file_holds_is_an_error() {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("data/bfm2017_fake.h5");
+    let mut bytes = std::fs::read(path).unwrap();
+    let mut changed = 0;
+    for at in 0..bytes.len().saturating_sub(8) {
+        if bytes[at..at + 8] == 90u64.to_le_bytes() {
+            bytes[at..at + 8].copy_from_slice(&(1u64 << 40).to_le_bytes());
+            changed += 1;
+        }
+    }
+    assert!(changed > 0);
+    let err = faceforge::hdf5::parse("damaged.h5", &bytes).unwrap_err().to_string();
+    assert!(err.contains("declares more than 1 GiB") || err.contains("more data than the file could hold"), "{err}");
+}
