@@ -25,7 +25,7 @@ pub enum FolderLayout {
     /// Every image is its own subject.
     Images,
     /// Every sub-folder is one subject (a clip or a multi-view set), its images the frames in
-    /// name order.
+    /// name order; images beside the sub-folders are subjects of their own.
     Subjects,
 }
 
@@ -98,7 +98,8 @@ fn list(spec: &FolderSpec) -> anyhow::Result<Vec<(String, PathBuf)>> {
     let stem = |p: &Path| file_safe(&p.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default());
     let images: Vec<(String, PathBuf)> = match layout {
         FolderLayout::Subjects => {
-            let mut out = Vec::new();
+            // Images beside the sub-folders are subjects of their own.
+            let mut out: Vec<(String, PathBuf)> = entries.iter().filter(|p| is_image(p)).map(|p| (stem(p), p.clone())).collect();
             for dir in folders {
                 for image in sorted_entries(dir)?.into_iter().filter(|p| is_image(p)) {
                     out.push((stem(dir), image));
@@ -182,7 +183,11 @@ pub fn load(spec: &FolderSpec, model: &MorphableModel) -> anyhow::Result<(Vec<Lo
         let rgb: Vec<f32> = decoded.into_raw().iter().map(|&b| b as f32 / 255.0).collect();
         let (offset, scale) = crop_for(&points, spec.size, spec.crop_scale);
         let stem = file_safe(&image_path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default());
-        let name = if subject == stem { stem } else { format!("{subject}_{stem}") };
+        let mut name = if subject == stem { stem } else { format!("{subject}_{stem}") };
+        // `a.png` and `a.jpg` would write the same outputs: the second keeps its extension.
+        if frames.iter().any(|f: &LoadedFrame| f.name == name) {
+            name = format!("{name}_{}", image_path.extension().map(|e| e.to_string_lossy().to_ascii_lowercase()).unwrap_or_default());
+        }
         frames.push(LoadedFrame {
             name,
             subject,
