@@ -285,7 +285,7 @@ pub fn run_html(r: &RunReport) -> String {
         let _ = write!(body, "<h2>Per-vertex error</h2><figure><img alt=\"per-vertex error heat map\" src=\"{}\"><figcaption>Mean per-vertex error over the frames after rigid alignment, on the mean face (front and 60°).</figcaption></figure>{}", data_uri(png), colour_bar(*max, "mm"));
     }
     if !r.images.is_empty() {
-        let _ = write!(body, "<h2>Frames</h2><p>Input, fit drawn over it with its landmarks, and the photometric error |render − input| on the face (scale 0 to {ERROR_MAP_MAX}).</p>");
+        let _ = write!(body, "<h2>Frames</h2><p>Input, fit drawn over it with its landmarks, and the photometric error on the face (scale 0 to {ERROR_MAP_MAX}): against another frame's texture drawn at this pose when the scene swaps textures (what PGN's losses compare), else against the render.</p>");
         for f in r.images.iter().take(MAX_FRAME_STRIPS) {
             let _ = write!(body, "<div class=\"strip\"><div class=\"name\">{}</div>", escape(&f.name));
             for (what, png) in [("input", &f.input), ("overlay", &f.overlay), ("error", &f.error)] {

@@ -277,11 +277,14 @@ fn finish(loaded: &LoadedScene, prepared: Prepared, loss_history: LossHistory, s
                 }
             }
             if strips.len() < MAX_FRAME_STRIPS {
+                // The error the fit sees: PGN's losses compare the frame with another frame's
+                // texture drawn at its pose (the first swap); without swaps, with the render.
+                let seen = swaps.and_then(|s| s.images.first().map(|(_, rgb)| (rgb, &s.mask))).filter(|(rgb, _)| rgb.len() == r.color.len()).unwrap_or((&r.color, &r.mask));
                 strips.push(FrameImages {
                     name: frame.name.clone(),
                     input: input.map(|im| png_bytes(&im.rgb, im.width, im.height)),
                     overlay: overlay_png,
-                    error: input.map(|im| png_bytes(&error_map(&im.rgb, &r.color, &r.mask), im.width, im.height)),
+                    error: input.map(|im| png_bytes(&error_map(&im.rgb, seen.0, seen.1), im.width, im.height)),
                 });
             }
         }
