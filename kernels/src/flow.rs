@@ -84,19 +84,27 @@ fn window_sum(image: &[f32], width: usize, height: usize, r: usize) -> Vec<f32> 
     box_sum(&box_sum(image, width, height, r), width, height, r)
 }
 
-/// Sum over the (2r + 1)² box inside the image, for each pixel.
+/// Sum over the (2r + 1)² box inside the image, for each pixel: separable running sums (f64, so
+/// the order of the additions does not matter at f32 precision), O(1) per pixel whatever r.
 fn box_sum(image: &[f32], width: usize, height: usize, r: usize) -> Vec<f32> {
-    let mut rows = vec![0.0; width * height];
-    for y in 0..height {
-        for x in 0..width {
-            rows[y * width + x] = (x.saturating_sub(r)..(x + r + 1).min(width)).map(|q| image[y * width + q]).sum();
+    // Prefix sums along one line of `n` values at `stride`, then window = prefix[hi] − prefix[lo].
+    let window = |values: &mut dyn FnMut(usize) -> f64, n: usize, out: &mut dyn FnMut(usize, f64)| {
+        let mut prefix = Vec::with_capacity(n + 1);
+        prefix.push(0.0f64);
+        for i in 0..n {
+            prefix.push(prefix[i] + values(i));
         }
+        for i in 0..n {
+            out(i, prefix[(i + r + 1).min(n)] - prefix[i.saturating_sub(r)]);
+        }
+    };
+    let mut rows = vec![0.0f64; width * height];
+    for y in 0..height {
+        window(&mut |x| image[y * width + x] as f64, width, &mut |x, v| rows[y * width + x] = v);
     }
-    let mut out = vec![0.0; width * height];
-    for y in 0..height {
-        for x in 0..width {
-            out[y * width + x] = (y.saturating_sub(r)..(y + r + 1).min(height)).map(|q| rows[q * width + x]).sum();
-        }
+    let mut out = vec![0.0f32; width * height];
+    for x in 0..width {
+        window(&mut |y| rows[y * width + x], height, &mut |y, v| out[y * width + x] = v as f32);
     }
     out
 }
@@ -291,6 +299,19 @@ fn last_step_loss(structure: &Structure, level: &Level, flow0: &[f32], weights: 
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn box_sum_is_the_sum_over_the_clipped_window() {
+        let (w, h, r) = (13, 7, 3);
+        let image: Vec<f32> = (0..w * h).map(|i| ((i * 37 % 11) as f32 - 5.0) * 0.3).collect();
+        let fast = super::box_sum(&image, w, h, r);
+        for y in 0..h {
+            for x in 0..w {
+                let direct: f32 = (y.saturating_sub(r)..(y + r + 1).min(h)).flat_map(|q| (x.saturating_sub(r)..(x + r + 1).min(w)).map(move |p| (p, q))).map(|(p, q)| image[q * w + p]).sum();
+                assert!((fast[y * w + x] - direct).abs() < 1e-5, "({x}, {y}): {} vs {direct}", fast[y * w + x]);
+            }
+        }
+    }
+
     use super::*;
 
     /// A smooth analytic texture, so a shifted copy is exact.

@@ -3,7 +3,6 @@
 //! the nearest-neighbour search ICP needs, and the "95 mm around the nose tip" crop of the
 //! benchmarks (MGCNet, FRGC).
 
-use std::collections::HashMap;
 
 /// x ↦ R x + t, in f64.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -129,55 +128,83 @@ fn largest_eigenvector(mut a: [[f64; 4]; 4]) -> [f64; 4] {
     std::array::from_fn(|i| v[i][best])
 }
 
-/// Nearest-neighbour search over a fixed cloud: a uniform grid of cubic cells, searched in
-/// growing shells until no nearer point can exist.
+/// Nearest-neighbour search over a fixed cloud: a uniform grid of cubic cells over the cloud's
+/// bounding box (cell lists in one array), searched in growing shells until no nearer point can
+/// exist.
 pub struct NearestGrid<'a> {
     points: &'a [f32],
     cell: f64,
-    cells: HashMap<[i32; 3], Vec<u32>>,
-    /// The occupied cells' bounding box.
-    lo: [i32; 3],
-    hi: [i32; 3],
+    /// The grid's first cell and its size in cells per axis.
+    lo: [i64; 3],
+    dims: [i64; 3],
+    /// Points of cell c: `ids[starts[c]..starts[c + 1]]`.
+    starts: Vec<u32>,
+    ids: Vec<u32>,
 }
 
 impl<'a> NearestGrid<'a> {
-    /// `cell` in the points' units; about the mean spacing of the points works best.
+    /// `cell` in the points' units; about the mean spacing of the points works best. The cell
+    /// grows when the box would need more than a few cells per point.
     pub fn new(points: &'a [f32], cell: f64) -> Self {
-        let mut cells: HashMap<[i32; 3], Vec<u32>> = HashMap::new();
-        let (mut lo, mut hi) = ([i32::MAX; 3], [i32::MIN; 3]);
-        for (i, p) in points.chunks(3).enumerate() {
-            let key = Self::key_of(point(p), cell);
+        let n = points.len() / 3;
+        let (mut lo_p, mut hi_p) = ([f64::MAX; 3], [f64::MIN; 3]);
+        for p in points.chunks(3) {
             for c in 0..3 {
-                lo[c] = lo[c].min(key[c]);
-                hi[c] = hi[c].max(key[c]);
+                lo_p[c] = lo_p[c].min(p[c] as f64);
+                hi_p[c] = hi_p[c].max(p[c] as f64);
             }
-            cells.entry(key).or_default().push(i as u32);
         }
-        Self { points, cell, cells, lo, hi }
-    }
-
-    fn key_of(p: [f64; 3], cell: f64) -> [i32; 3] {
-        p.map(|v| (v / cell).floor() as i32)
+        let mut cell = if cell.is_finite() && cell > 0.0 { cell } else { 1.0 };
+        let budget = (8 * n).max(1 << 16) as f64;
+        let count = |cell: f64| (0..3).map(|c| ((hi_p[c] - lo_p[c]) / cell).floor().max(0.0) + 1.0).product::<f64>();
+        while n > 0 && count(cell) > budget {
+            cell *= 2.0;
+        }
+        let lo: [i64; 3] = std::array::from_fn(|c| if n > 0 { (lo_p[c] / cell).floor() as i64 } else { 0 });
+        let dims: [i64; 3] = std::array::from_fn(|c| if n > 0 { (hi_p[c] / cell).floor() as i64 - lo[c] + 1 } else { 0 });
+        let total = (dims[0] * dims[1] * dims[2]).max(0) as usize;
+        let index_of = |p: &[f32]| -> usize {
+            let k: [i64; 3] = std::array::from_fn(|c| ((p[c] as f64 / cell).floor() as i64 - lo[c]).clamp(0, dims[c] - 1));
+            ((k[0] * dims[1] + k[1]) * dims[2] + k[2]) as usize
+        };
+        let mut starts = vec![0u32; total + 1];
+        for p in points.chunks(3) {
+            starts[index_of(p) + 1] += 1;
+        }
+        for c in 0..total {
+            starts[c + 1] += starts[c];
+        }
+        let mut cursor = starts.clone();
+        let mut ids = vec![0u32; n];
+        for (i, p) in points.chunks(3).enumerate() {
+            let c = index_of(p);
+            ids[cursor[c] as usize] = i as u32;
+            cursor[c] += 1;
+        }
+        Self { points, cell, lo, dims, starts, ids }
     }
 
     /// The index of the nearest point and its squared distance (`None` for an empty cloud).
     pub fn nearest(&self, q: [f64; 3]) -> Option<(usize, f64)> {
-        let centre = Self::key_of(q, self.cell);
-        let mut best: Option<(usize, f64)> = None;
-        if self.cells.is_empty() {
+        if self.ids.is_empty() {
             return None;
         }
-        // No shell beyond the far corner of the occupied box can hold a point.
-        let last = (0..3).map(|c| (centre[c] - self.lo[c]).abs().max((self.hi[c] - centre[c]).abs())).max().unwrap_or(0);
+        let centre: [i64; 3] = std::array::from_fn(|c| (q[c] / self.cell).floor() as i64 - self.lo[c]);
+        let mut best: Option<(usize, f64)> = None;
+        // No shell beyond the far corner of the grid can hold a point.
+        let last = (0..3).map(|c| centre[c].abs().max((self.dims[c] - 1 - centre[c]).abs())).max().unwrap_or(0);
         for shell in 0..=last {
-            for dx in -shell..=shell {
-                for dy in -shell..=shell {
-                    for dz in -shell..=shell {
-                        if dx.abs().max(dy.abs()).max(dz.abs()) != shell {
+            // Only the shell's cells inside the grid.
+            let range = |c: usize| (centre[c] - shell).max(0)..=(centre[c] + shell).min(self.dims[c] - 1);
+            for x in range(0) {
+                for y in range(1) {
+                    let on_face = (x - centre[0]).abs() == shell || (y - centre[1]).abs() == shell;
+                    for z in range(2) {
+                        if !on_face && (z - centre[2]).abs() != shell {
                             continue;
                         }
-                        let Some(ids) = self.cells.get(&[centre[0] + dx, centre[1] + dy, centre[2] + dz]) else { continue };
-                        for &i in ids {
+                        let c = ((x * self.dims[1] + y) * self.dims[2] + z) as usize;
+                        for &i in &self.ids[self.starts[c] as usize..self.starts[c + 1] as usize] {
                             let d = sub(point(&self.points[3 * i as usize..]), q);
                             let d2 = dot(d, d);
                             if best.is_none_or(|(_, b)| d2 < b) {
