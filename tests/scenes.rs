@@ -236,3 +236,19 @@ fn backward_systems_need_a_loss_upstream() {
     let shown = plan(&scene(&text, "backward.ron")).unwrap_err().to_string();
     assert!(shown.contains("system `render_backward` reads `Grad<Rendered>`, which no upstream system produces"), "{shown}");
 }
+
+/// `faceforge bench decode` and `bench fit` run and report each case against its baseline from
+/// the same run (the numbers themselves belong to docs/performance.md, not to a test).
+#[test]
+fn benchmarks_run_and_report_ratios_against_a_baseline() {
+    let model = faceforge_model::MorphableModel::generate(&faceforge_model::ModelSpec { preset: faceforge_model::Preset::Tiny, ..Default::default() });
+    let rows = faceforge::bench::decode(&model, &[1, 4], 1);
+    assert_eq!(rows.len(), 4);
+    assert!(rows.iter().all(|r| r.ms.iter().all(|t| t.is_finite() && *t >= 0.0)));
+    let table = faceforge::bench::rows_table("ms/frame", &rows);
+    assert!(table.contains("× frame by frame, batch 4"), "{table}");
+    let scene = quickstart_into(tempfile::tempdir().unwrap().path());
+    let rows = faceforge::bench::fit(&scene, &["tiny"], 1).unwrap();
+    assert_eq!(rows.len(), 2);
+    assert_eq!(rows[1].baseline.as_ref().map(|b| b.0.as_str()), Some("landmark + regulariser, tiny"));
+}

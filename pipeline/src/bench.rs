@@ -12,6 +12,7 @@ use faceforge_kernels::Backend;
 use faceforge_components::Pose;
 use faceforge_model::{MorphableModel, SplitMix64};
 use faceforge_systems::reconstruct::{decode_adjoint, decode_stacked, DeviceModel};
+use anyhow::Context;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -152,4 +153,105 @@ pub fn table(timings: &[Timing]) -> String {
         s.push_str(&format!("- {}, batch {}: {}\n", t.backend, t.batch, parts.join(", ")));
     }
     s
+}
+
+/// min, median, max of some samples.
+fn spread(mut samples: Vec<f64>) -> [f64; 3] {
+    samples.sort_by(f64::total_cmp);
+    [samples[0], samples[samples.len() / 2], samples[samples.len() - 1]]
+}
+
+/// One row of a timing table: what, min / median / max, and the ratio of its median to a
+/// baseline's measured in the same run.
+#[derive(Debug, Clone)]
+pub struct Row {
+    pub case: String,
+    pub ms: [f64; 3],
+    pub baseline: Option<(String, f64)>,
+}
+
+/// Rows as Markdown.
+pub fn rows_table(unit: &str, rows: &[Row]) -> String {
+    let mut s = format!("| case | {unit} min | median | max | × baseline (same run) |\n| --- | ---: | ---: | ---: | --- |\n");
+    for r in rows {
+        let ratio = r.baseline.as_ref().map_or("–".to_string(), |(name, b)| format!("{:.2} × {name}", r.ms[1] / b));
+        s.push_str(&format!("| {} | {:.3} | {:.3} | {:.3} | {ratio} |\n", r.case, r.ms[0], r.ms[1], r.ms[2]));
+    }
+    s
+}
+
+/// `faceforge bench decode`: ms per frame of decoding a batch as one product over the batch
+/// (the basis read once) against one matrix–vector product per frame (the basis read per frame),
+/// native CPU.
+pub fn decode(model: &MorphableModel, batches: &[usize], repeats: usize) -> Vec<Row> {
+    let backend = Backend::Cpu;
+    let mut rows = Vec::new();
+    for &batch in batches {
+        let b = make_batch(model, batch, 224, 3);
+        let (k_id, k_exp) = (model.n_id(), model.n_exp());
+        let time = |f: &dyn Fn()| -> [f64; 3] {
+            f();
+            spread((0..repeats).map(|_| {
+                let start = Instant::now();
+                f();
+                start.elapsed().as_secs_f64() * 1e3 / batch as f64
+            }).collect())
+        };
+        let per_frame = time(&|| {
+            for i in 0..batch {
+                std::hint::black_box(decode_stacked(&backend, model, None, 1, &b.id[i * k_id..(i + 1) * k_id], &b.exp[i * k_exp..(i + 1) * k_exp], None));
+            }
+        });
+        let batched = time(&|| {
+            std::hint::black_box(decode_stacked(&backend, model, None, batch, &b.id, &b.exp, None));
+        });
+        let name = format!("frame by frame, batch {batch}");
+        rows.push(Row { case: name.clone(), ms: per_frame, baseline: None });
+        rows.push(Row { case: format!("one product over the batch, batch {batch}"), ms: batched, baseline: Some((name, per_frame[1])) });
+    }
+    rows
+}
+
+/// The systems that only the image terms need.
+const IMAGE_TERM_SYSTEMS: [&str; 7] = ["sample_texture", "visibility", "swap_visible_texture", "render_swapped", "render_swapped_backward", "swap_visible_texture_backward", "sample_texture_backward"];
+
+/// `faceforge bench fit`: ms per iteration of a PGN fit (the quickstart's graph: 2 frames,
+/// shared identity, swaps, every loss) at each model size, against the landmark-only fit of
+/// the same frames in the same run.
+pub fn fit(scene: &crate::LoadedScene, presets: &[&str], repeats: usize) -> anyhow::Result<Vec<Row>> {
+    let mut rows = Vec::new();
+    for preset in presets {
+        let time_scene = |landmarks_only: bool| -> anyhow::Result<[f64; 3]> {
+            let mut s = scene.clone();
+            let model = faceforge_model::Preset::parse(preset).with_context(|| format!("unknown preset `{preset}`; presets: tiny, default, bfm"))?;
+            s.apply_overrides(&[format!("model.Procedural.preset={model:?}"), "backend=Cpu".to_string()])?;
+            if landmarks_only {
+                // The "L_l + L_r" row of the ablation: no texture swap, no image terms.
+                s.scene.systems.retain(|sys| !IMAGE_TERM_SYSTEMS.contains(&sys.name.as_str()));
+                s.scene.losses.retain(|name, _| name == "landmark" || name == "regulariser");
+            }
+            let mut prepared = crate::run::prepare(&s)?;
+            // Two warm-up iterations (first-iteration set-up: shared identity, device caches).
+            crate::run::iterate(&mut prepared, 2, false)?;
+            let mut samples = Vec::new();
+            for _ in 0..repeats {
+                let start = Instant::now();
+                crate::run::iterate(&mut prepared, 1, false)?;
+                samples.push(start.elapsed().as_secs_f64() * 1e3);
+            }
+            Ok(spread(samples))
+        };
+        let landmarks = time_scene(true)?;
+        let full = time_scene(false)?;
+        let name = format!("landmark + regulariser, {preset}");
+        rows.push(Row { case: name.clone(), ms: landmarks, baseline: None });
+        rows.push(Row { case: format!("full loss (census, semantic, flow), {preset}"), ms: full, baseline: Some((name, landmarks[1])) });
+    }
+    Ok(rows)
+}
+
+/// The machine, for the record: CPU model and core count.
+pub fn machine() -> String {
+    let cpu = std::fs::read_to_string("/proc/cpuinfo").ok().and_then(|s| s.lines().find(|l| l.starts_with("model name")).and_then(|l| l.split(':').nth(1)).map(|m| m.trim().to_string())).unwrap_or_else(|| "unknown CPU".into());
+    format!("{cpu}, {} cores", std::thread::available_parallelism().map_or(1, |n| n.get()))
 }

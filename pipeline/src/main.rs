@@ -109,6 +109,30 @@ enum Command {
 
 #[derive(Subcommand)]
 enum BenchCommand {
+    /// Decode: one product over the batch against one matrix–vector product per frame.
+    Decode {
+        #[arg(long, default_value = "bfm")]
+        preset: String,
+        #[arg(long, default_value = "1,16,64", value_delimiter = ',')]
+        batch: Vec<usize>,
+        #[arg(long, default_value_t = 5)]
+        repeats: usize,
+        /// Append the table (with the machine and the command) to this Markdown file.
+        #[arg(long)]
+        record: Option<PathBuf>,
+    },
+    /// One iteration of the quickstart's PGN fit (2 frames, every loss) per model size, against
+    /// the landmark-only fit.
+    Fit {
+        #[arg(long, default_value = "scenes/quickstart.ron")]
+        scene: PathBuf,
+        #[arg(long, default_value = "default,bfm", value_delimiter = ',')]
+        presets: Vec<String>,
+        #[arg(long, default_value_t = 10)]
+        repeats: usize,
+        #[arg(long)]
+        record: Option<PathBuf>,
+    },
     /// decode → project → rasterize → interpolate → sample, forward and forward + backward.
     Render {
         /// Model preset (tiny, default, bfm).
@@ -211,6 +235,22 @@ fn metrics_text(m: &faceforge::metrics::RunMetrics) -> String {
     s
 }
 
+/// Prints a benchmark's table and, when asked, appends it to a Markdown file with the date, the
+/// machine and the command that made it.
+fn report_bench(title: &str, table: &str, record: Option<&std::path::Path>) -> anyhow::Result<()> {
+    println!("{title}\n\n{table}");
+    if let Some(path) = record {
+        let command: Vec<String> = std::env::args().skip(1).filter(|a| !a.starts_with("--record") && Some(a.as_str()) != path.to_str()).collect();
+        let stamp = std::process::Command::new("date").arg("+%Y-%m-%d").output().ok().map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string()).unwrap_or_default();
+        let entry = format!("\n### {title}\n\n{stamp}, {}; `cargo run --release -- {}`\n\n{table}", faceforge::bench::machine(), command.join(" "));
+        let mut text = std::fs::read_to_string(path).unwrap_or_default();
+        text.push_str(&entry);
+        faceforge_model::atomic_write(path, text.as_bytes()).with_context(|| format!("writing {}", path.display()))?;
+        println!("appended to {}", path.display());
+    }
+    Ok(())
+}
+
 fn load_scene(path: &std::path::Path, overrides: &[String]) -> anyhow::Result<LoadedScene> {
     let mut loaded = LoadedScene::load(path)?;
     loaded.apply_overrides(overrides)?;
@@ -292,6 +332,20 @@ fn execute(cli: Cli) -> anyhow::Result<()> {
             let frames = faceforge::synth::generate(&model, &faceforge_kernels::Backend::Cpu, &spec);
             let files = faceforge::synth::write(&out, &frames).with_context(|| format!("writing to {}", out.display()))?;
             println!("wrote {} frames ({files} files) to {}", frames.len(), out.display());
+        }
+        Command::Bench { command: BenchCommand::Decode { preset, batch, repeats, record } } => {
+            let preset = Preset::parse(&preset).with_context(|| format!("unknown preset `{preset}`; presets: tiny, default, bfm"))?;
+            let model = MorphableModel::generate(&ModelSpec { preset, ..ModelSpec::default() });
+            let title = format!("decode, model {} ({} vertices, {} + {} components), native CPU, ms per frame, {repeats} repeats", preset.name(), model.n_vertices(), model.n_id(), model.n_exp());
+            let table = faceforge::bench::rows_table("ms/frame", &faceforge::bench::decode(&model, &batch, repeats.max(1)));
+            report_bench(&title, &table, record.as_deref())?;
+        }
+        Command::Bench { command: BenchCommand::Fit { scene, presets, repeats, record } } => {
+            let loaded = load_scene(&scene, &[])?;
+            let presets: Vec<&str> = presets.iter().map(String::as_str).collect();
+            let title = format!("one fit iteration of {} (native CPU), ms per iteration, {repeats} repeats", scene.display());
+            let table = faceforge::bench::rows_table("ms/iteration", &faceforge::bench::fit(&loaded, &presets, repeats.max(1))?);
+            report_bench(&title, &table, record.as_deref())?;
         }
         Command::Bench { command: BenchCommand::Render { preset, size, batch, repeats, wgpu } } => {
             let preset = Preset::parse(&preset).with_context(|| format!("unknown preset `{preset}`; presets: tiny, default, bfm"))?;
