@@ -251,4 +251,8 @@ fn benchmarks_run_and_report_ratios_against_a_baseline() {
     let rows = faceforge::bench::fit(&scene, &["tiny"], 1).unwrap();
     assert_eq!(rows.len(), 2);
     assert_eq!(rows[1].baseline.as_ref().map(|b| b.0.as_str()), Some("landmark + regulariser, tiny"));
+    let mut clip = LoadedScene::load(&scenes_dir().join("clip_fit.ron")).unwrap();
+    clip.apply_overrides(&["model.Procedural.preset=Tiny".to_string(), "backend=Cpu".to_string(), "iterations=3".to_string(), "data.Synthetic.size=64".to_string()]).unwrap();
+    let rows = faceforge::bench::run_clip(&clip, 10).unwrap();
+    assert!(rows[0].case.starts_with("1 frames") && rows[1].case.starts_with("10 frames") && rows[1].case.contains("peak memory"), "{rows:?}");
 }

@@ -255,3 +255,33 @@ pub fn machine() -> String {
     let cpu = std::fs::read_to_string("/proc/cpuinfo").ok().and_then(|s| s.lines().find(|l| l.starts_with("model name")).and_then(|l| l.split(':').nth(1)).map(|m| m.trim().to_string())).unwrap_or_else(|| "unknown CPU".into());
     format!("{cpu}, {} cores", std::thread::available_parallelism().map_or(1, |n| n.get()))
 }
+
+/// `faceforge bench run`: a whole run of a clip scene (data, iterations, outputs, report) at
+/// the scene's frame count and at a tenth of it: frames per second, seconds, and the process's
+/// peak memory after each, the smaller run as the baseline (how the cost scales with frames).
+pub fn run_clip(scene: &crate::LoadedScene, frames: u32) -> anyhow::Result<Vec<Row>> {
+    let mut rows = Vec::new();
+    let mut baseline = None;
+    for count in [(frames / 10).max(1), frames] {
+        let out = tempfile_dir()?;
+        let mut s = scene.clone();
+        s.apply_overrides(&[format!("data.Synthetic.frames={count}"), format!("outputs.dir={:?}", out.display().to_string())])?;
+        let summary = crate::run::run(&s, false)?;
+        let _ = std::fs::remove_dir_all(&out);
+        let fps = summary.frames as f64 / summary.seconds;
+        let case = format!("{} frames: {:.2} s, {:.1} frames/s, peak memory {:.0} MB", summary.frames, summary.seconds, fps, summary.peak_memory_mb.unwrap_or(f64::NAN));
+        // The table's numbers are milliseconds per frame, the inverse of the frame rate.
+        let ms = 1e3 / fps;
+        rows.push(Row { case: case.clone(), ms: [ms; 3], baseline: baseline.clone() });
+        baseline.get_or_insert((format!("{} frames", summary.frames), ms));
+    }
+    Ok(rows)
+}
+
+/// A fresh folder under the system's temporary directory.
+fn tempfile_dir() -> anyhow::Result<std::path::PathBuf> {
+    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos());
+    let dir = std::env::temp_dir().join(format!("faceforge-bench-{}-{nanos}", std::process::id()));
+    std::fs::create_dir_all(&dir)?;
+    Ok(dir)
+}

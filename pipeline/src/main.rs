@@ -121,6 +121,16 @@ enum BenchCommand {
         #[arg(long)]
         record: Option<PathBuf>,
     },
+    /// A whole run of a clip scene at its frame count and at a tenth of it: frames per second and
+    /// peak memory.
+    Run {
+        #[arg(long, default_value = "scenes/clip_fit.ron")]
+        scene: PathBuf,
+        #[arg(long, default_value_t = 100)]
+        frames: u32,
+        #[arg(long)]
+        record: Option<PathBuf>,
+    },
     /// One iteration of the quickstart's PGN fit (2 frames, every loss) per model size, against
     /// the landmark-only fit.
     Fit {
@@ -279,12 +289,13 @@ fn execute(cli: Cli) -> anyhow::Result<()> {
                 (None, None) => unreachable!("clap requires a scene or --resume"),
             };
             println!(
-                "{}: {} frames × {} iterations in {:.2} s on {}; wrote {} files to {}",
+                "{}: {} frames × {} iterations in {:.2} s on {}, peak memory {}; wrote {} files to {}",
                 summary.scene,
                 summary.frames,
                 summary.iterations,
                 summary.seconds,
                 summary.backend,
+                summary.peak_memory_mb.map_or("–".into(), |mb| format!("{mb:.0} MB")),
                 summary.files.len() + 1,
                 summary.out_dir.display()
             );
@@ -338,6 +349,12 @@ fn execute(cli: Cli) -> anyhow::Result<()> {
             let model = MorphableModel::generate(&ModelSpec { preset, ..ModelSpec::default() });
             let title = format!("decode, model {} ({} vertices, {} + {} components), native CPU, ms per frame, {repeats} repeats", preset.name(), model.n_vertices(), model.n_id(), model.n_exp());
             let table = faceforge::bench::rows_table("ms/frame", &faceforge::bench::decode(&model, &batch, repeats.max(1)));
+            report_bench(&title, &table, record.as_deref())?;
+        }
+        Command::Bench { command: BenchCommand::Run { scene, frames, record } } => {
+            let loaded = load_scene(&scene, &[])?;
+            let title = format!("a whole run of {} (native CPU unless the scene says otherwise), ms per frame", scene.display());
+            let table = faceforge::bench::rows_table("ms/frame", &faceforge::bench::run_clip(&loaded, frames)?);
             report_bench(&title, &table, record.as_deref())?;
         }
         Command::Bench { command: BenchCommand::Fit { scene, presets, repeats, record } } => {

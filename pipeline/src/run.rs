@@ -40,6 +40,15 @@ pub struct RunSummary {
     /// Every iteration's loss terms (also written as `losses.csv`).
     #[serde(skip)]
     pub loss_history: LossHistory,
+    /// The process's peak resident memory so far (MB; Linux), when the run ended.
+    pub peak_memory_mb: Option<f64>,
+}
+
+/// The process's peak resident set size in MB (`VmHWM` of /proc/self/status), on Linux.
+pub fn peak_memory_mb() -> Option<f64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let kb: f64 = status.lines().find(|l| l.starts_with("VmHWM:"))?.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kb / 1024.0)
 }
 
 /// Loads the scene's model.
@@ -357,6 +366,7 @@ fn finish(loaded: &LoadedScene, prepared: Prepared, loss_history: LossHistory, s
             ("model".into(), format!("{} ({} vertices)", model.origin(), model.n_vertices())),
             ("frames × iterations".into(), format!("{frames} × {}", scene.iterations)),
             ("time".into(), format!("{seconds:.1} s")),
+            ("peak memory".into(), peak_memory_mb().map_or("–".into(), |mb| format!("{mb:.0} MB"))),
         ]
         .into_iter()
         .chain((!skipped.is_empty()).then(|| ("skipped inputs".to_string(), skipped.iter().map(|s| format!("{}: {}", s.file.display(), s.reason)).collect::<Vec<_>>().join("; "))))
@@ -387,6 +397,7 @@ fn finish(loaded: &LoadedScene, prepared: Prepared, loss_history: LossHistory, s
         out_dir: out_dir.clone(),
         files,
         loss_history,
+        peak_memory_mb: peak_memory_mb(),
     };
     atomic_write(&out_dir.join("run.json"), serde_json::to_string_pretty(&summary)?.as_bytes())?;
     Ok(summary)
