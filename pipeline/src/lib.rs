@@ -1,6 +1,8 @@
 //! faceforge: reconstruct 3D faces from images, multi-view sets and clips as a dataflow pipeline
-//! on an ECS. This crate holds the scene schema, the graph builder, the data sources, the runner,
-//! the outputs and the `faceforge` command line.
+//! on an ECS. This crate holds the scene schema, the graph builder, the data sources (synthetic,
+//! image folders), the runner with its checkpoints, the outputs (meshes, textures, landmarks),
+//! the papers' metrics and the reports, the model importers (MAT, HDF5), the benchmarks and the
+//! `faceforge` command line.
 
 pub mod alignment;
 pub mod bench;
