@@ -185,3 +185,34 @@ fn the_swapped_texture_drawn_at_the_target_pose_reproduces_the_target() {
     }
     assert_eq!(checked, 2, "both directions");
 }
+
+/// MGCNet's pinhole camera against PGN's weak perspective: a face seen frontally at distance d
+/// with focal length f = s·d (so the image scale s stays 1 px/mm: the 144-mm-wide face spans
+/// 144 px of a 224-px crop) projects like the weak-perspective camera of scale s once d is
+/// large. The gap is about s²·x·z/f, so it shrinks as 1/d: 0.09 px on average (0.48 px at the
+/// worst vertex, the cheek's rim) at f = 5000 px.
+#[test]
+fn pinhole_converges_to_weak_perspective_with_distance() {
+    use faceforge_kernels::project::{forward_cpu, pinhole_params, weak_params, CameraModel};
+    let model = faceforge_model::MorphableModel::generate(&faceforge_model::ModelSpec::default());
+    let n = model.n_vertices();
+    // Centred on its mean depth, so the weak camera's reference plane is the face's.
+    let z_mean = model.mean_shape().chunks(3).map(|p| p[2]).sum::<f32>() / n as f32;
+    let face: Vec<f32> = model.mean_shape().chunks(3).flat_map(|p| [p[0], p[1], p[2] - z_mean]).collect();
+    let s = 1.0f32;
+    let weak = forward_cpu(CameraModel::WeakPerspective, &face, &weak_params([[s, 0.0, 0.0, 112.0], [0.0, -s, 0.0, 112.0]]), n);
+    let gap = |f: f32| -> (f32, f32) {
+        let d = f / s;
+        // X_c = R X + t with y down and z forward: the camera looks along −z of the model.
+        let pinhole = forward_cpu(CameraModel::Pinhole, &face, &pinhole_params([f, f, 112.0, 112.0], [1.0, 0.0, 0.0, 0.0, -1.0, 0.0, 0.0, 0.0, -1.0], [0.0, 0.0, d]), n);
+        let errors: Vec<f32> = pinhole.chunks(4).zip(weak.chunks(4)).map(|(p, w)| ((p[0] - w[0]).powi(2) + (p[1] - w[1]).powi(2)).sqrt()).collect();
+        (errors.iter().sum::<f32>() / n as f32, errors.iter().fold(0.0, |a, b| a.max(*b)))
+    };
+    let (mean_5000, max_5000) = gap(5000.0);
+    let (mean_10000, _) = gap(10000.0);
+    let (mean_1000, _) = gap(1000.0);
+    eprintln!("pinhole vs weak perspective: mean {mean_1000:.3} px at f = 1000, {mean_5000:.3} px (max {max_5000:.3}) at f = 5000, {mean_10000:.3} px at f = 10000");
+    assert!(mean_5000 < 0.1 && max_5000 < 0.5, "at f = 5000 px: mean {mean_5000}, max {max_5000}");
+    // As 1/d: doubling the distance halves the gap (within 10 %).
+    assert!((mean_5000 / mean_10000 - 2.0).abs() < 0.2 && mean_1000 > 4.0 * mean_5000);
+}

@@ -5,6 +5,8 @@
 pub mod backend;
 pub mod census;
 pub mod decode;
+pub mod depth_consistency;
+pub mod epipolar;
 pub mod features;
 pub mod flow;
 pub mod interpolate;
