@@ -4,6 +4,7 @@
 
 pub mod backend;
 pub mod census;
+pub mod covisible;
 pub mod decode;
 pub mod depth_consistency;
 pub mod epipolar;
