@@ -223,7 +223,8 @@ fn pinhole_converges_to_weak_perspective_with_distance() {
 /// triangles under that source pixel, f64) and lies inside the source image. The paper's map
 /// (triangles touching a vertex seen in both views) agrees exactly at 0° and by IoU 0.969 at 30°,
 /// 0.945 at 60°: it spills one triangle ring past the occlusion boundaries (most disagreeing
-/// pixels are in the map only). The issue asks for 0.98; a per-pixel depth test is the next step.
+/// pixels are in the map only). The per-pixel depth test (`by_depth`) reaches 0.982 at 30° and
+/// 0.964 at 60°; the issue asks for 0.98 at 60° too (grazing, steep far cheek: still open).
 #[test]
 fn covisible_map_matches_ray_casting() {
     use faceforge_kernels::covisible;
@@ -251,6 +252,8 @@ fn covisible_map_matches_ray_casting() {
         let source_cam = camera(yaw);
         let (source_projected, _, visible_s) = view(&source_cam);
         let map = covisible::map(&visible_t, &visible_s, triangles, &target_raster.tri);
+        let (_, source_raster, _) = view(&source_cam);
+        let per_pixel = covisible::by_depth(model.mean_shape(), triangles, &target_raster, &source_raster, &source_cam, 1.0);
         // Each triangle in source camera space, and its pixel box there, for the ray casts.
         let corner = |v: u32| to_camera(&source_cam, std::array::from_fn(|k| model.mean_shape()[3 * v as usize + k] as f64));
         let tris: Vec<[[f64; 3]; 3]> = triangles.chunks(3).map(|t| [corner(t[0]), corner(t[1]), corner(t[2])]).collect();
@@ -260,6 +263,7 @@ fn covisible_map_matches_ray_casting() {
             [a[0].min(b[0]).min(c[0]), a[0].max(b[0]).max(c[0]), a[1].min(b[1]).min(c[1]), a[1].max(b[1]).max(c[1])]
         }).collect();
         let (mut both, mut either, mut only_map) = (0usize, 0usize, 0usize);
+        let (mut both_px, mut either_px, mut only_px) = (0usize, 0usize, 0usize);
         for i in 0..w * h {
             let t = target_raster.tri[i];
             let truth = t != 0 && {
@@ -293,7 +297,15 @@ fn covisible_map_matches_ray_casting() {
             both += (truth && mapped) as usize;
             either += (truth || mapped) as usize;
             only_map += (mapped && !truth) as usize;
+            let by_pixel = per_pixel[i] > 0.0;
+            both_px += (truth && by_pixel) as usize;
+            either_px += (truth || by_pixel) as usize;
+            only_px += (by_pixel && !truth) as usize;
         }
+        let iou_px = both_px as f64 / either_px.max(1) as f64;
+        eprintln!("yaw {yaw}°: per-pixel covisible IoU {iou_px:.4} ({only_px} only per pixel, {} only in the truth)", either_px - both_px - only_px);
+        let floor_px = match yaw as i32 { 0 => 0.999, 30 => 0.98, _ => 0.96 };
+        assert!(iou_px >= floor_px, "yaw {yaw}°: per-pixel IoU {iou_px} (floor {floor_px})");
         let iou = both as f64 / either.max(1) as f64;
         eprintln!("yaw {yaw}°: covisible IoU {iou:.4} over {either} pixels ({only_map} only in the map, {} only in the truth)", either - both - only_map);
         let floor = match yaw as i32 { 0 => 0.999, 30 => 0.965, _ => 0.94 };
