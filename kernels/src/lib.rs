@@ -21,6 +21,7 @@ pub mod rasterize;
 pub mod reduce;
 pub mod sample;
 pub mod shade;
+pub mod view_synthesis;
 pub mod visibility;
 #[doc(hidden)]
 pub mod testing;
