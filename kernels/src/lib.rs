@@ -16,6 +16,7 @@ pub mod luminance;
 pub mod normals;
 pub mod parallel;
 pub mod pgn;
+pub mod pixel_consistency;
 pub mod project;
 pub mod rasterize;
 pub mod reduce;
