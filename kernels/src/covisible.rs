@@ -5,8 +5,10 @@
 //!   those triangles are the drawn surface. It spills about a triangle ring past occlusions.
 //! - `by_depth`, per pixel: the surface point a target pixel shows (its triangle and
 //!   barycentrics), moved into the source camera, is covisible when it lands inside the source
-//!   image and the source's z-buffer at its pixel or one of the 8 around it is within
-//!   `tolerance` of its depth, or shows a triangle sharing a vertex with its own.
+//!   image and nothing nearer by more than `tolerance` lies on the ray through it among the
+//!   triangles the source draws at its pixel and the 8 around it (exact ray–triangle tests,
+//!   so steep surfaces are judged at the point, not at pixel centres); at a silhouette, where
+//!   none of them holds the point, when one of them shares a vertex with its own triangle.
 
 use crate::rasterize::Raster;
 
@@ -40,13 +42,44 @@ pub fn by_depth(positions: &[f32], triangles: &[u32], target: &Raster, source: &
             if u < 0.0 || v < 0.0 || u >= w as f32 || v >= h as f32 {
                 return 0.0;
             }
-            // The pixel and its 8 neighbours: on a steep surface the depth changes by more than
-            // the tolerance within one pixel.
+            // The triangles drawn at the pixel and its 8 neighbours are the surface near (u, v):
+            // the nearest of them whose footprint holds (u, v), intersected exactly along the
+            // ray through (u, v), must be (within `tolerance`) the point itself.
             let (x0, y0) = (u as usize, v as usize);
-            let seen = (y0.saturating_sub(1)..(y0 + 2).min(h)).flat_map(|y| (x0.saturating_sub(1)..(x0 + 2).min(w)).map(move |x| y * w + x)).any(|j| {
-                let shown = source.tri[j];
-                shown != 0 && ((source.depth[j] - p[2]).abs() <= tolerance || triangles[3 * (shown as usize - 1)..3 * shown as usize].iter().any(|v| tri.contains(v)))
-            });
+            let mut shown: Vec<u32> = (y0.saturating_sub(1)..(y0 + 2).min(h)).flat_map(|y| (x0.saturating_sub(1)..(x0 + 2).min(w)).map(move |x| y * w + x)).map(|j| source.tri[j]).filter(|&t| t != 0).collect();
+            shown.sort_unstable();
+            shown.dedup();
+            let ray = [(u - c[2]) / c[0], (v - c[3]) / c[1], 1.0];
+            let corner = |v: u32| -> [f32; 3] {
+                let x = &positions[3 * v as usize..3 * v as usize + 3];
+                std::array::from_fn(|r| c[4 + 3 * r] * x[0] + c[5 + 3 * r] * x[1] + c[6 + 3 * r] * x[2] + c[13 + r])
+            };
+            let nearest = shown
+                .iter()
+                .filter_map(|&s| {
+                    let t3 = &triangles[3 * (s as usize - 1)..3 * s as usize];
+                    let [a, b, cc] = [corner(t3[0]), corner(t3[1]), corner(t3[2])];
+                    let (e1, e2) = ([b[0] - a[0], b[1] - a[1], b[2] - a[2]], [cc[0] - a[0], cc[1] - a[1], cc[2] - a[2]]);
+                    let pv = [ray[1] * e2[2] - ray[2] * e2[1], ray[2] * e2[0] - ray[0] * e2[2], ray[0] * e2[1] - ray[1] * e2[0]];
+                    let det = e1[0] * pv[0] + e1[1] * pv[1] + e1[2] * pv[2];
+                    if det.abs() < 1e-12 {
+                        return None;
+                    }
+                    let tv = [-a[0], -a[1], -a[2]];
+                    let bu = (tv[0] * pv[0] + tv[1] * pv[1] + tv[2] * pv[2]) / det;
+                    let qv = [tv[1] * e1[2] - tv[2] * e1[1], tv[2] * e1[0] - tv[0] * e1[2], tv[0] * e1[1] - tv[1] * e1[0]];
+                    let bv = (ray[0] * qv[0] + ray[1] * qv[1] + ray[2] * qv[2]) / det;
+                    // The ray has z = 1, so the distance along it is the depth.
+                    let depth = (e2[0] * qv[0] + e2[1] * qv[1] + e2[2] * qv[2]) / det;
+                    (bu >= -1e-4 && bv >= -1e-4 && bu + bv <= 1.0 + 1e-4 && depth > 0.0).then_some(depth)
+                })
+                .fold(f32::MAX, f32::min);
+            let seen = if nearest < f32::MAX {
+                p[2] <= nearest + tolerance
+            } else {
+                // No drawn triangle holds (u, v) (a silhouette): the point's own surface shown nearby.
+                shown.iter().any(|&s| triangles[3 * (s as usize - 1)..3 * s as usize].iter().any(|v| tri.contains(v)))
+            };
             if seen { 1.0 } else { 0.0 }
         })
         .collect()
