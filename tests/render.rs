@@ -217,6 +217,22 @@ fn pinhole_converges_to_weak_perspective_with_distance() {
     assert!((mean_5000 / mean_10000 - 2.0).abs() < 0.2 && mean_1000 > 4.0 * mean_5000);
 }
 
+/// A pinhole view of a model's mean face turned `yaw` degrees about its vertical axis, from
+/// 700 mm (y down, z forward): the camera's 16 parameters, the raster, and the mean albedo drawn
+/// unlit (so a surface point has one colour in every view).
+fn pinhole_view(model: &faceforge_model::MorphableModel, k: [f32; 4], size: usize, yaw: f32) -> ([f32; 16], rasterize::Raster, Vec<f32>) {
+    use faceforge_kernels::project::{forward_cpu, pinhole_params, CameraModel};
+    let r = project::rotation_ypr(yaw.to_radians(), 0.0, 0.0);
+    let flipped: [f32; 9] = std::array::from_fn(|i| if i / 3 == 0 { r[i] } else { -r[i] });
+    let cam = pinhole_params(k, flipped, [0.0, 0.0, 700.0]);
+    let n = model.n_vertices();
+    let projected = forward_cpu(CameraModel::Pinhole, model.mean_shape(), &cam, n);
+    let shape = RasterShape { batch: 1, width: size, height: size };
+    let raster = rasterize::forward_cpu(shape, &projected, model.triangles(), n);
+    let image = faceforge_kernels::interpolate::forward_cpu(shape, &projected, model.triangles(), n, &raster.tri, model.mean_albedo(), 3);
+    (cam, raster, image)
+}
+
 /// MGCNet's covisible map against ray casting. The `default` face seen by a pinhole camera, the
 /// source view turned 0°, 30°, 60°: a target pixel is truly covisible when the surface point it
 /// shows is the first thing a ray from the source camera meets (Möller–Trumbore over the
@@ -228,31 +244,22 @@ fn pinhole_converges_to_weak_perspective_with_distance() {
 #[test]
 fn covisible_map_matches_ray_casting() {
     use faceforge_kernels::covisible;
-    use faceforge_kernels::project::{forward_cpu, pinhole_params, CameraModel};
+    use faceforge_kernels::project::{forward_cpu, CameraModel};
     let model = faceforge_model::MorphableModel::generate(&faceforge_model::ModelSpec::default());
     let (n, triangles) = (model.n_vertices(), model.triangles());
     let adjacency = Adjacency::new(n, triangles);
     let (w, h) = (160usize, 160usize);
-    let camera = |yaw: f32| {
-        // The head turned by `yaw` about its vertical axis, seen from 700 mm (y down, z forward).
-        let r = project::rotation_ypr(yaw.to_radians(), 0.0, 0.0);
-        let flipped: [f32; 9] = std::array::from_fn(|i| if i / 3 == 0 { r[i] } else { -r[i] });
-        pinhole_params([700.0, 700.0, 80.0, 80.0], flipped, [0.0, 0.0, 700.0])
-    };
-    let view = |cam: &[f32; 16]| {
-        let projected = forward_cpu(CameraModel::Pinhole, model.mean_shape(), cam, n);
-        let raster = rasterize::forward_cpu(RasterShape { batch: 1, width: w, height: h }, &projected, triangles, n);
+    let view = |yaw: f32| {
+        let (cam, raster, _) = pinhole_view(&model, [700.0, 700.0, 80.0, 80.0], w, yaw);
+        let projected = forward_cpu(CameraModel::Pinhole, model.mean_shape(), &cam, n);
         let visible = visibility::by_zbuffer_cpu(&raster, &projected, n, 1.0, &adjacency);
-        (projected, raster, visible)
+        (cam, projected, raster, visible)
     };
     let to_camera = |cam: &[f32; 16], x: [f64; 3]| -> [f64; 3] { std::array::from_fn(|i| (0..3).map(|k| cam[4 + 3 * i + k] as f64 * x[k]).sum::<f64>() + cam[13 + i] as f64) };
-    let target_cam = camera(0.0);
-    let (_, target_raster, visible_t) = view(&target_cam);
+    let (_, _, target_raster, visible_t) = view(0.0);
     for yaw in [0.0f32, 30.0, 60.0] {
-        let source_cam = camera(yaw);
-        let (source_projected, _, visible_s) = view(&source_cam);
+        let (source_cam, source_projected, source_raster, visible_s) = view(yaw);
         let map = covisible::map(&visible_t, &visible_s, triangles, &target_raster.tri);
-        let (_, source_raster, _) = view(&source_cam);
         let per_pixel = covisible::by_depth(model.mean_shape(), triangles, &target_raster, &source_raster, &source_cam, 1.0);
         // Each triangle in source camera space, and its pixel box there, for the ray casts.
         let corner = |v: u32| to_camera(&source_cam, std::array::from_fn(|k| model.mean_shape()[3 * v as usize + k] as f64));
@@ -319,27 +326,15 @@ fn covisible_map_matches_ray_casting() {
 /// has one colour in every view.
 #[test]
 fn view_synthesis_with_true_depth_and_pose_reproduces_the_target() {
-    use faceforge_kernels::project::{forward_cpu, pinhole_params, CameraModel};
     use faceforge_kernels::sample::{self, SampleShape};
-    use faceforge_kernels::{covisible, interpolate, view_synthesis};
+    use faceforge_kernels::{covisible, view_synthesis};
     let model = faceforge_model::MorphableModel::generate(&faceforge_model::ModelSpec::default());
-    let (n, triangles) = (model.n_vertices(), model.triangles());
+    let triangles = model.triangles();
     let (w, h) = (160usize, 160usize);
     let k = [700.0f32, 700.0, 80.0, 80.0];
-    let rotation = |yaw: f32| -> [f32; 9] {
-        let r = project::rotation_ypr(yaw.to_radians(), 0.0, 0.0);
-        std::array::from_fn(|i| if i / 3 == 0 { r[i] } else { -r[i] })
-    };
-    let draw = |r: [f32; 9]| {
-        let cam = pinhole_params(k, r, [0.0, 0.0, 700.0]);
-        let projected = forward_cpu(CameraModel::Pinhole, model.mean_shape(), &cam, n);
-        let shape = RasterShape { batch: 1, width: w, height: h };
-        let raster = rasterize::forward_cpu(shape, &projected, triangles, n);
-        let image = interpolate::forward_cpu(shape, &projected, triangles, n, &raster.tri, model.mean_albedo(), 3);
-        (cam, raster, image)
-    };
-    let (r_t, r_s) = (rotation(0.0), rotation(25.0));
-    let ((_, target, target_image), (source_cam, source, source_image)) = (draw(r_t), draw(r_s));
+    let ((target_cam, target, target_image), (source_cam, source, source_image)) = (pinhole_view(&model, k, w, 0.0), pinhole_view(&model, k, w, 25.0));
+    let r_t: [f32; 9] = target_cam[4..13].try_into().unwrap();
+    let r_s: [f32; 9] = source_cam[4..13].try_into().unwrap();
     // Target camera → source camera: x_s = R_s R_tᵀ (x_t − t_t) + t_s.
     let m = |a: &[f32; 9], b: &[f32; 9]| -> [f32; 9] { std::array::from_fn(|i| (0..3).map(|j| a[3 * (i / 3) + j] * b[3 * j + i % 3]).sum()) };
     let r_t_transposed: [f32; 9] = std::array::from_fn(|i| r_t[3 * (i % 3) + i / 3]);
@@ -372,26 +367,13 @@ fn view_synthesis_with_true_depth_and_pose_reproduces_the_target() {
 /// differences, at a pose 2° and 3 mm off the truth (where the loss has a slope).
 #[test]
 fn pixel_consistency_gradient_reaches_the_relative_pose() {
-    use faceforge_kernels::project::{forward_cpu, pinhole_params, CameraModel};
     use faceforge_kernels::sample::{self, SampleShape};
-    use faceforge_kernels::{covisible, interpolate, pixel_consistency, view_synthesis};
+    use faceforge_kernels::{covisible, pixel_consistency, view_synthesis};
     let model = faceforge_model::MorphableModel::generate(&faceforge_model::ModelSpec { preset: faceforge_model::Preset::Tiny, ..Default::default() });
-    let (n, triangles) = (model.n_vertices(), model.triangles());
+    let triangles = model.triangles();
     let (w, h) = (64usize, 64usize);
     let k = [280.0f32, 280.0, 32.0, 32.0];
-    let rotation = |yaw: f32| -> [f32; 9] {
-        let r = project::rotation_ypr(yaw.to_radians(), 0.0, 0.0);
-        std::array::from_fn(|i| if i / 3 == 0 { r[i] } else { -r[i] })
-    };
-    let draw = |r: [f32; 9]| {
-        let cam = pinhole_params(k, r, [0.0, 0.0, 700.0]);
-        let projected = forward_cpu(CameraModel::Pinhole, model.mean_shape(), &cam, n);
-        let shape = RasterShape { batch: 1, width: w, height: h };
-        let raster = rasterize::forward_cpu(shape, &projected, triangles, n);
-        let image = interpolate::forward_cpu(shape, &projected, triangles, n, &raster.tri, model.mean_albedo(), 3);
-        (cam, raster, image)
-    };
-    let ((_, target, target_image), (source_cam, source, source_image)) = (draw(rotation(0.0)), draw(rotation(20.0)));
+    let ((_, target, target_image), (source_cam, source, source_image)) = (pinhole_view(&model, k, w, 0.0), pinhole_view(&model, k, w, 20.0));
     let map = covisible::by_depth(model.mean_shape(), triangles, &target, &source, &source_cam, 1.0);
     let shape = SampleShape { batch: 1, width: w, height: h, channels: 3, points: w * h };
     let loss = |r: &[f32; 9], t: [f32; 3]| {
