@@ -97,6 +97,14 @@ fn columns(a: &MatArray, len: usize, keep: Option<usize>, file: &str, name: &str
     Ok(a.data[..k * len].to_vec())
 }
 
+/// The first `k` values of a vector of standard deviations, one per component kept.
+fn first(file: &str, a: &MatArray, name: &str, k: usize) -> anyhow::Result<Vec<f32>> {
+    match a.data.get(..k) {
+        Some(values) => Ok(values.to_vec()),
+        None => bail!("{file}: `{name}` has {} values for {k} components", a.data.len()),
+    }
+}
+
 /// What an import is given besides the file.
 #[derive(Clone, Debug, Default)]
 pub struct ImportOptions {
@@ -150,11 +158,9 @@ pub fn import(layout: Layout, file: &str, arrays: &BTreeMap<String, MatArray>, o
             let mean = get("shapeMU")?.data.clone();
             let len = mean.len();
             let id = columns(get("shapePC")?, len, options.n_id, file, "shapePC")?;
-            let k = id.len() / len;
-            let id_sigma = get("shapeEV")?.data[..k].to_vec();
+            let id_sigma = first(file, get("shapeEV")?, "shapeEV", id.len() / len)?;
             let tex = columns(get("texPC")?, len, options.n_tex, file, "texPC")?;
-            let kt = tex.len() / len;
-            let tex_sigma = get("texEV")?.data[..kt].to_vec();
+            let tex_sigma = first(file, get("texEV")?, "texEV", tex.len() / len)?;
             let triangles = triangles(file, get("tl")?, len / 3)?;
             Parts { mean, id, id_sigma, exp: Vec::new(), exp_sigma: Vec::new(), tex_mean: get("texMU")?.data.clone(), tex, tex_sigma, triangles, landmarks: None }
         }
