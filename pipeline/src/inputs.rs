@@ -160,6 +160,9 @@ pub fn resample(rgb: &[f32], width: usize, height: usize, offset: [f32; 2], scal
 /// Loads every image of the folder: the frames, and what was skipped. Errors only for what the
 /// user must fix: an unreadable folder, a `.pts` file that is present but wrong.
 pub fn load(spec: &FolderSpec, model: &MorphableModel) -> anyhow::Result<(Vec<LoadedFrame>, Vec<Skipped>)> {
+    if spec.size == 0 || !(spec.crop_scale > 0.0 && spec.crop_scale.is_finite()) {
+        anyhow::bail!("data.Folder: `size` must be at least 1 and `crop_scale` a positive number (got {} and {})", spec.size, spec.crop_scale);
+    }
     let (mut frames, mut skipped) = (Vec::new(), Vec::new());
     for (subject, image_path) in list(spec)? {
         let pts = pts_path(spec, &image_path);

@@ -348,6 +348,7 @@ fn execute(cli: Cli) -> anyhow::Result<()> {
             let preset = Preset::parse(&preset).with_context(|| format!("unknown preset `{preset}`; presets: tiny, default, bfm"))?;
             let model = MorphableModel::generate(&ModelSpec { preset, ..ModelSpec::default() });
             let title = format!("decode, model {} ({} vertices, {} + {} components), native CPU, ms per frame, {repeats} repeats", preset.name(), model.n_vertices(), model.n_id(), model.n_exp());
+            let batch: Vec<usize> = batch.into_iter().filter(|&b| b > 0).collect();
             let table = faceforge::bench::rows_table("ms/frame", &faceforge::bench::decode(&model, &batch, repeats.max(1)));
             report_bench(&title, &table, record.as_deref())?;
         }
