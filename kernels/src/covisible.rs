@@ -6,11 +6,14 @@
 //! - `by_depth`, per pixel: the surface point a target pixel shows (its triangle and
 //!   barycentrics), moved into the source camera, is covisible when it lands inside the source
 //!   image and nothing nearer by more than `tolerance` lies on the ray through it among the
-//!   triangles the source draws at its pixel and the 8 around it (exact ray–triangle tests,
+//!   triangles the source draws in the 5 × 5 pixels around it (exact ray–triangle tests,
 //!   so steep surfaces are judged at the point, not at pixel centres); at a silhouette, where
 //!   none of them holds the point, when one of them shares a vertex with its own triangle.
 
 use crate::rasterize::Raster;
+
+/// How many pixels around the point's source pixel the candidate occluders come from.
+const REACH: usize = 2;
 
 /// The covisible map in the target view from both views' per-vertex visibility (1/0), the
 /// triangles, and the target raster's triangle ids (id + 1, 0 where empty).
@@ -42,11 +45,11 @@ pub fn by_depth(positions: &[f32], triangles: &[u32], target: &Raster, source: &
             if u < 0.0 || v < 0.0 || u >= w as f32 || v >= h as f32 {
                 return 0.0;
             }
-            // The triangles drawn at the pixel and its 8 neighbours are the surface near (u, v):
+            // The triangles drawn in the 5 × 5 pixels around it are the surface near (u, v):
             // the nearest of them whose footprint holds (u, v), intersected exactly along the
             // ray through (u, v), must be (within `tolerance`) the point itself.
             let (x0, y0) = (u as usize, v as usize);
-            let mut shown: Vec<u32> = (y0.saturating_sub(1)..(y0 + 2).min(h)).flat_map(|y| (x0.saturating_sub(1)..(x0 + 2).min(w)).map(move |x| y * w + x)).map(|j| source.tri[j]).filter(|&t| t != 0).collect();
+            let mut shown: Vec<u32> = (y0.saturating_sub(REACH)..(y0 + REACH + 1).min(h)).flat_map(|y| (x0.saturating_sub(REACH)..(x0 + REACH + 1).min(w)).map(move |x| y * w + x)).map(|j| source.tri[j]).filter(|&t| t != 0).collect();
             shown.sort_unstable();
             shown.dedup();
             let ray = [(u - c[2]) / c[0], (v - c[3]) / c[1], 1.0];
