@@ -10,6 +10,7 @@
 use crate::outputs::parse_pts;
 use anyhow::Context;
 use faceforge_components::Crop;
+use faceforge_kernels::sample::{self, SampleShape};
 use faceforge_model::MorphableModel;
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
@@ -138,23 +139,11 @@ pub fn crop_for(landmarks: &[[f32; 2]], size: usize, crop_scale: f32) -> ([f32; 
     ([centre[0] - side / 2.0, centre[1] - side / 2.0], size as f32 / side)
 }
 
-/// The crop of an rgb image (bilinear, black outside): crop pixel (x, y) shows the original at
-/// (x + ½) / scale + offset − ½.
+/// The crop of an rgb image (bilinear, black outside; the `sample` op): crop pixel (x, y) shows
+/// the original at (x + ½) / scale + offset, pixel centres at i + ½ in both.
 pub fn resample(rgb: &[f32], width: usize, height: usize, offset: [f32; 2], scale: f32, size: usize) -> Vec<f32> {
-    let at = |x: i64, y: i64, c: usize| if x >= 0 && y >= 0 && (x as usize) < width && (y as usize) < height { rgb[3 * (y as usize * width + x as usize) + c] } else { 0.0 };
-    let mut out = vec![0.0; 3 * size * size];
-    for y in 0..size {
-        for x in 0..size {
-            let sx = (x as f32 + 0.5) / scale + offset[0] - 0.5;
-            let sy = (y as f32 + 0.5) / scale + offset[1] - 0.5;
-            let (x0, y0) = (sx.floor() as i64, sy.floor() as i64);
-            let (fx, fy) = (sx - x0 as f32, sy - y0 as f32);
-            for c in 0..3 {
-                out[3 * (y * size + x) + c] = (1.0 - fy) * ((1.0 - fx) * at(x0, y0, c) + fx * at(x0 + 1, y0, c)) + fy * ((1.0 - fx) * at(x0, y0 + 1, c) + fx * at(x0 + 1, y0 + 1, c));
-            }
-        }
-    }
-    out
+    let positions: Vec<f32> = (0..size * size).flat_map(|i| [((i % size) as f32 + 0.5) / scale + offset[0], ((i / size) as f32 + 0.5) / scale + offset[1]]).collect();
+    sample::forward_cpu(SampleShape { batch: 1, width, height, channels: 3, points: size * size }, rgb, &positions)
 }
 
 /// Loads every image of the folder: the frames, and what was skipped. Errors only for what the

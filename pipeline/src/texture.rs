@@ -1,12 +1,13 @@
 //! The texture map of a fitted face, unwrapped from its image for the textured OBJ: every texel
 //! of the model's UV atlas is a point on the mesh; where that point is visible at the fitted
-//! pose its colour comes from the image (bilinear), else from its mirror image across the face's
+//! pose its colour comes from the image (bilinear, the `sample` op), else from its mirror image across the face's
 //! midline when that one is visible, else from the model's albedo. Texels outside the atlas's
 //! triangles take their neighbours' colours, so viewers that filter the texture show no seams.
 
 use faceforge_components::{Image, Pose};
 use faceforge_kernels::project;
 use faceforge_kernels::rasterize::{self, Raster, RasterShape};
+use faceforge_kernels::sample::{self, SampleShape};
 use faceforge_model::MorphableModel;
 
 /// Where the texels' colours came from (fractions of the covered texels).
@@ -23,17 +24,6 @@ fn raster_at_pose(model: &MorphableModel, positions: &[f32], pose: &Pose, width:
     let (camera_model, camera) = pose.camera();
     let projected = project::forward_cpu(camera_model, positions, &camera, n);
     (rasterize::forward_cpu(RasterShape { batch: 1, width, height }, &projected, model.triangles(), n), projected)
-}
-
-fn bilinear(image: &Image, x: f32, y: f32) -> [f32; 3] {
-    let (sx, sy) = (x - 0.5, y - 0.5);
-    let (x0, y0) = (sx.floor() as i64, sy.floor() as i64);
-    let (fx, fy) = (sx - x0 as f32, sy - y0 as f32);
-    let at = |x: i64, y: i64, c: usize| {
-        let (x, y) = (x.clamp(0, image.width as i64 - 1) as usize, y.clamp(0, image.height as i64 - 1) as usize);
-        image.rgb[3 * (y * image.width + x) + c]
-    };
-    std::array::from_fn(|c| (1.0 - fy) * ((1.0 - fx) * at(x0, y0, c) + fx * at(x0 + 1, y0, c)) + fy * ((1.0 - fx) * at(x0, y0 + 1, c) + fx * at(x0 + 1, y0 + 1, c)))
 }
 
 /// The texture (rgb, `size` × `size`, row 0 at the top, i.e. v = 1) and where its colours came
@@ -76,6 +66,9 @@ pub fn unwrap(model: &MorphableModel, positions: &[f32], albedo: Option<&[f32]>,
         shown != 0 && triangles[3 * (shown as usize - 1)..3 * shown as usize].iter().any(|v| vertices.contains(v))
     };
 
+    // The image's colour at every projected point (bilinear, the `sample` op), used where visible.
+    let positions: Vec<f32> = projected.chunks(4).flat_map(|p| [p[0], p[1]]).collect();
+    let colours = sample::forward_cpu(SampleShape { batch: 1, width: image.width, height: image.height, channels: 3, points: positions.len() / 2 }, &image.rgb, &positions);
     let mut texture = vec![0.0f32; 3 * size * size];
     let mut filled = vec![false; size * size];
     let mut counts = [0usize; 3];
@@ -85,10 +78,10 @@ pub fn unwrap(model: &MorphableModel, positions: &[f32], albedo: Option<&[f32]>,
         let mirrored = &projected[8 * k + 4..8 * k + 8];
         let colour = if visible(v, own) {
             counts[0] += 1;
-            bilinear(image, own[0], own[1])
+            [colours[6 * k], colours[6 * k + 1], colours[6 * k + 2]]
         } else if visible(v.map(|k| mirror[k as usize]), mirrored) {
             counts[1] += 1;
-            bilinear(image, mirrored[0], mirrored[1])
+            [colours[6 * k + 3], colours[6 * k + 4], colours[6 * k + 5]]
         } else {
             counts[2] += 1;
             point(v, b, albedo).map(|c| c.clamp(0.0, 1.0))
