@@ -86,7 +86,7 @@ fn vertex(positions: &[f32], v: usize) -> [f32; 3] {
 }
 
 fn landmark_points(model: &MorphableModel, positions: &[f32]) -> Vec<f32> {
-    model.landmarks().iter().flat_map(|&v| vertex(positions, v as usize)).collect()
+    crate::outputs::landmarks_3d(model, positions).concat()
 }
 
 /// The distance between the outer eye corners (landmarks 36 and 45), mm.
@@ -95,10 +95,15 @@ pub fn interocular(model: &MorphableModel, positions: &[f32]) -> f32 {
     ((a[0] - b[0]).powi(2) + (a[1] - b[1]).powi(2) + (a[2] - b[2]).powi(2)).sqrt()
 }
 
+/// The distance of each vertex of one mesh to its counterpart in another (xyz per vertex).
+pub fn vertex_distances(fit: &[f32], truth: &[f32]) -> Vec<f32> {
+    fit.chunks(3).zip(truth.chunks(3)).map(|(a, b)| ((a[0] - b[0]).powi(2) + (a[1] - b[1]).powi(2) + (a[2] - b[2]).powi(2)).sqrt()).collect()
+}
+
 /// Per-vertex and depth error between two meshes (xyz per vertex), as they are.
 pub fn shape_errors(fit: &[f32], truth: &[f32]) -> (f32, f32) {
     let n = fit.len() / 3;
-    let per_vertex = fit.chunks(3).zip(truth.chunks(3)).map(|(a, b)| ((a[0] - b[0]).powi(2) + (a[1] - b[1]).powi(2) + (a[2] - b[2]).powi(2)).sqrt()).sum::<f32>() / n as f32;
+    let per_vertex = vertex_distances(fit, truth).iter().sum::<f32>() / n as f32;
     let dz: Vec<f32> = fit.chunks(3).zip(truth.chunks(3)).map(|(a, b)| a[2] - b[2]).collect();
     let mean = dz.iter().sum::<f32>() / n as f32;
     (per_vertex, dz.iter().map(|d| (d - mean).abs()).sum::<f32>() / n as f32)
@@ -208,7 +213,7 @@ pub fn measure_frame(model: &MorphableModel, name: &str, predicted: &Prediction,
     // Corresponding vertices, so Horn aligns exactly: a weak-perspective fit cannot see the
     // mesh's depth offset, and any rotation of the shape is the pose's to absorb.
     let aligned = horn(predicted.shape, truth.shape).apply_all(predicted.shape);
-    let errors: Vec<f32> = aligned.chunks(3).zip(truth.shape.chunks(3)).map(|(a, b)| ((a[0] - b[0]).powi(2) + (a[1] - b[1]).powi(2) + (a[2] - b[2]).powi(2)).sqrt()).collect();
+    let errors = vertex_distances(&aligned, truth.shape);
     let (per_vertex_mm, depth_mm) = shape_errors(&aligned, truth.shape);
     let eyes = interocular(model, truth.shape);
     let baseline = {
