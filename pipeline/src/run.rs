@@ -254,9 +254,8 @@ fn continue_run(loaded: &LoadedScene, mut prepared: Prepared, start: u32, histor
 fn finish(loaded: &LoadedScene, prepared: Prepared, loss_history: LossHistory, start: Instant) -> anyhow::Result<RunSummary> {
     let scene = &loaded.scene;
     let Prepared { mut world, model, backend, frames, skipped, .. } = prepared;
-
+    // `continue_run` made the folder before the first checkpoint.
     let out_dir = scene.outputs.dir.clone();
-    std::fs::create_dir_all(&out_dir).with_context(|| format!("creating the output folder {}", out_dir.display()))?;
     let mut files = Vec::new();
     let mut strips = Vec::new();
     let names: std::collections::HashMap<bevy_ecs::entity::Entity, String> =
