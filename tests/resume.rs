@@ -21,7 +21,7 @@ fn stopped_and_resumed_ends_where_an_uninterrupted_run_ends() {
         s.apply_overrides(&["outputs.checkpoint_every=7".to_string(), "iterations=60".to_string()]).unwrap();
         s
     };
-    let options = RunOptions { progress: false, overwrite: false, stop_after: None };
+    let options = RunOptions { progress: false, overwrite: false, ..Default::default() };
     let whole = run_with(&scene(straight.path()), &options).unwrap();
 
     let err = run_with(&scene(split.path()), &RunOptions { stop_after: Some(33), ..options.clone() }).unwrap_err();
@@ -58,7 +58,7 @@ fn a_folder_with_a_previous_run_is_refused_without_overwrite() {
     let dir = tempfile::tempdir().unwrap();
     let mut scene = quickstart_into(dir.path());
     scene.apply_overrides(&["iterations=2".to_string()]).unwrap();
-    let options = RunOptions { progress: false, overwrite: false, stop_after: None };
+    let options = RunOptions { progress: false, overwrite: false, ..Default::default() };
     // An empty folder is fine.
     run_with(&scene, &options).unwrap();
     let err = format!("{:#}", run_with(&scene, &options).unwrap_err());

@@ -109,6 +109,15 @@ pub struct Landmarks3d {
     pub points: Vec<[f32; 3]>,
 }
 
+/// The landmark annotations of a learn-mode frame: the data's `Landmarks2d` / `Landmarks3d`,
+/// moved here by `encode` before it puts the network's own landmarks (PGN's X_UV) in their
+/// place, so the graph downstream reads X_UV as the paper's pose and landmark loss do.
+#[derive(Component, Clone, Debug, PartialEq, Default)]
+pub struct LandmarkTargets {
+    pub points_2d: Vec<[f32; 2]>,
+    pub points_3d: Option<Vec<[f32; 3]>>,
+}
+
 /// What synthetic data knows exactly about a frame.
 #[derive(Component, Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct GroundTruth {

@@ -4,7 +4,12 @@
 
 use crate::scene::{DataSpec, LoadedScene, MeshFormat, SceneError};
 use bevy_ecs::prelude::*;
-use faceforge_systems::{registry, DataName, Stage, SystemEntry};
+use faceforge_systems::{DataName, Stage, SystemEntry};
+
+/// Every system a scene can name: the stages of `faceforge_systems` and learn mode's.
+pub fn registry() -> Vec<SystemEntry> {
+    faceforge_systems::registry().into_iter().chain(faceforge_learn::registry()).collect()
+}
 use std::collections::BTreeSet;
 
 /// Resources every run provides.
@@ -77,13 +82,18 @@ pub fn plan(loaded: &LoadedScene) -> Result<Plan, SceneError> {
     // Walk the stages in order: a system may read what the data provides and what any system of
     // an earlier stage writes (systems of one stage run in parallel, so not each other's output).
     let mut available: BTreeSet<DataName> = data_provides(&scene.data).iter().chain(RUN_RESOURCES).copied().collect();
+    if scene.learn.is_some() {
+        available.insert("Learner");
+    }
     for stage in Stage::ALL {
         let in_stage: Vec<&PlannedSystem> = planned.iter().filter(|p| p.entry.stage == stage).collect();
         for p in &in_stage {
             for read in p.entry.reads {
                 if !available.contains(read) {
                     let producers: Vec<&str> = all.iter().filter(|e| e.writes.contains(read)).map(|e| e.name).collect();
-                    let hint = if producers.is_empty() {
+                    let hint = if *read == "Learner" {
+                        "; the network's systems run in learn mode: add a `learn: (...)` section and use `faceforge train`".to_string()
+                    } else if producers.is_empty() {
                         String::new()
                     } else {
                         format!("; it is written by {}, add one of them upstream", producers.join(", "))

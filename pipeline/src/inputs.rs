@@ -43,11 +43,14 @@ pub struct FolderSpec {
     pub size: usize,
     /// The crop's side as a multiple of the landmarks' bounding box's larger side.
     pub crop_scale: f32,
+    /// Skip images without landmarks (a fit needs them). false: such an image is used whole,
+    /// its centred square (`faceforge infer`, whose network finds the landmarks itself).
+    pub require_landmarks: bool,
 }
 
 impl Default for FolderSpec {
     fn default() -> Self {
-        Self { path: PathBuf::new(), landmarks: None, layout: FolderLayout::Auto, size: 224, crop_scale: 1.6 }
+        Self { path: PathBuf::new(), landmarks: None, layout: FolderLayout::Auto, size: 224, crop_scale: 1.6, require_landmarks: true }
     }
 }
 
@@ -60,7 +63,7 @@ pub struct LoadedFrame {
     /// rgb, row-major, [0, 1], size × size.
     pub rgb: Vec<f32>,
     pub size: usize,
-    /// In crop pixels.
+    /// In crop pixels (empty when the image had none and was used whole).
     pub landmarks: Vec<[f32; 2]>,
     pub crop: Crop,
 }
@@ -155,15 +158,19 @@ pub fn load(spec: &FolderSpec, model: &MorphableModel) -> anyhow::Result<(Vec<Lo
     let (mut frames, mut skipped) = (Vec::new(), Vec::new());
     for (subject, image_path) in list(spec)? {
         let pts = pts_path(spec, &image_path);
-        if !pts.exists() {
+        let points = if pts.exists() {
+            let text = std::fs::read_to_string(&pts).with_context(|| format!("reading {}", pts.display()))?;
+            let points = parse_pts(&pts.display().to_string(), &text)?;
+            if points.len() != model.landmarks().len() {
+                anyhow::bail!("{}: {} landmarks, but the model {} has {}", pts.display(), points.len(), model.origin(), model.landmarks().len());
+            }
+            points
+        } else if spec.require_landmarks {
             skipped.push(Skipped { file: image_path, reason: format!("no landmarks ({} not found)", pts.display()) });
             continue;
-        }
-        let text = std::fs::read_to_string(&pts).with_context(|| format!("reading {}", pts.display()))?;
-        let points = parse_pts(&pts.display().to_string(), &text)?;
-        if points.len() != model.landmarks().len() {
-            anyhow::bail!("{}: {} landmarks, but the model {} has {}", pts.display(), points.len(), model.origin(), model.landmarks().len());
-        }
+        } else {
+            Vec::new()
+        };
         let decoded = match image::open(&image_path) {
             Ok(im) => im.to_rgb8(),
             Err(e) => {
@@ -173,7 +180,12 @@ pub fn load(spec: &FolderSpec, model: &MorphableModel) -> anyhow::Result<(Vec<Lo
         };
         let (width, height) = (decoded.width() as usize, decoded.height() as usize);
         let rgb: Vec<f32> = decoded.into_raw().iter().map(|&b| b as f32 / 255.0).collect();
-        let (offset, scale) = crop_for(&points, spec.size, spec.crop_scale);
+        let (offset, scale) = if points.is_empty() {
+            let side = width.min(height) as f32;
+            ([(width as f32 - side) / 2.0, (height as f32 - side) / 2.0], spec.size as f32 / side)
+        } else {
+            crop_for(&points, spec.size, spec.crop_scale)
+        };
         let stem = file_safe(&image_path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default());
         let mut name = if subject == stem { stem } else { format!("{subject}_{stem}") };
         // `a.png` and `a.jpg` would write the same outputs: the second keeps its extension.

@@ -12,6 +12,7 @@ pub mod eval;
 pub mod graph;
 pub mod hdf5;
 pub mod import;
+pub mod infer;
 pub mod inputs;
 pub mod mat;
 pub mod metrics;
@@ -23,5 +24,6 @@ pub mod svg;
 pub mod sweep;
 pub mod synth;
 pub mod texture;
+pub mod train;
 
 pub use scene::{LoadedScene, Scene, SceneError};

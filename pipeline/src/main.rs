@@ -42,6 +42,43 @@ enum Command {
         #[arg(long, value_name = "OUT")]
         resume: Option<PathBuf>,
     },
+    /// Train a scene's network (learn mode: a `learn: (...)` section), writing weights.bpk, the
+    /// loss history and the held-out measurement; Ctrl-C checkpoints and stops, `--resume`
+    /// continues.
+    Train {
+        #[arg(required_unless_present = "resume", conflicts_with = "resume")]
+        scene: Option<PathBuf>,
+        #[arg(long = "set", value_name = "PATH=VALUE")]
+        overrides: Vec<String>,
+        #[arg(long)]
+        quiet: bool,
+        #[arg(long)]
+        force: bool,
+        /// Continue the training whose output folder this is, from its checkpoint/.
+        #[arg(long, value_name = "OUT")]
+        resume: Option<PathBuf>,
+    },
+    /// Reconstruct every image of a folder with a trained network: mesh, pose, landmarks and
+    /// overlay per image; a folder of sub-folders is read as clips / multi-view sets (one
+    /// identity per sub-folder).
+    Infer {
+        /// weights.bpk written by `faceforge train` (its .json beside it).
+        #[arg(long)]
+        weights: PathBuf,
+        #[arg(long)]
+        images: PathBuf,
+        /// Where the .pts landmarks are (default: beside the images); without landmarks, the
+        /// whole image, centre-cropped square, is the network's input.
+        #[arg(long)]
+        landmarks: Option<PathBuf>,
+        #[arg(long)]
+        out: PathBuf,
+        /// The model the network was trained for: a preset (tiny, default, bfm) or a .ffm file.
+        #[arg(long, default_value = "default")]
+        model: String,
+        #[arg(long)]
+        force: bool,
+    },
     /// Run the variants of an ablation sweep file and write its table (Markdown and JSON).
     Sweep {
         file: PathBuf,
@@ -214,6 +251,15 @@ fn model_arg(name: &str) -> anyhow::Result<MorphableModel> {
     Ok(MorphableModel::generate(&ModelSpec { preset, ..ModelSpec::default() }))
 }
 
+/// The model named on the command line, as a scene's model source.
+fn model_source(name: &str) -> anyhow::Result<faceforge::scene::ModelSource> {
+    if name.ends_with(".ffm") || std::path::Path::new(name).is_file() {
+        return Ok(faceforge::scene::ModelSource::File(PathBuf::from(name)));
+    }
+    let preset = Preset::parse(name).with_context(|| format!("unknown model `{name}`: a .ffm file or a preset (tiny, default, bfm)"))?;
+    Ok(faceforge::scene::ModelSource::Procedural(ModelSpec { preset, ..ModelSpec::default() }))
+}
+
 /// Per-frame errors against the ground truth, and their means.
 fn metrics_text(m: &faceforge::metrics::RunMetrics) -> String {
     let mut s = String::from("frame        yaw/pitch/roll fitted (true), °          pose err °  landmarks px  per-vertex mm  depth mm\n");
@@ -282,7 +328,7 @@ fn execute(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Run { scene, overrides, quiet, force, resume } => {
             faceforge::run::interrupt_on_ctrl_c();
-            let options = faceforge::run::RunOptions { progress: !quiet, overwrite: force, stop_after: None };
+            let options = faceforge::run::RunOptions { progress: !quiet, overwrite: force, ..Default::default() };
             let summary = match (resume, scene) {
                 (Some(dir), _) => faceforge::run::resume(&dir, &overrides, &options)?,
                 (None, Some(scene)) => faceforge::run::run_with(&load_scene(&scene, &overrides)?, &options)?,
@@ -314,6 +360,24 @@ fn execute(cli: Cli) -> anyhow::Result<()> {
             }
             println!("report: {}", summary.out_dir.join("report.html").display());
         }
+        Command::Train { scene, overrides, quiet, force, resume } => {
+            faceforge::run::interrupt_on_ctrl_c();
+            let options = faceforge::run::RunOptions { progress: !quiet, overwrite: force, ..Default::default() };
+            let summary = match (resume, scene) {
+                (Some(dir), _) => faceforge::train::resume(&dir, &overrides, &options)?,
+                (None, Some(scene)) => faceforge::train::train(&load_scene(&scene, &overrides)?, &options, false)?,
+                (None, None) => unreachable!("clap requires a scene or --resume"),
+            };
+            print!("{}", faceforge::train::summary_text(&summary));
+        }
+        Command::Infer { weights, images, landmarks, out, model, force } => {
+            let model = model_source(&model)?;
+            let result = faceforge::infer::infer(&model, &weights, &images, landmarks.as_deref(), &out, force)?;
+            println!("{} images reconstructed ({} subjects) in {:.2} s, {:.1} images/s; {} skipped; wrote {}", result.frames, result.subjects, result.seconds, result.frames as f64 / result.seconds.max(1e-9), result.skipped.len(), out.display());
+            for s in &result.skipped {
+                println!("  skipped {}: {}", s.file.display(), s.reason);
+            }
+        }
         Command::Sweep { file, overrides, quiet } => {
             let table = faceforge::sweep::sweep(&file, &overrides, !quiet)?;
             print!("{}", faceforge::sweep::markdown(&table));
@@ -330,7 +394,7 @@ fn execute(cli: Cli) -> anyhow::Result<()> {
             println!("wrote {}", evaluation.files.iter().map(|f| f.display().to_string()).collect::<Vec<_>>().join(", "));
         }
         Command::Systems => {
-            for e in faceforge_systems::registry() {
+            for e in faceforge::graph::registry() {
                 println!("{:<30} {:<26} reads {:<36} writes {:<38} {}", e.name, format!("{:?}", e.stage), e.reads.join(", "), e.writes.join(", "), e.summary);
             }
         }

@@ -200,7 +200,7 @@ impl FrameMetrics {
 }
 
 /// Yaw, pitch, roll in degrees of a weak-perspective pose.
-fn ypr_deg(pose: Option<&Pose>) -> Option<[f32; 3]> {
+pub fn ypr_deg(pose: Option<&Pose>) -> Option<[f32; 3]> {
     match pose {
         Some(Pose::WeakPerspective { t }) => Some(faceforge_systems::direct_pose::params_of(t).angles.map(f32::to_degrees)),
         _ => None,

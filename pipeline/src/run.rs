@@ -154,6 +154,8 @@ pub struct RunOptions {
     /// Stop after this many iterations as if interrupted: checkpoint, no outputs (for tests
     /// and for splitting a long run).
     pub stop_after: Option<u32>,
+    /// Write no checkpoint (a one-pass inference has nothing to resume).
+    pub no_checkpoints: bool,
 }
 
 /// Set by Ctrl-C (see `interrupt_on_ctrl_c`): the run checkpoints and stops after the current
@@ -173,6 +175,11 @@ pub fn interrupt_on_ctrl_c() {
     }
 }
 
+/// Whether Ctrl-C asked the run to stop.
+pub fn interrupted() -> bool {
+    INTERRUPTED.load(std::sync::atomic::Ordering::SeqCst)
+}
+
 /// A run that stopped before its last iteration, with a checkpoint to resume from.
 #[derive(Debug, thiserror::Error)]
 #[error("stopped after iteration {iteration} of {of}; checkpoint in {dir}; continue with `faceforge run --resume {dir}`")]
@@ -184,7 +191,7 @@ pub struct Interrupted {
 
 /// Refuses an output folder that is not empty (a previous run's, or anything else whose files a
 /// run could overwrite), unless asked to overwrite it.
-fn check_output_folder(dir: &std::path::Path, overwrite: bool) -> anyhow::Result<()> {
+pub(crate) fn check_output_folder(dir: &std::path::Path, overwrite: bool) -> anyhow::Result<()> {
     if overwrite {
         return Ok(());
     }
@@ -200,13 +207,20 @@ fn check_output_folder(dir: &std::path::Path, overwrite: bool) -> anyhow::Result
 
 /// Runs a checked scene to the end and writes its outputs (overwriting a previous run's).
 pub fn run(loaded: &LoadedScene, show_progress: bool) -> anyhow::Result<RunSummary> {
-    run_with(loaded, &RunOptions { progress: show_progress, overwrite: true, stop_after: None })
+    run_with(loaded, &RunOptions { progress: show_progress, overwrite: true, ..RunOptions::default() })
 }
 
 /// Runs a checked scene, checkpointing as the scene asks, and writes its outputs.
 pub fn run_with(loaded: &LoadedScene, options: &RunOptions) -> anyhow::Result<RunSummary> {
     check_output_folder(&loaded.scene.outputs.dir, options.overwrite)?;
     let prepared = prepare(loaded)?;
+    continue_run(loaded, prepared, 0, LossHistory::default(), options)
+}
+
+/// Runs a World the caller prepared (and may have added resources to, e.g. a network) to the
+/// scene's end, and writes its outputs.
+pub fn continue_prepared(loaded: &LoadedScene, prepared: Prepared, options: &RunOptions) -> anyhow::Result<RunSummary> {
+    check_output_folder(&loaded.scene.outputs.dir, options.overwrite)?;
     continue_run(loaded, prepared, 0, LossHistory::default(), options)
 }
 
@@ -237,7 +251,7 @@ fn continue_run(loaded: &LoadedScene, mut prepared: Prepared, start: u32, histor
     let end = scene.iterations.max(start);
     let (loss_history, stopped) = iterate_with(&mut prepared, start..end, options.progress, history, |world, done, history| {
         let interrupted = INTERRUPTED.load(std::sync::atomic::Ordering::SeqCst) || options.stop_after == Some(done);
-        if interrupted || (every > 0 && done % every == 0 && done < end) {
+        if !options.no_checkpoints && (interrupted || (every > 0 && done % every == 0 && done < end)) {
             crate::checkpoint::save(&out_dir, &crate::checkpoint::capture(world, loaded, done, &history.0))?;
         }
         Ok(interrupted && done < end)
@@ -246,7 +260,9 @@ fn continue_run(loaded: &LoadedScene, mut prepared: Prepared, start: u32, histor
         let done = loss_history.0.len() as u32;
         return Err(Interrupted { iteration: done, of: end, dir: out_dir.display().to_string() }.into());
     }
-    crate::checkpoint::save(&out_dir, &crate::checkpoint::capture(&mut prepared.world, loaded, end, &loss_history.0))?;
+    if !options.no_checkpoints {
+        crate::checkpoint::save(&out_dir, &crate::checkpoint::capture(&mut prepared.world, loaded, end, &loss_history.0))?;
+    }
     finish(loaded, prepared, loss_history, started)
 }
 

@@ -30,9 +30,13 @@ pub struct Scene {
     /// that system under `systems` too to give it settings.
     #[serde(default)]
     pub losses: BTreeMap<String, f32>,
+    /// Iterations of a fit; optimiser steps of a training.
     #[serde(default = "one")]
     pub iterations: u32,
     pub outputs: OutputSpec,
+    /// Learn mode (`faceforge train`): the network and what its steps train.
+    #[serde(default)]
+    pub learn: Option<crate::train::LearnSpec>,
 }
 
 fn one() -> u32 {

@@ -4,13 +4,14 @@
 use bevy_ecs::prelude::*;
 use bevy_ecs::schedule::ScheduleConfigs;
 use bevy_ecs::system::ScheduleSystem;
-use faceforge_components::{accumulate, Albedo, Coeffs, Frame, Grad, Illumination, LossTerms, Mesh, Pose, PoseParams, Rendered, RenderedSwaps, Subject, SwappedTextures, VertexColors};
+use faceforge_components::{accumulate, Albedo, Coeffs, Frame, Grad, Illumination, Landmarks3d, LossTerms, Mesh, Pose, PoseParams, Rendered, RenderedSwaps, Subject, SwappedTextures, VertexColors};
 use std::fmt;
 
 pub mod adam;
 pub mod direct_pose;
 pub mod loss_census;
 pub mod loss_flow;
+pub mod loss_guidance;
 pub mod loss_landmark;
 pub mod loss_photometric;
 pub mod loss_regulariser;
@@ -111,6 +112,7 @@ pub fn clear_gradients(entities: Query<Entity, Or<(With<Frame>, With<Subject>)>>
             Grad::<Pose>::default(),
             Grad::<PoseParams>::default(),
             Grad::<Coeffs>::default(),
+            Grad::<Landmarks3d>::default(),
         ));
     }
 }
@@ -197,6 +199,7 @@ pub fn registry() -> Vec<SystemEntry> {
         share_identity::entry(),
         share_identity::backward_entry(),
         loss_landmark::entry(),
+        loss_guidance::entry(),
         loss_regulariser::entry(),
         loss_photometric::entry(),
         loss_census::entry(),
@@ -209,7 +212,7 @@ pub fn registry() -> Vec<SystemEntry> {
 /// The settings of a system that takes none: any key is refused.
 #[derive(Clone, Debug, Default, serde::Deserialize)]
 #[serde(deny_unknown_fields)]
-pub(crate) struct NoSettings {}
+pub struct NoSettings {}
 
 /// Reads a system's settings (RON text) into its typed struct (defaults when absent), so a bad
 /// key or value names the field.

@@ -1,0 +1,181 @@
+//! encode: the network on the frames' images (PGN's shared encoder, PGN decoder and heads),
+//! writing what the fit mode's parameters were: `Coeffs` (identity fused over each subject's
+//! frames, expression per frame), X_UV as the frame's `Landmarks2d` / `Landmarks3d` (the
+//! annotations move to `LandmarkTargets` first), and `PoseParams` when the network has a pose head.
+//!
+//! encode_backward: the graph's gradients with respect to those outputs go back into burn
+//! through the surrogate loss Σ out ⊙ stopgrad(dL/d out), so one burn backward pass trains the
+//! network through the render and loss systems (ARCHITECTURE §2). encoder_step: burn's Adam.
+
+use crate::learner::{Learner, Pending};
+use crate::network::{fusion_matrix, Trained};
+use bevy_ecs::prelude::*;
+use burn::optim::GradientsParams;
+use burn::tensor::{Tensor, TensorData};
+use faceforge_components::{Coeffs, Frame, Grad, Image, LandmarkTargets, Landmarks2d, Landmarks3d, PoseParams};
+use faceforge_systems::{collect_errors, parse_settings, Stage, StageError, SystemEntry};
+use serde::Deserialize;
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct EncodeSettings {
+    /// Put the network's landmarks in place of the annotations (PGN). false: the graph keeps the
+    /// annotations (the joint-regression baseline, whose pose comes from the pose head).
+    pub guide: bool,
+}
+
+impl Default for EncodeSettings {
+    fn default() -> Self {
+        Self { guide: true }
+    }
+}
+
+fn to_vec(t: Tensor<2>) -> Vec<f32> {
+    t.into_data().try_into_vec::<f32>().expect("float tensor")
+}
+
+fn rows(values: &[f32], width: usize) -> impl Iterator<Item = &[f32]> {
+    values.chunks(width.max(1))
+}
+
+type FrameRow<'a> = (Entity, &'a Frame, &'a Image, Option<&'a Landmarks2d>, Option<&'a Landmarks3d>, Option<&'a LandmarkTargets>);
+
+/// The frames in a fixed order (by name), so runs and resumes see the same batch layout.
+fn sorted<'a>(frames: impl Iterator<Item = FrameRow<'a>>) -> Vec<FrameRow<'a>> {
+    let mut v: Vec<_> = frames.collect();
+    v.sort_by(|a, b| a.1.name.cmp(&b.1.name));
+    v
+}
+
+pub fn entry() -> SystemEntry {
+    SystemEntry {
+        name: "encode",
+        stage: Stage::Encode,
+        reads: &["Image", "Learner"],
+        writes: &["Coeffs", "Landmarks2d", "Landmarks3d", "LandmarkTargets", "PoseParams"],
+        summary: "the network on the images: identity (fused per subject), expression, X_UV, pose if it has a pose head",
+        build: |settings| {
+            let settings: EncodeSettings = parse_settings(settings)?;
+            Ok((move |mut learner: ResMut<Learner>, frames: Query<FrameRow>, mut commands: Commands| -> Result<(), StageError> {
+                let frames = sorted(frames.iter());
+                if frames.is_empty() {
+                    return Ok(());
+                }
+                let size = learner.info.network.input;
+                let fail = |message: String| Err(StageError { system: "encode", message });
+                let mut pixels: Vec<f32> = Vec::with_capacity(frames.len() * 3 * size * size);
+                for (_, frame, image, ..) in &frames {
+                    if image.width != size || image.height != size {
+                        return fail(format!("frame {} is {}×{} pixels, the network takes {size}×{size}", frame.name, image.width, image.height));
+                    }
+                    // HWC → CHW
+                    for c in 0..3 {
+                        pixels.extend(image.rgb.iter().skip(c).step_by(3));
+                    }
+                }
+                let b = frames.len();
+                let device = learner.device.clone();
+                let images = Tensor::<4>::from_data(TensorData::new(pixels, [b, 3, size, size]), &device);
+                let subjects: Vec<u32> = frames.iter().map(|f| f.1.subject_id).collect();
+                let outputs = learner.net.forward(images, fusion_matrix(&subjects, &device), &learner.readout, learner.trained);
+                let (n_id, n_exp, n_landmarks) = (learner.info.n_id, learner.info.n_exp, learner.info.n_landmarks);
+                let landmarks = outputs.landmarks.clone().into_data().try_into_vec::<f32>().expect("float tensor");
+                let identity = to_vec(outputs.identity.clone());
+                let expression = to_vec(outputs.expression.clone());
+                let pose = outputs.pose.clone().map(to_vec);
+                let n_tex = learner.readout.n_albedo;
+                for (k, ((entity, _, _, given_2d, given_3d, targets), (id, exp))) in frames.iter().zip(rows(&identity, n_id).zip(rows(&expression, n_exp))).enumerate() {
+                    let mut e = commands.entity(*entity);
+                    e.insert(Coeffs { id: id.to_vec(), exp: exp.to_vec(), tex: vec![0.0; n_tex] });
+                    if settings.guide {
+                        if targets.is_none() {
+                            e.insert(LandmarkTargets {
+                                points_2d: given_2d.map(|l| l.points.clone()).unwrap_or_default(),
+                                points_3d: given_3d.map(|l| l.points.clone()),
+                            });
+                        }
+                        let points: Vec<[f32; 3]> = landmarks[k * 3 * n_landmarks..(k + 1) * 3 * n_landmarks].chunks(3).map(|p| [p[0], p[1], p[2]]).collect();
+                        e.insert((Landmarks2d { points: points.iter().map(|p| [p[0], p[1]]).collect() }, Landmarks3d { points }));
+                    }
+                    if let Some(p) = &pose {
+                        let p = &p[6 * k..6 * k + 6];
+                        e.insert(PoseParams { angles: [p[0], p[1], p[2]], log_scale: p[3], translation: [p[4], p[5]] });
+                    }
+                }
+                let pending = learner.training.then(|| Pending { entities: frames.iter().map(|f| f.0).collect(), outputs });
+                *learner.pending.get_mut().expect("not poisoned") = pending;
+                Ok(())
+            })
+            .pipe(collect_errors)
+            .in_set(Stage::Encode))
+        },
+    }
+}
+
+/// The gradient rows of `entities`, zeros where a frame has none.
+fn gradient_tensor(rows: Vec<Vec<f32>>, width: usize, device: &burn::tensor::Device) -> Tensor<2> {
+    let b = rows.len();
+    let data: Vec<f32> = rows.into_iter().flat_map(|r| if r.len() == width { r } else { vec![0.0; width] }).collect();
+    Tensor::from_data(TensorData::new(data, [b, width]), device)
+}
+
+pub fn backward_entry() -> SystemEntry {
+    SystemEntry {
+        name: "encode_backward",
+        stage: Stage::BackwardEncode,
+        // The gradients it reads are optional (zero when no loss reaches an output).
+        reads: &["Learner"],
+        writes: &["Learner"],
+        summary: "the graph's gradients of the network's outputs back into burn (surrogate Σ out ⊙ stopgrad(grad))",
+        build: |settings| {
+            parse_settings::<faceforge_systems::NoSettings>(settings)?;
+            Ok((|mut learner: ResMut<Learner>, frames: Query<(Option<&Grad<Coeffs>>, Option<&Grad<Landmarks3d>>, Option<&Grad<PoseParams>>)>| {
+                let Some(Pending { entities, outputs }) = learner.pending.get_mut().expect("not poisoned").take() else { return };
+                let device = learner.device.clone();
+                let (n_id, n_exp, n_landmarks) = (learner.info.n_id, learner.info.n_exp, learner.info.n_landmarks);
+                let grads: Vec<_> = entities.iter().map(|e| frames.get(*e).unwrap_or((None, None, None))).collect();
+                let g_id = gradient_tensor(grads.iter().map(|g| g.0.map(|g| g.value.id.clone()).unwrap_or_default()).collect(), n_id, &device);
+                let g_exp = gradient_tensor(grads.iter().map(|g| g.0.map(|g| g.value.exp.clone()).unwrap_or_default()).collect(), n_exp, &device);
+                let g_landmarks = gradient_tensor(grads.iter().map(|g| g.1.map(|g| g.value.points.iter().flatten().copied().collect()).unwrap_or_default()).collect(), 3 * n_landmarks, &device);
+                let b = entities.len();
+                let mut parts: Vec<Tensor<1>> = Vec::new();
+                let trained = learner.trained;
+                if trained != Trained::Heads {
+                    parts.push(outputs.landmarks.reshape([b, 3 * n_landmarks]).mul(g_landmarks).sum());
+                }
+                if trained != Trained::Guidance {
+                    parts.push(outputs.identity.mul(g_id).sum());
+                    parts.push(outputs.expression.mul(g_exp).sum());
+                    if let Some(pose) = outputs.pose {
+                        let g_pose = gradient_tensor(
+                            grads.iter().map(|g| g.2.map(|g| { let p = &g.value; vec![p.angles[0], p.angles[1], p.angles[2], p.log_scale, p.translation[0], p.translation[1]] }).unwrap_or_default()).collect(),
+                            6,
+                            &device,
+                        );
+                        parts.push(pose.mul(g_pose).sum());
+                    }
+                }
+                let parts: Vec<Tensor<1>> = parts.into_iter().filter(|p| p.is_tracked()).collect();
+                let Some(surrogate) = parts.into_iter().reduce(|a, b| a.add(b)) else { return };
+                let grads = surrogate.backward();
+                let grads = GradientsParams::from_grads(grads, &learner.net);
+                *learner.grads.get_mut().expect("not poisoned") = Some(grads);
+            })
+            .in_set(Stage::BackwardEncode))
+        },
+    }
+}
+
+pub fn step_entry() -> SystemEntry {
+    SystemEntry {
+        name: "encoder_step",
+        stage: Stage::Step,
+        reads: &["Learner"],
+        writes: &["Learner"],
+        summary: "burn's Adam on the network's gradients",
+        build: |settings| {
+            parse_settings::<faceforge_systems::NoSettings>(settings)?;
+            Ok((|mut learner: ResMut<Learner>| learner.step()).in_set(Stage::Step))
+        },
+    }
+}

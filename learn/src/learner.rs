@@ -1,0 +1,165 @@
+//! The `Learner` resource: the network, its optimiser (burn's Adam), and what passes between the
+//! forward pass (`encode`) and the backward pass (`encode_backward`) of one schedule run.
+
+use crate::network::{Network, NetworkSpec, Outputs, Readout, Trained};
+use bevy_ecs::prelude::*;
+use burn::module::Module;
+use burn::optim::{AdamConfig, GradientsParams, ModuleOptimizer};
+use burn::tensor::Device;
+use faceforge_model::MorphableModel;
+use serde::{Deserialize, Serialize};
+use std::path::Path;
+
+/// The file beside the weights that says which network and model they belong to.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct WeightsInfo {
+    pub network: NetworkSpec,
+    pub n_landmarks: usize,
+    pub n_id: usize,
+    pub n_exp: usize,
+    /// The model the network was trained for (its origin string).
+    pub model: String,
+    /// Whether the network regresses the pose itself (the joint baseline of PGN's Fig. 1).
+    pub pose_head: bool,
+}
+
+/// The outputs of the last forward pass, kept (with their autodiff graph) for the backward.
+pub(crate) struct Pending {
+    pub entities: Vec<Entity>,
+    pub outputs: Outputs,
+}
+
+#[derive(Resource)]
+pub struct Learner {
+    pub info: WeightsInfo,
+    pub net: Network,
+    pub readout: Readout,
+    pub optimizer: ModuleOptimizer,
+    pub trained: Trained,
+    pub learning_rate: f64,
+    /// false: forward passes only (inference, evaluation); nothing is kept for a backward.
+    pub training: bool,
+    pub device: Device,
+    /// Behind a mutex only because burn's gradient maps are `Send` but not `Sync`, which a
+    /// bevy resource must be; only the learner's own systems touch them, one at a time.
+    pub(crate) pending: std::sync::Mutex<Option<Pending>>,
+    pub(crate) grads: std::sync::Mutex<Option<GradientsParams>>,
+    /// Optimiser steps taken.
+    pub steps: u64,
+}
+
+/// A learner's failure, naming the file where there is one.
+#[derive(Debug, thiserror::Error)]
+pub enum LearnError {
+    #[error("{0}")]
+    Spec(String),
+    #[error("{file}: {message}")]
+    File { file: String, message: String },
+}
+
+fn file_error(path: &Path, message: impl std::fmt::Display) -> LearnError {
+    LearnError::File { file: path.display().to_string(), message: message.to_string() }
+}
+
+impl Learner {
+    /// A fresh network for `model`, on burn's CPU backend (flex) with autodiff.
+    pub fn new(spec: &NetworkSpec, model: &MorphableModel, pose_head: bool) -> Result<Self, LearnError> {
+        spec.check().map_err(LearnError::Spec)?;
+        let device = Device::flex().autodiff();
+        let info = WeightsInfo {
+            network: spec.clone(),
+            n_landmarks: model.landmarks().len(),
+            n_id: model.n_id(),
+            n_exp: model.n_exp(),
+            model: model.origin().to_string(),
+            pose_head,
+        };
+        let net = Network::new(spec, info.n_landmarks, info.n_id, info.n_exp, pose_head, &device);
+        Ok(Self {
+            readout: Readout::new(spec, model, &device),
+            info,
+            net,
+            optimizer: AdamConfig::new().init(),
+            trained: Trained::Guidance,
+            learning_rate: 1e-4,
+            training: true,
+            device,
+            pending: Default::default(),
+            grads: Default::default(),
+            steps: 0,
+        })
+    }
+
+    /// Weights (`NAME.bpk`, burn's record) and their `NAME.json` beside them.
+    pub fn save_weights(&self, path: &Path) -> Result<(), LearnError> {
+        self.net.clone().save_file(path).map_err(|e| file_error(path, e))?;
+        let info = path.with_extension("json");
+        let text = serde_json::to_string_pretty(&self.info).map_err(|e| file_error(&info, e))?;
+        faceforge_model::atomic_write(&info, text.as_bytes()).map_err(|e| file_error(&info, e))
+    }
+
+    /// A learner whose network is read from `path` (and its `.json`), checked against `model`.
+    pub fn load(path: &Path, model: &MorphableModel) -> Result<Self, LearnError> {
+        let info_path = path.with_extension("json");
+        let text = std::fs::read_to_string(&info_path).map_err(|e| file_error(&info_path, format!("{e} (the network description written beside the weights)")))?;
+        let info: WeightsInfo = serde_json::from_str(&text).map_err(|e| file_error(&info_path, e))?;
+        if (info.n_landmarks, info.n_id, info.n_exp) != (model.landmarks().len(), model.n_id(), model.n_exp()) {
+            return Err(file_error(
+                path,
+                format!(
+                    "trained for {} landmarks, {} identity, {} expression coefficients ({}); the model {} has {}, {}, {}",
+                    info.n_landmarks,
+                    info.n_id,
+                    info.n_exp,
+                    info.model,
+                    model.origin(),
+                    model.landmarks().len(),
+                    model.n_id(),
+                    model.n_exp()
+                ),
+            ));
+        }
+        let mut learner = Self::new(&info.network, model, info.pose_head)?;
+        learner.net = learner.net.clone().try_load_file(path).map_err(|e| file_error(path, e))?;
+        learner.info = info;
+        Ok(learner)
+    }
+
+    /// The optimiser's state (Adam's moments and step), for checkpoints.
+    pub fn optimizer_bytes(&self) -> Result<Vec<u8>, LearnError> {
+        self.optimizer.into_bytes().map(|b| b.to_vec()).map_err(|e| LearnError::Spec(format!("saving the optimiser state: {e}")))
+    }
+
+    pub fn restore_optimizer(&mut self, bytes: Vec<u8>) -> Result<(), LearnError> {
+        let fresh = AdamConfig::new().init();
+        self.optimizer = fresh.from_bytes(burn::tensor::Bytes::from_bytes_vec(bytes)).map_err(|e| LearnError::Spec(format!("restoring the optimiser state: {e}")))?;
+        Ok(())
+    }
+
+    /// Sets what the next steps train (and whether they train at all). The frozen parts stop
+    /// requiring gradients, so burn records no graph for them: a frozen encoder's forward pass
+    /// then costs no memory for a backward that never comes.
+    pub fn configure(&mut self, trained: Trained, training: bool) {
+        self.trained = trained;
+        self.training = training;
+        let learns = |part_trained: bool| training && part_trained;
+        let landmarks = learns(trained != Trained::Heads);
+        let heads = learns(trained != Trained::Guidance);
+        let net = &mut self.net;
+        net.encoder = net.encoder.clone().set_require_grad(landmarks);
+        net.uv = net.uv.clone().map(|m| m.set_require_grad(landmarks));
+        net.fc_landmarks = net.fc_landmarks.clone().map(|m| m.set_require_grad(landmarks));
+        net.identity = net.identity.clone().set_require_grad(heads);
+        net.expression = net.expression.clone().set_require_grad(heads);
+        net.pose = net.pose.clone().map(|m| m.set_require_grad(heads));
+    }
+
+    /// Applies the gradients of the last backward pass (Adam), if there were any.
+    pub fn step(&mut self) {
+        if let Some(grads) = self.grads.get_mut().expect("not poisoned").take() {
+            let net = self.net.clone();
+            self.net = self.optimizer.step(self.learning_rate, net, grads);
+            self.steps += 1;
+        }
+    }
+}

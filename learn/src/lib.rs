@@ -1,0 +1,15 @@
+//! faceforge's learn mode: PGN's networks as a burn module (`network`), the `Learner` resource
+//! that holds them with their optimiser, and the systems that run them inside the ECS graph
+//! (`encode`, `encode_backward`, `encoder_step`).
+
+pub mod encode;
+pub mod learner;
+pub mod network;
+
+pub use learner::{LearnError, Learner, WeightsInfo};
+pub use network::{LandmarkHead, NetworkSpec, Trained};
+
+/// The learn-mode systems a scene can name (beside `faceforge_systems::registry()`).
+pub fn registry() -> Vec<faceforge_systems::SystemEntry> {
+    vec![encode::entry(), encode::backward_entry(), encode::step_entry()]
+}

@@ -1,0 +1,316 @@
+//! PGN's networks (`000_…` §1) as one burn module: a shared convolutional encoder (PRN-like,
+//! reduced to plain strided convolutions), the PGN decoder that writes a UV position map of the
+//! 68 landmarks (x, y, z) — or the paper's alternative FC head that regresses them directly —
+//! and the identity and expression heads (one conv layer, average pooling, three FC layers).
+//! Multi-frame input: the identity head sees the encoder features averaged over a subject's
+//! frames (feature fusion), expression and landmarks stay per frame.
+
+use burn::module::Module;
+use burn::nn::conv::{Conv2d, Conv2dConfig, ConvTranspose2d, ConvTranspose2dConfig};
+use burn::nn::{Linear, LinearConfig, PaddingConfig2d};
+use burn::tensor::activation::relu;
+use burn::tensor::{Device, Tensor, TensorData};
+use faceforge_model::MorphableModel;
+use serde::{Deserialize, Serialize};
+
+/// How the landmarks leave the network.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub enum LandmarkHead {
+    /// PGN proper: a decoder writes a UV position map; each landmark is read at its UV
+    /// coordinates (bilinear).
+    #[default]
+    UvMap,
+    /// The paper's cheaper alternative: FC layers regress the 68 × 3 numbers directly.
+    Fc,
+}
+
+/// The network's shape. Saved beside the weights so `infer` rebuilds the same network.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct NetworkSpec {
+    /// Input crop size in pixels (a multiple of 16; 64–256).
+    pub input: usize,
+    /// Channels of the first encoder stage; each of the four strided stages doubles them.
+    pub width: usize,
+    pub landmarks: LandmarkHead,
+    /// Width of the heads' FC layers.
+    pub hidden: usize,
+    /// Seed of the initial weights.
+    pub seed: u64,
+}
+
+impl Default for NetworkSpec {
+    fn default() -> Self {
+        Self { input: 64, width: 16, landmarks: LandmarkHead::UvMap, hidden: 128, seed: 1 }
+    }
+}
+
+impl NetworkSpec {
+    pub fn check(&self) -> Result<(), String> {
+        if self.input % 16 != 0 || !(32..=256).contains(&self.input) {
+            return Err(format!("network.input must be a multiple of 16 between 32 and 256, not {}", self.input));
+        }
+        if self.width == 0 || self.hidden == 0 {
+            return Err("network.width and network.hidden must be at least 1".into());
+        }
+        Ok(())
+    }
+
+    /// Channels of the encoder's output.
+    fn features(&self) -> usize {
+        8 * self.width
+    }
+
+    /// Side of the encoder's output grid.
+    fn grid(&self) -> usize {
+        self.input / 16
+    }
+
+    /// Side of the UV position map (fine enough that no two landmarks share a texel).
+    pub fn uv_size(&self) -> usize {
+        self.input / 2
+    }
+}
+
+fn conv(channels: [usize; 2], stride: usize, device: &Device) -> Conv2d {
+    Conv2dConfig::new(channels, [3, 3]).with_stride([stride, stride]).with_padding(PaddingConfig2d::Explicit(1, 1, 1, 1)).init(device)
+}
+
+/// The shared encoder: a stride-1 stem and four stride-2 stages (input/16 on each side).
+#[derive(Module, Debug)]
+pub struct Encoder {
+    stem: Conv2d,
+    stages: Vec<Conv2d>,
+}
+
+impl Encoder {
+    fn new(spec: &NetworkSpec, device: &Device) -> Self {
+        let w = spec.width;
+        let stages = (0..4).map(|k| conv([w << k, w << (k + 1).min(3)], 2, device)).collect();
+        Self { stem: conv([3, w], 1, device), stages }
+    }
+
+    pub fn forward(&self, images: Tensor<4>) -> Tensor<4> {
+        let mut x = relu(self.stem.forward(images));
+        for stage in &self.stages {
+            x = relu(stage.forward(x));
+        }
+        x
+    }
+}
+
+/// The PGN decoder: three transposed convolutions (input/2 on each side) and a 3-channel
+/// convolution, the UV position map.
+#[derive(Module, Debug)]
+pub struct UvDecoder {
+    up: Vec<ConvTranspose2d>,
+    out: Conv2d,
+}
+
+impl UvDecoder {
+    fn new(spec: &NetworkSpec, device: &Device) -> Self {
+        let f = spec.features();
+        let up = [(f, f / 2), (f / 2, f / 4), (f / 4, f / 8)]
+            .iter()
+            .map(|&(i, o)| ConvTranspose2dConfig::new([i, o], [4, 4]).with_stride([2, 2]).with_padding([1, 1]).init(device))
+            .collect();
+        Self { up, out: conv([f / 8, 3], 1, device) }
+    }
+
+    fn forward(&self, features: Tensor<4>) -> Tensor<4> {
+        let mut x = features;
+        for up in &self.up {
+            x = relu(up.forward(x));
+        }
+        self.out.forward(x)
+    }
+}
+
+/// Three FC layers after a conv layer and average pooling: PGN's identity / expression
+/// regressor; also (without the conv) the FC landmark head.
+#[derive(Module, Debug)]
+pub struct Head {
+    conv: Option<Conv2d>,
+    fc: Vec<Linear>,
+}
+
+impl Head {
+    fn new(conv_channels: Option<usize>, inputs: usize, hidden: usize, outputs: usize, device: &Device) -> Self {
+        let fc = [(inputs, hidden), (hidden, hidden), (hidden, outputs)].iter().map(|&(i, o)| LinearConfig::new(i, o).init(device)).collect();
+        Self { conv: conv_channels.map(|c| conv([c, c], 1, device)), fc }
+    }
+
+    fn forward(&self, x: Tensor<2>) -> Tensor<2> {
+        let last = self.fc.len() - 1;
+        self.fc.iter().enumerate().fold(x, |x, (i, fc)| if i < last { relu(fc.forward(x)) } else { fc.forward(x) })
+    }
+
+    /// Conv, global average pooling, the FC layers.
+    fn forward_pooled(&self, features: Tensor<4>) -> Tensor<2> {
+        let x = match &self.conv {
+            Some(c) => relu(c.forward(features)),
+            None => features,
+        };
+        let [b, c, h, w] = x.dims();
+        self.forward(x.reshape([b, c, h * w]).mean_dim(2).reshape([b, c]))
+    }
+}
+
+/// The whole network.
+#[derive(Module, Debug)]
+pub struct Network {
+    pub encoder: Encoder,
+    pub uv: Option<UvDecoder>,
+    pub fc_landmarks: Option<Head>,
+    pub identity: Head,
+    pub expression: Head,
+    /// The joint baseline of PGN's Fig. 1 regresses the pose too (yaw, pitch, roll, log scale,
+    /// translation); PGN gets it in closed form instead.
+    pub pose: Option<Head>,
+}
+
+/// What one forward pass predicts for a batch of B frames.
+#[derive(Clone, Debug)]
+pub struct Outputs {
+    /// X_UV: (B, 68, 3), pixels of the input crop (x, y) and depth in the same unit.
+    pub landmarks: Tensor<3>,
+    /// (B, n_id), in the model's units (σ-scaled).
+    pub identity: Tensor<2>,
+    /// (B, n_exp).
+    pub expression: Tensor<2>,
+    /// (B, 6): yaw, pitch, roll (radians), log scale (pixels per model unit), translation
+    /// (pixels), when the network has a pose head.
+    pub pose: Option<Tensor<2>>,
+}
+
+impl Network {
+    pub fn new(spec: &NetworkSpec, n_landmarks: usize, n_id: usize, n_exp: usize, pose_head: bool, device: &Device) -> Self {
+        device.seed(spec.seed);
+        let f = spec.features();
+        let landmarks_fc = spec.landmarks == LandmarkHead::Fc;
+        Self {
+            encoder: Encoder::new(spec, device),
+            uv: (!landmarks_fc).then(|| UvDecoder::new(spec, device)),
+            fc_landmarks: landmarks_fc.then(|| Head::new(None, f * spec.grid() * spec.grid(), 2 * spec.hidden, 3 * n_landmarks, device)),
+            identity: Head::new(Some(f), f, spec.hidden, n_id, device),
+            expression: Head::new(Some(f), f, spec.hidden, n_exp, device),
+            pose: pose_head.then(|| Head::new(Some(f), f, spec.hidden, 6, device)),
+        }
+    }
+}
+
+/// The constants a forward pass needs besides the weights: how to read the landmarks off the UV
+/// map, and the model's σ.
+#[derive(Clone, Debug)]
+pub struct Readout {
+    pub input: usize,
+    /// (U², L): bilinear weights of each landmark's UV position in the map.
+    uv_weights: Tensor<2>,
+    id_sigma: Tensor<1>,
+    exp_sigma: Tensor<1>,
+    /// Added to the pose head's output: zero angles, the scale that makes the mean face span
+    /// about 60 % of the crop, the crop's centre.
+    pose_offset: Tensor<1>,
+    n_landmarks: usize,
+    /// The model's albedo size (the network predicts no albedo: zeros, as PGN).
+    pub n_albedo: usize,
+}
+
+impl Readout {
+    pub fn new(spec: &NetworkSpec, model: &MorphableModel, device: &Device) -> Self {
+        let u = spec.uv_size();
+        let landmarks = model.landmarks();
+        let mut weights = vec![0.0f32; u * u * landmarks.len()];
+        let uvs = model.uv();
+        for (l, &v) in landmarks.iter().enumerate() {
+            // Texel centres at (i + 0.5) / U; v grows downwards in the map as in images.
+            let (x, y) = (uvs[2 * v as usize] * u as f32 - 0.5, (1.0 - uvs[2 * v as usize + 1]) * u as f32 - 0.5);
+            let (x0, y0) = (x.floor().clamp(0.0, (u - 1) as f32), y.floor().clamp(0.0, (u - 1) as f32));
+            let (fx, fy) = ((x - x0).clamp(0.0, 1.0), (y - y0).clamp(0.0, 1.0));
+            let (x0, y0) = (x0 as usize, y0 as usize);
+            let (x1, y1) = ((x0 + 1).min(u - 1), (y0 + 1).min(u - 1));
+            for (xx, yy, w) in [(x0, y0, (1.0 - fx) * (1.0 - fy)), (x1, y0, fx * (1.0 - fy)), (x0, y1, (1.0 - fx) * fy), (x1, y1, fx * fy)] {
+                weights[(yy * u + xx) * landmarks.len() + l] += w;
+            }
+        }
+        let tensor1 = |v: &[f32]| Tensor::<1>::from_data(TensorData::new(v.to_vec(), [v.len()]), device);
+        let mean = model.mean_shape();
+        let xs = mean.chunks(3).map(|p| p[0]);
+        let width = xs.clone().fold(f32::MIN, f32::max) - xs.fold(f32::MAX, f32::min);
+        let half = spec.input as f32 / 2.0;
+        let pose_offset = [0.0, 0.0, 0.0, (0.6 * spec.input as f32 / width.max(1e-6)).ln(), half, half];
+        Self {
+            input: spec.input,
+            uv_weights: Tensor::from_data(TensorData::new(weights, [u * u, landmarks.len()]), device),
+            id_sigma: tensor1(model.id_sigma()),
+            exp_sigma: tensor1(model.exp_sigma()),
+            pose_offset: tensor1(&pose_offset),
+            n_albedo: model.n_albedo(),
+            n_landmarks: landmarks.len(),
+        }
+    }
+}
+
+/// Which parts of the network a training step updates; the others run detached.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Trained {
+    /// PGN's step 1: encoder and landmark head, from the landmark targets.
+    #[default]
+    Guidance,
+    /// Steps 2 and 3: the identity and expression heads; encoder and PGN frozen.
+    Heads,
+    /// Everything at once (the joint-regression baseline of PGN's Fig. 1 study).
+    All,
+}
+
+impl Network {
+    /// One forward pass over images (B, 3, S, S) in [0, 1]; `fusion` (B, B) averages each
+    /// frame's features over its subject's frames for the identity head.
+    pub fn forward(&self, images: Tensor<4>, fusion: Tensor<2>, readout: &Readout, trained: Trained) -> Outputs {
+        let [b, _, _, _] = images.dims();
+        let features = self.encoder.forward(images.sub_scalar(0.5));
+        // Frozen parts run detached: no gradient reaches them.
+        let features = if trained == Trained::Heads { features.detach() } else { features };
+        let landmark_features = features.clone();
+        let size = readout.input as f32;
+        let landmarks = match (&self.uv, &self.fc_landmarks) {
+            (Some(uv), _) => {
+                let map = uv.forward(landmark_features); // (B, 3, U, U)
+                let [_, c, h, w] = map.dims();
+                // (B, 3, U²) × (U², L) → (B, 3, L) → (B, L, 3)
+                map.reshape([b, c, h * w]).matmul(readout.uv_weights.clone().unsqueeze::<3>()).swap_dims(1, 2)
+            }
+            (None, Some(fc)) => {
+                let [_, c, h, w] = landmark_features.dims();
+                fc.forward(landmark_features.reshape([b, c * h * w])).reshape([b, readout.n_landmarks, 3])
+            }
+            (None, None) => unreachable!("a network has one landmark head"),
+        };
+        // The map holds positions in units of the crop, centred: pixels = (value + 0.5) · S for
+        // x and y, value · S for depth.
+        let offset = Tensor::<1>::from_data(TensorData::new(vec![0.5f32, 0.5, 0.0], [3]), &landmarks.device());
+        let landmarks = landmarks.add(offset.unsqueeze::<3>()).mul_scalar(size);
+        let head_features = if trained == Trained::Guidance { features.detach() } else { features };
+        let [_, c, h, w] = head_features.dims();
+        let fused = fusion.matmul(head_features.clone().reshape([b, c * h * w])).reshape([b, c, h, w]);
+        let identity = self.identity.forward_pooled(fused).mul(readout.id_sigma.clone().unsqueeze::<2>());
+        // Translation in units of the crop, like the landmarks.
+        let pose_scale = Tensor::<1>::from_data(TensorData::new(vec![1.0f32, 1.0, 1.0, 1.0, size, size], [6]), &readout.pose_offset.device());
+        let pose = self.pose.as_ref().map(|p| p.forward_pooled(head_features.clone()).mul(pose_scale.unsqueeze::<2>()).add(readout.pose_offset.clone().unsqueeze::<2>()));
+        let expression = self.expression.forward_pooled(head_features).mul(readout.exp_sigma.clone().unsqueeze::<2>());
+        Outputs { landmarks, identity, expression, pose }
+    }
+}
+
+/// The (B, B) matrix that averages each frame's row over the frames of its subject.
+pub fn fusion_matrix(subjects: &[u32], device: &Device) -> Tensor<2> {
+    let b = subjects.len();
+    let mut m = vec![0.0f32; b * b];
+    for i in 0..b {
+        let same: Vec<usize> = (0..b).filter(|&j| subjects[j] == subjects[i]).collect();
+        for &j in &same {
+            m[i * b + j] = 1.0 / same.len() as f32;
+        }
+    }
+    Tensor::from_data(TensorData::new(m, [b, b]), device)
+}

@@ -1,0 +1,73 @@
+//! `faceforge infer`: a trained network on a folder of images. It is a one-iteration run of an
+//! inference scene — `encode`, the pose (PGN's closed form, or the pose head), `reconstruct`,
+//! `render` — over the folder, so every output a fit writes is written here too: OBJ with its
+//! texture, `.pts` landmarks in the original image's pixels, pose and coefficients, overlays and
+//! the report. Sub-folders are clips or multi-view sets: their frames share one identity (the
+//! network fuses their features).
+
+use crate::inputs::{FolderSpec, Skipped};
+use crate::run::{continue_prepared, prepare, RunOptions};
+use crate::scene::ModelSource;
+use crate::LoadedScene;
+use anyhow::Context;
+use faceforge_learn::Learner;
+use std::path::Path;
+
+/// What an inference did.
+#[derive(Debug)]
+pub struct InferResult {
+    pub frames: usize,
+    pub subjects: usize,
+    pub seconds: f64,
+    pub skipped: Vec<Skipped>,
+}
+
+/// The inference scene for a network: RON text, so it is checked like any scene.
+fn scene_text(model: &ModelSource, folder: &FolderSpec, out: &Path, pose_head: bool) -> anyhow::Result<String> {
+    let options = ron::ser::PrettyConfig::default();
+    let model = ron::ser::to_string_pretty(model, options.clone())?;
+    let data = ron::ser::to_string_pretty(&crate::scene::DataSpec::Folder(folder.clone()), options)?;
+    let (guide, pose) = if pose_head { ("false", "(name: \"direct_pose\")") } else { ("true", "(name: \"pgn\", settings: (camera: ScaledRotation))") };
+    Ok(format!(
+        r#"Scene(
+    name: "inference",
+    data: {data},
+    model: {model},
+    backend: Cpu,
+    systems: [
+        (name: "encode", settings: (guide: {guide})),
+        {pose},
+        (name: "reconstruct", settings: (albedo: true)),
+        (name: "vertex_normals"),
+        (name: "render"),
+    ],
+    iterations: 1,
+    outputs: (dir: {out:?}, meshes: [Obj], coefficients: true, images: true, landmarks: true, checkpoint_every: 0),
+    learn: (),
+)"#
+    ))
+}
+
+pub fn infer(model: &ModelSource, weights: &Path, images: &Path, landmarks: Option<&Path>, out: &Path, force: bool) -> anyhow::Result<InferResult> {
+    let started = std::time::Instant::now();
+    let model_arrays = crate::run::load_model(model)?;
+    let mut learner = Learner::load(weights, &model_arrays)?;
+    learner.configure(learner.trained, false);
+    let folder = FolderSpec {
+        path: images.to_path_buf(),
+        landmarks: landmarks.map(Path::to_path_buf),
+        size: learner.info.network.input,
+        require_landmarks: false,
+        ..FolderSpec::default()
+    };
+    let text = scene_text(model, &folder, out, learner.info.pose_head)?;
+    let loaded = LoadedScene::from_str(&text, "inference scene").context("the inference scene")?;
+    let mut prepared = prepare(&loaded)?;
+    prepared.world.insert_resource(learner);
+    let frames = prepared.frames;
+    let skipped = prepared.skipped.clone();
+    let subjects = prepared.world.query::<&faceforge_components::Subject>().iter(&prepared.world).count();
+    let options = RunOptions { progress: false, overwrite: force, stop_after: None, no_checkpoints: true };
+    continue_prepared(&loaded, prepared, &options)?;
+    Ok(InferResult { frames, subjects, seconds: started.elapsed().as_secs_f64(), skipped })
+}

@@ -1,0 +1,470 @@
+//! `faceforge train`: learn mode. Each step draws a fresh batch of synthetic frames (seeded by the
+//! step, so a resumed training sees the batches an uninterrupted one would), runs the scene's
+//! graph once — `encode` (the network), the fit mode's stages and losses, `encode_backward`,
+//! `encoder_step` — and so trains the network through the ECS graph. At the end: the weights
+//! (burn's record), the loss history, and the network measured on held-out frames against the
+//! mean-face baseline.
+
+use crate::data;
+use crate::graph::{build_schedule, plan};
+use crate::metrics::{mean_of_bin_means, nme_2d, pose_error, yaw_bin, Spread};
+use crate::report::{run_html, run_markdown, LossHistory, RunReport};
+use crate::run::{load_model, peak_memory_mb};
+use crate::scene::{DataSpec, LoadedScene};
+use crate::synth::SynthSpec;
+use anyhow::{bail, Context};
+use bevy_ecs::prelude::{Entity, Or, Schedule, With, World};
+use faceforge_components::{Coeffs, Compute, Frame, GroundTruth, Iteration, LossTerms, LossWeights, Landmarks2d, Landmarks3d, Model, OptimizerState, Pose, Subject};
+use faceforge_kernels::{project, Backend};
+use faceforge_learn::{Learner, NetworkSpec, Trained};
+use faceforge_model::{atomic_write, MorphableModel, SplitMix64};
+use faceforge_systems::{registry, StageErrors};
+use indicatif::{ProgressBar, ProgressStyle};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::time::Instant;
+
+/// The `learn` section of a scene.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LearnSpec {
+    pub network: NetworkSpec,
+    /// Which parts the steps update (PGN's step 1: `Guidance`; steps 2 and 3: `Heads`).
+    pub trained: Trained,
+    /// The network regresses the pose itself (the joint baseline of PGN's Fig. 1).
+    pub pose_head: bool,
+    /// Weights to start from (a previous step's `weights.bpk`); fresh weights when absent.
+    pub init: Option<PathBuf>,
+    /// Adam's learning rate (PGN: 1e-4), halved every `halve_every` steps (0: never).
+    pub learning_rate: f64,
+    pub halve_every: u32,
+    /// The share of each batch's frames trained with 2D annotations only (their 3D ones
+    /// dropped), as PGN mixes 300W-LP with in-the-wild images in step 1.
+    pub two_d_fraction: f32,
+    /// Subjects of the held-out set the network is measured on at the end.
+    pub held_out: u32,
+}
+
+impl Default for LearnSpec {
+    fn default() -> Self {
+        Self { network: NetworkSpec::default(), trained: Trained::Guidance, pose_head: false, init: None, learning_rate: 1e-4, halve_every: 0, two_d_fraction: 0.0, held_out: 16 }
+    }
+}
+
+impl LearnSpec {
+    /// The learning rate at `step`.
+    pub fn rate(&self, step: u32) -> f64 {
+        let halvings = if self.halve_every == 0 { 0 } else { step / self.halve_every };
+        self.learning_rate * 0.5f64.powi(halvings as i32)
+    }
+}
+
+/// The batch of step `step`: the scene's synthetic spec with a seed of its own.
+pub fn batch_spec(spec: &SynthSpec, step: u32) -> SynthSpec {
+    SynthSpec { seed: spec.seed.wrapping_add(1 + step as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15), ..spec.clone() }
+}
+
+/// The held-out frames: a seed no training batch uses.
+pub fn held_out_spec(spec: &SynthSpec, subjects: u32) -> SynthSpec {
+    SynthSpec { seed: spec.seed ^ 0x0E7A_1000_0000_0001, subjects, ..spec.clone() }
+}
+
+/// What the network does on held-out frames, against the truth.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct HeldOut {
+    pub frames: usize,
+    /// 2D NME (%) of the network's own landmarks X_UV; mean of the yaw-bin means.
+    pub nme_network: Option<f32>,
+    /// 2D NME (%) of the model's landmarks under the pose (PGN's closed form, or the pose head).
+    pub nme_reconstruction: Option<f32>,
+    /// 2D NME (%) of the mean face at the mean pose: the training set's average landmarks.
+    pub nme_mean_face: f32,
+    /// Pose error (degrees, geodesic) of the reconstruction.
+    pub pose_error_deg: Option<Spread>,
+    /// Per yaw bin: frames, NME of X_UV, of the reconstruction, of the mean face, pose error.
+    pub by_yaw: Vec<HeldOutBin>,
+    /// PGN's Fig. 1: the reconstruction's NME with one of pose, identity, expression replaced by
+    /// the truth (mean of the yaw-bin means).
+    pub with_true_pose: Option<f32>,
+    pub with_true_identity: Option<f32>,
+    pub with_true_expression: Option<f32>,
+}
+
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct HeldOutBin {
+    pub bin: String,
+    pub frames: usize,
+    pub nme_network: Option<f32>,
+    pub nme_reconstruction: Option<f32>,
+    pub nme_mean_face: f32,
+    pub pose_error_deg: Option<f32>,
+}
+
+/// What `faceforge train` writes as `train.json`.
+#[derive(Clone, Debug, Serialize)]
+pub struct TrainSummary {
+    pub scene: String,
+    pub steps: u32,
+    pub frames_per_step: usize,
+    pub seconds: f64,
+    pub weights: PathBuf,
+    pub held_out: HeldOut,
+    pub losses: BTreeMap<String, f32>,
+    #[serde(skip)]
+    pub loss_history: LossHistory,
+    pub peak_memory_mb: Option<f64>,
+    pub out_dir: PathBuf,
+}
+
+/// The training state a killed run resumes from (`checkpoint/` in the output folder).
+#[derive(Clone, Debug, Serialize, Deserialize)]
+struct TrainState {
+    scene_file: String,
+    scene: crate::Scene,
+    step: u32,
+    loss_history: Vec<BTreeMap<String, f32>>,
+}
+
+const CHECKPOINT: &str = "checkpoint";
+
+fn learn_spec(loaded: &LoadedScene) -> anyhow::Result<(&LearnSpec, &SynthSpec)> {
+    let scene = &loaded.scene;
+    let Some(learn) = &scene.learn else {
+        bail!("{}: `faceforge train` needs a `learn: (...)` section (network, trained parts); `faceforge run` fits without one", loaded.file);
+    };
+    let DataSpec::Synthetic(spec) = &scene.data else {
+        bail!("{}: training draws its batches from synthetic data: `data: Synthetic(...)` (image folders are for `faceforge infer`)", loaded.file);
+    };
+    if spec.size != learn.network.input {
+        bail!("{}: data.Synthetic.size is {} but learn.network.input is {}: the network takes the frames as they are", loaded.file, spec.size, learn.network.input);
+    }
+    learn.network.check().map_err(|e| anyhow::anyhow!("{}: {e}", loaded.file))?;
+    Ok((learn, spec))
+}
+
+fn new_learner(learn: &LearnSpec, model: &MorphableModel) -> anyhow::Result<Learner> {
+    let mut learner = match &learn.init {
+        Some(path) => {
+            let mut l = Learner::load(path, model)?;
+            if l.info.network != learn.network {
+                tracing::info!("network from {} (its own shape, not the scene's)", path.display());
+            }
+            l.info.pose_head |= learn.pose_head && l.net.pose.is_some();
+            l
+        }
+        None => Learner::new(&learn.network, model, learn.pose_head)?,
+    };
+    learner.configure(learn.trained, true);
+    learner.learning_rate = learn.learning_rate;
+    Ok(learner)
+}
+
+/// Replaces the World's frames and subjects by step `step`'s batch; drops the 3D annotations of
+/// the batch's 2D-only share.
+fn feed(world: &mut World, learn: &LearnSpec, spec: &SynthSpec, model: &MorphableModel, backend: &Backend, step: u32) -> anyhow::Result<usize> {
+    let old: Vec<Entity> = world.query_filtered::<Entity, Or<(With<Frame>, With<Subject>)>>().iter(world).collect();
+    for e in old {
+        world.despawn(e);
+    }
+    let batch = batch_spec(spec, step);
+    let (frames, _) = data::populate(world, &DataSpec::Synthetic(batch.clone()), model, backend, batch.seed)?;
+    if learn.two_d_fraction > 0.0 {
+        let mut rng = SplitMix64::new(batch.seed ^ 0x2D);
+        let mut named: Vec<(String, Entity)> = world.query::<(Entity, &Frame)>().iter(world).map(|(e, f)| (f.name.clone(), e)).collect();
+        named.sort();
+        for (_, e) in named {
+            if (rng.uniform() as f32) < learn.two_d_fraction {
+                world.entity_mut(e).remove::<Landmarks3d>();
+            }
+        }
+    }
+    Ok(frames)
+}
+
+/// Trains the scene's network, checkpointing in `OUT/checkpoint/`; `resume` continues from there.
+pub fn train(loaded: &LoadedScene, options: &crate::run::RunOptions, resume: bool) -> anyhow::Result<TrainSummary> {
+    let started = Instant::now();
+    let (learn, spec) = learn_spec(loaded)?;
+    let scene = &loaded.scene;
+    let out_dir = scene.outputs.dir.clone();
+    let plan = plan(loaded)?;
+    let mut schedule = build_schedule(loaded, &plan)?;
+    let model = std::sync::Arc::new(load_model(&scene.model)?);
+    let backend = Backend::select(scene.backend)?;
+    let mut learner = new_learner(learn, &model)?;
+    let checkpoint_dir = out_dir.join(CHECKPOINT);
+    let (start, mut history) = if resume {
+        let text = std::fs::read_to_string(checkpoint_dir.join("state.json")).with_context(|| format!("reading {}", checkpoint_dir.join("state.json").display()))?;
+        let state: TrainState = serde_json::from_str(&text).with_context(|| format!("{}", checkpoint_dir.join("state.json").display()))?;
+        learner = Learner::load(&checkpoint_dir.join("weights.bpk"), &model)?;
+        learner.configure(learn.trained, true);
+        learner.restore_optimizer(std::fs::read(checkpoint_dir.join("optimizer.bpk")).with_context(|| format!("reading {}", checkpoint_dir.join("optimizer.bpk").display()))?)?;
+        learner.steps = state.step as u64;
+        tracing::info!("resuming {} at step {} of {}", out_dir.display(), state.step, scene.iterations);
+        (state.step, LossHistory(state.loss_history))
+    } else {
+        crate::run::check_output_folder(&out_dir, options.overwrite)?;
+        (0, LossHistory::default())
+    };
+    std::fs::create_dir_all(&checkpoint_dir).with_context(|| format!("creating {}", checkpoint_dir.display()))?;
+
+    let mut world = World::new();
+    world.insert_resource(Model(model.clone()));
+    world.insert_resource(Compute(backend.clone()));
+    world.init_resource::<StageErrors>();
+    world.init_resource::<LossTerms>();
+    world.init_resource::<OptimizerState>();
+    world.insert_resource(LossWeights(scene.losses.clone()));
+    world.init_resource::<Iteration>();
+    world.insert_resource(learner);
+
+    let save = |world: &World, step: u32, history: &LossHistory| -> anyhow::Result<()> {
+        let learner = world.resource::<Learner>();
+        learner.save_weights(&checkpoint_dir.join("weights.bpk"))?;
+        atomic_write(&checkpoint_dir.join("optimizer.bpk"), &learner.optimizer_bytes()?)?;
+        let state = TrainState { scene_file: loaded.file.clone(), scene: scene.clone(), step, loss_history: history.0.clone() };
+        atomic_write(&checkpoint_dir.join("state.json"), serde_json::to_string(&state)?.as_bytes())?;
+        Ok(())
+    };
+
+    let bar = if options.progress { ProgressBar::new(scene.iterations as u64) } else { ProgressBar::hidden() };
+    bar.set_style(ProgressStyle::with_template("{elapsed_precise} [{bar:30}] {pos}/{len} {msg}").expect("valid template").progress_chars("=> "));
+    bar.set_position(start as u64);
+    let mut frames_per_step = 0;
+    let every = scene.outputs.checkpoint_every;
+    for step in start..scene.iterations {
+        frames_per_step = feed(&mut world, learn, spec, &model, &backend, step)?;
+        world.resource_mut::<Learner>().learning_rate = learn.rate(step);
+        world.resource_mut::<Iteration>().0 = step;
+        schedule.run(&mut world);
+        let errors = std::mem::take(&mut world.resource_mut::<StageErrors>().0);
+        if let Some(first) = errors.first() {
+            bar.abandon();
+            bail!("step {step}: {first}");
+        }
+        let terms = world.resource::<LossTerms>().terms.clone();
+        bar.set_message(format!("loss {:.4}", terms.values().sum::<f32>()));
+        history.0.push(terms);
+        bar.inc(1);
+        let done = step + 1;
+        let interrupted = crate::run::interrupted() || options.stop_after == Some(done);
+        if interrupted || (every > 0 && done % every == 0) {
+            save(&world, done, &history)?;
+        }
+        if interrupted && done < scene.iterations {
+            bar.abandon();
+            return Err(crate::run::Interrupted { iteration: done, of: scene.iterations, dir: out_dir.display().to_string() }.into());
+        }
+    }
+    bar.finish();
+    save(&world, scene.iterations.max(start), &history)?;
+
+    let mut learner = world.remove_resource::<Learner>().expect("the learner");
+    let weights = out_dir.join("weights.bpk");
+    learner.save_weights(&weights)?;
+    learner.configure(learner.trained, false);
+    let (_, held_out) = evaluate(learner, &model, &backend, &held_out_spec(spec, learn.held_out), spec)?;
+    let seconds = started.elapsed().as_secs_f64();
+    let summary = TrainSummary {
+        scene: loaded.name(),
+        steps: scene.iterations,
+        frames_per_step,
+        seconds,
+        weights,
+        held_out,
+        losses: history.0.last().cloned().unwrap_or_default(),
+        loss_history: history,
+        peak_memory_mb: peak_memory_mb(),
+        out_dir: out_dir.clone(),
+    };
+    write_report(loaded, &summary)?;
+    Ok(summary)
+}
+
+fn write_report(loaded: &LoadedScene, s: &TrainSummary) -> anyhow::Result<()> {
+    let h = &s.held_out;
+    let pct = |v: Option<f32>| v.map_or("–".to_string(), |v| format!("{v:.2} %"));
+    let mut facts = vec![
+        ("scene".to_string(), loaded.file.clone()),
+        ("steps × frames".into(), format!("{} × {}", s.steps, s.frames_per_step)),
+        ("time".into(), format!("{:.1} s", s.seconds)),
+        ("held-out frames".into(), h.frames.to_string()),
+        ("2D NME, network landmarks X_UV".into(), pct(h.nme_network)),
+        ("2D NME, reconstruction (model landmarks under the pose)".into(), pct(h.nme_reconstruction)),
+        ("2D NME, mean face at the mean pose".into(), pct(Some(h.nme_mean_face))),
+    ];
+    if let Some(p) = &h.pose_error_deg {
+        facts.push(("pose error".into(), format!("{:.2}° ± {:.2}°", p.mean, p.std)));
+    }
+    for b in &h.by_yaw {
+        facts.push((
+            format!("yaw {} ({} frames)", b.bin, b.frames),
+            format!("X_UV {}, reconstruction {}, mean face {}, pose {}", pct(b.nme_network), pct(b.nme_reconstruction), pct(Some(b.nme_mean_face)), b.pose_error_deg.map_or("–".into(), |d| format!("{d:.2}°"))),
+        ));
+    }
+    for (name, v) in [("with the true pose", h.with_true_pose), ("with the true identity", h.with_true_identity), ("with the true expression", h.with_true_expression)] {
+        if v.is_some() {
+            facts.push((format!("2D NME {name}"), pct(v)));
+        }
+    }
+    facts.push(("peak memory".into(), s.peak_memory_mb.map_or("–".into(), |mb| format!("{mb:.0} MB"))));
+    let report = RunReport { title: loaded.name(), facts, metrics: None, losses: &s.loss_history, images: &[], heat_map: None };
+    for (name, text) in [
+        ("report.md", run_markdown(&report)),
+        ("report.html", run_html(&report)),
+        ("losses.csv", s.loss_history.csv()),
+        ("train.json", serde_json::to_string_pretty(s)?),
+    ] {
+        let path = s.out_dir.join(name);
+        atomic_write(&path, text.as_bytes()).with_context(|| format!("writing {}", path.display()))?;
+    }
+    Ok(())
+}
+
+/// The model's landmarks for `coeffs` under `pose`, in pixels.
+fn projected_landmarks(model: &MorphableModel, coeffs: &Coeffs, pose: &Pose) -> Vec<[f32; 2]> {
+    let points: Vec<f32> = faceforge_systems::pgn::landmark_positions(model, coeffs).concat();
+    let (camera_model, camera) = pose.camera();
+    project::forward_cpu(camera_model, &points, &camera, points.len() / 3).chunks(4).map(|p| [p[0], p[1]]).collect()
+}
+
+/// Runs the network (inference) on a synthetic set and measures it against the truth.
+pub fn evaluate(mut learner: Learner, model: &std::sync::Arc<MorphableModel>, backend: &Backend, spec: &SynthSpec, training_spec: &SynthSpec) -> anyhow::Result<(Learner, HeldOut)> {
+    let guide = learner.net.pose.is_none();
+    let mut world = World::new();
+    world.insert_resource(Model(model.clone()));
+    world.insert_resource(Compute(backend.clone()));
+    world.init_resource::<StageErrors>();
+    world.init_resource::<LossTerms>();
+    let (frames, _) = data::populate(&mut world, &DataSpec::Synthetic(spec.clone()), model, backend, spec.seed)?;
+    let (trained, was) = (learner.trained, learner.training);
+    learner.configure(trained, false);
+    world.insert_resource(learner);
+    let mut schedule = Schedule::default();
+    let pose_system = if guide { "pgn" } else { "direct_pose" };
+    let encode_settings = if guide { "(guide: true)" } else { "(guide: false)" };
+    for entry in faceforge_learn::registry().into_iter().chain(registry()).filter(|e| e.name == "encode" || e.name == pose_system) {
+        let settings = (entry.name == "encode").then_some(encode_settings).or((entry.name == "pgn").then_some("(camera: ScaledRotation)"));
+        schedule.add_systems((entry.build)(settings).map_err(|e| anyhow::anyhow!("{}: {e}", entry.name))?);
+    }
+    schedule.run(&mut world);
+    let mut learner = world.remove_resource::<Learner>().expect("the learner");
+    learner.configure(trained, was);
+    if let Some(e) = world.resource::<StageErrors>().0.first() {
+        bail!("evaluating: {e}");
+    }
+    let mean_face = mean_landmarks(model, backend, training_spec)?;
+
+    struct Row {
+        yaw: f32,
+        network: Option<f32>,
+        reconstruction: f32,
+        mean_face: f32,
+        pose: Option<f32>,
+        subs: [f32; 3],
+    }
+    let mut rows = Vec::new();
+    for (frame, coeffs, pose, marks, truth) in world.query::<(&Frame, &Coeffs, &Pose, Option<&Landmarks2d>, &GroundTruth)>().iter(&world) {
+        let true_pose = truth.pose.as_ref().with_context(|| format!("frame {} has no true pose", frame.name))?;
+        let exact = projected_landmarks(model, &truth.coeffs, true_pose);
+        let nme = |p: &[[f32; 2]]| nme_2d(p, &exact) as f32;
+        let yaw = crate::metrics::ypr_deg(Some(true_pose)).map_or(0.0, |a| a[0]);
+        let with = |id: bool, exp: bool| Coeffs { id: if id { truth.coeffs.id.clone() } else { coeffs.id.clone() }, exp: if exp { truth.coeffs.exp.clone() } else { coeffs.exp.clone() }, tex: coeffs.tex.clone() };
+        rows.push(Row {
+            yaw,
+            network: marks.filter(|_| guide).map(|m| nme(&m.points)),
+            reconstruction: nme(&projected_landmarks(model, coeffs, pose)),
+            mean_face: nme(&mean_face),
+            pose: pose_error(pose, true_pose),
+            subs: [nme(&projected_landmarks(model, coeffs, true_pose)), nme(&projected_landmarks(model, &with(true, false), pose)), nme(&projected_landmarks(model, &with(false, true), pose))],
+        });
+    }
+    let binned = |f: &dyn Fn(&Row) -> Option<f32>| -> Option<f32> { mean_of_bin_means(&rows.iter().filter_map(|r| f(r).map(|v| (r.yaw, v))).collect::<Vec<_>>()) };
+    let heads_trained = learner.trained != Trained::Guidance || !guide;
+    let by_yaw = crate::metrics::YAW_BINS
+        .iter()
+        .enumerate()
+        .filter_map(|(b, range)| {
+            let in_bin: Vec<&Row> = rows.iter().filter(|r| yaw_bin(r.yaw) == b).collect();
+            let mean = |f: &dyn Fn(&Row) -> Option<f32>| -> Option<f32> {
+                let v: Vec<f32> = in_bin.iter().filter_map(|r| f(r)).collect();
+                (!v.is_empty()).then(|| v.iter().sum::<f32>() / v.len() as f32)
+            };
+            (!in_bin.is_empty()).then(|| HeldOutBin {
+                bin: format!("{}–{}°", range[0], range[1]),
+                frames: in_bin.len(),
+                nme_network: mean(&|r| r.network),
+                nme_reconstruction: mean(&|r| Some(r.reconstruction)).filter(|_| heads_trained),
+                nme_mean_face: mean(&|r| Some(r.mean_face)).unwrap_or_default(),
+                pose_error_deg: mean(&|r| r.pose).filter(|_| heads_trained),
+            })
+        })
+        .collect();
+    let poses: Vec<f32> = rows.iter().filter_map(|r| r.pose).collect();
+    let held_out = HeldOut {
+        frames,
+        nme_network: binned(&|r| r.network),
+        nme_reconstruction: binned(&|r| Some(r.reconstruction)).filter(|_| heads_trained),
+        nme_mean_face: binned(&|r| Some(r.mean_face)).unwrap_or_default(),
+        pose_error_deg: (heads_trained && !poses.is_empty()).then(|| Spread::of(&poses)),
+        by_yaw,
+        with_true_pose: binned(&|r| Some(r.subs[0])).filter(|_| heads_trained),
+        with_true_identity: binned(&|r| Some(r.subs[1])).filter(|_| heads_trained),
+        with_true_expression: binned(&|r| Some(r.subs[2])).filter(|_| heads_trained),
+    };
+    Ok((learner, held_out))
+}
+
+/// The mean-face baseline: the average exact landmarks of 64 frames drawn like the training
+/// data (the mean face at the mean pose, a prediction that ignores the image).
+fn mean_landmarks(model: &MorphableModel, backend: &Backend, spec: &SynthSpec) -> anyhow::Result<Vec<[f32; 2]>> {
+    let sample = SynthSpec { seed: spec.seed ^ 0xBA5E_11E5, subjects: 64.max(spec.subjects), ..spec.clone() };
+    let frames = crate::synth::generate(model, backend, &sample);
+    let n = model.landmarks().len();
+    let mut sum = vec![[0.0f32; 2]; n];
+    for f in &frames {
+        for (s, p) in sum.iter_mut().zip(&f.truth.landmarks_2d_exact) {
+            s[0] += p[0];
+            s[1] += p[1];
+        }
+    }
+    Ok(sum.iter().map(|s| [s[0] / frames.len() as f32, s[1] / frames.len() as f32]).collect())
+}
+
+/// Continues the training whose output folder is `dir` from its `checkpoint/` (`overrides`, e.g.
+/// `iterations=N`, apply to the scene it ran).
+pub fn resume(dir: &std::path::Path, overrides: &[String], options: &crate::run::RunOptions) -> anyhow::Result<TrainSummary> {
+    let path = dir.join(CHECKPOINT).join("state.json");
+    let text = std::fs::read_to_string(&path).with_context(|| format!("reading {} (is {} a training's output folder?)", path.display(), dir.display()))?;
+    let state: TrainState = serde_json::from_str(&text).with_context(|| format!("{}", path.display()))?;
+    let mut loaded = LoadedScene { scene: state.scene, file: state.scene_file, source: String::new() };
+    loaded.apply_overrides(overrides)?;
+    loaded.scene.outputs.dir = dir.to_path_buf();
+    if state.step >= loaded.scene.iterations {
+        bail!("the training in {} is finished ({} of {} steps): pass --set iterations=N with N > {} to go on", dir.display(), state.step, loaded.scene.iterations, state.step);
+    }
+    train(&loaded, options, true)
+}
+
+/// What `faceforge train` prints.
+pub fn summary_text(s: &TrainSummary) -> String {
+    let h = &s.held_out;
+    let pct = |v: Option<f32>| v.map_or("–".to_string(), |v| format!("{v:.2} %"));
+    let mut text = format!("{}: {} steps × {} frames in {:.1} s, peak memory {}; weights {}\n", s.scene, s.steps, s.frames_per_step, s.seconds, s.peak_memory_mb.map_or("–".into(), |mb| format!("{mb:.0} MB")), s.weights.display());
+    text.push_str(&format!(
+        "held out ({} frames), 2D NME (mean of yaw-bin means): network landmarks {}, reconstruction {}, mean face {}\n",
+        h.frames,
+        pct(h.nme_network),
+        pct(h.nme_reconstruction),
+        pct(Some(h.nme_mean_face))
+    ));
+    for b in &h.by_yaw {
+        text.push_str(&format!("  yaw {:>8} ({:3} frames): network {:>8}, reconstruction {:>8}, mean face {:>8}, pose {}\n", b.bin, b.frames, pct(b.nme_network), pct(b.nme_reconstruction), pct(Some(b.nme_mean_face)), b.pose_error_deg.map_or("–".into(), |d| format!("{d:.2}°"))));
+    }
+    if h.with_true_pose.is_some() {
+        text.push_str(&format!("  with the true pose {}, identity {}, expression {}\n", pct(h.with_true_pose), pct(h.with_true_identity), pct(h.with_true_expression)));
+    }
+    text.push_str(&format!("report: {}\n", s.out_dir.join("report.html").display()));
+    text
+}
