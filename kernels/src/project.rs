@@ -11,8 +11,9 @@
 //!   and the rasterizer skips its triangles.
 //!
 //! Adjoint: from d[u, v, depth, inv_w] to the vertex positions and to the camera parameters.
-//! The depth is only read by the z-test, which is not differentiable, so its gradient is
-//! ignored; inv_w (perspective-correct interpolation) carries one for a pinhole camera.
+//! The render reads the depth only in the z-test, which is not differentiable, so `backward`
+//! ignores its gradient; inv_w (perspective-correct interpolation) carries one for a pinhole
+//! camera. A loss that compares depths (the 3D landmark loss) adds `depth_backward_cpu`.
 //!
 //! Parameters per item, 16 floats: weak = [a (3), t_u, b (3), t_v, 0 …]; pinhole =
 //! [f_x, f_y, c_x, c_y, R row-major (9), t (3)].
@@ -125,6 +126,57 @@ pub fn forward_cpu(model: CameraModel, positions: &[f32], cameras: &[f32], n: us
         }
     }
     out
+}
+
+/// The adjoint of the depth alone: d depth (B × N) → (d positions B × 3N, d cameras B × 16).
+/// Weak perspective: depth = c·X / √|c| with c = a × b; pinhole: depth = z_c.
+pub fn depth_backward_cpu(model: CameraModel, positions: &[f32], cameras: &[f32], grad_depth: &[f32], n: usize) -> (Vec<f32>, Vec<f32>) {
+    let batch = check(positions, cameras, n);
+    assert_eq!(grad_depth.len(), batch * n, "project depth backward: grad length");
+    let mut gx = vec![0.0; positions.len()];
+    let mut gc = vec![0.0; cameras.len()];
+    for b in 0..batch {
+        let c = &cameras[b * CAMERA_PARAMS..(b + 1) * CAMERA_PARAMS];
+        let g_cam = &mut gc[b * CAMERA_PARAMS..(b + 1) * CAMERA_PARAMS];
+        for v in 0..n {
+            let i = b * n + v;
+            let (x, gd) = (&positions[i * 3..i * 3 + 3], grad_depth[i]);
+            if gd == 0.0 {
+                continue;
+            }
+            match model {
+                CameraModel::WeakPerspective => {
+                    let (a, bb) = ([c[0], c[1], c[2]], [c[4], c[5], c[6]]);
+                    let cross = weak_depth_axis(c);
+                    let norm = (cross[0] * cross[0] + cross[1] * cross[1] + cross[2] * cross[2]).sqrt().max(1e-20);
+                    let root = norm.sqrt();
+                    let dot = cross[0] * x[0] + cross[1] * x[1] + cross[2] * x[2];
+                    // d depth / d c = X/√n − (c·X) c / (2 n^{5/2}), then c = a × b.
+                    let g_cross: [f32; 3] = std::array::from_fn(|k| gd * (x[k] / root - dot * cross[k] / (2.0 * norm * norm * root)));
+                    let by_a = [bb[1] * g_cross[2] - bb[2] * g_cross[1], bb[2] * g_cross[0] - bb[0] * g_cross[2], bb[0] * g_cross[1] - bb[1] * g_cross[0]];
+                    let by_b = [g_cross[1] * a[2] - g_cross[2] * a[1], g_cross[2] * a[0] - g_cross[0] * a[2], g_cross[0] * a[1] - g_cross[1] * a[0]];
+                    for k in 0..3 {
+                        gx[i * 3 + k] += gd * cross[k] / root;
+                        g_cam[k] += by_a[k];
+                        g_cam[4 + k] += by_b[k];
+                    }
+                }
+                CameraModel::Pinhole => {
+                    let r = &c[4..13];
+                    let zc = r[6] * x[0] + r[7] * x[1] + r[8] * x[2] + c[15];
+                    if zc <= NEAR {
+                        continue;
+                    }
+                    for k in 0..3 {
+                        gx[i * 3 + k] += gd * r[6 + k];
+                        g_cam[4 + 6 + k] += gd * x[k];
+                    }
+                    g_cam[15] += gd;
+                }
+            }
+        }
+    }
+    (gx, gc)
 }
 
 /// Native adjoint: d projected (B × 4N) → (d positions B × 3N, d cameras B × 16).
@@ -533,6 +585,34 @@ mod tests {
             }
         }
         assert!(checked > 200);
+    }
+
+    #[test]
+    fn the_depth_adjoint_matches_central_differences() {
+        for (model, positions, cameras) in [(CameraModel::WeakPerspective, weak_case().0, weak_case().1), (CameraModel::Pinhole, pinhole_case().0, pinhole_case().1)] {
+            let w = random(positions.len() / 3, 9);
+            let (gx, gc) = depth_backward_cpu(model, &positions, &cameras, &w, N);
+            let loss = |p: &[f32], c: &[f32]| -> f64 {
+                let out = forward_cpu(model, p, c, N);
+                (0..w.len()).filter(|&v| out[4 * v + 3] > 0.0).map(|v| w[v] as f64 * out[4 * v + 2] as f64).sum()
+            };
+            let mut checked = 0;
+            for (inputs, grads, is_camera) in [(&positions, &gx, false), (&cameras, &gc, true)] {
+                let floor = 1e-2 * grads.iter().fold(0.0f32, |m, g| m.max(g.abs())) as f64;
+                for j in 0..inputs.len() {
+                    let h = if is_camera { 1e-2 * inputs[j].abs().max(1.0) } else { 0.5 };
+                    let (mut plus, mut minus) = (inputs.to_vec(), inputs.to_vec());
+                    plus[j] += h;
+                    minus[j] -= h;
+                    let numeric = if is_camera { loss(&positions, &plus) - loss(&positions, &minus) } else { loss(&plus, &cameras) - loss(&minus, &cameras) } / (plus[j] as f64 - minus[j] as f64);
+                    let analytic = grads[j] as f64;
+                    let rel = (analytic - numeric).abs() / numeric.abs().max(analytic.abs()).max(floor);
+                    assert!(rel < 1e-2, "{model:?} {} {j}: analytic {analytic} vs numeric {numeric}", if is_camera { "camera" } else { "position" });
+                    checked += 1;
+                }
+            }
+            assert!(checked > 100);
+        }
     }
 
     #[test]

@@ -3,9 +3,9 @@
 
 use crate::network::{Network, NetworkSpec, Outputs, Readout, Trained};
 use bevy_ecs::prelude::*;
-use burn::module::Module;
+use burn::module::{Module, ModuleMapper, ModuleVisitor, Param};
 use burn::optim::{AdamConfig, GradientsParams, ModuleOptimizer};
-use burn::tensor::Device;
+use burn::tensor::{Device, Tensor, TensorData};
 use faceforge_model::MorphableModel;
 use serde::{Deserialize, Serialize};
 use std::path::Path;
@@ -21,6 +21,10 @@ pub struct WeightsInfo {
     pub model: String,
     /// Whether the network regresses the pose itself (the joint baseline of PGN's Fig. 1).
     pub pose_head: bool,
+}
+
+fn flat<const D: usize>(t: Tensor<D>) -> Vec<f32> {
+    t.into_data().try_into_vec::<f32>().expect("float parameters")
 }
 
 /// The outputs of the last forward pass, kept (with their autodiff graph) for the backward.
@@ -152,6 +156,64 @@ impl Learner {
         net.identity = net.identity.clone().set_require_grad(heads);
         net.expression = net.expression.clone().set_require_grad(heads);
         net.pose = net.pose.clone().map(|m| m.set_require_grad(heads));
+    }
+
+    /// Every float parameter of the network, flattened, in the module's visiting order.
+    pub fn parameters(&self) -> Vec<Vec<f32>> {
+        struct Collect(Vec<Vec<f32>>);
+        impl ModuleVisitor for Collect {
+            fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
+                self.0.push(flat(param.val()));
+            }
+        }
+        let mut c = Collect(Vec::new());
+        self.net.visit(&mut c);
+        c.0
+    }
+
+    /// The gradients the last `encode_backward` computed (not yet applied), per parameter in the
+    /// order of `parameters`; `None` for a parameter without one (frozen, or no step pending).
+    pub fn pending_gradients(&self) -> Vec<Option<Vec<f32>>> {
+        struct Collect<'a>(&'a GradientsParams, Vec<Option<Vec<f32>>>);
+        impl ModuleVisitor for Collect<'_> {
+            fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
+                self.1.push(self.0.get::<D>(param.id).map(flat));
+            }
+        }
+        let guard = self.grads.lock().expect("not poisoned");
+        let Some(grads) = guard.as_ref() else { return Vec::new() };
+        let mut c = Collect(grads, Vec::new());
+        self.net.visit(&mut c);
+        c.1
+    }
+
+    /// Adds `by` to entry `entry` of parameter `index` (in the order of `parameters`): the
+    /// finite-difference checks of the surrogate path move one weight at a time.
+    pub fn nudge(&mut self, index: usize, entry: usize, by: f32) {
+        struct Nudge {
+            index: usize,
+            entry: usize,
+            by: f32,
+            seen: usize,
+        }
+        impl ModuleMapper for Nudge {
+            fn map_float<const D: usize>(&mut self, param: Param<Tensor<D>>) -> Param<Tensor<D>> {
+                let hit = self.seen == self.index;
+                self.seen += 1;
+                if !hit {
+                    return param;
+                }
+                let (entry, by) = (self.entry, self.by);
+                param.map(|t| {
+                    let (shape, device) = (t.shape(), t.device());
+                    let mut values = flat(t.clone());
+                    values[entry] += by;
+                    let moved = Tensor::from_data(TensorData::new(values, shape), &device);
+                    if t.is_require_grad() { moved.require_grad() } else { moved }
+                })
+            }
+        }
+        self.net = self.net.clone().map(&mut Nudge { index, entry, by, seen: 0 });
     }
 
     /// Applies the gradients of the last backward pass (Adam), if there were any.

@@ -185,6 +185,10 @@ pub struct Outputs {
 
 impl Network {
     pub fn new(spec: &NetworkSpec, n_landmarks: usize, n_id: usize, n_exp: usize, pose_head: bool, device: &Device) -> Self {
+        // burn's generator is global: hold it while seeding and drawing, so networks built at
+        // once on other threads cannot take draws from this one's sequence.
+        static INIT: std::sync::Mutex<()> = std::sync::Mutex::new(());
+        let _init = INIT.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
         device.seed(spec.seed);
         let f = spec.features();
         let landmarks_fc = spec.landmarks == LandmarkHead::Fc;

@@ -22,17 +22,14 @@ pub struct InferResult {
     pub skipped: Vec<Skipped>,
 }
 
-/// The inference scene for a network: RON text, so it is checked like any scene.
-fn scene_text(model: &ModelSource, folder: &FolderSpec, out: &Path, pose_head: bool) -> anyhow::Result<String> {
-    let options = ron::ser::PrettyConfig::default();
-    let model = ron::ser::to_string_pretty(model, options.clone())?;
-    let data = ron::ser::to_string_pretty(&crate::scene::DataSpec::Folder(folder.clone()), options)?;
+/// The inference scene for a network, checked like any scene (its data and model are put in
+/// after parsing).
+fn scene_text(out: &Path, pose_head: bool) -> String {
     let (guide, pose) = if pose_head { ("false", "(name: \"direct_pose\")") } else { ("true", "(name: \"pgn\", settings: (camera: ScaledRotation))") };
-    Ok(format!(
+    format!(
         r#"Scene(
     name: "inference",
-    data: {data},
-    model: {model},
+    data: Sampled(),
     backend: Cpu,
     systems: [
         (name: "encode", settings: (guide: {guide})),
@@ -45,7 +42,7 @@ fn scene_text(model: &ModelSource, folder: &FolderSpec, out: &Path, pose_head: b
     outputs: (dir: {out:?}, meshes: [Obj], coefficients: true, images: true, landmarks: true, checkpoint_every: 0),
     learn: (),
 )"#
-    ))
+    )
 }
 
 pub fn infer(model: &ModelSource, weights: &Path, images: &Path, landmarks: Option<&Path>, out: &Path, force: bool) -> anyhow::Result<InferResult> {
@@ -60,8 +57,9 @@ pub fn infer(model: &ModelSource, weights: &Path, images: &Path, landmarks: Opti
         require_landmarks: false,
         ..FolderSpec::default()
     };
-    let text = scene_text(model, &folder, out, learner.info.pose_head)?;
-    let loaded = LoadedScene::from_str(&text, "inference scene").context("the inference scene")?;
+    let mut loaded = LoadedScene::from_str(&scene_text(out, learner.info.pose_head), "inference scene").context("the inference scene")?;
+    loaded.scene.data = crate::scene::DataSpec::Folder(folder);
+    loaded.scene.model = model.clone();
     let mut prepared = prepare(&loaded)?;
     prepared.world.insert_resource(learner);
     let frames = prepared.frames;

@@ -182,42 +182,84 @@ fn feed(world: &mut World, learn: &LearnSpec, spec: &SynthSpec, model: &Morphabl
     Ok(frames)
 }
 
+/// A training's World and schedule: the frames of the current step, the resources, the
+/// learner, and the scene's graph.
+pub struct Session {
+    pub world: World,
+    pub schedule: Schedule,
+    pub model: std::sync::Arc<MorphableModel>,
+    pub backend: Backend,
+    pub learn: LearnSpec,
+    pub data: SynthSpec,
+}
+
+impl Session {
+    /// Checks the scene and builds its World around `learner` (the scene's own when `None`).
+    pub fn new(loaded: &LoadedScene, learner: Option<Learner>) -> anyhow::Result<Self> {
+        let (learn, data) = learn_spec(loaded)?;
+        let scene = &loaded.scene;
+        let plan = plan(loaded)?;
+        let schedule = build_schedule(loaded, &plan)?;
+        let model = std::sync::Arc::new(load_model(&scene.model)?);
+        let backend = Backend::select(scene.backend)?;
+        let learner = match learner {
+            Some(l) => l,
+            None => new_learner(learn, &model)?,
+        };
+        let mut world = World::new();
+        world.insert_resource(Model(model.clone()));
+        world.insert_resource(Compute(backend.clone()));
+        world.init_resource::<StageErrors>();
+        world.init_resource::<LossTerms>();
+        world.init_resource::<OptimizerState>();
+        world.insert_resource(LossWeights(scene.losses.clone()));
+        world.init_resource::<Iteration>();
+        world.insert_resource(learner);
+        Ok(Self { world, schedule, model, backend, learn: learn.clone(), data: data.clone() })
+    }
+
+    /// Puts step `step`'s batch in the World; returns its frame count.
+    pub fn feed(&mut self, step: u32) -> anyhow::Result<usize> {
+        feed(&mut self.world, &self.learn, &self.data, &self.model, &self.backend, step)
+    }
+
+    /// Runs the graph once on the frames in the World (at step `step`'s learning rate); returns
+    /// the loss terms.
+    pub fn run(&mut self, step: u32) -> anyhow::Result<BTreeMap<String, f32>> {
+        self.world.resource_mut::<Learner>().learning_rate = self.learn.rate(step);
+        self.world.resource_mut::<Iteration>().0 = step;
+        self.schedule.run(&mut self.world);
+        let errors = std::mem::take(&mut self.world.resource_mut::<StageErrors>().0);
+        if let Some(first) = errors.first() {
+            bail!("step {step}: {first}");
+        }
+        Ok(self.world.resource::<LossTerms>().terms.clone())
+    }
+}
+
 /// Trains the scene's network, checkpointing in `OUT/checkpoint/`; `resume` continues from there.
 pub fn train(loaded: &LoadedScene, options: &crate::run::RunOptions, resume: bool) -> anyhow::Result<TrainSummary> {
     let started = Instant::now();
-    let (learn, spec) = learn_spec(loaded)?;
+    let (learn, _) = learn_spec(loaded)?;
     let scene = &loaded.scene;
     let out_dir = scene.outputs.dir.clone();
-    let plan = plan(loaded)?;
-    let mut schedule = build_schedule(loaded, &plan)?;
-    let model = std::sync::Arc::new(load_model(&scene.model)?);
-    let backend = Backend::select(scene.backend)?;
-    let mut learner = new_learner(learn, &model)?;
     let checkpoint_dir = out_dir.join(CHECKPOINT);
-    let (start, mut history) = if resume {
+    let (start, mut history, learner) = if resume {
+        let model = load_model(&scene.model)?;
         let text = std::fs::read_to_string(checkpoint_dir.join("state.json")).with_context(|| format!("reading {}", checkpoint_dir.join("state.json").display()))?;
         let state: TrainState = serde_json::from_str(&text).with_context(|| format!("{}", checkpoint_dir.join("state.json").display()))?;
-        learner = Learner::load(&checkpoint_dir.join("weights.bpk"), &model)?;
+        let mut learner = Learner::load(&checkpoint_dir.join("weights.bpk"), &model)?;
         learner.configure(learn.trained, true);
         learner.restore_optimizer(std::fs::read(checkpoint_dir.join("optimizer.bpk")).with_context(|| format!("reading {}", checkpoint_dir.join("optimizer.bpk").display()))?)?;
         learner.steps = state.step as u64;
         tracing::info!("resuming {} at step {} of {}", out_dir.display(), state.step, scene.iterations);
-        (state.step, LossHistory(state.loss_history))
+        (state.step, LossHistory(state.loss_history), Some(learner))
     } else {
         crate::run::check_output_folder(&out_dir, options.overwrite)?;
-        (0, LossHistory::default())
+        (0, LossHistory::default(), None)
     };
+    let mut session = Session::new(loaded, learner)?;
     std::fs::create_dir_all(&checkpoint_dir).with_context(|| format!("creating {}", checkpoint_dir.display()))?;
-
-    let mut world = World::new();
-    world.insert_resource(Model(model.clone()));
-    world.insert_resource(Compute(backend.clone()));
-    world.init_resource::<StageErrors>();
-    world.init_resource::<LossTerms>();
-    world.init_resource::<OptimizerState>();
-    world.insert_resource(LossWeights(scene.losses.clone()));
-    world.init_resource::<Iteration>();
-    world.insert_resource(learner);
 
     let save = |world: &World, step: u32, history: &LossHistory| -> anyhow::Result<()> {
         let learner = world.resource::<Learner>();
@@ -234,23 +276,15 @@ pub fn train(loaded: &LoadedScene, options: &crate::run::RunOptions, resume: boo
     let mut frames_per_step = 0;
     let every = scene.outputs.checkpoint_every;
     for step in start..scene.iterations {
-        frames_per_step = feed(&mut world, learn, spec, &model, &backend, step)?;
-        world.resource_mut::<Learner>().learning_rate = learn.rate(step);
-        world.resource_mut::<Iteration>().0 = step;
-        schedule.run(&mut world);
-        let errors = std::mem::take(&mut world.resource_mut::<StageErrors>().0);
-        if let Some(first) = errors.first() {
-            bar.abandon();
-            bail!("step {step}: {first}");
-        }
-        let terms = world.resource::<LossTerms>().terms.clone();
+        frames_per_step = session.feed(step)?;
+        let terms = session.run(step).inspect_err(|_| bar.abandon())?;
         bar.set_message(format!("loss {:.4}", terms.values().sum::<f32>()));
         history.0.push(terms);
         bar.inc(1);
         let done = step + 1;
         let interrupted = crate::run::interrupted() || options.stop_after == Some(done);
         if interrupted || (every > 0 && done % every == 0) {
-            save(&world, done, &history)?;
+            save(&session.world, done, &history)?;
         }
         if interrupted && done < scene.iterations {
             bar.abandon();
@@ -258,13 +292,14 @@ pub fn train(loaded: &LoadedScene, options: &crate::run::RunOptions, resume: boo
         }
     }
     bar.finish();
-    save(&world, scene.iterations.max(start), &history)?;
+    save(&session.world, scene.iterations.max(start), &history)?;
 
+    let Session { mut world, model, backend, data: spec, .. } = session;
     let mut learner = world.remove_resource::<Learner>().expect("the learner");
     let weights = out_dir.join("weights.bpk");
     learner.save_weights(&weights)?;
     learner.configure(learner.trained, false);
-    let (_, held_out) = evaluate(learner, &model, &backend, &held_out_spec(spec, learn.held_out), spec)?;
+    let (_, held_out) = evaluate(learner, &model, &backend, &held_out_spec(&spec, learn.held_out), &spec)?;
     let seconds = started.elapsed().as_secs_f64();
     let summary = TrainSummary {
         scene: loaded.name(),

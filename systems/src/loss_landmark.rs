@@ -98,7 +98,14 @@ pub fn entry() -> SystemEntry {
                     total += value * to_crop;
                     let scale = lambda / count * to_crop;
                     let d_projected: Vec<f32> = d_projected.iter().map(|g| g * scale).collect();
-                    let (d_positions, d_camera) = project::backward_cpu(camera_model, &positions, &camera, &d_projected, n);
+                    let (mut d_positions, mut d_camera) = project::backward_cpu(camera_model, &positions, &camera, &d_projected, n);
+                    if t3.is_some() {
+                        // The render's adjoint ignores depth; the 3D loss compares it.
+                        let d_depth: Vec<f32> = d_projected.chunks(4).map(|g| g[2]).collect();
+                        let (dx, dc) = project::depth_backward_cpu(camera_model, &positions, &camera, &d_depth, n);
+                        d_positions.iter_mut().zip(dx).for_each(|(a, b)| *a += b);
+                        d_camera.iter_mut().zip(dc).for_each(|(a, b)| *a += b);
+                    }
                     let mut d_mesh = vec![0.0; mesh.positions.len()];
                     for (l, &v) in m.landmarks().iter().enumerate() {
                         for c in 0..3 {

@@ -1,0 +1,234 @@
+//! Learn mode: the network trained through the ECS graph. The gradient that reaches burn through
+//! the surrogate loss equals the finite difference of the graph's loss; a CI-sized training
+//! beats the mean face on held-out images; a stopped and resumed training ends with the weights
+//! of an uninterrupted one; `infer` reconstructs a folder, clips with one identity.
+
+use faceforge::run::{Interrupted, RunOptions};
+use faceforge::train::{resume, train, Session};
+use faceforge::LoadedScene;
+use faceforge_e2e::{scene, scenes_dir};
+use faceforge_learn::Learner;
+use std::path::Path;
+
+/// A tiny network on 32-pixel AFLW-like faces of the tiny model, with the given graph.
+fn tiny_scene(systems: &str, losses: &str, learn: &str, out: &Path) -> LoadedScene {
+    scene(
+        &format!(
+            r#"Scene(
+            seed: 5,
+            data: Synthetic(preset: AflwLike, subjects: 3, frames: 1, size: 32, seed: 5, landmark_noise: 0.5),
+            model: Procedural(preset: Tiny),
+            backend: Cpu,
+            systems: [{systems}],
+            losses: {{{losses}}},
+            iterations: 8,
+            outputs: (dir: {out:?}, checkpoint_every: 0),
+            learn: (network: (input: 32, width: 2, hidden: 8, seed: 2), {learn}),
+        )"#,
+            out = out.display().to_string()
+        ),
+        "tiny_learn.ron",
+    )
+}
+
+/// Central differences of the graph's total loss against the surrogate path's gradient, for
+/// the `count` largest gradient entries of parameter `index`.
+fn check_gradients(session: &mut Session, index: usize, count: usize, what: &str) {
+    session.feed(0).unwrap();
+    let base: f64 = session.run(0).unwrap().values().map(|v| *v as f64).sum();
+    let grads = session.world.resource::<Learner>().pending_gradients();
+    let grad = grads[index].clone().unwrap_or_else(|| panic!("{what}: parameter {index} has no gradient"));
+    let mut order: Vec<usize> = (0..grad.len()).collect();
+    order.sort_by(|&a, &b| grad[b].abs().total_cmp(&grad[a].abs()));
+    assert!(grad[order[0]].abs() > 0.0, "{what}: the gradient is zero");
+    let loss = |session: &mut Session, by: f32, entry: usize| -> f64 {
+        session.world.resource_mut::<Learner>().nudge(index, entry, by);
+        let total: f64 = session.run(0).unwrap().values().map(|v| *v as f64).sum();
+        session.world.resource_mut::<Learner>().nudge(index, entry, -by);
+        total
+    };
+    for &entry in order.iter().take(count) {
+        // A step that moves the loss (f32) by 2·10⁻⁵ of itself, some 300 times its rounding,
+        // and small enough to cross few of the L1 terms' kinks.
+        let h = (2e-5 * base as f32 / grad[entry].abs()).clamp(1e-4, 0.05);
+        let numeric = (loss(session, h, entry) - loss(session, -h, entry)) / (2.0 * h as f64);
+        let analytic = grad[entry] as f64;
+        eprintln!("{what} parameter {index}[{entry}]: surrogate {analytic:.5}, finite difference {numeric:.5}");
+        assert!((numeric - analytic).abs() <= 0.05 * analytic.abs() + 1e-3, "{what} parameter {index}[{entry}]: surrogate {analytic} vs finite difference {numeric}");
+    }
+}
+
+#[test]
+fn the_surrogate_gradient_equals_finite_differences_of_the_graph_loss() {
+    let out = tempfile::tempdir().unwrap();
+    // PGN step 1, from loss_guidance (parameter order: encoder stem 0–1, four stages 2–9, the
+    // decoder's transposed convs 10–15 and output conv 16–17, then the heads): the output conv,
+    // a transposed conv and the encoder's last stage.
+    let guidance = tiny_scene(r#"(name: "encode"), (name: "encode_backward")"#, r#""guidance": 1.0"#, "trained: Guidance", out.path());
+    let mut session = Session::new(&guidance, None).unwrap();
+    check_gradients(&mut session, 16, 3, "guidance, decoder output conv");
+    check_gradients(&mut session, 12, 3, "guidance, decoder transposed conv");
+    check_gradients(&mut session, 8, 3, "guidance, encoder last stage");
+
+    // PGN step 2: the heads through pgn, reconstruct, the landmark and regulariser losses and
+    // their adjoints; the pose follows the shape in closed form (here from the annotations, as
+    // the untrained decoder's landmarks would be noise).
+    let heads = tiny_scene(
+        r#"(name: "encode", settings: (guide: false)), (name: "pgn", settings: (camera: ScaledRotation)), (name: "reconstruct"), (name: "loss_landmark", settings: (dims: 3)),
+           (name: "reconstruct_backward"), (name: "pgn_backward"), (name: "encode_backward")"#,
+        r#""landmark": 1.0, "regulariser": 1.0"#,
+        "trained: Heads",
+        out.path(),
+    );
+    let mut session = Session::new(&heads, None).unwrap();
+    let params = session.world.resource::<Learner>().parameters();
+    // Only the heads have gradients (each: conv, three FC layers, weights and biases); check
+    // the identity head's last FC weight and the expression head's.
+    let grads_of = |session: &mut Session| {
+        session.feed(0).unwrap();
+        session.run(0).unwrap();
+        session.world.resource::<Learner>().pending_gradients()
+    };
+    let grads = grads_of(&mut session);
+    let with_grad: Vec<usize> = grads.iter().enumerate().filter(|(_, g)| g.is_some()).map(|(i, _)| i).collect();
+    assert_eq!((with_grad.len(), with_grad[0], params.len()), (16, 18, 34), "heads only");
+    check_gradients(&mut session, 24, 3, "heads, identity last FC");
+    check_gradients(&mut session, 32, 3, "heads, expression last FC");
+
+    // The joint baseline: the pose head through direct_pose and its adjoint.
+    let joint = tiny_scene(
+        r#"(name: "encode", settings: (guide: false)), (name: "direct_pose"), (name: "reconstruct"), (name: "loss_landmark", settings: (dims: 3)),
+           (name: "reconstruct_backward"), (name: "direct_pose_backward"), (name: "encode_backward")"#,
+        r#""landmark": 1.0, "regulariser": 1.0"#,
+        "trained: All, pose_head: true",
+        out.path(),
+    );
+    let mut session = Session::new(&joint, None).unwrap();
+    let last = session.world.resource::<Learner>().parameters().len() - 2;
+    check_gradients(&mut session, last, 3, "joint, pose head last FC");
+    check_gradients(&mut session, 8, 3, "joint, encoder last stage");
+}
+
+#[test]
+fn a_ci_sized_training_beats_the_mean_face_on_held_out_images() {
+    let out = tempfile::tempdir().unwrap();
+    let (step1, step2) = (out.path().join("guidance"), out.path().join("heads"));
+    // PGN's step 1 at 64 px for 200 steps of 16 faces (about a minute), then step 2 for 60 steps.
+    let mut guidance = LoadedScene::load(&scenes_dir().join("pgn_train_guidance.ron")).unwrap();
+    guidance
+        .apply_overrides(&["iterations=200".into(), "learn.held_out=30".into(), format!("outputs.dir={:?}", step1.display().to_string())])
+        .unwrap();
+    let summary = train(&guidance, &RunOptions::default(), false).unwrap();
+    let h = &summary.held_out;
+    let network = h.nme_network.unwrap();
+    eprintln!("step 1: X_UV NME {network:.2} % vs mean face {:.2} %", h.nme_mean_face);
+    assert!(network <= 0.7 * h.nme_mean_face, "X_UV NME {network} % is not 30 % below the mean face's {} %", h.nme_mean_face);
+    assert!(h.by_yaw.len() == 3 && h.by_yaw.iter().all(|b| b.frames == 10), "{:?}", h.by_yaw);
+
+    let mut heads = LoadedScene::load(&scenes_dir().join("pgn_train_heads.ron")).unwrap();
+    heads
+        .apply_overrides(&[
+            "iterations=60".into(),
+            "learn.held_out=30".into(),
+            format!("learn.init={:?}", step1.join("weights.bpk").display().to_string()),
+            format!("outputs.dir={:?}", step2.display().to_string()),
+        ])
+        .unwrap();
+    let summary = train(&heads, &RunOptions::default(), false).unwrap();
+    let h = &summary.held_out;
+    let reconstruction = h.nme_reconstruction.unwrap();
+    eprintln!("step 2: reconstruction NME {reconstruction:.2} %, X_UV {:.2} %, mean face {:.2} %, pose {:?}", h.nme_network.unwrap(), h.nme_mean_face, h.pose_error_deg);
+    assert!(reconstruction <= 0.7 * h.nme_mean_face, "reconstruction NME {reconstruction} % vs mean face {} %", h.nme_mean_face);
+    // The encoder and PGN decoder (parameters 0–17) were frozen in step 2; the heads moved.
+    let model = faceforge::run::load_model(&heads.scene.model).unwrap();
+    let (before, after) = (Learner::load(&step1.join("weights.bpk"), &model).unwrap().parameters(), Learner::load(&step2.join("weights.bpk"), &model).unwrap().parameters());
+    assert!(before[..18] == after[..18], "step 2 moved the frozen encoder or PGN decoder");
+    assert!(before[18..] != after[18..], "step 2 did not train the heads");
+    for file in ["weights.bpk", "weights.json", "train.json", "report.html", "losses.csv"] {
+        assert!(step2.join(file).exists(), "{file}");
+    }
+}
+
+#[test]
+fn a_stopped_and_resumed_training_ends_with_the_weights_of_an_uninterrupted_one() {
+    let (straight, split) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let scene = |out: &Path| {
+        tiny_scene(
+            r#"(name: "encode"), (name: "encode_backward"), (name: "encoder_step")"#,
+            r#""guidance": 1.0"#,
+            "trained: Guidance, learning_rate: 0.003, halve_every: 3, held_out: 3",
+            out,
+        )
+    };
+    let whole = train(&scene(straight.path()), &RunOptions::default(), false).unwrap();
+    let err = train(&scene(split.path()), &RunOptions { stop_after: Some(4), ..RunOptions::default() }, false).unwrap_err();
+    let stopped = err.downcast_ref::<Interrupted>().unwrap_or_else(|| panic!("{err:#}"));
+    assert_eq!((stopped.iteration, stopped.of), (4, 8));
+    let resumed = resume(split.path(), &[], &RunOptions::default()).unwrap();
+    assert_eq!(resumed.loss_history.0.len(), 8);
+    let model = faceforge::run::load_model(&scene(split.path()).scene.model).unwrap();
+    let a = Learner::load(&straight.path().join("weights.bpk"), &model).unwrap().parameters();
+    let b = Learner::load(&split.path().join("weights.bpk"), &model).unwrap().parameters();
+    let worst = a.iter().flatten().zip(b.iter().flatten()).map(|(x, y)| (x - y).abs()).fold(0.0f32, f32::max);
+    assert!(worst <= 1e-5, "weights differ by {worst}");
+    // And training did move them: the check would not pass for an untrained network.
+    let fresh = Learner::new(&faceforge_learn::NetworkSpec { input: 32, width: 2, hidden: 8, seed: 2, ..Default::default() }, &model, false).unwrap().parameters();
+    let moved = a.iter().flatten().zip(fresh.iter().flatten()).map(|(x, y)| (x - y).abs()).fold(0.0f32, f32::max);
+    assert!(moved > 1e-3, "8 steps moved no weight ({moved})");
+    assert_eq!(whole.loss_history.0.len(), 8);
+    for (x, y) in whole.loss_history.0.iter().zip(&resumed.loss_history.0) {
+        assert!((x["guidance"] - y["guidance"]).abs() <= 1e-4 * x["guidance"].abs().max(1.0), "{x:?} vs {y:?}");
+    }
+}
+
+#[test]
+fn infer_reconstructs_a_folder_and_a_clip_with_one_identity() {
+    let dir = tempfile::tempdir().unwrap();
+    let trained = dir.path().join("trained");
+    // Weights of a short step-2 training of the tiny network (heads on top of a fresh encoder).
+    let learn = tiny_scene(
+        r#"(name: "encode"), (name: "pgn", settings: (camera: ScaledRotation)), (name: "reconstruct"), (name: "loss_landmark"),
+           (name: "reconstruct_backward"), (name: "pgn_backward"), (name: "encode_backward"), (name: "encoder_step")"#,
+        r#""landmark": 1.0, "regulariser": 1.0"#,
+        "trained: Heads, held_out: 3",
+        &trained,
+    );
+    train(&learn, &RunOptions::default(), false).unwrap();
+    // A folder: two single images (one without landmarks: the whole image is used) and a clip.
+    let images = dir.path().join("images");
+    let clip = images.join("clip");
+    std::fs::create_dir_all(&clip).unwrap();
+    let model = faceforge_model::MorphableModel::generate(&faceforge_model::ModelSpec { preset: faceforge_model::Preset::Tiny, ..Default::default() });
+    let spec = |subjects, frames, seed| faceforge::synth::SynthSpec { preset: faceforge::synth::SynthPreset::FlorenceLike, subjects, frames, size: 48, seed, ..Default::default() };
+    faceforge::synth::write(&images, &faceforge::synth::generate(&model, &faceforge_kernels::Backend::Cpu, &spec(2, 1, 1))).unwrap();
+    std::fs::remove_file(images.join("s001_f000.pts")).unwrap();
+    faceforge::synth::write(&clip, &faceforge::synth::generate(&model, &faceforge_kernels::Backend::Cpu, &spec(1, 3, 2))).unwrap();
+    let out = dir.path().join("out");
+    let tiny = faceforge::scene::ModelSource::Procedural(faceforge_model::ModelSpec { preset: faceforge_model::Preset::Tiny, ..Default::default() });
+    let result = faceforge::infer::infer(&tiny, &trained.join("weights.bpk"), &images, None, &out, false).unwrap();
+    assert_eq!((result.frames, result.subjects, result.skipped.len()), (5, 3, 0), "{result:?}");
+    for name in ["s000_f000", "s001_f000", "clip_s000_f000", "clip_s000_f002"] {
+        for ext in ["obj", "pts", "json"] {
+            assert!(out.join(format!("{name}.{ext}")).exists(), "{name}.{ext}");
+        }
+        assert!(out.join(format!("{name}_overlay.png")).exists(), "{name}_overlay.png");
+    }
+    let read = |name: &str| -> serde_json::Value { serde_json::from_str(&std::fs::read_to_string(out.join(format!("{name}.json"))).unwrap()).unwrap() };
+    assert_eq!(read("clip_s000_f000")["coefficients"]["id"], read("clip_s000_f002")["coefficients"]["id"], "a clip shares one identity");
+    assert_ne!(read("s000_f000")["coefficients"]["id"], read("s001_f000")["coefficients"]["id"]);
+    assert!(!out.join("checkpoint.json").exists(), "inference leaves no checkpoint");
+    // An image without landmarks is used whole: the crop is the 48-px image scaled to the
+    // network's 32 px; one with landmarks is cropped around them (1.6 × their box).
+    let crop = |name: &str| read(name)["crop"].clone();
+    assert_eq!(crop("s001_f000")["offset"], serde_json::json!([0.0, 0.0]));
+    assert!((crop("s001_f000")["scale"].as_f64().unwrap() - 32.0 / 48.0).abs() < 1e-6);
+    assert_ne!(crop("s000_f000")["offset"], serde_json::json!([0.0, 0.0]));
+    let pts = faceforge::outputs::parse_pts("s000_f000.pts", &std::fs::read_to_string(out.join("s000_f000.pts")).unwrap()).unwrap();
+    assert_eq!(pts.len(), 68);
+    // Weights for another model are refused, naming the file and both sizes.
+    let other = faceforge::scene::ModelSource::Procedural(faceforge_model::ModelSpec { preset: faceforge_model::Preset::Tiny, n_id: 7, ..Default::default() });
+    let err = format!("{:#}", faceforge::infer::infer(&other, &trained.join("weights.bpk"), &images, None, &dir.path().join("out2"), false).unwrap_err());
+    assert!(err.contains("weights.bpk") && err.contains("identity") && err.contains(", 7,"), "{err}");
+}
+
+
