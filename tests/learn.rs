@@ -69,6 +69,11 @@ fn the_surrogate_gradient_equals_finite_differences_of_the_graph_loss() {
     check_gradients(&mut session, 16, 3, "guidance, decoder output conv");
     check_gradients(&mut session, 12, 3, "guidance, decoder transposed conv");
     check_gradients(&mut session, 8, 3, "guidance, encoder last stage");
+    // The FC landmark head (the paper's cheaper alternative): its last layer is parameter 14.
+    let mut fc = tiny_scene(r#"(name: "encode"), (name: "encode_backward")"#, r#""guidance": 1.0"#, "trained: Guidance", out.path());
+    fc.apply_overrides(&["learn.network.landmarks=Fc".to_string()]).unwrap();
+    let mut session = Session::new(&fc, None).unwrap();
+    check_gradients(&mut session, 14, 3, "guidance, FC landmark head");
 
     // PGN step 2: the heads through pgn, reconstruct, the landmark and regulariser losses and
     // their adjoints; the pose follows the shape in closed form (here from the annotations, as

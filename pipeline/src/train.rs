@@ -82,6 +82,12 @@ pub struct HeldOut {
     pub nme_mean_face: f32,
     /// Pose error (degrees, geodesic) of the reconstruction.
     pub pose_error_deg: Option<Spread>,
+    /// The shape: per-vertex error (mm) and dense 3D NME (%) after rigid alignment, for the
+    /// prediction and for the mean face (PGN's Table 2 metric; docs/evaluation.md).
+    pub per_vertex_mm: Option<Spread>,
+    pub nme_3d: Option<f32>,
+    pub mean_face_per_vertex_mm: f32,
+    pub mean_face_nme_3d: f32,
     /// Per yaw bin: frames, NME of X_UV, of the reconstruction, of the mean face, pose error.
     pub by_yaw: Vec<HeldOutBin>,
     /// PGN's Fig. 1: the reconstruction's NME with one of pose, identity, expression replaced by
@@ -332,6 +338,9 @@ fn write_report(loaded: &LoadedScene, s: &TrainSummary) -> anyhow::Result<()> {
     if let Some(p) = &h.pose_error_deg {
         facts.push(("pose error".into(), format!("{:.2}° ± {:.2}°", p.mean, p.std)));
     }
+    if let (Some(v), Some(n)) = (&h.per_vertex_mm, h.nme_3d) {
+        facts.push(("shape: per-vertex error, 3D NME".into(), format!("{:.3} ± {:.3} mm, {n:.2} % (mean face {:.3} mm, {:.2} %)", v.mean, v.std, h.mean_face_per_vertex_mm, h.mean_face_nme_3d)));
+    }
     for b in &h.by_yaw {
         facts.push((
             format!("yaw {} ({} frames)", b.bin, b.frames),
@@ -398,7 +407,10 @@ pub fn evaluate(mut learner: Learner, model: &std::sync::Arc<MorphableModel>, ba
         mean_face: f32,
         pose: Option<f32>,
         subs: [f32; 3],
+        shape: crate::metrics::FrameMetrics,
     }
+    let decode = |c: &Coeffs| faceforge_systems::reconstruct::decode_stacked(&Backend::Cpu, model, None, 1, &c.id, &c.exp, None).0;
+    let mean_shape = model.mean_shape().to_vec();
     let mut rows = Vec::new();
     for (frame, coeffs, pose, marks, truth) in world.query::<(&Frame, &Coeffs, &Pose, Option<&Landmarks2d>, &GroundTruth)>().iter(&world) {
         let true_pose = truth.pose.as_ref().with_context(|| format!("frame {} has no true pose", frame.name))?;
@@ -413,6 +425,12 @@ pub fn evaluate(mut learner: Learner, model: &std::sync::Arc<MorphableModel>, ba
             mean_face: nme(&mean_face),
             pose: pose_error(pose, true_pose),
             subs: [nme(&projected_landmarks(model, coeffs, true_pose)), nme(&projected_landmarks(model, &with(true, false), pose)), nme(&projected_landmarks(model, &with(false, true), pose))],
+            shape: {
+                let (predicted, truth_shape) = (decode(coeffs), decode(&truth.coeffs));
+                let p = crate::metrics::Prediction { shape: &predicted, landmarks_2d: None, pose: Some(pose) };
+                let t = crate::metrics::Truth { shape: &truth_shape, landmarks_2d: None, pose: Some(true_pose) };
+                crate::metrics::measure_frame(model, &frame.name, &p, &t, &mean_shape).0
+            },
         });
     }
     let binned = |f: &dyn Fn(&Row) -> Option<f32>| -> Option<f32> { mean_of_bin_means(&rows.iter().filter_map(|r| f(r).map(|v| (r.yaw, v))).collect::<Vec<_>>()) };
@@ -443,6 +461,10 @@ pub fn evaluate(mut learner: Learner, model: &std::sync::Arc<MorphableModel>, ba
         nme_reconstruction: binned(&|r| Some(r.reconstruction)).filter(|_| heads_trained),
         nme_mean_face: binned(&|r| Some(r.mean_face)).unwrap_or_default(),
         pose_error_deg: (heads_trained && !poses.is_empty()).then(|| Spread::of(&poses)),
+        per_vertex_mm: heads_trained.then(|| Spread::of(&rows.iter().map(|r| r.shape.per_vertex_mm).collect::<Vec<_>>())),
+        nme_3d: heads_trained.then(|| rows.iter().map(|r| r.shape.nme_3d).sum::<f32>() / rows.len().max(1) as f32),
+        mean_face_per_vertex_mm: rows.iter().map(|r| r.shape.mean_face.per_vertex_mm).sum::<f32>() / rows.len().max(1) as f32,
+        mean_face_nme_3d: rows.iter().map(|r| r.shape.mean_face.nme_3d).sum::<f32>() / rows.len().max(1) as f32,
         by_yaw,
         with_true_pose: binned(&|r| Some(r.subs[0])).filter(|_| heads_trained),
         with_true_identity: binned(&|r| Some(r.subs[1])).filter(|_| heads_trained),
@@ -496,6 +518,9 @@ pub fn summary_text(s: &TrainSummary) -> String {
     ));
     for b in &h.by_yaw {
         text.push_str(&format!("  yaw {:>8} ({:3} frames): network {:>8}, reconstruction {:>8}, mean face {:>8}, pose {}\n", b.bin, b.frames, pct(b.nme_network), pct(b.nme_reconstruction), pct(Some(b.nme_mean_face)), b.pose_error_deg.map_or("–".into(), |d| format!("{d:.2}°"))));
+    }
+    if let (Some(v), Some(n)) = (&h.per_vertex_mm, h.nme_3d) {
+        text.push_str(&format!("  shape: per-vertex {:.3} ± {:.3} mm, 3D NME {n:.2} % (mean face {:.3} mm, {:.2} %); pose {}\n", v.mean, v.std, h.mean_face_per_vertex_mm, h.mean_face_nme_3d, h.pose_error_deg.map_or("–".into(), |p| format!("{:.2}° ± {:.2}°", p.mean, p.std))));
     }
     if h.with_true_pose.is_some() {
         text.push_str(&format!("  with the true pose {}, identity {}, expression {}\n", pct(h.with_true_pose), pct(h.with_true_identity), pct(h.with_true_expression)));
