@@ -124,13 +124,20 @@ pub fn plan(loaded: &LoadedScene) -> Result<Plan, SceneError> {
     Ok(Plan { systems: planned, available })
 }
 
-/// Builds the schedule: one `SystemSet` per stage, chained in `Stage` order, each system
-/// configured with its settings from the scene.
-pub fn build_schedule(loaded: &LoadedScene, plan: &Plan) -> Result<Schedule, SceneError> {
+/// An empty schedule whose stage sets run in `Stage` order (bevy applies each stage's commands
+/// before the next stage reads them).
+pub fn staged_schedule() -> Schedule {
     let mut schedule = Schedule::default();
     for pair in Stage::ALL.windows(2) {
         schedule.configure_sets(pair[1].after(pair[0]));
     }
+    schedule
+}
+
+/// Builds the schedule: one `SystemSet` per stage, chained in `Stage` order, each system
+/// configured with its settings from the scene.
+pub fn build_schedule(loaded: &LoadedScene, plan: &Plan) -> Result<Schedule, SceneError> {
+    let mut schedule = staged_schedule();
     schedule.add_systems(faceforge_systems::clear_gradients.before(Stage::Encode));
     for p in &plan.systems {
         let settings = loaded.scene.systems.get(p.scene_index).and_then(|s| s.settings.as_deref()).map(|raw| raw.get_ron());

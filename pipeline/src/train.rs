@@ -385,7 +385,8 @@ pub fn evaluate(mut learner: Learner, model: &std::sync::Arc<MorphableModel>, ba
     let (trained, was) = (learner.trained, learner.training);
     learner.configure(trained, false);
     world.insert_resource(learner);
-    let mut schedule = Schedule::default();
+    // In stage order: pgn must see the landmarks and coefficients encode wrote.
+    let mut schedule = crate::graph::staged_schedule();
     let pose_system = if guide { "pgn" } else { "direct_pose" };
     let encode_settings = if guide { "(guide: true)" } else { "(guide: false)" };
     for entry in faceforge_learn::registry().into_iter().chain(registry()).filter(|e| e.name == "encode" || e.name == pose_system) {
