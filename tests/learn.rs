@@ -237,3 +237,21 @@ fn infer_reconstructs_a_folder_and_a_clip_with_one_identity() {
 }
 
 
+
+#[test]
+fn run_refuses_a_training_scene_and_train_a_fit_scene() {
+    let out = tempfile::tempdir().unwrap();
+    let mut guidance = LoadedScene::load(&scenes_dir().join("pgn_train_guidance.ron")).unwrap();
+    guidance.apply_overrides(&[format!("outputs.dir={:?}", out.path().display().to_string())]).unwrap();
+    let err = format!("{:#}", faceforge::run::run(&guidance, false).unwrap_err());
+    assert!(err.contains("faceforge train"), "{err}");
+    let fit = faceforge_e2e::quickstart_into(out.path());
+    let err = format!("{:#}", train(&fit, &RunOptions::default(), false).unwrap_err());
+    assert!(err.contains("needs a `learn: (...)` section"), "{err}");
+    // A learn-mode system in a fit scene: the check names what is missing.
+    let mut fit = faceforge_e2e::quickstart_into(out.path());
+    fit.apply_overrides(&["learn=None".to_string()]).unwrap();
+    fit.scene.systems.push(faceforge::scene::SystemSpec { name: "encode".into(), settings: None });
+    let err = faceforge::graph::plan(&fit).unwrap_err().to_string();
+    assert!(err.contains("reads `Learner`") && err.contains("faceforge train"), "{err}");
+}

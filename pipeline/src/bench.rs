@@ -250,6 +250,37 @@ pub fn fit(scene: &crate::LoadedScene, presets: &[&str], repeats: usize) -> anyh
     Ok(rows)
 }
 
+/// `faceforge bench train`: ms per training step of a learn scene at each input size (its batch,
+/// its graph, burn's backward and Adam), against the forward pass alone (network and graph, no
+/// backward) on the same batch in the same run.
+pub fn train_step(scene: &crate::LoadedScene, sizes: &[usize], repeats: usize) -> anyhow::Result<Vec<Row>> {
+    let mut rows = Vec::new();
+    for &size in sizes {
+        let mut s = scene.clone();
+        s.apply_overrides(&[format!("data.Synthetic.size={size}"), format!("learn.network.input={size}")])?;
+        let mut session = crate::train::Session::new(&s, None)?;
+        let frames = session.feed(0)?;
+        let trained = session.world.resource::<faceforge_learn::Learner>().trained;
+        let mut time = |training: bool| -> anyhow::Result<[f64; 3]> {
+            session.world.resource_mut::<faceforge_learn::Learner>().configure(trained, training);
+            session.run(0)?; // warm-up
+            let mut samples = Vec::new();
+            for _ in 0..repeats {
+                let start = Instant::now();
+                session.run(0)?;
+                samples.push(start.elapsed().as_secs_f64() * 1e3);
+            }
+            Ok(spread(samples))
+        };
+        let forward = time(false)?;
+        let step = time(true)?;
+        let name = format!("forward only, {size}², {frames} frames");
+        rows.push(Row { case: name.clone(), ms: forward, baseline: None });
+        rows.push(Row { case: format!("training step, {size}², {frames} frames"), ms: step, baseline: Some((name, forward[1])) });
+    }
+    Ok(rows)
+}
+
 /// The machine, for the record: CPU model and core count.
 pub fn machine() -> String {
     let cpu = std::fs::read_to_string("/proc/cpuinfo").ok().and_then(|s| s.lines().find(|l| l.starts_with("model name")).and_then(|l| l.split(':').nth(1)).map(|m| m.trim().to_string())).unwrap_or_else(|| "unknown CPU".into());

@@ -168,6 +168,18 @@ enum BenchCommand {
         #[arg(long)]
         record: Option<PathBuf>,
     },
+    /// One learn-mode training step (a batch of the scene's frames through the network, the
+    /// graph and burn's backward and Adam) per input size, against the forward pass alone.
+    Train {
+        #[arg(long, default_value = "scenes/pgn_train_guidance.ron")]
+        scene: PathBuf,
+        #[arg(long, default_value = "96,224", value_delimiter = ',')]
+        sizes: Vec<usize>,
+        #[arg(long, default_value_t = 3)]
+        repeats: usize,
+        #[arg(long)]
+        record: Option<PathBuf>,
+    },
     /// One iteration of the quickstart's PGN fit (2 frames, every loss) per model size, against
     /// the landmark-only fit.
     Fit {
@@ -420,6 +432,12 @@ fn execute(cli: Cli) -> anyhow::Result<()> {
             let loaded = load_scene(&scene, &[])?;
             let title = format!("a whole run of {} (native CPU unless the scene says otherwise), ms per frame", scene.display());
             let table = faceforge::bench::rows_table("ms/frame", &faceforge::bench::run_clip(&loaded, frames)?);
+            report_bench(&title, &table, record.as_deref())?;
+        }
+        Command::Bench { command: BenchCommand::Train { scene, sizes, repeats, record } } => {
+            let loaded = load_scene(&scene, &[])?;
+            let title = format!("one training step of {} (burn flex on the CPU), ms per step, {repeats} repeats", scene.display());
+            let table = faceforge::bench::rows_table("ms/step", &faceforge::bench::train_step(&loaded, &sizes, repeats.max(1))?);
             report_bench(&title, &table, record.as_deref())?;
         }
         Command::Bench { command: BenchCommand::Fit { scene, presets, repeats, record } } => {

@@ -212,6 +212,9 @@ pub fn run(loaded: &LoadedScene, show_progress: bool) -> anyhow::Result<RunSumma
 
 /// Runs a checked scene, checkpointing as the scene asks, and writes its outputs.
 pub fn run_with(loaded: &LoadedScene, options: &RunOptions) -> anyhow::Result<RunSummary> {
+    if loaded.scene.learn.is_some() {
+        bail!("{}: the scene has a `learn` section: it trains a network, run it with `faceforge train`", loaded.file);
+    }
     check_output_folder(&loaded.scene.outputs.dir, options.overwrite)?;
     let prepared = prepare(loaded)?;
     continue_run(loaded, prepared, 0, LossHistory::default(), options)
