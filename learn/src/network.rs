@@ -47,7 +47,7 @@ impl Default for NetworkSpec {
 
 impl NetworkSpec {
     pub fn check(&self) -> Result<(), String> {
-        if self.input % 16 != 0 || !(32..=256).contains(&self.input) {
+        if !self.input.is_multiple_of(16) || !(32..=256).contains(&self.input) {
             return Err(format!("network.input must be a multiple of 16 between 32 and 256, not {}", self.input));
         }
         if self.width == 0 || self.hidden == 0 {

@@ -70,6 +70,19 @@ pub struct Prepared {
     pub skipped: Vec<Skipped>,
 }
 
+/// A World with the resources every run's systems read (no frames yet).
+pub fn new_world(model: &Arc<MorphableModel>, backend: &Backend, losses: &BTreeMap<String, f32>) -> World {
+    let mut world = World::new();
+    world.insert_resource(Model(model.clone()));
+    world.insert_resource(Compute(backend.clone()));
+    world.init_resource::<StageErrors>();
+    world.init_resource::<LossTerms>();
+    world.init_resource::<OptimizerState>();
+    world.insert_resource(LossWeights(losses.clone()));
+    world.init_resource::<Iteration>();
+    world
+}
+
 /// Checks the scene, loads its model, picks the backend and feeds the World.
 pub fn prepare(loaded: &LoadedScene) -> anyhow::Result<Prepared> {
     let scene = &loaded.scene;
@@ -89,14 +102,7 @@ pub fn prepare(loaded: &LoadedScene) -> anyhow::Result<Prepared> {
         model.n_albedo()
     );
 
-    let mut world = World::new();
-    world.insert_resource(Model(model.clone()));
-    world.insert_resource(Compute(backend.clone()));
-    world.init_resource::<StageErrors>();
-    world.init_resource::<LossTerms>();
-    world.init_resource::<OptimizerState>();
-    world.insert_resource(LossWeights(scene.losses.clone()));
-    world.init_resource::<Iteration>();
+    let mut world = new_world(&model, &backend, &scene.losses);
     let (frames, skipped) = data::populate(&mut world, &scene.data, &model, &backend, scene.seed)?;
     tracing::info!("{frames} frames ({} inputs skipped), {} systems, {} iterations", skipped.len(), plan.systems.len(), scene.iterations);
     Ok(Prepared { world, schedule, model, backend, frames, skipped })

@@ -14,7 +14,7 @@ use crate::scene::{DataSpec, LoadedScene};
 use crate::synth::SynthSpec;
 use anyhow::{bail, Context};
 use bevy_ecs::prelude::{Entity, Or, Schedule, With, World};
-use faceforge_components::{Coeffs, Compute, Frame, GroundTruth, Iteration, LossTerms, LossWeights, Landmarks2d, Landmarks3d, Model, OptimizerState, Pose, Subject};
+use faceforge_components::{Coeffs, Frame, GroundTruth, Iteration, LossTerms, Landmarks2d, Landmarks3d, Pose, Subject};
 use faceforge_kernels::{project, Backend};
 use faceforge_learn::{Learner, NetworkSpec, Trained};
 use faceforge_model::{atomic_write, MorphableModel, SplitMix64};
@@ -55,7 +55,7 @@ impl Default for LearnSpec {
 impl LearnSpec {
     /// The learning rate at `step`.
     pub fn rate(&self, step: u32) -> f64 {
-        let halvings = if self.halve_every == 0 { 0 } else { step / self.halve_every };
+        let halvings = step.checked_div(self.halve_every).unwrap_or(0);
         self.learning_rate * 0.5f64.powi(halvings as i32)
     }
 }
@@ -212,14 +212,7 @@ impl Session {
             Some(l) => l,
             None => new_learner(learn, &model)?,
         };
-        let mut world = World::new();
-        world.insert_resource(Model(model.clone()));
-        world.insert_resource(Compute(backend.clone()));
-        world.init_resource::<StageErrors>();
-        world.init_resource::<LossTerms>();
-        world.init_resource::<OptimizerState>();
-        world.insert_resource(LossWeights(scene.losses.clone()));
-        world.init_resource::<Iteration>();
+        let mut world = crate::run::new_world(&model, &backend, &scene.losses);
         world.insert_resource(learner);
         Ok(Self { world, schedule, model, backend, learn: learn.clone(), data: data.clone() })
     }
@@ -376,11 +369,7 @@ fn projected_landmarks(model: &MorphableModel, coeffs: &Coeffs, pose: &Pose) -> 
 /// Runs the network (inference) on a synthetic set and measures it against the truth.
 pub fn evaluate(mut learner: Learner, model: &std::sync::Arc<MorphableModel>, backend: &Backend, spec: &SynthSpec, training_spec: &SynthSpec) -> anyhow::Result<(Learner, HeldOut)> {
     let guide = learner.net.pose.is_none();
-    let mut world = World::new();
-    world.insert_resource(Model(model.clone()));
-    world.insert_resource(Compute(backend.clone()));
-    world.init_resource::<StageErrors>();
-    world.init_resource::<LossTerms>();
+    let mut world = crate::run::new_world(model, backend, &BTreeMap::new());
     let (frames, _) = data::populate(&mut world, &DataSpec::Synthetic(spec.clone()), model, backend, spec.seed)?;
     let (trained, was) = (learner.trained, learner.training);
     learner.configure(trained, false);
