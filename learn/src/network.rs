@@ -5,7 +5,7 @@
 //! Multi-frame input: the identity head sees the encoder features averaged over a subject's
 //! frames (feature fusion), expression and landmarks stay per frame.
 
-use burn::module::Module;
+use burn::module::{Module, ModuleVisitor, Param};
 use burn::nn::conv::{Conv2d, Conv2dConfig, ConvTranspose2d, ConvTranspose2dConfig};
 use burn::nn::{Linear, LinearConfig, PaddingConfig2d};
 use burn::tensor::activation::relu;
@@ -186,20 +186,30 @@ pub struct Outputs {
 impl Network {
     pub fn new(spec: &NetworkSpec, n_landmarks: usize, n_id: usize, n_exp: usize, pose_head: bool, device: &Device) -> Self {
         // burn's generator is global: hold it while seeding and drawing, so networks built at
-        // once on other threads cannot take draws from this one's sequence.
+        // once on other threads (tests) cannot take draws from this one's sequence.
         static INIT: std::sync::Mutex<()> = std::sync::Mutex::new(());
         let _init = INIT.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
         device.seed(spec.seed);
         let f = spec.features();
         let landmarks_fc = spec.landmarks == LandmarkHead::Fc;
-        Self {
+        let net = Self {
             encoder: Encoder::new(spec, device),
             uv: (!landmarks_fc).then(|| UvDecoder::new(spec, device)),
             fc_landmarks: landmarks_fc.then(|| Head::new(None, f * spec.grid() * spec.grid(), 2 * spec.hidden, 3 * n_landmarks, device)),
             identity: Head::new(Some(f), f, spec.hidden, n_id, device),
             expression: Head::new(Some(f), f, spec.hidden, n_exp, device),
             pose: pose_head.then(|| Head::new(Some(f), f, spec.hidden, 6, device)),
+        };
+        // burn initialises parameters lazily, at their first use: draw them all now, under
+        // the lock, so the weights depend on the seed alone.
+        struct Draw;
+        impl ModuleVisitor for Draw {
+            fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
+                let _ = param.val();
+            }
         }
+        net.visit(&mut Draw);
+        net
     }
 }
 
