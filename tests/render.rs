@@ -239,8 +239,9 @@ fn pinhole_view(model: &faceforge_model::MorphableModel, k: [f32; 4], size: usiz
 /// triangles under that source pixel, f64) and lies inside the source image. The paper's map
 /// (triangles touching a vertex seen in both views) agrees exactly at 0° and by IoU 0.969 at 30°,
 /// 0.945 at 60°: it spills one triangle ring past the occlusion boundaries (most disagreeing
-/// pixels are in the map only). The per-pixel test (`by_depth`) reaches 0.987 at 30° and 0.973
-/// at 60°; the issue asks for 0.98 at 60° too (grazing, steep far cheek: still open).
+/// pixels are in the map only). The per-pixel test (`by_depth`, exact ray tests against the
+/// triangles binned under the source pixel) reaches 0.999 at 30° and 0.995 at 60°; the issue
+/// asks for 0.98.
 #[test]
 fn covisible_map_matches_ray_casting() {
     use faceforge_kernels::covisible;
@@ -311,7 +312,7 @@ fn covisible_map_matches_ray_casting() {
         }
         let iou_px = both_px as f64 / either_px.max(1) as f64;
         eprintln!("yaw {yaw}°: per-pixel covisible IoU {iou_px:.4} ({only_px} only per pixel, {} only in the truth)", either_px - both_px - only_px);
-        let floor_px = match yaw as i32 { 0 => 0.999, 30 => 0.98, _ => 0.965 };
+        let floor_px = match yaw as i32 { 0 => 0.999, _ => 0.99 };
         assert!(iou_px >= floor_px, "yaw {yaw}°: per-pixel IoU {iou_px} (floor {floor_px})");
         let iou = both as f64 / either.max(1) as f64;
         eprintln!("yaw {yaw}°: covisible IoU {iou:.4} over {either} pixels ({only_map} only in the map, {} only in the truth)", either - both - only_map);

@@ -5,15 +5,34 @@
 //!   those triangles are the drawn surface. It spills about a triangle ring past occlusions.
 //! - `by_depth`, per pixel: the surface point a target pixel shows (its triangle and
 //!   barycentrics), moved into the source camera, is covisible when it lands inside the source
-//!   image and nothing nearer by more than `tolerance` lies on the ray through it among the
-//!   triangles the source draws in the 5 × 5 pixels around it (exact ray–triangle tests,
-//!   so steep surfaces are judged at the point, not at pixel centres); at a silhouette, where
-//!   none of them holds the point, when one of them shares a vertex with its own triangle.
+//!   image and nothing nearer by more than `tolerance` lies on the ray through it: exact
+//!   ray–triangle tests against every triangle whose projected box covers that source pixel
+//!   (binned once per call). An earlier version took the candidates from the source raster
+//!   (the triangles drawn in the 5 × 5 pixels around the point): at 60° its grazing, steep far
+//!   cheek has triangles no pixel centre falls in, and its IoU against ray casting was 0.973.
 
 use crate::rasterize::Raster;
 
-/// How many pixels around the point's source pixel the candidate occluders come from.
-const REACH: usize = 2;
+/// The triangles (id + 1) whose projected bounding box, grown by a pixel, covers each pixel
+/// of a `w` × `h` image; `corners` are the vertices in camera space.
+fn bin_triangles(corners: &[[f32; 3]], triangles: &[u32], camera: &[f32], w: usize, h: usize) -> Vec<Vec<u32>> {
+    let mut bins = vec![Vec::new(); w * h];
+    for (t, tri) in triangles.chunks(3).enumerate() {
+        let p = [corners[tri[0] as usize], corners[tri[1] as usize], corners[tri[2] as usize]];
+        if p.iter().any(|q| q[2] <= crate::project::NEAR) {
+            continue;
+        }
+        let uv = p.map(|q| [camera[0] * q[0] / q[2] + camera[2], camera[1] * q[1] / q[2] + camera[3]]);
+        let lo = |c: usize| (uv.iter().map(|q| q[c]).fold(f32::MAX, f32::min) - 1.0).floor().max(0.0) as usize;
+        let hi = |c: usize, n: usize| ((uv.iter().map(|q| q[c]).fold(f32::MIN, f32::max) + 1.0).ceil().max(0.0) as usize).min(n);
+        for y in lo(1)..hi(1, h) {
+            for x in lo(0)..hi(0, w) {
+                bins[y * w + x].push(t as u32 + 1);
+            }
+        }
+    }
+    bins
+}
 
 /// The covisible map in the target view from both views' per-vertex visibility (1/0), the
 /// triangles, and the target raster's triangle ids (id + 1, 0 where empty).
@@ -27,6 +46,8 @@ pub fn map(visible_target: &[f32], visible_source: &[f32], triangles: &[u32], ta
 pub fn by_depth(positions: &[f32], triangles: &[u32], target: &Raster, source: &Raster, source_camera: &[f32], tolerance: f32) -> Vec<f32> {
     let (w, h) = (source.shape.width, source.shape.height);
     let c = source_camera;
+    let corners: Vec<[f32; 3]> = positions.chunks(3).map(|x| std::array::from_fn(|r| c[4 + 3 * r] * x[0] + c[5 + 3 * r] * x[1] + c[6 + 3 * r] * x[2] + c[13 + r])).collect();
+    let bins = bin_triangles(&corners, triangles, c, w, h);
     (0..target.tri.len())
         .map(|i| {
             let t = target.tri[i];
@@ -36,8 +57,7 @@ pub fn by_depth(positions: &[f32], triangles: &[u32], target: &Raster, source: &
             let tri = &triangles[3 * (t as usize - 1)..3 * t as usize];
             let (b0, b1) = (target.bary[2 * i], target.bary[2 * i + 1]);
             let weights = [b0, b1, 1.0 - b0 - b1];
-            let x: [f32; 3] = std::array::from_fn(|k| (0..3).map(|j| weights[j] * positions[3 * tri[j] as usize + k]).sum());
-            let p: [f32; 3] = std::array::from_fn(|r| c[4 + 3 * r] * x[0] + c[5 + 3 * r] * x[1] + c[6 + 3 * r] * x[2] + c[13 + r]);
+            let p: [f32; 3] = std::array::from_fn(|k| (0..3).map(|j| weights[j] * corners[tri[j] as usize][k]).sum());
             if p[2] <= crate::project::NEAR {
                 return 0.0;
             }
@@ -45,23 +65,14 @@ pub fn by_depth(positions: &[f32], triangles: &[u32], target: &Raster, source: &
             if u < 0.0 || v < 0.0 || u >= w as f32 || v >= h as f32 {
                 return 0.0;
             }
-            // The triangles drawn in the 5 × 5 pixels around it are the surface near (u, v):
-            // the nearest of them whose footprint holds (u, v), intersected exactly along the
-            // ray through (u, v), must be (within `tolerance`) the point itself.
-            let (x0, y0) = (u as usize, v as usize);
-            let mut shown: Vec<u32> = (y0.saturating_sub(REACH)..(y0 + REACH + 1).min(h)).flat_map(|y| (x0.saturating_sub(REACH)..(x0 + REACH + 1).min(w)).map(move |x| y * w + x)).map(|j| source.tri[j]).filter(|&t| t != 0).collect();
-            shown.sort_unstable();
-            shown.dedup();
+            // The nearest surface along the ray through (u, v) must be (within `tolerance`) the
+            // point itself.
             let ray = [(u - c[2]) / c[0], (v - c[3]) / c[1], 1.0];
-            let corner = |v: u32| -> [f32; 3] {
-                let x = &positions[3 * v as usize..3 * v as usize + 3];
-                std::array::from_fn(|r| c[4 + 3 * r] * x[0] + c[5 + 3 * r] * x[1] + c[6 + 3 * r] * x[2] + c[13 + r])
-            };
-            let nearest = shown
+            let nearest = bins[v as usize * w + u as usize]
                 .iter()
                 .filter_map(|&s| {
                     let t3 = &triangles[3 * (s as usize - 1)..3 * s as usize];
-                    let [a, b, cc] = [corner(t3[0]), corner(t3[1]), corner(t3[2])];
+                    let [a, b, cc] = [corners[t3[0] as usize], corners[t3[1] as usize], corners[t3[2] as usize]];
                     let (e1, e2) = ([b[0] - a[0], b[1] - a[1], b[2] - a[2]], [cc[0] - a[0], cc[1] - a[1], cc[2] - a[2]]);
                     let pv = [ray[1] * e2[2] - ray[2] * e2[1], ray[2] * e2[0] - ray[0] * e2[2], ray[0] * e2[1] - ray[1] * e2[0]];
                     let det = e1[0] * pv[0] + e1[1] * pv[1] + e1[2] * pv[2];
@@ -77,13 +88,8 @@ pub fn by_depth(positions: &[f32], triangles: &[u32], target: &Raster, source: &
                     (bu >= -1e-4 && bv >= -1e-4 && bu + bv <= 1.0 + 1e-4 && depth > 0.0).then_some(depth)
                 })
                 .fold(f32::MAX, f32::min);
-            let seen = if nearest < f32::MAX {
-                p[2] <= nearest + tolerance
-            } else {
-                // No drawn triangle holds (u, v) (a silhouette): the point's own surface shown nearby.
-                shown.iter().any(|&s| triangles[3 * (s as usize - 1)..3 * s as usize].iter().any(|v| tri.contains(v)))
-            };
-            if seen { 1.0 } else { 0.0 }
+            // No hit at all only where f32 misses the point's own triangle at an edge: seen.
+            if nearest == f32::MAX || p[2] <= nearest + tolerance { 1.0 } else { 0.0 }
         })
         .collect()
 }
