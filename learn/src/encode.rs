@@ -22,11 +22,15 @@ pub struct EncodeSettings {
     /// Put the network's landmarks in place of the annotations (PGN). false: the graph keeps the
     /// annotations (the joint-regression baseline, whose pose comes from the pose head).
     pub guide: bool,
+    /// Inference runs the network on at most this many frames at once (whole subjects: a
+    /// subject's frames are fused, so a larger subject goes alone), so a folder of any size
+    /// keeps memory flat. Training runs the step's batch as one.
+    pub batch: usize,
 }
 
 impl Default for EncodeSettings {
     fn default() -> Self {
-        Self { guide: true }
+        Self { guide: true, batch: 32 }
     }
 }
 
@@ -40,11 +44,71 @@ fn rows(values: &[f32], width: usize) -> impl Iterator<Item = &[f32]> {
 
 type FrameRow<'a> = (Entity, &'a Frame, &'a Image, Option<&'a Landmarks2d>, Option<&'a Landmarks3d>, Option<&'a LandmarkTargets>);
 
-/// The frames in a fixed order (by name), so runs and resumes see the same batch layout.
+/// The frames in a fixed order (by subject, then name), so runs and resumes see the same batch
+/// layout and a subject's frames are together.
 fn sorted<'a>(frames: impl Iterator<Item = FrameRow<'a>>) -> Vec<FrameRow<'a>> {
     let mut v: Vec<_> = frames.collect();
-    v.sort_by(|a, b| a.1.name.cmp(&b.1.name));
+    v.sort_by(|a, b| (a.1.subject_id, &a.1.name).cmp(&(b.1.subject_id, &b.1.name)));
     v
+}
+
+/// Consecutive runs of whole subjects (frames grouped by subject id) with at most `batch` frames
+/// each; a larger subject goes alone.
+fn chunks_by_subject(subjects: &[u32], batch: usize) -> Vec<std::ops::Range<usize>> {
+    let mut chunks: Vec<std::ops::Range<usize>> = Vec::new();
+    let mut start = 0;
+    while start < subjects.len() {
+        let subject_end = |from: usize| (from..subjects.len()).find(|&j| subjects[j] != subjects[from]).unwrap_or(subjects.len());
+        let mut end = subject_end(start);
+        while end < subjects.len() && subject_end(end) - start <= batch.max(1) {
+            end = subject_end(end);
+        }
+        chunks.push(start..end);
+        start = end;
+    }
+    chunks
+}
+
+/// The network on one chunk of frames: writes their components, returns the outputs.
+fn encode_chunk(learner: &Learner, frames: &[FrameRow], guide: bool, commands: &mut Commands) -> Result<crate::network::Outputs, StageError> {
+    let size = learner.info.network.input;
+    let mut pixels: Vec<f32> = Vec::with_capacity(frames.len() * 3 * size * size);
+    for (_, frame, image, ..) in frames {
+        if image.width != size || image.height != size {
+            return Err(StageError { system: "encode", message: format!("frame {} is {}×{} pixels, the network takes {size}×{size}", frame.name, image.width, image.height) });
+        }
+        // HWC → CHW
+        for c in 0..3 {
+            pixels.extend(image.rgb.iter().skip(c).step_by(3));
+        }
+    }
+    let b = frames.len();
+    let device = learner.device.clone();
+    let images = Tensor::<4>::from_data(TensorData::new(pixels, [b, 3, size, size]), &device);
+    let subjects: Vec<u32> = frames.iter().map(|f| f.1.subject_id).collect();
+    let outputs = learner.net.forward(images, fusion_matrix(&subjects, &device), &learner.readout, learner.trained);
+    let (n_id, n_exp, n_landmarks) = (learner.info.n_id, learner.info.n_exp, learner.info.n_landmarks);
+    let landmarks = outputs.landmarks.clone().into_data().try_into_vec::<f32>().expect("float tensor");
+    let identity = to_vec(outputs.identity.clone());
+    let expression = to_vec(outputs.expression.clone());
+    let pose = outputs.pose.clone().map(to_vec);
+    let n_tex = learner.readout.n_albedo;
+    for (k, ((entity, _, _, given_2d, given_3d, targets), (id, exp))) in frames.iter().zip(rows(&identity, n_id).zip(rows(&expression, n_exp))).enumerate() {
+        let mut e = commands.entity(*entity);
+        e.insert(Coeffs { id: id.to_vec(), exp: exp.to_vec(), tex: vec![0.0; n_tex] });
+        if guide {
+            if targets.is_none() {
+                e.insert(LandmarkTargets { points_2d: given_2d.map(|l| l.points.clone()).unwrap_or_default(), points_3d: given_3d.map(|l| l.points.clone()) });
+            }
+            let points: Vec<[f32; 3]> = landmarks[k * 3 * n_landmarks..(k + 1) * 3 * n_landmarks].chunks(3).map(|p| [p[0], p[1], p[2]]).collect();
+            e.insert((Landmarks2d { points: points.iter().map(|p| [p[0], p[1]]).collect() }, Landmarks3d { points }));
+        }
+        if let Some(p) = &pose {
+            let p = &p[6 * k..6 * k + 6];
+            e.insert(PoseParams { angles: [p[0], p[1], p[2]], log_scale: p[3], translation: [p[4], p[5]] });
+        }
+    }
+    Ok(outputs)
 }
 
 pub fn entry() -> SystemEntry {
@@ -61,48 +125,16 @@ pub fn entry() -> SystemEntry {
                 if frames.is_empty() {
                     return Ok(());
                 }
-                let size = learner.info.network.input;
-                let fail = |message: String| Err(StageError { system: "encode", message });
-                let mut pixels: Vec<f32> = Vec::with_capacity(frames.len() * 3 * size * size);
-                for (_, frame, image, ..) in &frames {
-                    if image.width != size || image.height != size {
-                        return fail(format!("frame {} is {}×{} pixels, the network takes {size}×{size}", frame.name, image.width, image.height));
+                let pending = if learner.training {
+                    let outputs = encode_chunk(&learner, &frames, settings.guide, &mut commands)?;
+                    Some(Pending { entities: frames.iter().map(|f| f.0).collect(), outputs })
+                } else {
+                    let subjects: Vec<u32> = frames.iter().map(|f| f.1.subject_id).collect();
+                    for range in chunks_by_subject(&subjects, settings.batch) {
+                        encode_chunk(&learner, &frames[range], settings.guide, &mut commands)?;
                     }
-                    // HWC → CHW
-                    for c in 0..3 {
-                        pixels.extend(image.rgb.iter().skip(c).step_by(3));
-                    }
-                }
-                let b = frames.len();
-                let device = learner.device.clone();
-                let images = Tensor::<4>::from_data(TensorData::new(pixels, [b, 3, size, size]), &device);
-                let subjects: Vec<u32> = frames.iter().map(|f| f.1.subject_id).collect();
-                let outputs = learner.net.forward(images, fusion_matrix(&subjects, &device), &learner.readout, learner.trained);
-                let (n_id, n_exp, n_landmarks) = (learner.info.n_id, learner.info.n_exp, learner.info.n_landmarks);
-                let landmarks = outputs.landmarks.clone().into_data().try_into_vec::<f32>().expect("float tensor");
-                let identity = to_vec(outputs.identity.clone());
-                let expression = to_vec(outputs.expression.clone());
-                let pose = outputs.pose.clone().map(to_vec);
-                let n_tex = learner.readout.n_albedo;
-                for (k, ((entity, _, _, given_2d, given_3d, targets), (id, exp))) in frames.iter().zip(rows(&identity, n_id).zip(rows(&expression, n_exp))).enumerate() {
-                    let mut e = commands.entity(*entity);
-                    e.insert(Coeffs { id: id.to_vec(), exp: exp.to_vec(), tex: vec![0.0; n_tex] });
-                    if settings.guide {
-                        if targets.is_none() {
-                            e.insert(LandmarkTargets {
-                                points_2d: given_2d.map(|l| l.points.clone()).unwrap_or_default(),
-                                points_3d: given_3d.map(|l| l.points.clone()),
-                            });
-                        }
-                        let points: Vec<[f32; 3]> = landmarks[k * 3 * n_landmarks..(k + 1) * 3 * n_landmarks].chunks(3).map(|p| [p[0], p[1], p[2]]).collect();
-                        e.insert((Landmarks2d { points: points.iter().map(|p| [p[0], p[1]]).collect() }, Landmarks3d { points }));
-                    }
-                    if let Some(p) = &pose {
-                        let p = &p[6 * k..6 * k + 6];
-                        e.insert(PoseParams { angles: [p[0], p[1], p[2]], log_scale: p[3], translation: [p[4], p[5]] });
-                    }
-                }
-                let pending = learner.training.then(|| Pending { entities: frames.iter().map(|f| f.0).collect(), outputs });
+                    None
+                };
                 *learner.pending.get_mut().expect("not poisoned") = pending;
                 Ok(())
             })
@@ -177,5 +209,20 @@ pub fn step_entry() -> SystemEntry {
             parse_settings::<faceforge_systems::NoSettings>(settings)?;
             Ok((|mut learner: ResMut<Learner>| learner.step()).in_set(Stage::Step))
         },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::chunks_by_subject;
+
+    #[test]
+    fn chunks_hold_whole_subjects_up_to_the_batch() {
+        // Subjects of 1, 3, 1, 1, 5 frames.
+        let subjects = [0, 1, 1, 1, 2, 3, 4, 4, 4, 4, 4];
+        assert_eq!(chunks_by_subject(&subjects, 4), vec![0..4, 4..6, 6..11]);
+        assert_eq!(chunks_by_subject(&subjects, 1), vec![0..1, 1..4, 4..5, 5..6, 6..11]);
+        assert_eq!(chunks_by_subject(&subjects, 100), vec![0..11]);
+        assert!(chunks_by_subject(&[], 4).is_empty());
     }
 }

@@ -24,7 +24,7 @@ pub struct InferResult {
 
 /// The inference scene for a network, checked like any scene (its data and model are put in
 /// after parsing).
-fn scene_text(out: &Path, pose_head: bool) -> String {
+fn scene_text(out: &Path, pose_head: bool, batch: usize) -> String {
     let (guide, pose) = if pose_head { ("false", "(name: \"direct_pose\")") } else { ("true", "(name: \"pgn\", settings: (camera: ScaledRotation))") };
     format!(
         r#"Scene(
@@ -32,7 +32,7 @@ fn scene_text(out: &Path, pose_head: bool) -> String {
     data: Sampled(),
     backend: Cpu,
     systems: [
-        (name: "encode", settings: (guide: {guide})),
+        (name: "encode", settings: (guide: {guide}, batch: {batch})),
         {pose},
         (name: "reconstruct", settings: (albedo: true)),
         (name: "vertex_normals"),
@@ -45,7 +45,9 @@ fn scene_text(out: &Path, pose_head: bool) -> String {
     )
 }
 
-pub fn infer(model: &ModelSource, weights: &Path, images: &Path, landmarks: Option<&Path>, out: &Path, force: bool) -> anyhow::Result<InferResult> {
+/// Reconstructs every image of `images` with the network in `weights`, `batch` frames at a time
+/// (whole subjects), into `out`.
+pub fn infer(model: &ModelSource, weights: &Path, images: &Path, landmarks: Option<&Path>, out: &Path, force: bool, batch: usize) -> anyhow::Result<InferResult> {
     let started = std::time::Instant::now();
     let model_arrays = crate::run::load_model(model)?;
     let mut learner = Learner::load(weights, &model_arrays)?;
@@ -57,7 +59,7 @@ pub fn infer(model: &ModelSource, weights: &Path, images: &Path, landmarks: Opti
         require_landmarks: false,
         ..FolderSpec::default()
     };
-    let mut loaded = LoadedScene::from_str(&scene_text(out, learner.info.pose_head), "inference scene").context("the inference scene")?;
+    let mut loaded = LoadedScene::from_str(&scene_text(out, learner.info.pose_head, batch), "inference scene").context("the inference scene")?;
     loaded.scene.data = crate::scene::DataSpec::Folder(folder);
     loaded.scene.model = model.clone();
     let mut prepared = prepare(&loaded)?;

@@ -78,6 +78,9 @@ enum Command {
         model: String,
         #[arg(long)]
         force: bool,
+        /// Frames through the network at once (whole subjects; memory grows with it).
+        #[arg(long, default_value_t = 32)]
+        batch: usize,
     },
     /// Run the variants of an ablation sweep file and write its table (Markdown and JSON).
     Sweep {
@@ -382,9 +385,9 @@ fn execute(cli: Cli) -> anyhow::Result<()> {
             };
             print!("{}", faceforge::train::summary_text(&summary));
         }
-        Command::Infer { weights, images, landmarks, out, model, force } => {
+        Command::Infer { weights, images, landmarks, out, model, force, batch } => {
             let model = model_source(&model)?;
-            let result = faceforge::infer::infer(&model, &weights, &images, landmarks.as_deref(), &out, force)?;
+            let result = faceforge::infer::infer(&model, &weights, &images, landmarks.as_deref(), &out, force, batch)?;
             println!("{} images reconstructed ({} subjects) in {:.2} s, {:.1} images/s; {} skipped; wrote {}", result.frames, result.subjects, result.seconds, result.frames as f64 / result.seconds.max(1e-9), result.skipped.len(), out.display());
             for s in &result.skipped {
                 println!("  skipped {}: {}", s.file.display(), s.reason);
