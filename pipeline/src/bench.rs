@@ -281,6 +281,31 @@ pub fn train_step(scene: &crate::LoadedScene, sizes: &[usize], repeats: usize) -
     Ok(rows)
 }
 
+/// `faceforge bench infer`: images per second of `faceforge infer` on a folder of `images`
+/// synthetic faces (AFLW-like, with `.pts`) at the network's input size, a fresh network of
+/// `spec` (speed does not depend on training), one frame at a time as the baseline against
+/// `batch` at a time, in the same run. Writes everything infer writes (OBJ + texture, …).
+pub fn infer(spec: &faceforge_learn::NetworkSpec, images: u32, batch: usize) -> anyhow::Result<Vec<Row>> {
+    let root = tempfile_dir()?;
+    let model_source = crate::scene::ModelSource::default();
+    let model = crate::run::load_model(&model_source)?;
+    let synth = crate::synth::SynthSpec { subjects: images, frames: 1, size: spec.input, seed: 1, ..crate::synth::SynthSpec::default() };
+    crate::synth::write(&root.join("images"), &crate::synth::generate(&model, &Backend::Cpu, &synth))?;
+    faceforge_learn::Learner::new(spec, &model, false)?.save_weights(&root.join("weights.bpk"))?;
+    let mut rows = Vec::new();
+    let mut baseline = None;
+    for b in [1, batch] {
+        let out = root.join(format!("out_{b}"));
+        let result = crate::infer::infer(&model_source, &root.join("weights.bpk"), &root.join("images"), None, &out, false, b)?;
+        let ms = 1e3 * result.seconds / result.frames.max(1) as f64;
+        let case = format!("batch {b}: {} images in {:.2} s, {:.1} images/s", result.frames, result.seconds, 1e3 / ms);
+        rows.push(Row { case, ms: [ms; 3], baseline: baseline.clone() });
+        baseline.get_or_insert((format!("batch {b}"), ms));
+    }
+    let _ = std::fs::remove_dir_all(&root);
+    Ok(rows)
+}
+
 /// The machine, for the record: CPU model and core count.
 pub fn machine() -> String {
     let cpu = std::fs::read_to_string("/proc/cpuinfo").ok().and_then(|s| s.lines().find(|l| l.starts_with("model name")).and_then(|l| l.split(':').nth(1)).map(|m| m.trim().to_string())).unwrap_or_else(|| "unknown CPU".into());

@@ -183,6 +183,18 @@ enum BenchCommand {
         #[arg(long)]
         record: Option<PathBuf>,
     },
+    /// `faceforge infer` on a folder of synthetic faces: images per second, one at a time
+    /// against `--batch` at a time.
+    Infer {
+        #[arg(long, default_value_t = 100)]
+        images: u32,
+        #[arg(long, default_value_t = 64)]
+        size: usize,
+        #[arg(long, default_value_t = 32)]
+        batch: usize,
+        #[arg(long)]
+        record: Option<PathBuf>,
+    },
     /// One iteration of the quickstart's PGN fit (2 frames, every loss) per model size, against
     /// the landmark-only fit.
     Fit {
@@ -441,6 +453,12 @@ fn execute(cli: Cli) -> anyhow::Result<()> {
             let loaded = load_scene(&scene, &[])?;
             let title = format!("one training step of {} (burn flex on the CPU), ms per step, {repeats} repeats", scene.display());
             let table = faceforge::bench::rows_table("ms/step", &faceforge::bench::train_step(&loaded, &sizes, repeats.max(1))?);
+            report_bench(&title, &table, record.as_deref())?;
+        }
+        Command::Bench { command: BenchCommand::Infer { images, size, batch, record } } => {
+            let spec = faceforge_learn::NetworkSpec { input: size, ..Default::default() };
+            let title = format!("faceforge infer on {images} synthetic {size}-px faces (network width {}, `default` model, OBJ + texture + report), ms per image", spec.width);
+            let table = faceforge::bench::rows_table("ms/image", &faceforge::bench::infer(&spec, images, batch)?);
             report_bench(&title, &table, record.as_deref())?;
         }
         Command::Bench { command: BenchCommand::Fit { scene, presets, repeats, record } } => {
