@@ -169,6 +169,7 @@ fn a_stopped_and_resumed_training_ends_with_the_weights_of_an_uninterrupted_one(
     let err = train(&scene(split.path()), &RunOptions { stop_after: Some(4), ..RunOptions::default() }, false).unwrap_err();
     let stopped = err.downcast_ref::<Interrupted>().unwrap_or_else(|| panic!("{err:#}"));
     assert_eq!((stopped.iteration, stopped.of), (4, 8));
+    assert!(err.to_string().contains("continue with `faceforge train --resume"), "{err}");
     let resumed = resume(split.path(), &[], &RunOptions::default()).unwrap();
     assert_eq!(resumed.loss_history.0.len(), 8);
     let model = faceforge::run::load_model(&scene(split.path()).scene.model).unwrap();

@@ -188,11 +188,13 @@ pub fn interrupted() -> bool {
 
 /// A run that stopped before its last iteration, with a checkpoint to resume from.
 #[derive(Debug, thiserror::Error)]
-#[error("stopped after iteration {iteration} of {of}; checkpoint in {dir}; continue with `faceforge run --resume {dir}`")]
+#[error("stopped after iteration {iteration} of {of}; checkpoint in {dir}; continue with `faceforge {command} --resume {dir}`")]
 pub struct Interrupted {
     pub iteration: u32,
     pub of: u32,
     pub dir: String,
+    /// The command that continues it: `run` or `train`.
+    pub command: &'static str,
 }
 
 /// Refuses an output folder that is not empty (a previous run's, or anything else whose files a
@@ -267,7 +269,7 @@ fn continue_run(loaded: &LoadedScene, mut prepared: Prepared, start: u32, histor
     })?;
     if stopped {
         let done = loss_history.0.len() as u32;
-        return Err(Interrupted { iteration: done, of: end, dir: out_dir.display().to_string() }.into());
+        return Err(Interrupted { iteration: done, of: end, dir: out_dir.display().to_string(), command: "run" }.into());
     }
     if !options.no_checkpoints {
         crate::checkpoint::save(&out_dir, &crate::checkpoint::capture(&mut prepared.world, loaded, end, &loss_history.0))?;
