@@ -152,11 +152,13 @@ fn learn_spec(loaded: &LoadedScene) -> anyhow::Result<(&LearnSpec, &SynthSpec)> 
 fn new_learner(learn: &LearnSpec, model: &MorphableModel) -> anyhow::Result<Learner> {
     let mut learner = match &learn.init {
         Some(path) => {
-            let mut l = Learner::load(path, model)?;
+            let l = Learner::load(path, model)?;
             if l.info.network != learn.network {
                 tracing::info!("network from {} (its own shape, not the scene's)", path.display());
             }
-            l.info.pose_head |= learn.pose_head && l.net.pose.is_some();
+            if l.info.pose_head != learn.pose_head {
+                bail!("{}: the network {} a pose head but the scene's learn.pose_head is {}", path.display(), if l.info.pose_head { "has" } else { "has no" }, learn.pose_head);
+            }
             l
         }
         None => Learner::new(&learn.network, model, learn.pose_head)?,
