@@ -48,7 +48,6 @@ pub fn entry() -> SystemEntry {
     }
 }
 
-
 #[cfg(test)]
 mod tests {
     use super::*;
