@@ -266,3 +266,45 @@ fn run_refuses_a_training_scene_and_train_a_fit_scene() {
     let err = faceforge::graph::plan(&fit).unwrap_err().to_string();
     assert!(err.contains("reads `Learner`") && err.contains("faceforge train"), "{err}");
 }
+
+#[test]
+fn step_three_trains_the_fused_heads_through_the_swap_and_the_image_terms() {
+    let out = tempfile::tempdir().unwrap();
+    let mut multi = LoadedScene::load(&scenes_dir().join("pgn_train_multi.ron")).unwrap();
+    multi
+        .apply_overrides(&[
+            "iterations=3".into(),
+            "learn.init=None".into(),
+            "learn.network=(input: 32, width: 2, hidden: 8, seed: 2)".into(),
+            "learn.learning_rate=0.01".into(),
+            "data.Synthetic.size=32".into(),
+            "model.Procedural.preset=Tiny".into(),
+            format!("outputs.dir={:?}", out.path().display().to_string()),
+        ])
+        .unwrap();
+    let mut session = Session::new(&multi, None).unwrap();
+    let before = session.world.resource::<Learner>().parameters();
+    for step in 0..3 {
+        session.feed(step).unwrap();
+        let terms = session.run(step).unwrap();
+        for term in ["landmark", "regulariser", "census", "semantic", "flow"] {
+            assert!(terms.get(term).is_some_and(|v| v.is_finite()), "step {step}: {term} in {terms:?}");
+        }
+    }
+    // The heads moved (34 parameters: encoder 0–9, decoder 10–17, heads 18–33), the frozen parts not.
+    let after = session.world.resource::<Learner>().parameters();
+    assert!(before[..18] == after[..18], "encoder or decoder moved");
+    assert!(before[18..] != after[18..], "the heads did not move");
+    // One identity per subject: the two frames of each subject share it (feature fusion).
+    let mut ids: std::collections::BTreeMap<u32, Vec<Vec<f32>>> = Default::default();
+    for (frame, coeffs) in session.world.query::<(&faceforge_components::Frame, &faceforge_components::Coeffs)>().iter(&session.world) {
+        ids.entry(frame.subject_id).or_default().push(coeffs.id.clone());
+    }
+    assert_eq!(ids.len(), 4);
+    for frames in ids.values() {
+        assert_eq!(frames.len(), 2);
+        assert_eq!(frames[0], frames[1]);
+    }
+    let distinct: std::collections::BTreeSet<String> = ids.values().map(|f| format!("{:?}", f[0])).collect();
+    assert_eq!(distinct.len(), 4, "each subject its own identity");
+}
