@@ -118,6 +118,13 @@ pub struct LandmarkTargets {
     pub points_3d: Option<Vec<[f32; 3]>>,
 }
 
+/// Per-pixel skin confidence of a frame's image in [0, 1] (MGCNet's w_skin): synthetic data
+/// knows it exactly (the face drawn and not occluded); without one, every pixel counts.
+#[derive(Component, Clone, Debug, PartialEq, Default)]
+pub struct SkinMask {
+    pub weights: Vec<f32>,
+}
+
 /// What synthetic data knows exactly about a frame.
 #[derive(Component, Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct GroundTruth {

@@ -4,7 +4,7 @@ use crate::scene::{DataSpec, SampledData};
 use crate::inputs::{self, FolderSpec, Skipped};
 use crate::synth::{self, SynthSpec};
 use bevy_ecs::prelude::*;
-use faceforge_components::{Coeffs, Frame, GroundTruth, Image, Landmarks2d, Landmarks3d, Subject};
+use faceforge_components::{Coeffs, Frame, GroundTruth, Image, Landmarks2d, Landmarks3d, SkinMask, Subject};
 use faceforge_kernels::Backend;
 use faceforge_model::{MorphableModel, SplitMix64};
 
@@ -76,6 +76,7 @@ fn populate_synthetic(world: &mut World, spec: &SynthSpec, model: &MorphableMode
             Image { width: f.size, height: f.size, rgb: f.image.clone() },
             Landmarks2d { points: f.landmarks.clone() },
             Landmarks3d { points: landmarks_3d },
+            SkinMask { weights: f.face_mask.clone() },
             truth,
             Coeffs::zeros(model.n_id(), model.n_exp(), model.n_albedo()),
         ));

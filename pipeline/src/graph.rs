@@ -19,7 +19,7 @@ pub const RUN_RESOURCES: &[DataName] = &["Model", "Compute"];
 pub fn data_provides(data: &DataSpec) -> &'static [DataName] {
     match data {
         DataSpec::Sampled(_) => &["Frame", "Subject", "Coeffs", "GroundTruth"],
-        DataSpec::Synthetic(_) => &["Frame", "Subject", "Coeffs", "GroundTruth", "Image", "Landmarks2d", "Landmarks3d"],
+        DataSpec::Synthetic(_) => &["Frame", "Subject", "Coeffs", "GroundTruth", "Image", "Landmarks2d", "Landmarks3d", "SkinMask"],
         DataSpec::Folder(_) => &["Frame", "Subject", "Coeffs", "Image", "Landmarks2d", "Crop"],
     }
 }

@@ -15,6 +15,7 @@ pub mod loss_guidance;
 pub mod loss_landmark;
 pub mod loss_photometric;
 pub mod loss_regulariser;
+pub mod loss_render;
 pub mod loss_semantic;
 pub mod oracle;
 pub mod pgn;
@@ -201,6 +202,7 @@ pub fn registry() -> Vec<SystemEntry> {
         loss_landmark::entry(),
         loss_guidance::entry(),
         loss_regulariser::entry(),
+        loss_render::entry(),
         loss_photometric::entry(),
         loss_census::entry(),
         loss_flow::entry(),
