@@ -1,10 +1,13 @@
 //! faceforge's learn mode: PGN's networks as a burn module (`network`), the `Learner` resource
 //! that holds them with their optimiser, and the systems that run them inside the ECS graph
-//! (`encode`, `encode_backward`, `encoder_step`).
+//! (`encode`, `encode_backward`, `encoder_step`); and 2DASL's input and output formats (the
+//! facial landmark map, the 62-parameter vector), groundwork for its learn mode.
 
 pub mod encode;
+pub mod landmark_map;
 pub mod learner;
 pub mod network;
+pub mod params62;
 
 pub use learner::{LearnError, Learner, WeightsInfo};
 pub use network::{LandmarkHead, NetworkSpec, Trained};
