@@ -7,7 +7,7 @@
 //! through the surrogate loss Σ out ⊙ stopgrad(dL/d out), so one burn backward pass trains the
 //! network through the render and loss systems (ARCHITECTURE §2). encoder_step: burn's Adam.
 
-use crate::learner::{Learner, Pending};
+use crate::learner::{flat, Learner, Pending};
 use crate::network::{fusion_matrix, Trained};
 use bevy_ecs::prelude::*;
 use burn::optim::GradientsParams;
@@ -32,10 +32,6 @@ impl Default for EncodeSettings {
     fn default() -> Self {
         Self { guide: true, batch: 32 }
     }
-}
-
-fn to_vec(t: Tensor<2>) -> Vec<f32> {
-    t.into_data().try_into_vec::<f32>().expect("float tensor")
 }
 
 fn rows(values: &[f32], width: usize) -> impl Iterator<Item = &[f32]> {
@@ -88,10 +84,10 @@ fn encode_chunk(learner: &Learner, frames: &[FrameRow], guide: bool, commands: &
     let subjects: Vec<u32> = frames.iter().map(|f| f.1.subject_id).collect();
     let outputs = learner.net.forward(images, fusion_matrix(&subjects, &device), &learner.readout, learner.trained);
     let (n_id, n_exp, n_landmarks) = (learner.info.n_id, learner.info.n_exp, learner.info.n_landmarks);
-    let landmarks = outputs.landmarks.clone().into_data().try_into_vec::<f32>().expect("float tensor");
-    let identity = to_vec(outputs.identity.clone());
-    let expression = to_vec(outputs.expression.clone());
-    let pose = outputs.pose.clone().map(to_vec);
+    let landmarks = flat(outputs.landmarks.clone());
+    let identity = flat(outputs.identity.clone());
+    let expression = flat(outputs.expression.clone());
+    let pose = outputs.pose.clone().map(flat);
     let n_tex = learner.readout.n_albedo;
     for (k, ((entity, _, _, given_2d, given_3d, targets), (id, exp))) in frames.iter().zip(rows(&identity, n_id).zip(rows(&expression, n_exp))).enumerate() {
         let mut e = commands.entity(*entity);

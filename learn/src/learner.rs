@@ -23,8 +23,9 @@ pub struct WeightsInfo {
     pub pose_head: bool,
 }
 
-fn flat<const D: usize>(t: Tensor<D>) -> Vec<f32> {
-    t.into_data().try_into_vec::<f32>().expect("float parameters")
+/// A float tensor's values, flattened.
+pub(crate) fn flat<const D: usize>(t: Tensor<D>) -> Vec<f32> {
+    t.into_data().try_into_vec::<f32>().expect("a float tensor")
 }
 
 /// The outputs of the last forward pass, kept (with their autodiff graph) for the backward.
