@@ -5,12 +5,12 @@
 use crate::scene::{DataSpec, LoadedScene, MeshFormat, SceneError};
 use bevy_ecs::prelude::*;
 use faceforge_systems::{DataName, Stage, SystemEntry};
+use std::collections::BTreeSet;
 
 /// Every system a scene can name: the stages of `faceforge_systems` and learn mode's.
 pub fn registry() -> Vec<SystemEntry> {
     faceforge_systems::registry().into_iter().chain(faceforge_learn::registry()).collect()
 }
-use std::collections::BTreeSet;
 
 /// Resources every run provides.
 pub const RUN_RESOURCES: &[DataName] = &["Model", "Compute"];

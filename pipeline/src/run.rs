@@ -114,6 +114,14 @@ pub fn iterate(p: &mut Prepared, iterations: u32, show_progress: bool) -> anyhow
     Ok(iterate_with(p, 0..iterations, show_progress, LossHistory::default(), |_, _, _| Ok(false))?.0)
 }
 
+/// The progress bar of runs and trainings (hidden unless asked for), at `start` of `len`.
+pub(crate) fn progress_bar(show: bool, len: u32, start: u32) -> ProgressBar {
+    let bar = if show { ProgressBar::new(len as u64) } else { ProgressBar::hidden() };
+    bar.set_style(ProgressStyle::with_template("{elapsed_precise} [{bar:30}] {pos}/{len} {msg}").expect("valid template").progress_chars("=> "));
+    bar.set_position(start as u64);
+    bar
+}
+
 /// Runs the iterations of `range`, appending to `history`; after each one, `after(world,
 /// iterations done, history)` may save state and ask to stop (`Ok(true)`). Returns the history
 /// and whether it stopped early.
@@ -124,9 +132,7 @@ pub fn iterate_with(
     mut history: LossHistory,
     mut after: impl FnMut(&mut World, u32, &LossHistory) -> anyhow::Result<bool>,
 ) -> anyhow::Result<(LossHistory, bool)> {
-    let bar = if show_progress { ProgressBar::new(range.end as u64) } else { ProgressBar::hidden() };
-    bar.set_style(ProgressStyle::with_template("{elapsed_precise} [{bar:30}] {pos}/{len} {msg}").expect("valid template").progress_chars("=> "));
-    bar.set_position(range.start as u64);
+    let bar = progress_bar(show_progress, range.end, range.start);
     for it in range {
         p.world.resource_mut::<Iteration>().0 = it;
         p.schedule.run(&mut p.world);
@@ -261,7 +267,7 @@ fn continue_run(loaded: &LoadedScene, mut prepared: Prepared, start: u32, histor
     let every = scene.outputs.checkpoint_every;
     let end = scene.iterations.max(start);
     let (loss_history, stopped) = iterate_with(&mut prepared, start..end, options.progress, history, |world, done, history| {
-        let interrupted = INTERRUPTED.load(std::sync::atomic::Ordering::SeqCst) || options.stop_after == Some(done);
+        let interrupted = interrupted() || options.stop_after == Some(done);
         if !options.no_checkpoints && (interrupted || (every > 0 && done % every == 0 && done < end)) {
             crate::checkpoint::save(&out_dir, &crate::checkpoint::capture(world, loaded, done, &history.0))?;
         }

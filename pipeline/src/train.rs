@@ -19,7 +19,6 @@ use faceforge_kernels::{project, Backend};
 use faceforge_learn::{Learner, NetworkSpec, Trained};
 use faceforge_model::{atomic_write, MorphableModel, SplitMix64};
 use faceforge_systems::{registry, StageErrors};
-use indicatif::{ProgressBar, ProgressStyle};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -271,9 +270,7 @@ pub fn train(loaded: &LoadedScene, options: &crate::run::RunOptions, resume: boo
         Ok(())
     };
 
-    let bar = if options.progress { ProgressBar::new(scene.iterations as u64) } else { ProgressBar::hidden() };
-    bar.set_style(ProgressStyle::with_template("{elapsed_precise} [{bar:30}] {pos}/{len} {msg}").expect("valid template").progress_chars("=> "));
-    bar.set_position(start as u64);
+    let bar = crate::run::progress_bar(options.progress, scene.iterations, start);
     let mut frames_per_step = 0;
     let every = scene.outputs.checkpoint_every;
     for step in start..scene.iterations {
