@@ -6,7 +6,7 @@
 //! network fuses their features).
 
 use crate::inputs::{FolderSpec, Skipped};
-use crate::run::{continue_prepared, prepare, RunOptions};
+use crate::run::{continue_prepared, prepare_with_model, RunOptions};
 use crate::scene::ModelSource;
 use crate::LoadedScene;
 use anyhow::Context;
@@ -49,7 +49,7 @@ fn scene_text(out: &Path, pose_head: bool, batch: usize) -> String {
 /// (whole subjects), into `out`.
 pub fn infer(model: &ModelSource, weights: &Path, images: &Path, landmarks: Option<&Path>, out: &Path, force: bool, batch: usize) -> anyhow::Result<InferResult> {
     let started = std::time::Instant::now();
-    let model_arrays = crate::run::load_model(model)?;
+    let model_arrays = std::sync::Arc::new(crate::run::load_model(model)?);
     let mut learner = Learner::load(weights, &model_arrays)?;
     learner.configure(learner.trained, false);
     let folder = FolderSpec {
@@ -62,7 +62,7 @@ pub fn infer(model: &ModelSource, weights: &Path, images: &Path, landmarks: Opti
     let mut loaded = LoadedScene::from_str(&scene_text(out, learner.info.pose_head, batch), "inference scene").context("the inference scene")?;
     loaded.scene.data = crate::scene::DataSpec::Folder(folder);
     loaded.scene.model = model.clone();
-    let mut prepared = prepare(&loaded)?;
+    let mut prepared = prepare_with_model(&loaded, model_arrays)?;
     prepared.world.insert_resource(learner);
     let frames = prepared.frames;
     let skipped = prepared.skipped.clone();

@@ -85,11 +85,15 @@ pub fn new_world(model: &Arc<MorphableModel>, backend: &Backend, losses: &BTreeM
 
 /// Checks the scene, loads its model, picks the backend and feeds the World.
 pub fn prepare(loaded: &LoadedScene) -> anyhow::Result<Prepared> {
+    prepare_with_model(loaded, Arc::new(load_model(&loaded.scene.model)?))
+}
+
+/// `prepare` with the scene's model already loaded (by a caller that needed it first).
+pub fn prepare_with_model(loaded: &LoadedScene, model: Arc<MorphableModel>) -> anyhow::Result<Prepared> {
     let scene = &loaded.scene;
     let plan = plan(loaded)?;
     let schedule = build_schedule(loaded, &plan)?;
 
-    let model = Arc::new(load_model(&scene.model)?);
     let backend = Backend::select(scene.backend)?;
     tracing::info!("backend: {}", backend.describe());
     tracing::info!(

@@ -203,11 +203,15 @@ pub struct Session {
 impl Session {
     /// Checks the scene and builds its World around `learner` (the scene's own when `None`).
     pub fn new(loaded: &LoadedScene, learner: Option<Learner>) -> anyhow::Result<Self> {
+        Self::with_model(loaded, std::sync::Arc::new(load_model(&loaded.scene.model)?), learner)
+    }
+
+    /// `new` with the scene's model already loaded.
+    pub fn with_model(loaded: &LoadedScene, model: std::sync::Arc<MorphableModel>, learner: Option<Learner>) -> anyhow::Result<Self> {
         let (learn, data) = learn_spec(loaded)?;
         let scene = &loaded.scene;
         let plan = plan(loaded)?;
         let schedule = build_schedule(loaded, &plan)?;
-        let model = std::sync::Arc::new(load_model(&scene.model)?);
         let backend = Backend::select(scene.backend)?;
         let learner = match learner {
             Some(l) => l,
@@ -244,8 +248,8 @@ pub fn train(loaded: &LoadedScene, options: &crate::run::RunOptions, resume: boo
     let scene = &loaded.scene;
     let out_dir = scene.outputs.dir.clone();
     let checkpoint_dir = out_dir.join(CHECKPOINT);
+    let model = std::sync::Arc::new(load_model(&scene.model)?);
     let (start, mut history, learner) = if resume {
-        let model = load_model(&scene.model)?;
         let text = std::fs::read_to_string(checkpoint_dir.join("state.json")).with_context(|| format!("reading {}", checkpoint_dir.join("state.json").display()))?;
         let state: TrainState = serde_json::from_str(&text).with_context(|| format!("{}", checkpoint_dir.join("state.json").display()))?;
         let mut learner = Learner::load(&checkpoint_dir.join("weights.bpk"), &model)?;
@@ -258,7 +262,7 @@ pub fn train(loaded: &LoadedScene, options: &crate::run::RunOptions, resume: boo
         crate::run::check_output_folder(&out_dir, options.overwrite)?;
         (0, LossHistory::default(), None)
     };
-    let mut session = Session::new(loaded, learner)?;
+    let mut session = Session::with_model(loaded, model, learner)?;
     std::fs::create_dir_all(&checkpoint_dir).with_context(|| format!("creating {}", checkpoint_dir.display()))?;
 
     let save = |world: &World, step: u32, history: &LossHistory| -> anyhow::Result<()> {
