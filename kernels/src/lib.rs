@@ -20,6 +20,7 @@ pub mod pixel_consistency;
 pub mod project;
 pub mod rasterize;
 pub mod reduce;
+pub mod relative_pose;
 pub mod sample;
 pub mod shade;
 pub mod view_synthesis;
