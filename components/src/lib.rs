@@ -73,6 +73,53 @@ impl PoseParams {
     }
 }
 
+/// A pinhole pose as free parameters (MGCNet's P = Euler angles + translation): yaw, pitch and
+/// roll in radians of the head (as `PoseParams`), the translation in the camera (mm; x right,
+/// y down, z forward), and the known intrinsics (f_x, f_y, c_x, c_y), which are not fitted.
+/// `pose` turns it into R = diag(1, −1, −1) R_ypr (the model's y up and z towards the camera
+/// become the camera's y down and z forward) and t.
+#[derive(Component, Clone, Debug, PartialEq, Default, Serialize, Deserialize)]
+pub struct PinholeParams {
+    pub angles: [f32; 3],
+    pub translation: [f32; 3],
+    pub intrinsics: [f32; 4],
+}
+
+impl PinholeParams {
+    /// The camera's rotation for the head angles.
+    pub fn rotation(angles: [f32; 3]) -> [f32; 9] {
+        let r = faceforge_kernels::project::rotation_ypr(angles[0], angles[1], angles[2]);
+        std::array::from_fn(|k| if k < 3 { r[k] } else { -r[k] })
+    }
+
+    pub fn pose(&self) -> Pose {
+        let [fx, fy, cx, cy] = self.intrinsics;
+        Pose::Pinhole { k: [fx, 0.0, cx, 0.0, fy, cy, 0.0, 0.0, 1.0], r: Self::rotation(self.angles), t: self.translation }
+    }
+}
+
+/// One source view synthesised into this (target) frame's view by MGCNet's view synthesis:
+/// per target pixel, the source pixel it lands on, the source colour there (Ĩ_t^s), the source
+/// depth moved into this camera (D̃_t^s), and the covisible map C_s (0 where any of them is
+/// undefined).
+#[derive(Clone, Debug, PartialEq)]
+pub struct ViewPair {
+    pub source: Entity,
+    pub coords: Vec<f32>,
+    pub rgb: Vec<f32>,
+    pub depth: Vec<f32>,
+    pub covisible: Vec<f32>,
+}
+
+/// Every other frame of the subject synthesised into this frame's view (pinhole poses only).
+/// As a gradient (`Grad<SynthesisedViews>`), `rgb` and `depth` of each pair hold dL/dĨ and dL/dD̃.
+#[derive(Component, Clone, Debug, PartialEq, Default)]
+pub struct SynthesisedViews {
+    pub width: usize,
+    pub height: usize,
+    pub pairs: Vec<ViewPair>,
+}
+
 /// Spherical-harmonics lighting: 27 (RGB) or 9 (mono) coefficients.
 #[derive(Component, Clone, Debug, PartialEq, Default, Serialize, Deserialize)]
 pub struct Illumination {

@@ -8,7 +8,7 @@ use crate::scene::{LoadedScene, Scene};
 use anyhow::{bail, Context};
 use bevy_ecs::entity::Entity;
 use bevy_ecs::world::World;
-use faceforge_components::{Coeffs, Frame, Illumination, Model, Moments, OptimizerState, PoseParams, Subject};
+use faceforge_components::{Coeffs, Frame, Illumination, Model, Moments, OptimizerState, PinholeParams, PoseParams, Subject};
 use faceforge_model::atomic_write;
 use faceforge_systems::adam::PARAMETER_KINDS;
 use serde::{Deserialize, Serialize};
@@ -23,6 +23,8 @@ const VERSION: u32 = 1;
 pub struct Parameters {
     pub coeffs: Option<Coeffs>,
     pub pose: Option<PoseParams>,
+    #[serde(default)]
+    pub pinhole: Option<PinholeParams>,
     pub illumination: Option<Illumination>,
 }
 
@@ -58,7 +60,12 @@ fn owners(world: &mut World) -> HashMap<Entity, String> {
 }
 
 fn parameters(world: &World, entity: Entity) -> Parameters {
-    Parameters { coeffs: world.get::<Coeffs>(entity).cloned(), pose: world.get::<PoseParams>(entity).cloned(), illumination: world.get::<Illumination>(entity).cloned() }
+    Parameters {
+        coeffs: world.get::<Coeffs>(entity).cloned(),
+        pose: world.get::<PoseParams>(entity).cloned(),
+        pinhole: world.get::<PinholeParams>(entity).cloned(),
+        illumination: world.get::<Illumination>(entity).cloned(),
+    }
 }
 
 /// The run's state after `iteration` iterations.
@@ -131,6 +138,9 @@ pub fn restore(world: &mut World, checkpoint: &Checkpoint) -> anyhow::Result<()>
                 e.insert(c.clone());
             }
             if let Some(p) = &saved.pose {
+                e.insert((p.clone(), p.pose()));
+            }
+            if let Some(p) = &saved.pinhole {
                 e.insert((p.clone(), p.pose()));
             }
             if let Some(l) = &saved.illumination {

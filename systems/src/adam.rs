@@ -1,6 +1,6 @@
 //! adam: the optimiser step of fit mode. Moves every free parameter that received a gradient —
-//! coefficients (on frames, and on subjects when identity is shared), direct-pose parameters,
-//! lighting — by Adam, with PGN's schedule (the learning rate halves every `halve_every`
+//! coefficients (on frames, and on subjects when identity is shared), direct-pose and pinhole
+//! parameters, lighting — by Adam, with PGN's schedule (the learning rate halves every `halve_every`
 //! iterations).
 //!
 //! Each parameter kind has a unit and Adam runs on the parameter divided by it, so one learning
@@ -10,7 +10,7 @@
 
 use crate::{parse_settings, Stage, SystemEntry};
 use bevy_ecs::prelude::*;
-use faceforge_components::{Coeffs, Grad, Illumination, Iteration, Model, Moments, OptimizerState, PoseParams};
+use faceforge_components::{Coeffs, Grad, Illumination, Iteration, Model, Moments, OptimizerState, PinholeParams, PoseParams};
 use serde::Deserialize;
 
 #[derive(Clone, Debug, Deserialize)]
@@ -23,11 +23,13 @@ pub struct Units {
     pub translation: f32,
     /// SH coefficients.
     pub lighting: f32,
+    /// Millimetres (a pinhole camera's translation).
+    pub distance: f32,
 }
 
 impl Default for Units {
     fn default() -> Self {
-        Self { angle: 0.1, log_scale: 0.05, translation: 5.0, lighting: 0.1 }
+        Self { angle: 0.1, log_scale: 0.05, translation: 5.0, lighting: 0.1, distance: 10.0 }
     }
 }
 
@@ -50,7 +52,7 @@ impl Default for AdamSettings {
 }
 
 /// The kinds of parameter Adam moves, as they key its moments (and name them in checkpoints).
-pub const PARAMETER_KINDS: [&str; 7] = ["id", "exp", "tex", "angles", "log_scale", "translation", "sh"];
+pub const PARAMETER_KINDS: [&str; 9] = ["id", "exp", "tex", "angles", "log_scale", "translation", "sh", "pinhole_angles", "pinhole_translation"];
 
 /// One Adam step of `x` from gradient `g`, both divided by `unit` (per element).
 fn step(state: &mut OptimizerState, s: &AdamSettings, lr: f32, key: (Entity, &'static str), x: &mut [f32], g: &[f32], unit: impl Fn(usize) -> f32) {
@@ -81,7 +83,7 @@ pub fn entry() -> SystemEntry {
         name: "adam",
         stage: Stage::Step,
         reads: &["Grad<Coeffs>"],
-        writes: &["Coeffs", "PoseParams", "Illumination"],
+        writes: &["Coeffs", "PoseParams", "PinholeParams", "Illumination"],
         summary: "Adam step of every fitted parameter, learning rate halved every N iterations",
         build: |settings| {
             let settings: AdamSettings = parse_settings(settings)?;
@@ -90,9 +92,11 @@ pub fn entry() -> SystemEntry {
                       mut state: ResMut<OptimizerState>,
                       mut coeffs: Query<(Entity, &mut Coeffs, &Grad<Coeffs>)>,
                       mut poses: Query<(Entity, &mut PoseParams, &Grad<PoseParams>)>,
+                      mut pinholes: Query<(Entity, &mut PinholeParams, &Grad<PinholeParams>)>,
                       mut lights: Query<(Entity, &mut Illumination, &Grad<Illumination>)>| {
                 let ok = coeffs.iter().all(|(_, _, g)| finite(&g.value.id) && finite(&g.value.exp) && finite(&g.value.tex))
                     && poses.iter().all(|(_, _, g)| finite(&g.value.angles) && g.value.log_scale.is_finite() && finite(&g.value.translation))
+                    && pinholes.iter().all(|(_, _, g)| finite(&g.value.angles) && finite(&g.value.translation))
                     && lights.iter().all(|(_, _, g)| finite(&g.value.sh));
                 if !ok {
                     state.rescue *= 0.5;
@@ -115,6 +119,10 @@ pub fn entry() -> SystemEntry {
                     step(&mut state, s, lr, (e, "angles"), &mut p.angles, &g.angles, |_| s.units.angle);
                     step(&mut state, s, lr, (e, "log_scale"), std::slice::from_mut(&mut p.log_scale), &[g.log_scale], |_| s.units.log_scale);
                     step(&mut state, s, lr, (e, "translation"), &mut p.translation, &g.translation, |_| s.units.translation);
+                }
+                for (e, mut p, g) in pinholes.iter_mut() {
+                    step(&mut state, s, lr, (e, "pinhole_angles"), &mut p.angles, &g.value.angles, |_| s.units.angle);
+                    step(&mut state, s, lr, (e, "pinhole_translation"), &mut p.translation, &g.value.translation, |_| s.units.distance);
                 }
                 for (e, mut l, g) in lights.iter_mut() {
                     step(&mut state, s, lr, (e, "sh"), &mut l.sh, &g.value.sh, |_| s.units.lighting);

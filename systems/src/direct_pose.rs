@@ -37,7 +37,7 @@ pub fn params_of(t: &[[f32; 4]; 2]) -> PoseParams {
 }
 
 /// ∂R/∂yaw, ∂R/∂pitch, ∂R/∂roll (row-major).
-fn rotation_partials(angles: [f32; 3]) -> [[f32; 9]; 3] {
+pub(crate) fn rotation_partials(angles: [f32; 3]) -> [[f32; 9]; 3] {
     let [yaw, pitch, roll] = angles;
     let (cy, sy, cp, sp, cr, sr) = (yaw.cos(), yaw.sin(), pitch.cos(), pitch.sin(), roll.cos(), roll.sin());
     let ry = [cy, 0.0, sy, 0.0, 1.0, 0.0, -sy, 0.0, cy];

@@ -4,21 +4,27 @@
 use bevy_ecs::prelude::*;
 use bevy_ecs::schedule::ScheduleConfigs;
 use bevy_ecs::system::ScheduleSystem;
-use faceforge_components::{accumulate, Albedo, Coeffs, Frame, Grad, Illumination, Landmarks3d, LossTerms, Mesh, Pose, PoseParams, Rendered, RenderedSwaps, Subject, SwappedTextures, VertexColors};
+use faceforge_components::{accumulate, Albedo, Coeffs, Frame, Grad, Illumination, Landmarks3d, LossTerms, Mesh, PinholeParams, Pose, PoseParams, Rendered, RenderedSwaps, Subject, SwappedTextures, SynthesisedViews, VertexColors};
 use std::fmt;
 
 pub mod adam;
 pub mod direct_pose;
+pub mod lighting;
 pub mod loss_census;
+pub mod loss_depth;
+pub mod loss_epipolar;
 pub mod loss_flow;
 pub mod loss_guidance;
+pub mod loss_identity;
 pub mod loss_landmark;
 pub mod loss_photometric;
+pub mod loss_pixel;
 pub mod loss_regulariser;
 pub mod loss_render;
 pub mod loss_semantic;
 pub mod oracle;
 pub mod pgn;
+pub mod pinhole_pose;
 pub mod reconstruct;
 pub mod reconstruct_backward;
 pub mod render;
@@ -30,6 +36,7 @@ pub mod swap_backward;
 pub mod swap_pairs;
 pub mod swap_visible_texture;
 pub mod vertex_normals;
+pub mod view_synthesis;
 pub mod visibility;
 
 /// The stages, in the order a schedule runs them: the forward stages, the losses, the adjoints in
@@ -44,7 +51,10 @@ pub enum Stage {
     SampleTexture,
     SwapVisibleTexture,
     Render,
+    /// Other views synthesised into each view (MGCNet), from the renders' depth maps.
+    ViewSynthesis,
     Loss,
+    BackwardViewSynthesis,
     BackwardRender,
     BackwardSwapVisibleTexture,
     BackwardSampleTexture,
@@ -55,7 +65,7 @@ pub enum Stage {
 }
 
 impl Stage {
-    pub const ALL: [Stage; 15] = [
+    pub const ALL: [Stage; 17] = [
         Stage::Encode,
         Stage::Pgn,
         Stage::Reconstruct,
@@ -63,7 +73,9 @@ impl Stage {
         Stage::SampleTexture,
         Stage::SwapVisibleTexture,
         Stage::Render,
+        Stage::ViewSynthesis,
         Stage::Loss,
+        Stage::BackwardViewSynthesis,
         Stage::BackwardRender,
         Stage::BackwardSwapVisibleTexture,
         Stage::BackwardSampleTexture,
@@ -114,6 +126,8 @@ pub fn clear_gradients(entities: Query<Entity, Or<(With<Frame>, With<Subject>)>>
             Grad::<PoseParams>::default(),
             Grad::<Coeffs>::default(),
             Grad::<Landmarks3d>::default(),
+            Grad::<PinholeParams>::default(),
+            Grad::<SynthesisedViews>::default(),
         ));
     }
 }
@@ -181,6 +195,7 @@ pub fn registry() -> Vec<SystemEntry> {
         oracle::coeffs_entry(),
         oracle::lighting_entry(),
         oracle::pose_entry(),
+        lighting::entry(),
         reconstruct::entry(),
         vertex_normals::entry(),
         sample_texture::entry(),
@@ -197,12 +212,20 @@ pub fn registry() -> Vec<SystemEntry> {
         pgn::backward_entry(),
         direct_pose::entry(),
         direct_pose::backward_entry(),
+        pinhole_pose::entry(),
+        pinhole_pose::backward_entry(),
+        view_synthesis::entry(),
+        view_synthesis::backward_entry(),
         share_identity::entry(),
         share_identity::backward_entry(),
         loss_landmark::entry(),
         loss_guidance::entry(),
         loss_regulariser::entry(),
         loss_render::entry(),
+        loss_pixel::entry(),
+        loss_depth::entry(),
+        loss_epipolar::entry(),
+        loss_identity::entry(),
         loss_photometric::entry(),
         loss_census::entry(),
         loss_flow::entry(),
