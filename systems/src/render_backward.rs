@@ -1,7 +1,9 @@
 //! render_backward: the adjoint of `render`. From dL/d(rendered colour) it goes back through
 //! interpolation (visibility held fixed) to the vertex colours and the projected vertices,
 //! through projection to the mesh and the pose, and through SH shading to the albedo, the
-//! lighting and the normals, and through the normals to the mesh again.
+//! lighting and the normals, and through the normals to the mesh again. From dL/d(depth map)
+//! (MGCNet's depth and view-synthesis terms) it goes back through the same interpolation to the
+//! vertices' depths and positions, and through projection to the mesh and the pose.
 
 use crate::render::lighting_of;
 use crate::{add_geometry_grad, collect_errors, parse_settings, Stage, StageError, SystemEntry, NoSettings};
@@ -18,7 +20,7 @@ pub fn entry() -> SystemEntry {
         stage: Stage::BackwardRender,
         reads: &["Rendered", "Grad<Rendered>", "Mesh", "Normals", "Albedo", "Pose"],
         writes: &["Grad<Mesh>", "Grad<Albedo>", "Grad<Illumination>", "Grad<Pose>"],
-        summary: "adjoint of render: d colour image → d mesh, albedo, lighting, pose",
+        summary: "adjoint of render: d colour image and d depth map → d mesh, albedo, lighting, pose",
         build: |settings| {
             parse_settings::<NoSettings>(settings)?;
             let mut adjacency: Option<Adjacency> = None;
@@ -42,30 +44,49 @@ pub fn entry() -> SystemEntry {
                 let n = m.n_vertices();
                 let adjacency = adjacency.get_or_insert_with(|| Adjacency::new(n, m.triangles()));
                 for (rendered, grad, mesh, normals, albedo, pose, light, mut g_mesh, mut g_albedo, mut g_light, mut g_pose) in frames.iter_mut() {
-                    if grad.value.color.is_empty() {
+                    let (has_colour, has_depth) = (!grad.value.color.is_empty(), !grad.value.depth.is_empty());
+                    if !has_colour && !has_depth {
                         continue; // no loss reached this frame's render
                     }
-                    if grad.value.color.len() != rendered.color.len() {
-                        return Err(StageError { system: "render_backward", message: "the colour gradient does not match the rendered image".into() });
+                    if (has_colour && grad.value.color.len() != rendered.color.len()) || (has_depth && grad.value.depth.len() != rendered.depth.len()) {
+                        return Err(StageError { system: "render_backward", message: "the gradient does not match the rendered image".into() });
+                    }
+                    let shape = RasterShape { batch: 1, width: rendered.width, height: rendered.height };
+                    let (camera_model, camera) = pose.camera();
+                    let mut d_projected = vec![0.0; rendered.projected.len()];
+                    let mut d_positions = vec![0.0; mesh.positions.len()];
+                    let mut d_camera = vec![0.0; camera.len()];
+                    if has_depth {
+                        // The depth map is the vertices' depths interpolated like a colour (the
+                        // rasterizer's Σ bᵢ dᵢ), so its adjoint is interpolate's, then project's
+                        // for the depths themselves.
+                        let depths: Vec<f32> = rendered.projected.chunks(4).map(|p| p[2]).collect();
+                        let g: Vec<f32> = grad.value.depth.iter().zip(&rendered.tri).map(|(g, &t)| if t == 0 { 0.0 } else { *g }).collect();
+                        let (d_depths, d_proj) = interpolate::backward(backend, shape, &rendered.projected, m.triangles(), n, &rendered.tri, &depths, 1, &g);
+                        accumulate(&mut d_projected, &d_proj);
+                        let (dp, dc) = project::depth_backward_cpu(camera_model, &mesh.positions, &camera, &d_depths, n);
+                        accumulate(&mut d_positions, &dp);
+                        accumulate(&mut d_camera, &dc);
                     }
                     let sh = lighting_of(light);
                     let shade_shape = ShadeShape { batch: 1, vertices: n, lighting: Lighting::Rgb };
-                    let colours = shade::forward(backend, shade_shape, &normals.xyz, &albedo.rgb, &sh);
-                    let shape = RasterShape { batch: 1, width: rendered.width, height: rendered.height };
-                    let (d_colours, d_projected) =
-                        interpolate::backward(backend, shape, &rendered.projected, m.triangles(), n, &rendered.tri, &colours, 3, &grad.value.color);
-                    let (camera_model, camera) = pose.camera();
-                    let (mut d_positions, d_camera) = project::backward(backend, camera_model, &mesh.positions, &camera, &d_projected, n);
-                    let (d_normals, d_albedo, d_sh) = shade::backward(backend, shade_shape, &normals.xyz, &albedo.rgb, &sh, &d_colours);
-                    accumulate(&mut d_positions, &normals::backward(backend, &mesh.positions, m.triangles(), adjacency, &d_normals, n));
-
-                    add_geometry_grad(&d_positions, &pose.from_camera(&d_camera), &mut g_mesh, &mut g_pose);
-                    accumulate(&mut g_albedo.value.rgb, &d_albedo);
-                    if let Some(l) = light {
-                        // Mono lighting shares its 9 coefficients across the channels.
-                        let d: Vec<f32> = if l.sh.len() == 9 { (0..9).map(|k| d_sh[k] + d_sh[9 + k] + d_sh[18 + k]).collect() } else { d_sh };
-                        accumulate(&mut g_light.value.sh, &d);
+                    if has_colour {
+                        let colours = shade::forward(backend, shade_shape, &normals.xyz, &albedo.rgb, &sh);
+                        let (d_colours, d_proj) = interpolate::backward(backend, shape, &rendered.projected, m.triangles(), n, &rendered.tri, &colours, 3, &grad.value.color);
+                        accumulate(&mut d_projected, &d_proj);
+                        let (d_normals, d_albedo, d_sh) = shade::backward(backend, shade_shape, &normals.xyz, &albedo.rgb, &sh, &d_colours);
+                        accumulate(&mut d_positions, &normals::backward(backend, &mesh.positions, m.triangles(), adjacency, &d_normals, n));
+                        accumulate(&mut g_albedo.value.rgb, &d_albedo);
+                        if let Some(l) = light {
+                            // Mono lighting shares its 9 coefficients across the channels.
+                            let d: Vec<f32> = if l.sh.len() == 9 { (0..9).map(|k| d_sh[k] + d_sh[9 + k] + d_sh[18 + k]).collect() } else { d_sh };
+                            accumulate(&mut g_light.value.sh, &d);
+                        }
                     }
+                    let (dp, dc) = project::backward(backend, camera_model, &mesh.positions, &camera, &d_projected, n);
+                    accumulate(&mut d_positions, &dp);
+                    accumulate(&mut d_camera, &dc);
+                    add_geometry_grad(&d_positions, &pose.from_camera(&d_camera), &mut g_mesh, &mut g_pose);
                 }
                 Ok(())
             })
