@@ -5,6 +5,10 @@
 //! in pixels of a 256-pixel crop (PGN's input size) whatever the image size, so λ_l keeps its
 //! balance against the per-pixel photometric terms; averaged over the frames. Gradients go to the
 //! mesh and the pose.
+//!
+//! MGCNet's landmark loss is the same comparison squared and weighted, L_lm = Σ c_lm (q_gt − q)²
+//! with c_lm = 10 on the nose and inner-mouth landmarks: `norm: SquaredL2, emphasis: 10.0,
+//! crop: 224.0` (its 224-pixel input).
 
 use crate::{parse_settings, Stage, SystemEntry};
 use bevy_ecs::prelude::*;
@@ -15,17 +19,36 @@ use serde::Deserialize;
 /// λ_l of PGN.
 pub const WEIGHT: f32 = 1.0;
 
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+pub enum Norm {
+    /// |r| (PGN).
+    #[default]
+    L1,
+    /// r² (MGCNet).
+    SquaredL2,
+}
+
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct LandmarkSettings {
     /// 2: image x, y. 3: x, y and depth (needs `Landmarks3d`).
     pub dims: u8,
+    pub norm: Norm,
+    /// The weight of the nose (iBUG 28–36) and inner-mouth (61–68) landmarks; 1 elsewhere.
+    pub emphasis: f32,
+    /// Residuals are measured in pixels of a crop this size, whatever the image size.
+    pub crop: f32,
 }
 
 impl Default for LandmarkSettings {
     fn default() -> Self {
-        Self { dims: 2 }
+        Self { dims: 2, norm: Norm::L1, emphasis: 1.0, crop: PAPER_CROP }
     }
+}
+
+/// Each landmark's weight: `emphasis` on the nose (27–35, 0-based) and inner mouth (60–67).
+pub fn landmark_weights(count: usize, emphasis: f32) -> Vec<f32> {
+    (0..count).map(|l| if (27..=35).contains(&l) || (60..=67).contains(&l) { emphasis } else { 1.0 }).collect()
 }
 
 /// The crop size PGN's losses are written for.
@@ -56,17 +79,35 @@ pub fn landmark_l1(projected: &[[f32; 4]], targets_2d: &[[f32; 2]], targets_3d: 
     (value, grad)
 }
 
+/// One frame's weighted sum of squared 2D landmark residuals, Σ c_l ‖p_l − t_l‖², and its
+/// gradient with respect to the projections (4 per landmark).
+pub fn landmark_squared(projected: &[[f32; 4]], targets: &[[f32; 2]], weights: &[f32]) -> (f32, Vec<f32>) {
+    let mut value = 0.0f32;
+    let mut grad = vec![0.0; 4 * projected.len()];
+    for (l, (p, t)) in projected.iter().zip(targets).enumerate() {
+        for c in 0..2 {
+            let r = p[c] - t[c];
+            value += weights[l] * r * r;
+            grad[4 * l + c] = 2.0 * weights[l] * r;
+        }
+    }
+    (value, grad)
+}
+
 pub fn entry() -> SystemEntry {
     SystemEntry {
         name: "loss_landmark",
         stage: Stage::Loss,
         reads: &["Mesh", "Pose", "Landmarks2d"],
         writes: &["Grad<Mesh>", "Grad<Pose>", "LossTerms"],
-        summary: "L1 landmark loss, 2D or 3D (PGN Eq. 8)",
+        summary: "landmark loss: L1 in 2D or 3D (PGN Eq. 8), or weighted squared (MGCNet)",
         build: |settings| {
             let settings: LandmarkSettings = parse_settings(settings)?;
             if settings.dims != 2 && settings.dims != 3 {
                 return Err(crate::SettingsError(format!("dims must be 2 or 3, not {}", settings.dims)));
+            }
+            if settings.norm == Norm::SquaredL2 && settings.dims == 3 {
+                return Err(crate::SettingsError("norm: SquaredL2 compares 2D landmarks (dims: 2)".into()));
             }
             Ok((move |model: Res<Model>,
                       weights: Res<LossWeights>,
@@ -92,9 +133,19 @@ pub fn entry() -> SystemEntry {
                     let (camera_model, camera) = pose.camera();
                     let n = m.landmarks().len();
                     let projected: Vec<[f32; 4]> = project::forward_cpu(camera_model, &positions, &camera, n).chunks(4).map(|p| [p[0], p[1], p[2], p[3]]).collect();
-                    let (value, d_projected) = landmark_l1(&projected, &targets.points, t3);
-                    // In pixels of a 256-pixel crop.
-                    let to_crop = PAPER_CROP / frame_size.unwrap_or(PAPER_CROP as usize) as f32;
+                    // In pixels of the crop: the error scales with the residuals to its norm's power.
+                    let to_crop = settings.crop / frame_size.map_or(settings.crop, |s| s as f32);
+                    let (value, d_projected, to_crop) = match settings.norm {
+                        Norm::L1 if settings.emphasis == 1.0 => {
+                            let (v, d) = landmark_l1(&projected, &targets.points, t3);
+                            (v, d, to_crop)
+                        }
+                        Norm::L1 => return Err(fail("emphasis needs norm: SquaredL2".into())),
+                        Norm::SquaredL2 => {
+                            let (v, d) = landmark_squared(&projected, &targets.points, &landmark_weights(n, settings.emphasis));
+                            (v, d, to_crop * to_crop)
+                        }
+                    };
                     total += value * to_crop;
                     let scale = lambda / count * to_crop;
                     let d_projected: Vec<f32> = d_projected.iter().map(|g| g * scale).collect();
@@ -142,5 +193,18 @@ mod tests {
         assert_eq!((grad[2], grad[6]), (1.0, -1.0));
         let (same, _) = landmark_l1(&projected, &targets, Some(&[[0.0, 0.0, 14.0], [0.0, 0.0, 10.0]]));
         assert_eq!(same, 3.5);
+    }
+
+    #[test]
+    fn squared_with_nose_and_mouth_emphasis_by_hand() {
+        let weights = super::landmark_weights(68, 10.0);
+        assert_eq!((weights[26], weights[27], weights[35], weights[36], weights[59], weights[60], weights[67]), (1.0, 10.0, 10.0, 1.0, 1.0, 10.0, 10.0));
+        let mut projected = vec![[0.0f32; 4]; 68];
+        projected[0] = [3.0, 4.0, 0.0, 1.0];
+        projected[30] = [1.0, 0.0, 0.0, 1.0];
+        let (value, grad) = super::landmark_squared(&projected, &vec![[0.0; 2]; 68], &weights);
+        // 25 on an ordinary landmark, 10 × 1 on the nose tip.
+        assert_eq!(value, 35.0);
+        assert_eq!((grad[0], grad[1], grad[120]), (6.0, 8.0, 20.0));
     }
 }
