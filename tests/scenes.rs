@@ -60,11 +60,11 @@ fn a_missing_producer_is_a_graph_error_naming_system_and_component() {
 fn unknown_system_and_loss_list_the_known_ones() {
     let loaded = scene(&GOOD.replace("\"reconstruct\"", "\"recnstruct\""), "unknown.ron");
     let shown = plan(&loaded).unwrap_err().to_string();
-    assert!(shown.contains("unknown system `recnstruct`; known systems: oracle_coeffs, oracle_lighting, oracle_pose, reconstruct, vertex_normals, sample_texture"), "{shown}");
+    assert!(shown.contains("unknown system `recnstruct`; known systems: oracle_coeffs, oracle_lighting, oracle_pose, lighting, reconstruct, vertex_normals, sample_texture"), "{shown}");
 
     let loaded = scene(&GOOD.replace("    outputs:", "    losses: {\"censsus\": 0.2},\n    outputs:"), "loss.ron");
     let err = plan(&loaded).unwrap_err();
-    assert!(err.to_string().contains("unknown loss `censsus`; known losses: landmark, guidance, regulariser, render, photometric, census, flow, semantic"), "{err}");
+    assert!(err.to_string().contains("unknown loss `censsus`; known losses: landmark, guidance, regulariser, render, pixel, depth, epipolar, identity, photometric, census, flow, semantic"), "{err}");
     assert_eq!(err.position.map(|p| p.0), Some(6));
 }
 

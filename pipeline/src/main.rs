@@ -131,6 +131,9 @@ enum Command {
         /// Probability of an occluder per frame.
         #[arg(long, default_value_t = 0.0)]
         occluders: f32,
+        /// Pinhole camera with this focal length in image widths (0: weak perspective).
+        #[arg(long, default_value_t = 0.0)]
+        focal: f32,
         /// Model preset (tiny, default, bfm).
         #[arg(long, default_value = "default")]
         model: String,
@@ -425,12 +428,12 @@ fn execute(cli: Cli) -> anyhow::Result<()> {
                 println!("{:<30} {:<26} reads {:<36} writes {:<38} {}", e.name, format!("{:?}", e.stage), e.reads.join(", "), e.writes.join(", "), e.summary);
             }
         }
-        Command::Synth { preset, out, subjects, frames, size, seed, noise, occluders, model } => {
+        Command::Synth { preset, out, subjects, frames, size, seed, noise, occluders, focal, model } => {
             let preset = faceforge::synth::SynthPreset::parse(&preset)
                 .with_context(|| format!("unknown preset `{preset}`; presets: aflw-like, florence-like, facewarehouse-like, mvf-like"))?;
             let model_preset = Preset::parse(&model).with_context(|| format!("unknown model preset `{model}`; presets: tiny, default, bfm"))?;
             let model = MorphableModel::generate(&ModelSpec { preset: model_preset, ..ModelSpec::default() });
-            let spec = faceforge::synth::SynthSpec { preset, subjects, frames, size, seed, landmark_noise: noise, occluders, yaws: Vec::new() };
+            let spec = faceforge::synth::SynthSpec { preset, subjects, frames, size, seed, landmark_noise: noise, occluders, yaws: Vec::new(), focal };
             let frames = faceforge::synth::generate(&model, &faceforge_kernels::Backend::Cpu, &spec);
             let files = faceforge::synth::write(&out, &frames).with_context(|| format!("writing to {}", out.display()))?;
             println!("wrote {} frames ({files} files) to {}", frames.len(), out.display());

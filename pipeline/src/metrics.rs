@@ -193,17 +193,18 @@ pub struct Baseline {
 }
 
 impl FrameMetrics {
-    /// |true yaw| in degrees, when the truth has a weak-perspective pose.
+    /// |true yaw| in degrees, when the truth has a pose.
     pub fn yaw(&self) -> Option<f32> {
         self.true_ypr_deg.map(|a| a[0].abs())
     }
 }
 
-/// Yaw, pitch, roll in degrees of a weak-perspective pose.
+/// Yaw, pitch, roll in degrees of the head in a pose.
 pub fn ypr_deg(pose: Option<&Pose>) -> Option<[f32; 3]> {
     match pose {
         Some(Pose::WeakPerspective { t }) => Some(faceforge_systems::direct_pose::params_of(t).angles.map(f32::to_degrees)),
-        _ => None,
+        Some(Pose::Pinhole { k, r, t }) => Some(faceforge_systems::pinhole_pose::from_pinhole(k, r, *t).angles.map(f32::to_degrees)),
+        None => None,
     }
 }
 

@@ -8,7 +8,7 @@
 //! - `FacewarehouseLike`: identities × 20 expressions, near frontal;
 //! - `MvfLike`: left, front and right views (yaw −50°, 0°, 50°) of one expression.
 
-use faceforge_components::{Coeffs, Frame, Pose};
+use faceforge_components::{Coeffs, Frame, PinholeParams, Pose};
 use faceforge_kernels::normals::{self, Adjacency};
 use faceforge_kernels::rasterize::RasterShape;
 use faceforge_kernels::Backend;
@@ -65,11 +65,15 @@ pub struct SynthSpec {
     pub occluders: f32,
     /// Yaw of frame k (degrees) is `yaws[k % len]` when given, instead of the preset's.
     pub yaws: Vec<f32>,
+    /// 0: a weak-perspective camera (PGN, MVF-Net, 2DASL). Otherwise a calibrated pinhole camera
+    /// (MGCNet) with this focal length in image widths (MGCNet's 1015 px at 224 px is 4.53),
+    /// principal point at the centre, at the distance that gives the face the same size.
+    pub focal: f32,
 }
 
 impl Default for SynthSpec {
     fn default() -> Self {
-        Self { preset: SynthPreset::AflwLike, subjects: 6, frames: 0, size: 224, seed: 0, landmark_noise: 1.5, occluders: 0.0, yaws: Vec::new() }
+        Self { preset: SynthPreset::AflwLike, subjects: 6, frames: 0, size: 224, seed: 0, landmark_noise: 1.5, occluders: 0.0, yaws: Vec::new(), focal: 0.0 }
     }
 }
 
@@ -187,7 +191,14 @@ pub fn generate(model: &MorphableModel, backend: &Backend, spec: &SynthSpec) -> 
             // The face's 144 mm width spans about 60 % of the image, near the centre.
             let scale = 0.6 * size as f32 / 144.0 * rng.range(0.9, 1.1) as f32;
             let centre = [size as f32 / 2.0 + rng.range(-0.04, 0.04) as f32 * size as f32, size as f32 / 2.0 + rng.range(-0.04, 0.04) as f32 * size as f32];
-            let pose = Pose::weak_from_angles(angle[0], angle[1], angle[2], scale, centre);
+            let pose = if spec.focal > 0.0 {
+                let (f, c) = (spec.focal * size as f32, size as f32 / 2.0);
+                let distance = f / scale;
+                let t = [(centre[0] - c) * distance / f, (centre[1] - c) * distance / f, distance];
+                Pose::Pinhole { k: [f, 0.0, c, 0.0, f, c, 0.0, 0.0, 1.0], r: PinholeParams::rotation(angle.map(f32::to_radians)), t }
+            } else {
+                Pose::weak_from_angles(angle[0], angle[1], angle[2], scale, centre)
+            };
 
             let frame = Frame { subject: bevy_ecs::entity::Entity::PLACEHOLDER, subject_id: s, index: f, name: format!("s{s:03}_f{f:03}") };
             let (shape, albedo) = decode_batch(backend, model, None, &[(&frame, &coeffs)], true).expect("coefficients sized by the model");
