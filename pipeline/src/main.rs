@@ -433,7 +433,7 @@ fn execute(cli: Cli) -> anyhow::Result<()> {
                 .with_context(|| format!("unknown preset `{preset}`; presets: aflw-like, florence-like, facewarehouse-like, mvf-like"))?;
             let model_preset = Preset::parse(&model).with_context(|| format!("unknown model preset `{model}`; presets: tiny, default, bfm"))?;
             let model = MorphableModel::generate(&ModelSpec { preset: model_preset, ..ModelSpec::default() });
-            let spec = faceforge::synth::SynthSpec { preset, subjects, frames, size, seed, landmark_noise: noise, occluders, yaws: Vec::new(), focal };
+            let spec = faceforge::synth::SynthSpec { preset, subjects, frames, size, seed, landmark_noise: noise, occluders, yaws: Vec::new(), focal, changing_lighting: false };
             let frames = faceforge::synth::generate(&model, &faceforge_kernels::Backend::Cpu, &spec);
             let files = faceforge::synth::write(&out, &frames).with_context(|| format!("writing to {}", out.display()))?;
             println!("wrote {} frames ({files} files) to {}", frames.len(), out.display());

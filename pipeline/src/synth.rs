@@ -69,11 +69,14 @@ pub struct SynthSpec {
     /// (MGCNet) with this focal length in image widths (MGCNet's 1015 px at 224 px is 4.53),
     /// principal point at the centre, at the distance that gives the face the same size.
     pub focal: f32,
+    /// Every frame its own lighting, even where the preset shares one per subject (MVF-Net's
+    /// inconsistent-lighting case).
+    pub changing_lighting: bool,
 }
 
 impl Default for SynthSpec {
     fn default() -> Self {
-        Self { preset: SynthPreset::AflwLike, subjects: 6, frames: 0, size: 224, seed: 0, landmark_noise: 1.5, occluders: 0.0, yaws: Vec::new(), focal: 0.0 }
+        Self { preset: SynthPreset::AflwLike, subjects: 6, frames: 0, size: 224, seed: 0, landmark_noise: 1.5, occluders: 0.0, yaws: Vec::new(), focal: 0.0, changing_lighting: false }
     }
 }
 
@@ -180,6 +183,11 @@ pub fn generate(model: &MorphableModel, backend: &Backend, spec: &SynthSpec) -> 
                 _ => rng.scaled_normals(model.exp_sigma(), 1.0),
             };
             let sh = match spec.preset {
+                // Drawn apart from the main sequence, so the faces, poses and backgrounds are
+                // the same with and without the change of lighting.
+                SynthPreset::FacewarehouseLike | SynthPreset::MvfLike if spec.changing_lighting => {
+                    lighting(&mut SplitMix64::new(spec.seed ^ 0x4c49_4748_5400_0000 ^ ((s as u64) << 16 | f as u64)))
+                }
                 SynthPreset::FacewarehouseLike | SynthPreset::MvfLike => subject_light.clone(),
                 _ => lighting(&mut rng),
             };

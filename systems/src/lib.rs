@@ -10,6 +10,7 @@ use std::fmt;
 pub mod adam;
 pub mod direct_pose;
 pub mod lighting;
+pub mod loss_align;
 pub mod loss_census;
 pub mod loss_depth;
 pub mod loss_epipolar;
@@ -17,6 +18,7 @@ pub mod loss_flow;
 pub mod loss_guidance;
 pub mod loss_identity;
 pub mod loss_landmark;
+pub mod loss_photo;
 pub mod loss_photometric;
 pub mod loss_pixel;
 pub mod loss_regulariser;
@@ -227,6 +229,8 @@ pub fn registry() -> Vec<SystemEntry> {
         loss_epipolar::entry(),
         loss_identity::entry(),
         loss_photometric::entry(),
+        loss_photo::entry(),
+        loss_align::entry(),
         loss_census::entry(),
         loss_flow::entry(),
         loss_semantic::entry(),

@@ -3,12 +3,21 @@
 //! and pose stay per frame. In fit mode the subject entity holds the shared coefficients (started
 //! at the average of its frames'), copies them into each frame's `Coeffs`, and
 //! `share_identity_backward` sums the frames' gradients back onto it, so the step moves one
-//! identity per subject.
+//! identity per subject. With `expression: true` the expression is shared too (MVF-Net: one
+//! identity and expression per triplet of views taken at the same instant).
 
 use crate::{parse_settings, NoSettings, Stage, SystemEntry};
 use bevy_ecs::prelude::*;
 use faceforge_components::{accumulate, Coeffs, Frame, Grad, Subject};
+use serde::Deserialize;
 use std::collections::HashMap;
+
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ShareSettings {
+    /// Share the expression as well (the frames show one instant).
+    pub expression: bool,
+}
 
 fn average(rows: &[&Vec<f32>]) -> Vec<f32> {
     let mut out = vec![0.0; rows.first().map_or(0, |r| r.len())];
@@ -26,8 +35,8 @@ pub fn entry() -> SystemEntry {
         writes: &["Coeffs"],
         summary: "one identity and albedo per subject, shared by its frames (PGN's multi-frame fusion)",
         build: |settings| {
-            parse_settings::<NoSettings>(settings)?;
-            Ok((|mut subjects: Query<(Entity, Option<&mut Coeffs>), (With<Subject>, Without<Frame>)>,
+            let settings: ShareSettings = parse_settings(settings)?;
+            Ok((move |mut subjects: Query<(Entity, Option<&mut Coeffs>), (With<Subject>, Without<Frame>)>,
                  mut frames: Query<(&Frame, &mut Coeffs), Without<Subject>>,
                  mut commands: Commands| {
                 let mut shared: HashMap<Entity, Coeffs> = HashMap::new();
@@ -38,7 +47,7 @@ pub fn entry() -> SystemEntry {
                             let mine: Vec<&Coeffs> = frames.iter().filter(|(f, _)| f.subject == subject).map(|(_, c)| c).collect();
                             let start = Coeffs {
                                 id: average(&mine.iter().map(|c| &c.id).collect::<Vec<_>>()),
-                                exp: Vec::new(),
+                                exp: if settings.expression { average(&mine.iter().map(|c| &c.exp).collect::<Vec<_>>()) } else { Vec::new() },
                                 tex: average(&mine.iter().map(|c| &c.tex).collect::<Vec<_>>()),
                             };
                             commands.entity(subject).insert(start.clone());
@@ -51,6 +60,9 @@ pub fn entry() -> SystemEntry {
                     if let Some(s) = shared.get(&frame.subject) {
                         coeffs.id.clone_from(&s.id);
                         coeffs.tex.clone_from(&s.tex);
+                        if !s.exp.is_empty() {
+                            coeffs.exp.clone_from(&s.exp);
+                        }
                     }
                 }
             })
@@ -65,18 +77,25 @@ pub fn backward_entry() -> SystemEntry {
         stage: Stage::BackwardEncode,
         reads: &["Grad<Coeffs>"],
         writes: &["Grad<Coeffs>"],
-        summary: "adjoint of share_identity: the frames' identity and albedo gradients summed onto their subject",
+        summary: "adjoint of share_identity: the frames' identity and albedo (and shared expression) gradients summed onto their subject",
         build: |settings| {
             parse_settings::<NoSettings>(settings)?;
-            Ok((|mut frames: Query<(&Frame, &mut Grad<Coeffs>), Without<Subject>>, mut subjects: Query<&mut Grad<Coeffs>, (With<Subject>, Without<Frame>)>| {
+            Ok((|mut frames: Query<(&Frame, &mut Grad<Coeffs>), Without<Subject>>, mut subjects: Query<(&Coeffs, &mut Grad<Coeffs>), (With<Subject>, Without<Frame>)>| {
                 for (frame, mut g) in frames.iter_mut() {
-                    let Ok(mut to) = subjects.get_mut(frame.subject) else { continue };
+                    let Ok((shared, mut to)) = subjects.get_mut(frame.subject) else { continue };
                     let (id, tex) = (std::mem::take(&mut g.value.id), std::mem::take(&mut g.value.tex));
                     if !id.is_empty() {
                         accumulate(&mut to.value.id, &id);
                     }
                     if !tex.is_empty() {
                         accumulate(&mut to.value.tex, &tex);
+                    }
+                    // A subject holds an expression only when it shares one.
+                    if !shared.exp.is_empty() {
+                        let exp = std::mem::take(&mut g.value.exp);
+                        if !exp.is_empty() {
+                            accumulate(&mut to.value.exp, &exp);
+                        }
                     }
                 }
             })

@@ -2,11 +2,24 @@
 //! the commonly visible vertices M_ij = M_i ⊙ M_j take frame i's sampled colour and the others
 //! keep frame j's own: C_{i→j} = C_i ⊙ M_ij + C_j ⊙ (1 − M_ij). Rendered at frame j's pose, it
 //! should reproduce frame j where the two frames agree (same identity, lighting and albedo).
+//!
+//! MVF-Net draws the texture sampled in view A at view B's pose the same way, with the parts A
+//! cannot see left out of its mask (here they keep B's own colours, so they compare equal), and
+//! only over the pairs with its frontal view: `anchor: Some(1)` keeps the pairs whose source or
+//! target is the frame of that index — (B, A→B), (B, C→B), (A, B→A), (C, B→C).
 
-use crate::{parse_settings, Stage, SystemEntry, NoSettings};
+use crate::{parse_settings, Stage, SystemEntry};
 use bevy_ecs::prelude::*;
 use faceforge_components::{Frame, SwappedTextures, VertexColors, Visibility};
+use serde::Deserialize;
 use std::collections::BTreeMap;
+
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SwapSettings {
+    /// Only the pairs that include the frame of this index (all ordered pairs when absent).
+    pub anchor: Option<u32>,
+}
 
 /// C_{i→j} for one pair.
 pub fn swap(ci: &[f32], mi: &[f32], cj: &[f32], mj: &[f32]) -> Vec<f32> {
@@ -28,8 +41,8 @@ pub fn entry() -> SystemEntry {
         writes: &["SwappedTextures"],
         summary: "PGN Eq. 5–6: commonly visible texture from each other frame of the subject",
         build: |settings| {
-            parse_settings::<NoSettings>(settings)?;
-            Ok((|frames: Query<(Entity, &Frame, &VertexColors, &Visibility)>, mut commands: Commands| {
+            let settings: SwapSettings = parse_settings(settings)?;
+            Ok((move |frames: Query<(Entity, &Frame, &VertexColors, &Visibility)>, mut commands: Commands| {
                 let mut subjects: BTreeMap<u32, Vec<_>> = BTreeMap::new();
                 for row in &frames {
                     subjects.entry(row.1.subject_id).or_default().push(row);
@@ -40,7 +53,7 @@ pub fn entry() -> SystemEntry {
                         let from = rows
                             .iter()
                             .enumerate()
-                            .filter(|(i, _)| *i != j)
+                            .filter(|(i, source)| *i != j && settings.anchor.is_none_or(|a| source.1.index == a || target.1.index == a))
                             .map(|(_, source)| (source.0, source.1.index, swap(&source.2.rgb, &source.3.visible, &target.2.rgb, &target.3.visible)))
                             .collect();
                         commands.entity(target.0).insert(SwappedTextures { from });
