@@ -178,7 +178,7 @@ fn a_stopped_and_resumed_training_ends_with_the_weights_of_an_uninterrupted_one(
     let worst = a.iter().flatten().zip(b.iter().flatten()).map(|(x, y)| (x - y).abs()).fold(0.0f32, f32::max);
     assert!(worst <= 1e-5, "weights differ by {worst}");
     // And training did move them: the check would not pass for an untrained network.
-    let fresh = Learner::new(&faceforge_learn::NetworkSpec { input: 32, width: 2, hidden: 8, seed: 2, ..Default::default() }, &model, false).unwrap().parameters();
+    let fresh = Learner::new(&faceforge_learn::NetworkSpec { input: 32, width: 2, hidden: 8, seed: 2, ..Default::default() }, &model, faceforge_learn::Heads::default()).unwrap().parameters();
     let moved = a.iter().flatten().zip(fresh.iter().flatten()).map(|(x, y)| (x - y).abs()).fold(0.0f32, f32::max);
     assert!(moved > 1e-3, "8 steps moved no weight ({moved})");
     assert_eq!(whole.loss_history.0.len(), 8);
@@ -307,4 +307,50 @@ fn step_three_trains_the_fused_heads_through_the_swap_and_the_image_terms() {
     }
     let distinct: std::collections::BTreeSet<String> = ids.values().map(|f| format!("{:?}", f[0])).collect();
     assert_eq!(distinct.len(), 4, "each subject its own identity");
+}
+
+/// MGCNet's and MVF-Net's networks, trained through their graphs: the pose, albedo and lighting
+/// heads through pinhole_pose, the render and view synthesis, and the render, landmark and pixel
+/// losses; the shared expression through the texture swaps and the photometric loss — each
+/// head's last layer against central differences of the graph's loss.
+#[test]
+fn mgcnet_and_mvfnet_heads_match_central_differences() {
+    let out = tempfile::tempdir().unwrap();
+    let small = |file: &str, extra: &[&str]| {
+        let mut loaded = LoadedScene::load(&scenes_dir().join(file)).unwrap();
+        let mut overrides = vec![
+            "learn.init=None".to_string(),
+            "learn.network=(input: 32, width: 2, hidden: 8, seed: 2)".into(),
+            "data.Synthetic.size=32".into(),
+            "data.Synthetic.subjects=2".into(),
+            "model.Procedural.preset=Tiny".into(),
+            format!("outputs.dir={:?}", out.path().display().to_string()),
+        ];
+        overrides.extend(extra.iter().map(|s| s.to_string()));
+        loaded.apply_overrides(&overrides).unwrap();
+        // Without the step, the gradients stay pending for the check to read.
+        loaded.scene.systems.retain(|s| s.name != "encoder_step");
+        Session::new(&loaded, None).unwrap()
+    };
+    // Parameters: encoder 0–9, decoder 10–17, identity 18–25, expression 26–33, pose 34–41,
+    // albedo 42–49, lighting 50–57 (each head: conv, three FC layers, weight and bias).
+    let mut mgcnet = small("mgcnet_train.ron", &[r#"losses={"render": 1.9, "landmark": 0.001, "pixel": 0.15, "regulariser": 0.0001}"#]);
+    assert_eq!(mgcnet.world.resource::<Learner>().parameters().len(), 58);
+    check_gradients(&mut mgcnet, 40, 3, "MGCNet, pose head last FC");
+    check_gradients(&mut mgcnet, 48, 3, "MGCNet, albedo head last FC");
+    check_gradients(&mut mgcnet, 56, 3, "MGCNet, lighting head last FC");
+
+    let mut mvfnet = small("mvfnet_train.ron", &[r#"losses={"landmark": 1.0, "photo": 10.0, "regulariser": 1.0}"#]);
+    assert_eq!(mvfnet.world.resource::<Learner>().parameters().len(), 42);
+    check_gradients(&mut mvfnet, 32, 3, "MVF-Net, shared expression head last FC");
+    check_gradients(&mut mvfnet, 40, 3, "MVF-Net, pose head last FC");
+    // One identity and one expression per triplet.
+    let mut rows: std::collections::BTreeMap<u32, Vec<faceforge_components::Coeffs>> = Default::default();
+    for (frame, coeffs) in mvfnet.world.query::<(&faceforge_components::Frame, &faceforge_components::Coeffs)>().iter(&mvfnet.world) {
+        rows.entry(frame.subject_id).or_default().push(coeffs.clone());
+    }
+    for frames in rows.values() {
+        assert_eq!(frames.len(), 3);
+        assert!(frames.iter().all(|c| c.id == frames[0].id && c.exp == frames[0].exp), "a triplet's views share identity and expression");
+    }
 }

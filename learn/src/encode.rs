@@ -1,7 +1,8 @@
 //! encode: the network on the frames' images (PGN's shared encoder, PGN decoder and heads),
 //! writing what the fit mode's parameters were: `Coeffs` (identity fused over each subject's
 //! frames, expression per frame), X_UV as the frame's `Landmarks2d` / `Landmarks3d` (the
-//! annotations move to `LandmarkTargets` first), and `PoseParams` when the network has a pose head.
+//! annotations move to `LandmarkTargets` first), `PoseParams` when the network has a pose head,
+//! and the albedo (`Coeffs::tex`) and `Illumination` when it has appearance heads.
 //!
 //! encode_backward: the graph's gradients with respect to those outputs go back into burn
 //! through the surrogate loss Σ out ⊙ stopgrad(dL/d out), so one burn backward pass trains the
@@ -12,7 +13,7 @@ use crate::network::{fusion_matrix, Trained};
 use bevy_ecs::prelude::*;
 use burn::optim::GradientsParams;
 use burn::tensor::{Tensor, TensorData};
-use faceforge_components::{Coeffs, Frame, Grad, Image, LandmarkTargets, Landmarks2d, Landmarks3d, PoseParams};
+use faceforge_components::{Coeffs, Frame, Grad, Illumination, Image, LandmarkTargets, Landmarks2d, Landmarks3d, PoseParams};
 use faceforge_systems::{collect_errors, parse_settings, Stage, StageError, SystemEntry};
 use serde::Deserialize;
 
@@ -88,10 +89,16 @@ fn encode_chunk(learner: &Learner, frames: &[FrameRow], guide: bool, commands: &
     let identity = flat(outputs.identity.clone());
     let expression = flat(outputs.expression.clone());
     let pose = outputs.pose.clone().map(flat);
+    let albedo = outputs.albedo.clone().map(flat);
+    let lighting = outputs.lighting.clone().map(flat);
     let n_tex = learner.readout.n_albedo;
     for (k, ((entity, _, _, given_2d, given_3d, targets), (id, exp))) in frames.iter().zip(rows(&identity, n_id).zip(rows(&expression, n_exp))).enumerate() {
         let mut e = commands.entity(*entity);
-        e.insert(Coeffs { id: id.to_vec(), exp: exp.to_vec(), tex: vec![0.0; n_tex] });
+        let tex = albedo.as_ref().map_or(vec![0.0; n_tex], |a| a[k * n_tex..(k + 1) * n_tex].to_vec());
+        e.insert(Coeffs { id: id.to_vec(), exp: exp.to_vec(), tex });
+        if let Some(l) = &lighting {
+            e.insert(Illumination { sh: l[27 * k..27 * (k + 1)].to_vec() });
+        }
         if guide {
             if targets.is_none() {
                 e.insert(LandmarkTargets { points_2d: given_2d.map(|l| l.points.clone()).unwrap_or_default(), points_3d: given_3d.map(|l| l.points.clone()) });
@@ -112,8 +119,8 @@ pub fn entry() -> SystemEntry {
         name: "encode",
         stage: Stage::Encode,
         reads: &["Image", "Learner"],
-        writes: &["Coeffs", "Landmarks2d", "Landmarks3d", "LandmarkTargets", "PoseParams"],
-        summary: "the network on the images: identity (fused per subject), expression, X_UV, pose if it has a pose head",
+        writes: &["Coeffs", "Landmarks2d", "Landmarks3d", "LandmarkTargets", "PoseParams", "Illumination"],
+        summary: "the network on the images: identity (fused per subject), expression, X_UV; pose, albedo and lighting if it has those heads",
         build: |settings| {
             let settings: EncodeSettings = parse_settings(settings)?;
             Ok((move |mut learner: ResMut<Learner>, frames: Query<FrameRow>, mut commands: Commands| -> Result<(), StageError> {
@@ -157,11 +164,11 @@ pub fn backward_entry() -> SystemEntry {
         summary: "the graph's gradients of the network's outputs back into burn (surrogate Σ out ⊙ stopgrad(grad))",
         build: |settings| {
             parse_settings::<faceforge_systems::NoSettings>(settings)?;
-            Ok((|mut learner: ResMut<Learner>, frames: Query<(Option<&Grad<Coeffs>>, Option<&Grad<Landmarks3d>>, Option<&Grad<PoseParams>>)>| {
+            Ok((|mut learner: ResMut<Learner>, frames: Query<(Option<&Grad<Coeffs>>, Option<&Grad<Landmarks3d>>, Option<&Grad<PoseParams>>, Option<&Grad<Illumination>>)>| {
                 let Some(Pending { entities, outputs }) = learner.pending.get_mut().expect("not poisoned").take() else { return };
                 let device = learner.device.clone();
-                let (n_id, n_exp, n_landmarks) = (learner.info.n_id, learner.info.n_exp, learner.info.n_landmarks);
-                let grads: Vec<_> = entities.iter().map(|e| frames.get(*e).unwrap_or((None, None, None))).collect();
+                let (n_id, n_exp, n_landmarks, n_tex) = (learner.info.n_id, learner.info.n_exp, learner.info.n_landmarks, learner.readout.n_albedo);
+                let grads: Vec<_> = entities.iter().map(|e| frames.get(*e).unwrap_or((None, None, None, None))).collect();
                 let g_id = gradient_tensor(grads.iter().map(|g| g.0.map(|g| g.value.id.clone()).unwrap_or_default()).collect(), n_id, &device);
                 let g_exp = gradient_tensor(grads.iter().map(|g| g.0.map(|g| g.value.exp.clone()).unwrap_or_default()).collect(), n_exp, &device);
                 let g_landmarks = gradient_tensor(grads.iter().map(|g| g.1.map(|g| g.value.points.iter().flatten().copied().collect()).unwrap_or_default()).collect(), 3 * n_landmarks, &device);
@@ -181,6 +188,14 @@ pub fn backward_entry() -> SystemEntry {
                             &device,
                         );
                         parts.push(pose.mul(g_pose).sum());
+                    }
+                    if let Some(albedo) = outputs.albedo {
+                        let g_tex = gradient_tensor(grads.iter().map(|g| g.0.map(|g| g.value.tex.clone()).unwrap_or_default()).collect(), n_tex, &device);
+                        parts.push(albedo.mul(g_tex).sum());
+                    }
+                    if let Some(lighting) = outputs.lighting {
+                        let g_sh = gradient_tensor(grads.iter().map(|g| g.3.map(|g| g.value.sh.clone()).unwrap_or_default()).collect(), 27, &device);
+                        parts.push(lighting.mul(g_sh).sum());
                     }
                 }
                 let parts: Vec<Tensor<1>> = parts.into_iter().filter(|p| p.is_tracked()).collect();

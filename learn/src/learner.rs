@@ -1,7 +1,7 @@
 //! The `Learner` resource: the network, its optimiser (burn's Adam), and what passes between the
 //! forward pass (`encode`) and the backward pass (`encode_backward`) of one schedule run.
 
-use crate::network::{Network, NetworkSpec, Outputs, Readout, Trained};
+use crate::network::{Heads, Network, NetworkSpec, Outputs, Readout, Trained};
 use bevy_ecs::prelude::*;
 use burn::module::{Module, ModuleMapper, ModuleVisitor, Param};
 use burn::optim::{AdamConfig, GradientsParams, ModuleOptimizer};
@@ -21,6 +21,18 @@ pub struct WeightsInfo {
     pub model: String,
     /// Whether the network regresses the pose itself (the joint baseline of PGN's Fig. 1).
     pub pose_head: bool,
+    /// Albedo and SH lighting heads (MGCNet).
+    #[serde(default)]
+    pub appearance: bool,
+    /// The expression fused per subject (MVF-Net).
+    #[serde(default)]
+    pub shared_expression: bool,
+}
+
+impl WeightsInfo {
+    pub fn heads(&self) -> Heads {
+        Heads { pose: self.pose_head, appearance: self.appearance, shared_expression: self.shared_expression }
+    }
 }
 
 /// A float tensor's values, flattened.
@@ -68,7 +80,7 @@ fn file_error(path: &Path, message: impl std::fmt::Display) -> LearnError {
 
 impl Learner {
     /// A fresh network for `model`, on burn's CPU backend (flex) with autodiff.
-    pub fn new(spec: &NetworkSpec, model: &MorphableModel, pose_head: bool) -> Result<Self, LearnError> {
+    pub fn new(spec: &NetworkSpec, model: &MorphableModel, heads: Heads) -> Result<Self, LearnError> {
         spec.check().map_err(LearnError::Spec)?;
         let device = Device::flex().autodiff();
         let info = WeightsInfo {
@@ -77,9 +89,11 @@ impl Learner {
             n_id: model.n_id(),
             n_exp: model.n_exp(),
             model: model.origin().to_string(),
-            pose_head,
+            pose_head: heads.pose,
+            appearance: heads.appearance,
+            shared_expression: heads.shared_expression,
         };
-        let net = Network::new(spec, info.n_landmarks, info.n_id, info.n_exp, pose_head, &device);
+        let net = Network::new(spec, info.n_landmarks, (info.n_id, info.n_exp, model.n_albedo()), heads, &device);
         Ok(Self {
             readout: Readout::new(spec, model, &device),
             info,
@@ -124,7 +138,7 @@ impl Learner {
                 ),
             ));
         }
-        let mut learner = Self::new(&info.network, model, info.pose_head)?;
+        let mut learner = Self::new(&info.network, model, info.heads())?;
         learner.net = learner.net.clone().try_load_file(path).map_err(|e| file_error(path, e))?;
         learner.info = info;
         Ok(learner)
@@ -157,6 +171,8 @@ impl Learner {
         net.identity = net.identity.clone().set_require_grad(heads);
         net.expression = net.expression.clone().set_require_grad(heads);
         net.pose = net.pose.clone().map(|m| m.set_require_grad(heads));
+        net.albedo = net.albedo.clone().map(|m| m.set_require_grad(heads));
+        net.lighting = net.lighting.clone().map(|m| m.set_require_grad(heads));
     }
 
     /// Every float parameter of the network, flattened, in the module's visiting order.

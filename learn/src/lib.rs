@@ -10,7 +10,7 @@ pub mod network;
 pub mod params62;
 
 pub use learner::{LearnError, Learner, WeightsInfo};
-pub use network::{LandmarkHead, NetworkSpec, Trained};
+pub use network::{Heads, LandmarkHead, NetworkSpec, Trained};
 
 /// The learn-mode systems a scene can name (beside `faceforge_systems::registry()`).
 pub fn registry() -> Vec<faceforge_systems::SystemEntry> {

@@ -4,6 +4,12 @@
 //! and the identity and expression heads (one conv layer, average pooling, three FC layers).
 //! Multi-frame input: the identity head sees the encoder features averaged over a subject's
 //! frames (feature fusion), expression and landmarks stay per frame.
+//!
+//! Optional heads (`Heads`) make the other papers' regressors from the same parts: a pose head
+//! (PGN's Fig. 1 joint baseline; MVF-Net's per-view pose; MGCNet's camera), albedo and 27-RGB
+//! SH lighting heads (MGCNet's γ and θ), and the expression fused over a subject's frames like
+//! the identity (MVF-Net: one identity and expression per triplet of views; it concatenates the
+//! three views' features where this averages them, so any number of views fits).
 
 use burn::module::{Module, ModuleVisitor, Param};
 use burn::nn::conv::{Conv2d, Conv2dConfig, ConvTranspose2d, ConvTranspose2dConfig};
@@ -71,6 +77,21 @@ impl NetworkSpec {
         self.input / 2
     }
 }
+
+/// The heads a network has beside PGN's identity, expression and landmark heads.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Heads {
+    /// The pose regressed (yaw, pitch, roll, log scale, image position of the origin).
+    pub pose: bool,
+    /// Albedo coefficients and 27 RGB SH lighting coefficients regressed per frame.
+    pub appearance: bool,
+    /// The expression fused over each subject's frames, like the identity.
+    pub shared_expression: bool,
+}
+
+/// The SH lighting head's output is added to white ambient light of this level.
+pub const AMBIENT: f32 = 0.8;
 
 fn conv(channels: [usize; 2], stride: usize, device: &Device) -> Conv2d {
     Conv2dConfig::new(channels, [3, 3]).with_stride([stride, stride]).with_padding(PaddingConfig2d::Explicit(1, 1, 1, 1)).init(device)
@@ -167,6 +188,10 @@ pub struct Network {
     /// The joint baseline of PGN's Fig. 1 regresses the pose too (yaw, pitch, roll, log scale,
     /// translation); PGN gets it in closed form instead.
     pub pose: Option<Head>,
+    pub albedo: Option<Head>,
+    pub lighting: Option<Head>,
+    /// Whether the expression head sees the subject-fused features (a flag, not a weight).
+    pub shared_expression: bool,
 }
 
 /// What one forward pass predicts for a batch of B frames.
@@ -181,10 +206,15 @@ pub struct Outputs {
     /// (B, 6): yaw, pitch, roll (radians), log scale (pixels per model unit), translation
     /// (pixels), when the network has a pose head.
     pub pose: Option<Tensor<2>>,
+    /// (B, n_albedo), σ-scaled, with the appearance heads.
+    pub albedo: Option<Tensor<2>>,
+    /// (B, 27) SH coefficients, with the appearance heads.
+    pub lighting: Option<Tensor<2>>,
 }
 
 impl Network {
-    pub fn new(spec: &NetworkSpec, n_landmarks: usize, n_id: usize, n_exp: usize, pose_head: bool, device: &Device) -> Self {
+    pub fn new(spec: &NetworkSpec, n_landmarks: usize, sizes: (usize, usize, usize), heads: Heads, device: &Device) -> Self {
+        let (n_id, n_exp, n_albedo) = sizes;
         // burn's generator is global: hold it while seeding and drawing, so networks built at
         // once on other threads (tests) cannot take draws from this one's sequence.
         static INIT: std::sync::Mutex<()> = std::sync::Mutex::new(());
@@ -198,7 +228,10 @@ impl Network {
             fc_landmarks: landmarks_fc.then(|| Head::new(None, f * spec.grid() * spec.grid(), 2 * spec.hidden, 3 * n_landmarks, device)),
             identity: Head::new(Some(f), f, spec.hidden, n_id, device),
             expression: Head::new(Some(f), f, spec.hidden, n_exp, device),
-            pose: pose_head.then(|| Head::new(Some(f), f, spec.hidden, 6, device)),
+            pose: heads.pose.then(|| Head::new(Some(f), f, spec.hidden, 6, device)),
+            albedo: heads.appearance.then(|| Head::new(Some(f), f, spec.hidden, n_albedo, device)),
+            lighting: heads.appearance.then(|| Head::new(Some(f), f, spec.hidden, 27, device)),
+            shared_expression: heads.shared_expression,
         };
         // burn initialises parameters lazily, at their first use: draw them all now, under
         // the lock, so the weights depend on the seed alone.
@@ -222,11 +255,15 @@ pub struct Readout {
     uv_weights: Tensor<2>,
     id_sigma: Tensor<1>,
     exp_sigma: Tensor<1>,
+    albedo_sigma: Tensor<1>,
+    /// Added to the lighting head's output: white ambient light.
+    lighting_offset: Tensor<1>,
     /// Added to the pose head's output: zero angles, the scale that makes the mean face span
     /// about 60 % of the crop, the crop's centre.
     pose_offset: Tensor<1>,
     n_landmarks: usize,
-    /// The model's albedo size (the network predicts no albedo: zeros, as PGN).
+    /// The model's albedo size (without appearance heads the network predicts no albedo: zeros,
+    /// as PGN).
     pub n_albedo: usize,
 }
 
@@ -258,6 +295,8 @@ impl Readout {
             uv_weights: Tensor::from_data(TensorData::new(weights, [u * u, landmarks.len()]), device),
             id_sigma: tensor1(model.id_sigma()),
             exp_sigma: tensor1(model.exp_sigma()),
+            albedo_sigma: tensor1(model.albedo_sigma()),
+            lighting_offset: tensor1(&(0..27).map(|k| if k % 9 == 0 { AMBIENT } else { 0.0 }).collect::<Vec<_>>()),
             pose_offset: tensor1(&pose_offset),
             n_albedo: model.n_albedo(),
             n_landmarks: landmarks.len(),
@@ -279,7 +318,8 @@ pub enum Trained {
 
 impl Network {
     /// One forward pass over images (B, 3, S, S) in [0, 1]; `fusion` (B, B) averages each
-    /// frame's features over its subject's frames for the identity head.
+    /// frame's features over its subject's frames for the identity head (and the expression
+    /// head when it is shared).
     pub fn forward(&self, images: Tensor<4>, fusion: Tensor<2>, readout: &Readout, trained: Trained) -> Outputs {
         let [b, _, _, _] = images.dims();
         let features = self.encoder.forward(images.sub_scalar(0.5));
@@ -307,12 +347,15 @@ impl Network {
         let head_features = if trained == Trained::Guidance { features.detach() } else { features };
         let [_, c, h, w] = head_features.dims();
         let fused = fusion.matmul(head_features.clone().reshape([b, c * h * w])).reshape([b, c, h, w]);
-        let identity = self.identity.forward_pooled(fused).mul(readout.id_sigma.clone().unsqueeze::<2>());
+        let identity = self.identity.forward_pooled(fused.clone()).mul(readout.id_sigma.clone().unsqueeze::<2>());
         // Translation in units of the crop, like the landmarks.
         let pose_scale = Tensor::<1>::from_data(TensorData::new(vec![1.0f32, 1.0, 1.0, 1.0, size, size], [6]), &readout.pose_offset.device());
         let pose = self.pose.as_ref().map(|p| p.forward_pooled(head_features.clone()).mul(pose_scale.unsqueeze::<2>()).add(readout.pose_offset.clone().unsqueeze::<2>()));
-        let expression = self.expression.forward_pooled(head_features).mul(readout.exp_sigma.clone().unsqueeze::<2>());
-        Outputs { landmarks, identity, expression, pose }
+        let albedo = self.albedo.as_ref().map(|a| a.forward_pooled(head_features.clone()).mul(readout.albedo_sigma.clone().unsqueeze::<2>()));
+        let lighting = self.lighting.as_ref().map(|l| l.forward_pooled(head_features.clone()).add(readout.lighting_offset.clone().unsqueeze::<2>()));
+        let expression_features = if self.shared_expression { fused } else { head_features };
+        let expression = self.expression.forward_pooled(expression_features).mul(readout.exp_sigma.clone().unsqueeze::<2>());
+        Outputs { landmarks, identity, expression, pose, albedo, lighting }
     }
 }
 

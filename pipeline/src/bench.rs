@@ -291,7 +291,7 @@ pub fn infer(spec: &faceforge_learn::NetworkSpec, images: u32, batch: usize) -> 
     let model = crate::run::load_model(&model_source)?;
     let synth = crate::synth::SynthSpec { subjects: images, frames: 1, size: spec.input, seed: 1, ..crate::synth::SynthSpec::default() };
     crate::synth::write(&root.join("images"), &crate::synth::generate(&model, &Backend::Cpu, &synth))?;
-    faceforge_learn::Learner::new(spec, &model, false)?.save_weights(&root.join("weights.bpk"))?;
+    faceforge_learn::Learner::new(spec, &model, faceforge_learn::Heads::default())?.save_weights(&root.join("weights.bpk"))?;
     let mut rows = Vec::new();
     let mut baseline = None;
     for b in [1, batch] {

@@ -31,8 +31,13 @@ pub struct LearnSpec {
     pub network: NetworkSpec,
     /// Which parts the steps update (PGN's step 1: `Guidance`; steps 2 and 3: `Heads`).
     pub trained: Trained,
-    /// The network regresses the pose itself (the joint baseline of PGN's Fig. 1).
+    /// The network regresses the pose itself (the joint baseline of PGN's Fig. 1; MVF-Net's and
+    /// MGCNet's per-view pose).
     pub pose_head: bool,
+    /// Albedo and 27 RGB SH lighting heads (MGCNet).
+    pub appearance: bool,
+    /// The expression fused over a subject's frames like the identity (MVF-Net's triplets).
+    pub shared_expression: bool,
     /// Weights to start from (a previous step's `weights.bpk`); fresh weights when absent.
     pub init: Option<PathBuf>,
     /// Adam's learning rate (PGN: 1e-4), halved every `halve_every` steps (0: never).
@@ -47,12 +52,16 @@ pub struct LearnSpec {
 
 impl Default for LearnSpec {
     fn default() -> Self {
-        Self { network: NetworkSpec::default(), trained: Trained::Guidance, pose_head: false, init: None, learning_rate: 1e-4, halve_every: 0, two_d_fraction: 0.0, held_out: 16 }
+        Self { network: NetworkSpec::default(), trained: Trained::Guidance, pose_head: false, appearance: false, shared_expression: false, init: None, learning_rate: 1e-4, halve_every: 0, two_d_fraction: 0.0, held_out: 16 }
     }
 }
 
 impl LearnSpec {
     /// The learning rate at `step`.
+    pub fn heads(&self) -> faceforge_learn::Heads {
+        faceforge_learn::Heads { pose: self.pose_head, appearance: self.appearance, shared_expression: self.shared_expression }
+    }
+
     pub fn rate(&self, step: u32) -> f64 {
         let halvings = step.checked_div(self.halve_every).unwrap_or(0);
         self.learning_rate * 0.5f64.powi(halvings as i32)
@@ -155,12 +164,12 @@ fn new_learner(learn: &LearnSpec, model: &MorphableModel) -> anyhow::Result<Lear
             if l.info.network != learn.network {
                 tracing::info!("network from {} (its own shape, not the scene's)", path.display());
             }
-            if l.info.pose_head != learn.pose_head {
-                bail!("{}: the network {} a pose head but the scene's learn.pose_head is {}", path.display(), if l.info.pose_head { "has" } else { "has no" }, learn.pose_head);
+            if l.info.heads() != learn.heads() {
+                bail!("{}: the network's heads are {:?} but the scene's learn section asks for {:?}", path.display(), l.info.heads(), learn.heads());
             }
             l
         }
-        None => Learner::new(&learn.network, model, learn.pose_head)?,
+        None => Learner::new(&learn.network, model, learn.heads())?,
     };
     learner.configure(learn.trained, true);
     learner.learning_rate = learn.learning_rate;
@@ -379,7 +388,13 @@ pub fn evaluate(mut learner: Learner, model: &std::sync::Arc<MorphableModel>, ba
     world.insert_resource(learner);
     // In stage order: pgn must see the landmarks and coefficients encode wrote.
     let mut schedule = crate::graph::staged_schedule();
-    let pose_system = if guide { "pgn" } else { "direct_pose" };
+    // A pose head's output is read as the data's camera: weak perspective, or the calibrated
+    // pinhole camera of `focal` data (MGCNet).
+    let pose_system = match (guide, spec.focal > 0.0) {
+        (true, _) => "pgn",
+        (false, true) => "pinhole_pose",
+        (false, false) => "direct_pose",
+    };
     let encode_settings = if guide { "(guide: true)" } else { "(guide: false)" };
     for entry in faceforge_learn::registry().into_iter().chain(registry()).filter(|e| e.name == "encode" || e.name == pose_system) {
         let settings = (entry.name == "encode").then_some(encode_settings).or((entry.name == "pgn").then_some("(camera: ScaledRotation)"));

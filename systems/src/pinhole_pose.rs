@@ -5,11 +5,15 @@
 //! scale s giving the distance t_z = f / s and its image centre the lateral offset — or, for
 //! tests and upper-bound rows, from the true pose with its yaw turned by a given angle.
 //! `pinhole_pose_backward` turns dL/d(R, t) into gradients of the parameters.
+//!
+//! In learn mode a network's pose head gives each frame `PoseParams` (angles, log scale, image
+//! position of the origin): the pinhole parameters then follow from them every iteration the
+//! same way (distance f / s), and the backward carries the gradient on to them.
 
 use crate::direct_pose::{angles_of, params_of, rotation_partials, PoseInit};
 use crate::{collect_errors, parse_settings, Stage, StageError, SystemEntry};
 use bevy_ecs::prelude::*;
-use faceforge_components::{Coeffs, Frame, Grad, GroundTruth, Image, Landmarks2d, Model, PinholeParams, Pose};
+use faceforge_components::{Coeffs, Frame, Grad, GroundTruth, Image, Landmarks2d, Model, PinholeParams, Pose, PoseParams};
 use faceforge_kernels::pgn;
 use serde::Deserialize;
 
@@ -32,11 +36,23 @@ impl Default for PinholePoseSettings {
 /// The parameters whose pose best matches a weak-perspective one (rows of [s·R | t]) seen
 /// through `intrinsics`: same rotation, distance f / s, the model's origin at the same pixel.
 pub fn from_weak(t: &[[f32; 4]; 2], intrinsics: [f32; 4]) -> PinholeParams {
-    let weak = params_of(t);
+    from_weak_params(&params_of(t), intrinsics)
+}
+
+/// `from_weak` from the weak pose's parameters.
+pub fn from_weak_params(weak: &PoseParams, intrinsics: [f32; 4]) -> PinholeParams {
     let [fx, fy, cx, cy] = intrinsics;
     let distance = fx / weak.log_scale.exp();
     let translation = [(weak.translation[0] - cx) * distance / fx, (weak.translation[1] - cy) * distance / fy, distance];
     PinholeParams { angles: weak.angles, translation, intrinsics }
+}
+
+/// The adjoint of `from_weak_params`: with d = f_x e^(−log s), t = ((u₀ − c_x) d / f_x,
+/// (v₀ − c_y) d / f_y, d), every component of t scales with d, so ∂t/∂log s = −t.
+pub fn from_weak_params_backward(pinhole: &PinholeParams, grad: &PinholeParams) -> PoseParams {
+    let [fx, fy, ..] = pinhole.intrinsics;
+    let (t, g) = (pinhole.translation, grad.translation);
+    PoseParams { angles: grad.angles, log_scale: -(0..3).map(|k| g[k] * t[k]).sum::<f32>(), translation: [g[0] * t[2] / fx, g[1] * t[2] / fy] }
 }
 
 /// The parameters of a pinhole pose (R = diag(1, −1, −1) R_ypr).
@@ -62,26 +78,28 @@ pub fn entry() -> SystemEntry {
         build: |settings| {
             let settings: PinholePoseSettings = parse_settings(settings)?;
             Ok((move |model: Res<Model>,
-                      frames: Query<(Entity, &Frame, &Coeffs, &Landmarks2d, &Image, Option<&PinholeParams>, Option<&GroundTruth>)>,
+                      frames: Query<(Entity, &Frame, &Coeffs, &Landmarks2d, &Image, Option<&PinholeParams>, Option<&GroundTruth>, Option<&PoseParams>)>,
                       mut commands: Commands|
                   -> Result<(), StageError> {
-                for (entity, frame, coeffs, targets, image, params, truth) in &frames {
-                    let params = match params {
-                        Some(p) => p.clone(),
-                        None => {
+                for (entity, frame, coeffs, targets, image, params, truth, network) in &frames {
+                    let params = match (params, network) {
+                        (Some(p), Some(weak)) => from_weak_params(weak, p.intrinsics),
+                        (Some(p), None) => p.clone(),
+                        (None, _) => {
                             let calibrated = match truth.and_then(|t| t.pose.as_ref()) {
                                 Some(Pose::Pinhole { k, r, t }) => Some(from_pinhole(k, r, *t)),
                                 _ => None,
                             };
                             let (w, h) = (image.width as f32, image.height as f32);
                             let intrinsics = calibrated.as_ref().map_or([settings.focal * w, settings.focal * w, w / 2.0, h / 2.0], |c| c.intrinsics);
-                            match settings.init {
-                                PoseInit::Landmarks => {
+                            match (network, settings.init) {
+                                (Some(weak), _) => from_weak_params(weak, intrinsics),
+                                (None, PoseInit::Landmarks) => {
                                     let x = crate::pgn::landmark_positions(&model.0, coeffs);
                                     let fit = pgn::solve(&x, &targets.points).map_err(|e| StageError { system: NAME, message: format!("frame {}: {e}", frame.name) })?;
                                     from_weak(&fit.rows(), intrinsics)
                                 }
-                                PoseInit::TruthOffset(degrees) => {
+                                (None, PoseInit::TruthOffset(degrees)) => {
                                     let Some(mut p) = calibrated else {
                                         return Err(StageError { system: NAME, message: format!("frame {} has no pinhole true pose to start from", frame.name) });
                                     };
@@ -106,17 +124,24 @@ pub fn backward_entry() -> SystemEntry {
         name: "pinhole_pose_backward",
         stage: Stage::BackwardPgn,
         reads: &["Grad<Pose>", "PinholeParams"],
-        writes: &["Grad<PinholeParams>"],
-        summary: "adjoint of pinhole_pose: d rotation, translation → d Euler angles, translation",
+        writes: &["Grad<PinholeParams>", "Grad<PoseParams>"],
+        summary: "adjoint of pinhole_pose: d rotation, translation → d Euler angles, translation (→ a pose head's parameters)",
         build: |settings| {
             crate::parse_settings::<crate::NoSettings>(settings)?;
-            Ok((|mut frames: Query<(&PinholeParams, &Grad<Pose>, &mut Grad<PinholeParams>)>| {
-                for (params, g_pose, mut g_params) in frames.iter_mut() {
+            Ok((|mut frames: Query<(&PinholeParams, &Grad<Pose>, &mut Grad<PinholeParams>, Option<&PoseParams>, &mut Grad<PoseParams>)>| {
+                for (params, g_pose, mut g_params, network, mut g_network) in frames.iter_mut() {
                     if let Pose::Pinhole { r, t, .. } = &g_pose.value {
                         let d = params_backward(params, r, *t);
                         let g = &mut g_params.value;
                         (0..3).for_each(|k| g.angles[k] += d.angles[k]);
                         (0..3).for_each(|k| g.translation[k] += d.translation[k]);
+                        if network.is_some() {
+                            let w = from_weak_params_backward(params, &d);
+                            let g = &mut g_network.value;
+                            (0..3).for_each(|k| g.angles[k] += w.angles[k]);
+                            g.log_scale += w.log_scale;
+                            (0..2).for_each(|k| g.translation[k] += w.translation[k]);
+                        }
                     }
                 }
             })
@@ -166,5 +191,31 @@ mod tests {
             assert!((numeric - d.angles[k]).abs() < 1e-2 * numeric.abs().max(0.1), "angle {k}: {numeric} vs {}", d.angles[k]);
             assert_eq!(d.translation[k], w_t[k]);
         }
+    }
+
+    #[test]
+    fn the_weak_parameters_adjoint_matches_central_differences() {
+        let weak = PoseParams { angles: [0.3, -0.1, 0.05], log_scale: 0.2f32.ln(), translation: [40.0, 28.0] };
+        let k = [290.0, 290.0, 32.0, 32.0];
+        let g = PinholeParams { angles: [0.1, 0.2, 0.3], translation: [0.7, -0.4, 0.25], intrinsics: [0.0; 4] };
+        let loss = |w: &PoseParams| {
+            let p = from_weak_params(w, k);
+            (0..3).map(|i| g.angles[i] * p.angles[i] + g.translation[i] * p.translation[i]).sum::<f32>()
+        };
+        let d = from_weak_params_backward(&from_weak_params(&weak, k), &g);
+        let h = 1e-3;
+        let (mut up, mut down) = (weak.clone(), weak.clone());
+        up.log_scale += h;
+        down.log_scale -= h;
+        let numeric = (loss(&up) - loss(&down)) / (2.0 * h);
+        assert!((numeric - d.log_scale).abs() < 1e-2 * numeric.abs().max(1.0), "log scale: {numeric} vs {}", d.log_scale);
+        for i in 0..2 {
+            let (mut up, mut down) = (weak.clone(), weak.clone());
+            up.translation[i] += 0.1;
+            down.translation[i] -= 0.1;
+            let numeric = (loss(&up) - loss(&down)) / 0.2;
+            assert!((numeric - d.translation[i]).abs() < 1e-2 * numeric.abs().max(0.1), "translation {i}: {numeric} vs {}", d.translation[i]);
+        }
+        assert_eq!(d.angles, g.angles);
     }
 }
