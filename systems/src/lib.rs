@@ -24,6 +24,7 @@ pub mod loss_pixel;
 pub mod loss_regulariser;
 pub mod loss_render;
 pub mod loss_semantic;
+pub mod loss_supervised;
 pub mod oracle;
 pub mod pgn;
 pub mod pinhole_pose;
@@ -234,6 +235,8 @@ pub fn registry() -> Vec<SystemEntry> {
         loss_census::entry(),
         loss_flow::entry(),
         loss_semantic::entry(),
+        loss_supervised::coefficients_entry(),
+        loss_supervised::pose_entry(),
         adam::entry(),
     ]
 }
