@@ -67,6 +67,13 @@ pub struct PoseParams {
 }
 
 impl PoseParams {
+    /// Adds a gradient into this one.
+    pub fn accumulate(&mut self, d: &PoseParams) {
+        (0..3).for_each(|k| self.angles[k] += d.angles[k]);
+        self.log_scale += d.log_scale;
+        (0..2).for_each(|k| self.translation[k] += d.translation[k]);
+    }
+
     pub fn pose(&self) -> Pose {
         let [yaw, pitch, roll] = self.angles.map(f32::to_degrees);
         Pose::weak_from_angles(yaw, pitch, roll, self.log_scale.exp(), self.translation)

@@ -112,11 +112,7 @@ pub fn backward_entry() -> SystemEntry {
             Ok((|mut frames: Query<(&PoseParams, &Grad<Pose>, &mut Grad<PoseParams>)>| {
                 for (params, g_pose, mut g_params) in frames.iter_mut() {
                     if let Pose::WeakPerspective { t } = &g_pose.value {
-                        let d = params_backward(params, t);
-                        let g = &mut g_params.value;
-                        (0..3).for_each(|k| g.angles[k] += d.angles[k]);
-                        g.log_scale += d.log_scale;
-                        (0..2).for_each(|k| g.translation[k] += d.translation[k]);
+                        g_params.value.accumulate(&params_backward(params, t));
                     }
                 }
             })

@@ -10,7 +10,7 @@ use crate::{add_pose_grad, collect_errors, parse_settings, NoSettings, Stage, St
 use bevy_ecs::prelude::*;
 use faceforge_components::{Frame, Grad, Landmarks2d, LossTerms, LossWeights, Pose};
 use faceforge_kernels::{epipolar, relative_pose};
-use std::collections::HashMap;
+use std::collections::BTreeMap;
 
 /// w_epi of MGCNet.
 pub const WEIGHT: f32 = 1e-3;
@@ -30,7 +30,7 @@ pub fn entry() -> SystemEntry {
                 let rows: Vec<_> = frames.iter().collect();
                 let pairs = ordered_pairs(&keyed);
                 let count = pairs.len().max(1) as f32;
-                let (mut total, mut deltas) = (0.0f64, HashMap::<Entity, Pose>::new());
+                let (mut total, mut deltas) = (0.0f64, BTreeMap::<Entity, Pose>::new());
                 let wide = |p: &[[f32; 2]]| p.iter().map(|q| [q[0] as f64, q[1] as f64]).collect::<Vec<_>>();
                 for ((t, ti), (s, si)) in pairs {
                     let ((_, tf, tp, tl), (_, sf, sp, sl)) = (rows[ti], rows[si]);

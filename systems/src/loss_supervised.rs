@@ -79,10 +79,7 @@ pub fn pose_entry() -> SystemEntry {
                     let (value, d) = pose_l2(params, &params_of(t), image.width.max(1) as f32);
                     let scale = lambda / count;
                     total += scale * value;
-                    let g = &mut grad.value;
-                    (0..3).for_each(|k| g.angles[k] += scale * d.angles[k]);
-                    g.log_scale += scale * d.log_scale;
-                    (0..2).for_each(|k| g.translation[k] += scale * d.translation[k]);
+                    grad.value.accumulate(&PoseParams { angles: d.angles.map(|v| scale * v), log_scale: scale * d.log_scale, translation: d.translation.map(|v| scale * v) });
                 }
                 terms.terms.insert("pose".into(), total);
             })

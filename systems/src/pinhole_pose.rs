@@ -136,11 +136,7 @@ pub fn backward_entry() -> SystemEntry {
                         (0..3).for_each(|k| g.angles[k] += d.angles[k]);
                         (0..3).for_each(|k| g.translation[k] += d.translation[k]);
                         if network.is_some() {
-                            let w = from_weak_params_backward(params, &d);
-                            let g = &mut g_network.value;
-                            (0..3).for_each(|k| g.angles[k] += w.angles[k]);
-                            g.log_scale += w.log_scale;
-                            (0..2).for_each(|k| g.translation[k] += w.translation[k]);
+                            g_network.value.accumulate(&from_weak_params_backward(params, &d));
                         }
                     }
                 }

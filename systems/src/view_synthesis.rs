@@ -18,7 +18,7 @@ use faceforge_kernels::rasterize::{Raster, RasterShape};
 use faceforge_kernels::view_synthesis::{self, Pair, Synthesis};
 use faceforge_kernels::{covisible, relative_pose};
 use serde::Deserialize;
-use std::collections::HashMap;
+use std::collections::BTreeMap;
 
 const NAME: &str = "view_synthesis";
 
@@ -88,7 +88,9 @@ pub fn entry() -> SystemEntry {
             Ok((move |model: Res<Model>, frames: Query<Row>, mut commands: Commands| -> Result<(), StageError> {
                 let rows: Vec<Row> = frames.iter().collect();
                 let keyed: Vec<(Entity, u32, usize)> = rows.iter().enumerate().map(|(i, r)| (r.0, r.1.subject_id, i)).collect();
-                let mut views: HashMap<Entity, SynthesisedViews> = HashMap::new();
+                // Ordered by entity: inserting a new component moves entities between tables, so
+                // the insertion order decides later queries' order (and float sums' order).
+                let mut views: BTreeMap<Entity, SynthesisedViews> = BTreeMap::new();
                 for ((_, ti), (_, si)) in ordered_pairs(&keyed) {
                     let (t, s) = (&rows[ti], &rows[si]);
                     let (Some((k_t, rigid_t)), Some((k_s, rigid_s))) = (pinhole(t.3), pinhole(s.3)) else {
@@ -138,8 +140,8 @@ pub fn backward_entry() -> SystemEntry {
             Ok((|frames: Query<(Entity, &Rendered, &Pose, &Image, Option<&SynthesisedViews>, &Grad<SynthesisedViews>)>,
                   mut grads: Query<(&mut Grad<Rendered>, &mut Grad<Pose>)>| {
                 // Deltas per frame first: a pair's gradient lands on two frames.
-                let mut depth: HashMap<Entity, Vec<f32>> = HashMap::new();
-                let mut poses: HashMap<Entity, Pose> = HashMap::new();
+                let mut depth: BTreeMap<Entity, Vec<f32>> = BTreeMap::new();
+                let mut poses: BTreeMap<Entity, Pose> = BTreeMap::new();
                 for (target, rendered, pose, _, views, grad) in &frames {
                     let Some(views) = views else { continue };
                     for (view, g) in views.pairs.iter().zip(&grad.value.pairs) {
