@@ -365,6 +365,20 @@ pub struct SwappedTextures {
     pub from: Vec<(Entity, u32, Vec<f32>)>,
 }
 
+/// CEST's re-renders of a frame — its own shape, pose and lighting — with other reflectances
+/// (the model's albedo per vertex stands for CEST's reflectance): a partner frame's
+/// (consistency), its own mirrored left to right (symmetry) and its own (self-reconstruction),
+/// rgb per pixel over the frame's raster, each empty when not drawn. As a gradient
+/// (`Grad<ReflectanceRenders>`), dL/d each image.
+#[derive(Component, Clone, Debug, PartialEq, Default)]
+pub struct ReflectanceRenders {
+    /// The partner frame whose reflectance `swapped` wears.
+    pub partner: Option<Entity>,
+    pub swapped: Vec<f32>,
+    pub flipped: Vec<f32>,
+    pub own: Vec<f32>,
+}
+
 /// Renders of the swapped textures at this frame's pose (I_{i→j}), in `SwappedTextures` order.
 #[derive(Component, Clone, Debug, PartialEq, Default)]
 pub struct RenderedSwaps {

@@ -16,7 +16,7 @@
 
 use crate::alignment::{crop, horn, icp_point_to_plane, surface_distances};
 use bevy_ecs::world::World;
-use faceforge_components::{Frame, GroundTruth, Mesh, Pose};
+use faceforge_components::{Albedo, Frame, GroundTruth, Mesh, Pose};
 use faceforge_kernels::normals::{self, Adjacency};
 use faceforge_kernels::pgn::{rotation_and_scale, rotation_angle_between};
 use faceforge_kernels::{project, Backend};
@@ -181,6 +181,11 @@ pub struct FrameMetrics {
     pub true_ypr_deg: Option<[f32; 3]>,
     /// The model's mean face measured the same way: what a fit starts from.
     pub mean_face: Baseline,
+    /// RMS over vertices of the fitted albedo's RGB error against the truth's (in 1/255), and
+    /// of the model's mean albedo, when the frame has an albedo: how well the reflectance is
+    /// told apart from the light.
+    #[serde(default)]
+    pub albedo_255: Option<[f32; 2]>,
 }
 
 /// The shape metrics of the mean face against a frame's truth.
@@ -238,6 +243,7 @@ pub fn measure_frame(model: &MorphableModel, name: &str, predicted: &Prediction,
         pose_ypr_deg: ypr_deg(predicted.pose),
         true_ypr_deg: ypr_deg(truth.pose),
         mean_face: baseline,
+        albedo_255: None,
     };
     (metrics, errors)
 }
@@ -290,6 +296,11 @@ pub struct RunMetrics {
     pub mean_face_depth_mm: Spread,
     pub mean_face_nme_3d: Spread,
     pub mean_face_scan_rmse_mm: Spread,
+    /// The fitted albedo's error and the mean albedo's (1/255), when the frames have albedo.
+    #[serde(default)]
+    pub albedo_255: Option<Spread>,
+    #[serde(default)]
+    pub mean_albedo_255: Option<Spread>,
     pub frames: Vec<FrameMetrics>,
     /// Mean aligned error per vertex over the frames (mm), for the heat map.
     #[serde(skip)]
@@ -337,6 +348,8 @@ impl RunMetrics {
             mean_face_depth_mm: column(&|m| Some(m.mean_face.depth_mm)),
             mean_face_nme_3d: column(&|m| Some(m.mean_face.nme_3d)),
             mean_face_scan_rmse_mm: column(&|m| Some(m.mean_face.scan_rmse_mm)),
+            albedo_255: frames.iter().any(|m| m.albedo_255.is_some()).then(|| column(&|m| m.albedo_255.map(|a| a[0]))),
+            mean_albedo_255: frames.iter().any(|m| m.albedo_255.is_some()).then(|| column(&|m| m.albedo_255.map(|a| a[1]))),
             frames,
             vertex_errors_mm,
         }
@@ -358,19 +371,28 @@ pub fn project_landmarks(m: &MorphableModel, positions: &[f32], pose: &Pose) -> 
     project::forward_cpu(camera_model, &landmark_points(m, positions), &camera, m.landmarks().len()).chunks(4).map(|p| [p[0], p[1]]).collect()
 }
 
+/// RMS over vertices of the RGB distance between two per-vertex albedos, in 1/255.
+pub fn albedo_rms_255(a: &[f32], b: &[f32]) -> f32 {
+    let n = (a.len() / 3).max(1) as f32;
+    255.0 * (a.chunks(3).zip(b.chunks(3)).map(|(x, y)| (0..3).map(|c| (x[c] - y[c]).powi(2)).sum::<f32>()).sum::<f32>() / n).sqrt()
+}
+
 /// Measures every frame that has a fitted mesh and a ground truth.
 pub fn measure(world: &mut World, m: &MorphableModel) -> Option<RunMetrics> {
-    let mut q = world.query::<(&Frame, &Mesh, &GroundTruth, Option<&Pose>)>();
+    let mut q = world.query::<(&Frame, &Mesh, &GroundTruth, Option<&Pose>, Option<&Albedo>)>();
     let rows: Vec<_> = q.iter(world).collect();
     if rows.is_empty() {
         return None;
     }
     let (mut frames, mut vertex_errors) = (Vec::new(), Vec::new());
-    for (frame, mesh, truth, pose) in rows {
-        let (true_shape, _) = decode_batch(&Backend::Cpu, m, None, &[(frame, &truth.coeffs)], false).ok()?;
+    for (frame, mesh, truth, pose, albedo) in rows {
+        let (true_shape, true_albedo) = decode_batch(&Backend::Cpu, m, None, &[(frame, &truth.coeffs)], albedo.is_some()).ok()?;
         let predicted = Prediction { shape: &mesh.positions, landmarks_2d: pose.map(|p| project_landmarks(m, &mesh.positions, p)), pose };
         let exact = Truth { shape: &true_shape, landmarks_2d: truth.pose.as_ref().map(|p| project_landmarks(m, &true_shape, p)), pose: truth.pose.as_ref() };
-        let (metrics, errors) = measure_frame(m, &frame.name, &predicted, &exact, m.mean_shape());
+        let (mut metrics, errors) = measure_frame(m, &frame.name, &predicted, &exact, m.mean_shape());
+        if let (Some(fitted), Some(truth)) = (albedo, true_albedo.as_ref()) {
+            metrics.albedo_255 = Some([albedo_rms_255(&fitted.rgb, truth), albedo_rms_255(m.mean_albedo(), truth)]);
+        }
         frames.push(metrics);
         vertex_errors.push(errors);
     }
@@ -425,6 +447,7 @@ mod tests {
             pose_ypr_deg: None,
             true_ypr_deg: Some([yaw, 0.0, 0.0]),
             mean_face: Baseline::default(),
+            albedo_255: None,
         };
         let frames: Vec<FrameMetrics> = samples.iter().enumerate().map(|(i, (yaw, v))| frame(&format!("f{i}"), *yaw, *v)).collect();
         let run = RunMetrics::from_frames(frames, &[]);

@@ -331,6 +331,7 @@ fn sweep_columns() -> Vec<Column> {
         ("2D NME (%), mean of bins", |m| opt(m.nme_2d_mean_of_bins, 3)),
         ("pose (°)", |m| spread(m.pose_deg)),
         ("landmarks (px)", |m| spread(m.landmarks_px)),
+        ("albedo (/255)", |m| m.albedo_255.map_or("–".into(), spread)),
     ]
 }
 
@@ -340,7 +341,8 @@ pub fn sweep_markdown_table(variants: &[VariantReport]) -> String {
     let mut s = format!("| variant | {} | time (s) |\n|---|{}---|\n", columns.iter().map(|c| c.0).collect::<Vec<_>>().join(" | "), "---|".repeat(columns.len()));
     if let Some(first) = variants.first() {
         let m = first.metrics;
-        let _ = writeln!(s, "| mean face (start) | {} | {} | {} | {} | | | | |", spread(m.mean_face_per_vertex_mm), spread(m.mean_face_depth_mm), spread(m.mean_face_nme_3d), spread(m.mean_face_scan_rmse_mm));
+        let mean_albedo = m.mean_albedo_255.map_or(String::new(), spread);
+        let _ = writeln!(s, "| mean face (start) | {} | {} | {} | {} | | | | {mean_albedo} | |", spread(m.mean_face_per_vertex_mm), spread(m.mean_face_depth_mm), spread(m.mean_face_nme_3d), spread(m.mean_face_scan_rmse_mm));
     }
     for v in variants {
         let _ = writeln!(s, "| {} | {} | {:.1} |", v.name, columns.iter().map(|c| (c.1)(v.metrics)).collect::<Vec<_>>().join(" | "), v.seconds);
@@ -356,7 +358,7 @@ pub fn sweep_html(title: &str, base: &str, variants: &[VariantReport]) -> String
     let mut rows = Vec::new();
     if let Some(first) = variants.first() {
         let m = first.metrics;
-        rows.push([vec!["mean face (start)".to_string(), spread(m.mean_face_per_vertex_mm), spread(m.mean_face_depth_mm), spread(m.mean_face_nme_3d), spread(m.mean_face_scan_rmse_mm)], vec![String::new(); 4]].concat());
+        rows.push([vec!["mean face (start)".to_string(), spread(m.mean_face_per_vertex_mm), spread(m.mean_face_depth_mm), spread(m.mean_face_nme_3d), spread(m.mean_face_scan_rmse_mm)], vec![String::new(); 3], vec![m.mean_albedo_255.map_or(String::new(), spread), String::new()]].concat());
     }
     for v in variants {
         rows.push(std::iter::once(v.name.clone()).chain(columns.iter().map(|c| (c.1)(v.metrics))).chain(std::iter::once(format!("{:.1}", v.seconds))).collect());

@@ -4,7 +4,7 @@
 use bevy_ecs::prelude::*;
 use bevy_ecs::schedule::ScheduleConfigs;
 use bevy_ecs::system::ScheduleSystem;
-use faceforge_components::{accumulate, Albedo, Coeffs, Frame, Grad, Illumination, Landmarks3d, LossTerms, Mesh, PinholeParams, Pose, PoseParams, Rendered, RenderedSwaps, Subject, SwappedTextures, SynthesisedViews, VertexColors};
+use faceforge_components::{accumulate, Albedo, Coeffs, Frame, Grad, Illumination, Landmarks3d, LossTerms, Mesh, PinholeParams, Pose, PoseParams, ReflectanceRenders, Rendered, RenderedSwaps, Subject, SwappedTextures, SynthesisedViews, VertexColors};
 use std::fmt;
 
 pub mod adam;
@@ -21,6 +21,7 @@ pub mod loss_landmark;
 pub mod loss_photo;
 pub mod loss_photometric;
 pub mod loss_pixel;
+pub mod loss_reflectance;
 pub mod loss_regulariser;
 pub mod loss_render;
 pub mod loss_semantic;
@@ -32,6 +33,7 @@ pub mod reconstruct;
 pub mod reconstruct_backward;
 pub mod render;
 pub mod render_backward;
+pub mod render_reflectance;
 pub mod render_swapped;
 pub mod sample_texture;
 pub mod share_identity;
@@ -54,7 +56,8 @@ pub enum Stage {
     SampleTexture,
     SwapVisibleTexture,
     Render,
-    /// Other views synthesised into each view (MGCNet), from the renders' depth maps.
+    /// Images derived from the renders' rasters: other views synthesised into each view
+    /// (MGCNet), re-renders with other reflectances (CEST).
     ViewSynthesis,
     Loss,
     BackwardViewSynthesis,
@@ -131,6 +134,7 @@ pub fn clear_gradients(entities: Query<Entity, Or<(With<Frame>, With<Subject>)>>
             Grad::<Landmarks3d>::default(),
             Grad::<PinholeParams>::default(),
             Grad::<SynthesisedViews>::default(),
+            Grad::<ReflectanceRenders>::default(),
         ));
     }
 }
@@ -219,6 +223,8 @@ pub fn registry() -> Vec<SystemEntry> {
         pinhole_pose::backward_entry(),
         view_synthesis::entry(),
         view_synthesis::backward_entry(),
+        render_reflectance::entry(),
+        render_reflectance::backward_entry(),
         share_identity::entry(),
         share_identity::backward_entry(),
         loss_landmark::entry(),
@@ -229,6 +235,7 @@ pub fn registry() -> Vec<SystemEntry> {
         loss_depth::entry(),
         loss_epipolar::entry(),
         loss_identity::entry(),
+        loss_reflectance::entry(),
         loss_photometric::entry(),
         loss_photo::entry(),
         loss_align::entry(),

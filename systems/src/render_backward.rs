@@ -14,6 +14,37 @@ use faceforge_kernels::rasterize::RasterShape;
 use faceforge_kernels::shade::{self, Lighting, ShadeShape};
 use faceforge_kernels::{interpolate, project};
 
+/// The adjoint of drawing per-vertex `albedo`, shaded by the 27 SH coefficients `sh` and the
+/// frame's normals, over the frame's raster: from d image to d projected vertices (for
+/// `project`'s adjoint), d positions (through the normals), d albedo and d sh.
+pub(crate) struct ColourAdjoint {
+    pub projected: Vec<f32>,
+    pub positions: Vec<f32>,
+    pub albedo: Vec<f32>,
+    pub sh: Vec<f32>,
+}
+
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn colour_adjoint(backend: &faceforge_kernels::Backend, m: &faceforge_model::MorphableModel, adjacency: &Adjacency, rendered: &Rendered, mesh: &Mesh, normals: &Normals, albedo: &[f32], sh: &[f32], grad: &[f32]) -> ColourAdjoint {
+    let n = m.n_vertices();
+    let shade_shape = ShadeShape { batch: 1, vertices: n, lighting: Lighting::Rgb };
+    let shape = RasterShape { batch: 1, width: rendered.width, height: rendered.height };
+    let colours = shade::forward(backend, shade_shape, &normals.xyz, albedo, sh);
+    let (d_colours, projected) = interpolate::backward(backend, shape, &rendered.projected, m.triangles(), n, &rendered.tri, &colours, 3, grad);
+    let (d_normals, albedo, sh) = shade::backward(backend, shade_shape, &normals.xyz, albedo, sh, &d_colours);
+    ColourAdjoint { projected, positions: normals::backward(backend, &mesh.positions, m.triangles(), adjacency, &d_normals, n), albedo, sh }
+}
+
+/// A 27-coefficient lighting gradient in the layout of the frame's own lighting: mono lighting
+/// shares its 9 coefficients across the channels.
+pub(crate) fn fold_lighting(light: &Illumination, d_sh: Vec<f32>) -> Vec<f32> {
+    if light.sh.len() == 9 {
+        (0..9).map(|k| d_sh[k] + d_sh[9 + k] + d_sh[18 + k]).collect()
+    } else {
+        d_sh
+    }
+}
+
 pub fn entry() -> SystemEntry {
     SystemEntry {
         name: "render_backward",
@@ -68,19 +99,14 @@ pub fn entry() -> SystemEntry {
                         accumulate(&mut d_positions, &dp);
                         accumulate(&mut d_camera, &dc);
                     }
-                    let sh = lighting_of(light);
-                    let shade_shape = ShadeShape { batch: 1, vertices: n, lighting: Lighting::Rgb };
                     if has_colour {
-                        let colours = shade::forward(backend, shade_shape, &normals.xyz, &albedo.rgb, &sh);
-                        let (d_colours, d_proj) = interpolate::backward(backend, shape, &rendered.projected, m.triangles(), n, &rendered.tri, &colours, 3, &grad.value.color);
-                        accumulate(&mut d_projected, &d_proj);
-                        let (d_normals, d_albedo, d_sh) = shade::backward(backend, shade_shape, &normals.xyz, &albedo.rgb, &sh, &d_colours);
-                        accumulate(&mut d_positions, &normals::backward(backend, &mesh.positions, m.triangles(), adjacency, &d_normals, n));
-                        accumulate(&mut g_albedo.value.rgb, &d_albedo);
+                        let sh = lighting_of(light);
+                        let d = colour_adjoint(backend, m, adjacency, rendered, mesh, normals, &albedo.rgb, &sh, &grad.value.color);
+                        accumulate(&mut d_projected, &d.projected);
+                        accumulate(&mut d_positions, &d.positions);
+                        accumulate(&mut g_albedo.value.rgb, &d.albedo);
                         if let Some(l) = light {
-                            // Mono lighting shares its 9 coefficients across the channels.
-                            let d: Vec<f32> = if l.sh.len() == 9 { (0..9).map(|k| d_sh[k] + d_sh[9 + k] + d_sh[18 + k]).collect() } else { d_sh };
-                            accumulate(&mut g_light.value.sh, &d);
+                            accumulate(&mut g_light.value.sh, &fold_lighting(l, d.sh));
                         }
                     }
                     let (dp, dc) = project::backward(backend, camera_model, &mesh.positions, &camera, &d_projected, n);
