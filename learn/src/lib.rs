@@ -4,6 +4,7 @@
 //! facial landmark map, the 62-parameter vector), groundwork for its learn mode.
 
 pub mod encode;
+pub mod consistency;
 pub mod landmark_map;
 pub mod learner;
 pub mod network;

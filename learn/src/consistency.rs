@@ -1,0 +1,149 @@
+//! 2DASL's self-supervision and coefficient losses (`002_…` §2) as functions on landmarks and
+//! 62-parameter vectors; the systems that run the regressor twice (forward with the input
+//! landmarks' FLM, backward with the predicted ones') build on them.
+//!
+//! - The 18 points of L_2d-con: the paper drops the contour and keeps 18 points, which its Fig. 4
+//!   alone identifies; decided here as the 10 brow points (17–26), the lower nose line (31–35),
+//!   the eye centres and the mouth centre as the public benchmark code builds them (midpoints of
+//!   36/39, 42/45 and 62/66, 0-based). Weights 4 : 2 : 1: 4 on the eye and mouth centres and the
+//!   nose tip (33), 2 on the other nose points, 1 on the brows.
+//! - L_2d-con = Σ v_i ‖x_i − y_i‖ over those points; L_cyc is the same between the input
+//!   landmarks and the backward pass's; L_3d-con = Σ ‖x_i − x̂_i‖ over the 68 3D landmarks.
+//! - L_3d = (α* − α̂)ᵀ W (α* − α̂) with w_i ∝ ‖H(α̂_i) − H(α*)‖ (3DDFA's OWPDC): α̂_i is the truth
+//!   with only entry i replaced by the prediction, H the 68 landmarks projected by the first two
+//!   pose rows. W is held constant in the gradient, as 3DDFA does: ∂L/∂α̂ = 2 W (α̂ − α*).
+
+use crate::params62::{Params62, LEN};
+use faceforge_model::MorphableModel;
+
+/// The 18 points and their weights from 68 landmarks (any dimension).
+pub fn eighteen<const D: usize>(landmarks: &[[f32; D]]) -> Vec<([f32; D], f32)> {
+    let mid = |a: usize, b: usize| -> [f32; D] { std::array::from_fn(|c| 0.5 * (landmarks[a][c] + landmarks[b][c])) };
+    let mut points: Vec<([f32; D], f32)> = (17..27).map(|i| (landmarks[i], 1.0)).collect();
+    points.extend((31..36).map(|i| (landmarks[i], if i == 33 { 4.0 } else { 2.0 })));
+    points.push((mid(36, 39), 4.0));
+    points.push((mid(42, 45), 4.0));
+    points.push((mid(62, 66), 4.0));
+    points
+}
+
+/// Σ v_i ‖x_i − y_i‖ over the 18 points of two landmark sets, and its gradient with respect to
+/// the first set's 68 points.
+pub fn consistency_2d(x: &[[f32; 2]], y: &[[f32; 2]]) -> (f32, Vec<[f32; 2]>) {
+    let (px, py) = (eighteen(x), eighteen(y));
+    let mut grad = vec![[0.0f32; 2]; x.len()];
+    // Which of the 68 each of the 18 reads, with what share.
+    let sources: Vec<Vec<(usize, f32)>> = (17..27).chain(31..36).map(|i| vec![(i, 1.0)]).chain([vec![(36, 0.5), (39, 0.5)], vec![(42, 0.5), (45, 0.5)], vec![(62, 0.5), (66, 0.5)]]).collect();
+    let mut value = 0.0;
+    for ((a, w), ((b, _), from)) in px.iter().zip(py.iter().zip(&sources)) {
+        let d = [a[0] - b[0], a[1] - b[1]];
+        let norm = (d[0] * d[0] + d[1] * d[1]).sqrt();
+        value += w * norm;
+        if norm > 0.0 {
+            for &(k, share) in from {
+                (0..2).for_each(|c| grad[k][c] += w * share * d[c] / norm);
+            }
+        }
+    }
+    (value, grad)
+}
+
+/// Σ ‖x_i − x̂_i‖ over the 68 3D landmarks of the forward and the backward pass, and its
+/// gradient with respect to the first.
+pub fn consistency_3d(x: &[[f32; 3]], y: &[[f32; 3]]) -> (f32, Vec<[f32; 3]>) {
+    let mut value = 0.0;
+    let grad = x
+        .iter()
+        .zip(y)
+        .map(|(a, b)| {
+            let d: [f32; 3] = std::array::from_fn(|c| a[c] - b[c]);
+            let norm = (d[0] * d[0] + d[1] * d[1] + d[2] * d[2]).sqrt();
+            value += norm;
+            if norm > 0.0 { d.map(|v| v / norm) } else { [0.0; 3] }
+        })
+        .collect();
+    (value, grad)
+}
+
+/// H: the model's 68 landmarks projected by a 62-parameter vector's first two pose rows.
+pub fn project_62(model: &MorphableModel, params: &[f32]) -> Result<Vec<[f32; 2]>, String> {
+    let (pose, coeffs) = Params62::from_slice(params)?.pose_and_coeffs();
+    let faceforge_components::Pose::WeakPerspective { t } = pose else { unreachable!("62 parameters hold a weak pose") };
+    Ok(faceforge_systems::pgn::landmark_positions(model, &coeffs).iter().map(|x| std::array::from_fn(|r| t[r][0] * x[0] + t[r][1] * x[1] + t[r][2] * x[2] + t[r][3])).collect())
+}
+
+/// The OWPDC weights w_i ∝ ‖H(α̂_i) − H(α*)‖, summing to 1 (all zero at the truth).
+pub fn owpdc_weights(model: &MorphableModel, predicted: &[f32], truth: &[f32]) -> Result<Vec<f32>, String> {
+    let base = project_62(model, truth)?;
+    let mut w = Vec::with_capacity(LEN);
+    for i in 0..LEN {
+        let mut one = truth.to_vec();
+        one[i] = predicted[i];
+        let moved = project_62(model, &one)?;
+        w.push(moved.iter().zip(&base).map(|(a, b)| (a[0] - b[0]).powi(2) + (a[1] - b[1]).powi(2)).sum::<f32>().sqrt());
+    }
+    let total: f32 = w.iter().sum();
+    Ok(if total > 0.0 { w.iter().map(|v| v / total).collect() } else { w })
+}
+
+/// L_3d and its gradient with respect to the prediction (the weights held constant).
+pub fn weighted_coefficient_loss(model: &MorphableModel, predicted: &[f32], truth: &[f32]) -> Result<(f32, Vec<f32>), String> {
+    let w = owpdc_weights(model, predicted, truth)?;
+    let d: Vec<f32> = predicted.iter().zip(truth).map(|(p, t)| p - t).collect();
+    Ok((d.iter().zip(&w).map(|(d, w)| w * d * d).sum(), d.iter().zip(&w).map(|(d, w)| 2.0 * w * d).collect()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use faceforge_components::{Coeffs, Pose};
+    use faceforge_model::{ModelSpec, Preset};
+
+    fn landmarks68(seed: f32) -> Vec<[f32; 2]> {
+        (0..68).map(|i| [50.0 + 30.0 * (i as f32 * 0.37 + seed).sin(), 60.0 + 25.0 * (i as f32 * 0.91 + seed).cos()]).collect()
+    }
+
+    #[test]
+    fn eighteen_weighted_points_zero_on_agreement_and_the_gradient_by_central_differences() {
+        let x = landmarks68(0.0);
+        let points = eighteen(&x);
+        assert_eq!(points.len(), 18);
+        let weights: Vec<f32> = points.iter().map(|p| p.1).collect();
+        assert_eq!((weights.iter().filter(|w| **w == 4.0).count(), weights.iter().filter(|w| **w == 2.0).count(), weights.iter().filter(|w| **w == 1.0).count()), (4, 4, 10));
+        assert_eq!(points[15].0, [0.5 * (x[36][0] + x[39][0]), 0.5 * (x[36][1] + x[39][1])]);
+        assert_eq!(consistency_2d(&x, &x).0, 0.0);
+        // The contour (0–16) and the eyes' other points do not count.
+        let mut contour = x.clone();
+        contour[3][0] += 10.0;
+        contour[37][1] += 10.0;
+        assert_eq!(consistency_2d(&contour, &x).0, 0.0);
+        let y = landmarks68(0.4);
+        let (_, grad) = consistency_2d(&x, &y);
+        let flat: Vec<f32> = x.iter().flatten().copied().collect();
+        let g: Vec<f32> = grad.iter().flatten().copied().collect();
+        let f = |v: &[f32]| consistency_2d(&v.chunks(2).map(|p| [p[0], p[1]]).collect::<Vec<_>>(), &y).0;
+        assert!(faceforge_kernels::testing::worst_against_central_differences(f, &flat, &g, 1, 1e-2, 0.1) < 1e-2);
+        let x3: Vec<[f32; 3]> = x.iter().map(|p| [p[0], p[1], 0.5 * p[0]]).collect();
+        assert_eq!(consistency_3d(&x3, &x3).0, 0.0);
+    }
+
+    #[test]
+    fn the_weighted_coefficient_loss_vanishes_at_the_truth_and_weighs_what_moves_the_landmarks() {
+        let model = MorphableModel::generate(&ModelSpec { preset: Preset::Tiny, n_id: 40, n_exp: 10, ..ModelSpec::default() });
+        let pose = Pose::weak_from_angles(20.0, 5.0, 0.0, 0.8, [60.0, 60.0]);
+        let coeffs = Coeffs { id: model.id_sigma()[..40].iter().map(|s| 0.5 * s).collect(), exp: model.exp_sigma()[..10].iter().map(|s| -0.3 * s).collect(), tex: Vec::new() };
+        let truth = Params62::from_pose_and_coeffs(&pose, &coeffs).unwrap().to_vec();
+        assert_eq!(weighted_coefficient_loss(&model, &truth, &truth).unwrap().0, 0.0);
+        // Every entry off by the same relative amount: the pose's translation and the first
+        // identity component move the landmarks far more than the last expression component.
+        let predicted: Vec<f32> = truth.iter().map(|v| v * 1.05 + 0.01).collect();
+        let w = owpdc_weights(&model, &predicted, &truth).unwrap();
+        assert!((w.iter().sum::<f32>() - 1.0).abs() < 1e-5);
+        assert!(w[3] > 10.0 * w[61] && w[12] > w[51], "t_x {}, id 0 {}, id 39 {}, exp 9 {}", w[3], w[12], w[51], w[61]);
+        let (value, grad) = weighted_coefficient_loss(&model, &predicted, &truth).unwrap();
+        assert!(value > 0.0);
+        for i in [3, 12, 61] {
+            assert!((grad[i] - 2.0 * w[i] * (predicted[i] - truth[i])).abs() <= 1e-6 * grad[i].abs().max(1.0));
+        }
+    }
+}
