@@ -69,8 +69,9 @@ fn chunks_by_subject(subjects: &[u32], batch: usize) -> Vec<std::ops::Range<usiz
 /// The network on one chunk of frames: writes their components, returns the outputs.
 fn encode_chunk(learner: &Learner, frames: &[FrameRow], guide: bool, commands: &mut Commands) -> Result<crate::network::Outputs, StageError> {
     let size = learner.info.network.input;
-    let mut pixels: Vec<f32> = Vec::with_capacity(frames.len() * 3 * size * size);
-    for (_, frame, image, ..) in frames {
+    let channels = learner.info.network.channels();
+    let mut pixels: Vec<f32> = Vec::with_capacity(frames.len() * channels * size * size);
+    for (_, frame, image, given_2d, _, targets) in frames {
         if image.width != size || image.height != size {
             return Err(StageError { system: "encode", message: format!("frame {} is {}×{} pixels, the network takes {size}×{size}", frame.name, image.width, image.height) });
         }
@@ -78,10 +79,16 @@ fn encode_chunk(learner: &Learner, frames: &[FrameRow], guide: bool, commands: &
         for c in 0..3 {
             pixels.extend(image.rgb.iter().skip(c).step_by(3));
         }
+        if learner.info.network.landmark_map {
+            // 2DASL's fourth channel from the frame's 2D annotations (kept in `LandmarkTargets`
+            // once PGN's guidance has replaced `Landmarks2d`); none: all −1.
+            let points = targets.map(|t| t.points_2d.as_slice()).or(given_2d.map(|l| l.points.as_slice())).unwrap_or(&[]);
+            pixels.extend(crate::landmark_map::landmark_map(points, size, size));
+        }
     }
     let b = frames.len();
     let device = learner.device.clone();
-    let images = Tensor::<4>::from_data(TensorData::new(pixels, [b, 3, size, size]), &device);
+    let images = Tensor::<4>::from_data(TensorData::new(pixels, [b, channels, size, size]), &device);
     let subjects: Vec<u32> = frames.iter().map(|f| f.1.subject_id).collect();
     let outputs = learner.net.forward(images, fusion_matrix(&subjects, &device), &learner.readout, learner.trained);
     let (n_id, n_exp, n_landmarks) = (learner.info.n_id, learner.info.n_exp, learner.info.n_landmarks);

@@ -43,11 +43,14 @@ pub struct NetworkSpec {
     pub hidden: usize,
     /// Seed of the initial weights.
     pub seed: u64,
+    /// A fourth input channel, 2DASL's facial landmark map (+1 at the frame's 2D landmarks, −1
+    /// elsewhere).
+    pub landmark_map: bool,
 }
 
 impl Default for NetworkSpec {
     fn default() -> Self {
-        Self { input: 64, width: 16, landmarks: LandmarkHead::UvMap, hidden: 128, seed: 1 }
+        Self { input: 64, width: 16, landmarks: LandmarkHead::UvMap, hidden: 128, seed: 1, landmark_map: false }
     }
 }
 
@@ -60,6 +63,11 @@ impl NetworkSpec {
             return Err("network.width and network.hidden must be at least 1".into());
         }
         Ok(())
+    }
+
+    /// Channels of the input: RGB, and the landmark map when asked for.
+    pub fn channels(&self) -> usize {
+        if self.landmark_map { 4 } else { 3 }
     }
 
     /// Channels of the encoder's output.
@@ -108,7 +116,7 @@ impl Encoder {
     fn new(spec: &NetworkSpec, device: &Device) -> Self {
         let w = spec.width;
         let stages = (0..4).map(|k| conv([w << k, w << (k + 1).min(3)], 2, device)).collect();
-        Self { stem: conv([3, w], 1, device), stages }
+        Self { stem: conv([spec.channels(), w], 1, device), stages }
     }
 
     pub fn forward(&self, images: Tensor<4>) -> Tensor<4> {
@@ -317,12 +325,17 @@ pub enum Trained {
 }
 
 impl Network {
-    /// One forward pass over images (B, 3, S, S) in [0, 1]; `fusion` (B, B) averages each
+    /// One forward pass over images (B, C, S, S) — RGB in [0, 1], then the landmark map if the
+    /// network takes one —; `fusion` (B, B) averages each
     /// frame's features over its subject's frames for the identity head (and the expression
     /// head when it is shared).
     pub fn forward(&self, images: Tensor<4>, fusion: Tensor<2>, readout: &Readout, trained: Trained) -> Outputs {
         let [b, _, _, _] = images.dims();
-        let features = self.encoder.forward(images.sub_scalar(0.5));
+        // RGB centred on 0; the landmark map is ±1 already.
+        let [_, channels, _, _] = images.dims();
+        let centre: Vec<f32> = (0..channels).map(|c| if c < 3 { 0.5 } else { 0.0 }).collect();
+        let centre = Tensor::<1>::from_data(TensorData::new(centre, [channels]), &images.device()).reshape([1, channels, 1, 1]);
+        let features = self.encoder.forward(images.sub(centre));
         // Frozen parts run detached: no gradient reaches them.
         let features = if trained == Trained::Heads { features.detach() } else { features };
         let landmark_features = features.clone();
