@@ -155,16 +155,17 @@ pub fn synthesise(pair: &Pair, r: &[f32; 9], t: [f32; 3]) -> Synthesis {
     out
 }
 
-/// The adjoint of `synthesise` (validity held fixed), from gradients on Ĩ (rgb per pixel) and
-/// D̃: gradients on the target's depth map, the source's depth map, R and t.
-pub fn synthesise_backward(pair: &Pair, r: &[f32; 9], t: [f32; 3], synthesis: &Synthesis, grad_rgb: &[f32], grad_depth: &[f32]) -> (Vec<f32>, Vec<f32>, [f32; 9], [f32; 3]) {
+/// The adjoint of `synthesise` at its `coords`, over the pixels where `valid` (validity held
+/// fixed), from gradients on Ĩ (rgb per pixel) and D̃ (either empty: none): gradients on the
+/// target's depth map, the source's depth map, R and t.
+pub fn synthesise_backward(pair: &Pair, r: &[f32; 9], t: [f32; 3], coords: &[f32], valid: &[f32], grad_rgb: &[f32], grad_depth: &[f32]) -> (Vec<f32>, Vec<f32>, [f32; 9], [f32; 3]) {
     let pixels = pair.width * pair.height;
     let (mut g_coords, mut g_source) = (vec![0.0; 2 * pixels], vec![0.0; pixels]);
     let (mut g_r, mut g_t) = ([0.0f32; 9], [0.0f32; 3]);
-    for i in (0..pixels).filter(|&i| synthesis.valid[i] > 0.0) {
-        let Some(at) = read(pair, &synthesis.coords, i) else { continue };
+    for i in (0..pixels).filter(|&i| valid[i] > 0.0) {
+        let Some(at) = read(pair, coords, i) else { continue };
         let dir = ray(pair.k_source, at.u, at.v);
-        let gd = grad_depth[i];
+        let gd = grad_depth.get(i).copied().unwrap_or(0.0);
         // D̃ = Σ_j R_j2 (z dir_j − t_j).
         let g_x: [f32; 3] = std::array::from_fn(|j| gd * r[3 * j + 2]);
         for j in 0..3 {
@@ -175,7 +176,7 @@ pub fn synthesise_backward(pair: &Pair, r: &[f32; 9], t: [f32; 3], synthesis: &S
         let (mut gu, mut gv) = (g_x[0] * at.z / pair.k_source[0], g_x[1] * at.z / pair.k_source[1]);
         for &(k, w, wu, wv) in &at.taps {
             g_source[k] += g_z * w;
-            let seen = g_z * pair.source_depth[k] + (0..3).map(|c| grad_rgb[3 * i + c] * pair.source_rgb[3 * k + c]).sum::<f32>();
+            let seen = g_z * pair.source_depth[k] + (0..3).map(|c| grad_rgb.get(3 * i + c).copied().unwrap_or(0.0) * pair.source_rgb[3 * k + c]).sum::<f32>();
             gu += wu * seen;
             gv += wv * seen;
         }
@@ -252,7 +253,7 @@ mod tests {
             // Validity held fixed, as the adjoint does.
             (0..w * h).filter(|&i| out.valid[i] > 0.0).map(|i| (0..3).map(|c| a[3 * i + c] * o.rgb[3 * i + c]).sum::<f32>() + b[i] * o.depth[i]).sum::<f32>()
         };
-        let (g_td, g_sd, g_r, g_t) = synthesise_backward(&pair, &r, t, &out, &a, &b);
+        let (g_td, g_sd, g_r, g_t) = synthesise_backward(&pair, &r, t, &out.coords, &out.valid, &a, &b);
         let checks = [
             ("target depth", worst_against_central_differences(|x| loss(x, &source_depth, &r, t), &target_depth, &g_td, 1, 1.0, 1e-2)),
             ("source depth", worst_against_central_differences(|x| loss(&target_depth, x, &r, t), &source_depth, &g_sd, 1, 1.0, 1e-2)),

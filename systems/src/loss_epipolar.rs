@@ -5,7 +5,7 @@
 //! decisions are in `kernels/src/epipolar.rs`). Averaged over the pairs; weight w_epi = 1e-3
 //! (× w_mul = 1). The gradient goes to both frames' poses.
 
-use crate::view_synthesis::{ordered_pairs, pinhole};
+use crate::view_synthesis::{add_relative_grad, ordered_pairs, pinhole};
 use crate::{add_pose_grad, collect_errors, parse_settings, NoSettings, Stage, StageError, SystemEntry};
 use bevy_ecs::prelude::*;
 use faceforge_components::{Frame, Grad, Landmarks2d, LossTerms, LossWeights, Pose};
@@ -32,20 +32,18 @@ pub fn entry() -> SystemEntry {
                 let count = pairs.len().max(1) as f32;
                 let (mut total, mut deltas) = (0.0f64, BTreeMap::<Entity, Pose>::new());
                 let wide = |p: &[[f32; 2]]| p.iter().map(|q| [q[0] as f64, q[1] as f64]).collect::<Vec<_>>();
+                let k64 = |k: [f32; 4]| k.map(|v| v as f64);
                 for ((t, ti), (s, si)) in pairs {
                     let ((_, tf, tp, tl), (_, sf, sp, sl)) = (rows[ti], rows[si]);
                     let (Some((k_t, rigid_t)), Some((k_s, rigid_s))) = (pinhole(tp), pinhole(sp)) else {
                         return Err(StageError { system: "loss_epipolar", message: format!("frames {} and {} need pinhole poses (pinhole_pose)", tf.name, sf.name) });
                     };
                     let (r, tr) = relative_pose::forward(&rigid_t, &rigid_s);
-                    let k64 = |k: [f32; 4]| k.map(|v| v as f64);
                     let (value, d_r, d_t) = epipolar::backward(&wide(&tl.points), &wide(&sl.points), k64(k_t), k64(k_s), &r.map(|v| v as f64), tr.map(|v| v as f64));
                     total += value;
                     let scale = lambda / count;
                     let grad = (d_r.map(|v| v as f32 * scale), d_t.map(|v| v as f32 * scale));
-                    let ((d_tr, d_tt), (d_sr, d_st)) = relative_pose::backward(&rigid_t, &rigid_s, &grad);
-                    add_pose_grad(deltas.entry(t).or_default(), &Pose::Pinhole { k: [0.0; 9], r: d_tr, t: d_tt });
-                    add_pose_grad(deltas.entry(s).or_default(), &Pose::Pinhole { k: [0.0; 9], r: d_sr, t: d_st });
+                    add_relative_grad(&mut deltas, (t, &rigid_t), (s, &rigid_s), &grad);
                 }
                 for (entity, d) in deltas {
                     if let Ok(mut g) = grads.get_mut(entity) {

@@ -52,6 +52,13 @@ pub fn pinhole(pose: &Pose) -> Option<([f32; 4], relative_pose::Rigid)> {
     }
 }
 
+/// Adds a gradient on the relative pose (target → source) to both frames' pose gradients.
+pub fn add_relative_grad(deltas: &mut BTreeMap<Entity, Pose>, target: (Entity, &relative_pose::Rigid), source: (Entity, &relative_pose::Rigid), grad: &relative_pose::Rigid) {
+    let ((d_tr, d_tt), (d_sr, d_st)) = relative_pose::backward(target.1, source.1, grad);
+    crate::add_pose_grad(deltas.entry(target.0).or_default(), &Pose::Pinhole { k: [0.0; 9], r: d_tr, t: d_tt });
+    crate::add_pose_grad(deltas.entry(source.0).or_default(), &Pose::Pinhole { k: [0.0; 9], r: d_sr, t: d_st });
+}
+
 /// Every ordered pair (target, source) of frames of one subject, targets in `frames` order.
 pub fn ordered_pairs<T: Copy>(frames: &[(Entity, u32, T)]) -> Vec<((Entity, T), (Entity, T))> {
     let mut pairs = Vec::new();
@@ -151,15 +158,11 @@ pub fn backward_entry() -> SystemEntry {
                         let Ok((_, s_rendered, s_pose, s_image, _, _)) = frames.get(view.source) else { continue };
                         let (Some((k_t, rigid_t)), Some((k_s, rigid_s))) = (pinhole(pose), pinhole(s_pose)) else { continue };
                         let (r, tr) = relative_pose::forward(&rigid_t, &rigid_s);
-                        let synthesis = Synthesis { coords: view.coords.clone(), rgb: Vec::new(), depth: Vec::new(), valid: view.covisible.clone() };
-                        let zeros = |n: usize, v: &Vec<f32>| if v.is_empty() { vec![0.0; n] } else { v.clone() };
-                        let pixels = rendered.width * rendered.height;
-                        let (g_target, g_source, g_r, g_t) = view_synthesis::synthesise_backward(&pair(rendered, s_rendered, s_image, k_t, k_s), &r, tr, &synthesis, &zeros(3 * pixels, &g.rgb), &zeros(pixels, &g.depth));
+                        // The gradient only where the loss saw the pixel: the covisible map.
+                        let (g_target, g_source, g_r, g_t) = view_synthesis::synthesise_backward(&pair(rendered, s_rendered, s_image, k_t, k_s), &r, tr, &view.coords, &view.covisible, &g.rgb, &g.depth);
                         faceforge_components::accumulate(depth.entry(target).or_default(), &g_target);
                         faceforge_components::accumulate(depth.entry(view.source).or_default(), &g_source);
-                        let ((d_tr, d_tt), (d_sr, d_st)) = relative_pose::backward(&rigid_t, &rigid_s, &(g_r, g_t));
-                        crate::add_pose_grad(poses.entry(target).or_default(), &Pose::Pinhole { k: [0.0; 9], r: d_tr, t: d_tt });
-                        crate::add_pose_grad(poses.entry(view.source).or_default(), &Pose::Pinhole { k: [0.0; 9], r: d_sr, t: d_st });
+                        add_relative_grad(&mut poses, (target, &rigid_t), (view.source, &rigid_s), &(g_r, g_t));
                     }
                 }
                 for (entity, d) in depth {
