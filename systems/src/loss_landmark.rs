@@ -109,6 +109,9 @@ pub fn entry() -> SystemEntry {
             if settings.norm == Norm::SquaredL2 && settings.dims == 3 {
                 return Err(crate::SettingsError("norm: SquaredL2 compares 2D landmarks (dims: 2)".into()));
             }
+            if settings.norm == Norm::L1 && settings.emphasis != 1.0 {
+                return Err(crate::SettingsError("emphasis needs norm: SquaredL2".into()));
+            }
             Ok((move |model: Res<Model>,
                       weights: Res<LossWeights>,
                       mut terms: ResMut<LossTerms>,
@@ -136,11 +139,10 @@ pub fn entry() -> SystemEntry {
                     // In pixels of the crop: the error scales with the residuals to its norm's power.
                     let to_crop = settings.crop / frame_size.map_or(settings.crop, |s| s as f32);
                     let (value, d_projected, to_crop) = match settings.norm {
-                        Norm::L1 if settings.emphasis == 1.0 => {
+                        Norm::L1 => {
                             let (v, d) = landmark_l1(&projected, &targets.points, t3);
                             (v, d, to_crop)
                         }
-                        Norm::L1 => return Err(fail("emphasis needs norm: SquaredL2".into())),
                         Norm::SquaredL2 => {
                             let (v, d) = landmark_squared(&projected, &targets.points, &landmark_weights(n, settings.emphasis));
                             (v, d, to_crop * to_crop)

@@ -131,8 +131,8 @@ pub fn backward_entry() -> SystemEntry {
                         any = true;
                         d.albedo
                     };
-                    if let (Some(p), false) = (renders.partner, g.swapped.is_empty()) {
-                        let Ok((.., partner_albedo, _, _)) = frames.get(p) else { continue };
+                    // The partner is one of these frames (forward drew it from them).
+                    if let (Some((p, .., partner_albedo, _, _)), false) = (renders.partner.and_then(|p| frames.get(p).ok()), g.swapped.is_empty()) {
                         let d = through(&partner_albedo.rgb, &g.swapped);
                         accumulate(d_albedo.entry(p).or_default(), &d);
                     }
