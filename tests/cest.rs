@@ -4,8 +4,8 @@
 
 use bevy_ecs::prelude::*;
 use faceforge::run::{iterate, prepare, Prepared};
-use faceforge_components::{Coeffs, Frame, Grad, GroundTruth, Illumination, Image, LossTerms, Normals, ReflectanceRenders, Rendered, SkinMask};
-use faceforge_e2e::{scene, scenes_dir};
+use faceforge_components::{Coeffs, Grad, GroundTruth, Illumination, Image, LossTerms, Normals, ReflectanceRenders, Rendered, SkinMask};
+use faceforge_e2e::{frames_by_name, scene, scene_into, sweep_into};
 use faceforge_kernels::interpolate;
 use faceforge_kernels::rasterize::RasterShape;
 use faceforge_systems::loss_reflectance::masked_l1;
@@ -32,13 +32,6 @@ fn truth_scene(frames: u32, losses: &str, extra_systems: &str) -> Prepared {
     prepare(&scene(&text, "cest_truth.ron")).unwrap()
 }
 
-fn frames(p: &mut Prepared) -> Vec<Entity> {
-    let mut q = p.world.query::<(Entity, &Frame)>();
-    let mut rows: Vec<(u32, Entity)> = q.iter(&p.world).map(|(e, f)| (f.index, e)).collect();
-    rows.sort();
-    rows.into_iter().map(|r| r.1).collect()
-}
-
 /// The face region the loss compares: drawn and skin.
 fn mask(p: &Prepared, e: Entity) -> Vec<f32> {
     let (rendered, skin) = (p.world.get::<Rendered>(e).unwrap(), p.world.get::<SkinMask>(e).unwrap());
@@ -53,7 +46,7 @@ fn mask(p: &Prepared, e: Entity) -> Vec<f32> {
 fn the_swapped_term_vanishes_at_the_truth_and_exposes_the_degenerate_solution() {
     let mut p = truth_scene(3, "", "");
     iterate(&mut p, 1, false).unwrap();
-    let es = frames(&mut p);
+    let es = frames_by_name(&mut p.world);
     let n = p.model.n_vertices();
     let lights: Vec<Vec<f32>> = es.iter().map(|&e| p.world.get::<Illumination>(e).unwrap().sh.clone()).collect();
     assert!(lights[0] != lights[1], "the frames are lit differently");
@@ -104,7 +97,7 @@ fn the_reflectance_adjoint_matches_central_differences() {
     let graph = r#"(name: "render_reflectance_backward"), (name: "reconstruct_backward"),"#;
     let build = |change: &dyn Fn(&mut World, &[Entity])| {
         let mut p = truth_scene(2, r#""reflectance": 1.0"#, graph);
-        let es = frames(&mut p);
+        let es = frames_by_name(&mut p.world);
         // Off the truth: frame 0 lit brighter than its image, frame 1's albedo paler.
         p.world.get_mut::<GroundTruth>(es[0]).unwrap().sh.as_mut().unwrap().iter_mut().step_by(9).for_each(|v| *v *= 1.3);
         p.world.get_mut::<GroundTruth>(es[1]).unwrap().coeffs.tex.iter_mut().for_each(|v| *v *= 0.5);
@@ -113,7 +106,7 @@ fn the_reflectance_adjoint_matches_central_differences() {
     };
     let mut base = build(&|_, _| {});
     iterate(&mut base, 1, false).unwrap();
-    let es = frames(&mut base);
+    let es = frames_by_name(&mut base.world);
     let partner = base.world.get::<ReflectanceRenders>(es[0]).unwrap().partner;
     assert_eq!(partner, Some(es[1]), "two frames: each is the other's partner");
     let g_tex: Vec<Vec<f32>> = es.iter().map(|&e| base.world.get::<Grad<Coeffs>>(e).unwrap().value.tex.clone()).collect();
@@ -156,18 +149,13 @@ fn the_reflectance_adjoint_matches_central_differences() {
 fn the_scene_and_its_constraint_sweep_run_at_a_small_size() {
     let dir = tempfile::tempdir().unwrap();
     let small = ["data.Synthetic.size=80".to_string(), "data.Synthetic.subjects=1".to_string(), "iterations=60".to_string(), "backend=Cpu".to_string()];
-    let mut loaded = faceforge::LoadedScene::load(&scenes_dir().join("cest.ron")).unwrap();
-    let mut overrides = small.to_vec();
-    overrides.push(format!("outputs.dir={:?}", dir.path().join("scene").display().to_string()));
-    loaded.apply_overrides(&overrides).unwrap();
+    let loaded = scene_into("cest.ron", &small, &dir.path().join("scene"));
     let summary = faceforge::run::run(&loaded, false).unwrap();
     let m = summary.metrics.unwrap();
     assert_eq!(m.frames.len(), 4);
     assert!(m.albedo_255.is_some() && summary.loss_history.0.last().unwrap().contains_key("reflectance"));
 
-    let mut extra = small.to_vec();
-    extra.push(format!("sweep.out={}", dir.path().join("sweep").display()));
-    let table = faceforge::sweep::sweep(&scenes_dir().join("cest_ablation.ron"), &extra, false).unwrap();
+    let table = sweep_into("cest_ablation.ron", &small, &dir.path().join("sweep"));
     eprintln!("{}", faceforge::sweep::markdown(&table));
     assert_eq!(table.rows.len(), 4);
     let albedo = |name: &str| table.rows.iter().find(|r| r.variant == name).unwrap_or_else(|| panic!("row {name}")).metrics.albedo_255.unwrap().mean;

@@ -27,3 +27,27 @@ pub fn quickstart_into(out: &Path) -> LoadedScene {
         .unwrap();
     loaded
 }
+
+/// The frames' entities in name order (`s000_f000`, `s000_f001`, …: by subject, then index).
+pub fn frames_by_name(world: &mut bevy_ecs::world::World) -> Vec<bevy_ecs::entity::Entity> {
+    let mut q = world.query::<(bevy_ecs::entity::Entity, &faceforge_components::Frame)>();
+    let mut rows: Vec<(String, bevy_ecs::entity::Entity)> = q.iter(world).map(|(e, f)| (f.name.clone(), e)).collect();
+    rows.sort();
+    rows.into_iter().map(|r| r.1).collect()
+}
+
+/// A scene of `scenes/` with `overrides`, writing into `out`.
+pub fn scene_into(file: &str, overrides: &[String], out: &Path) -> LoadedScene {
+    let mut loaded = LoadedScene::load(&scenes_dir().join(file)).unwrap();
+    let mut all = overrides.to_vec();
+    all.push(format!("outputs.dir={:?}", out.display().to_string()));
+    loaded.apply_overrides(&all).unwrap();
+    loaded
+}
+
+/// A sweep of `scenes/` with `overrides` for every variant, writing into `out`.
+pub fn sweep_into(file: &str, overrides: &[String], out: &Path) -> faceforge::sweep::Table {
+    let mut all = overrides.to_vec();
+    all.push(format!("sweep.out={}", out.display()));
+    faceforge::sweep::sweep(&scenes_dir().join(file), &all, false).unwrap()
+}

@@ -5,8 +5,8 @@
 
 use bevy_ecs::prelude::*;
 use faceforge::run::{iterate, prepare, Prepared};
-use faceforge_components::{Coeffs, Frame, Grad, GroundTruth, Image, Landmarks2d, PinholeParams, Pose, Rendered, SynthesisedViews};
-use faceforge_e2e::{scene, scenes_dir};
+use faceforge_components::{Coeffs, Grad, GroundTruth, Image, Landmarks2d, PinholeParams, Pose, Rendered, SynthesisedViews};
+use faceforge_e2e::{frames_by_name, scene, scene_into, sweep_into};
 use faceforge_kernels::rasterize::RasterShape;
 use faceforge_kernels::view_synthesis::{synthesise, Pair};
 use faceforge_kernels::{depth_consistency, epipolar, interpolate, pixel_consistency, relative_pose};
@@ -35,14 +35,6 @@ fn gradient_scene(w: Weights) -> String {
     GRADIENT_SCENE.replace("PIXEL", &w[0].to_string()).replace("DEPTH", &w[1].to_string()).replace("EPIPOLAR", &w[2].to_string())
 }
 
-/// Frames in name order.
-fn frames(p: &mut Prepared) -> Vec<Entity> {
-    let mut q = p.world.query::<(Entity, &Frame)>();
-    let mut rows: Vec<(String, Entity)> = q.iter(&p.world).map(|(e, f)| (f.name.clone(), e)).collect();
-    rows.sort();
-    rows.into_iter().map(|r| r.1).collect()
-}
-
 /// What the differences hold fixed: each frame's triangle ids and each pair's covisible map.
 struct Frozen {
     tri: Vec<Vec<u32>>,
@@ -62,7 +54,7 @@ fn depth_map(p: &Prepared, rendered: &Rendered, tri: &[u32]) -> Vec<f32> {
 /// visibility: mean over both ordered pairs of 1·pixel + 0.01·depth + 0.1·epipolar.
 fn frozen_loss(p: &mut Prepared, frozen: &Frozen, w: Weights) -> f64 {
     iterate(p, 1, false).unwrap();
-    let es = frames(p);
+    let es = frames_by_name(&mut p.world);
     let get = |e: Entity| (p.world.get::<Rendered>(e).unwrap().clone(), p.world.get::<Pose>(e).unwrap().clone(), p.world.get::<Image>(e).unwrap().clone(), p.world.get::<Landmarks2d>(e).unwrap().clone());
     let views: Vec<_> = es.iter().map(|&e| get(e)).collect();
     let depths: Vec<Vec<f32>> = views.iter().zip(&frozen.tri).map(|(v, tri)| depth_map(p, &v.0, tri)).collect();
@@ -89,7 +81,7 @@ fn frozen_loss(p: &mut Prepared, frozen: &Frozen, w: Weights) -> f64 {
 fn prepared(w: Weights, change: &dyn Fn(&mut World, &[Entity])) -> Prepared {
     let mut p = prepare(&scene(&gradient_scene(w), "multiview_gradient.ron")).unwrap();
     iterate(&mut p, 1, false).unwrap();
-    let es = frames(&mut p);
+    let es = frames_by_name(&mut p.world);
     let mut second = p.world.get_mut::<PinholeParams>(es[1]).unwrap();
     second.angles[0] += 3f32.to_radians();
     second.angles[1] += 2f32.to_radians();
@@ -112,7 +104,7 @@ fn the_multi_view_chain_matches_central_differences() {
 fn check_gradients(w: Weights, tolerance: f64) {
     let mut base = prepared(w, &|_, _| {});
     iterate(&mut base, 1, false).unwrap();
-    let es = frames(&mut base);
+    let es = frames_by_name(&mut base.world);
     let terms = &base.world.resource::<faceforge_components::LossTerms>().terms;
     assert!(["pixel", "depth", "epipolar"].iter().zip(w).all(|(t, w)| w == 0.0 || terms[*t] > 0.0), "{terms:?}");
     let covisible: Vec<Vec<Vec<f32>>> = es.iter().map(|&e| base.world.get::<SynthesisedViews>(e).unwrap().pairs.iter().map(|v| v.covisible.clone()).collect()).collect();
@@ -150,7 +142,7 @@ fn check_gradients(w: Weights, tolerance: f64) {
 
 /// The angle (degrees) between the fitted and the true relative rotation of frames 0 → 1.
 fn relative_rotation_error(p: &mut Prepared) -> f32 {
-    let es = frames(p);
+    let es = frames_by_name(&mut p.world);
     let rigid = |pose: &Pose| pinhole(pose).unwrap().1;
     let fitted = relative_pose::forward(&rigid(p.world.get::<Pose>(es[0]).unwrap()), &rigid(p.world.get::<Pose>(es[1]).unwrap())).0;
     let truth = |e: Entity| rigid(p.world.get::<GroundTruth>(e).unwrap().pose.as_ref().unwrap());
@@ -189,7 +181,7 @@ fn one_term(loss: &str, weight: f32, axis: usize) -> Prepared {
 )"#
     );
     let mut p = prepare(&scene(&text, "multiview_pose.ron")).unwrap();
-    for (i, e) in frames(&mut p).into_iter().enumerate() {
+    for (i, e) in frames_by_name(&mut p.world).into_iter().enumerate() {
         let mut params = true_params(&p.world, e);
         params.angles[axis] += if i == 1 { 4f32.to_radians() } else { 0.0 };
         p.world.entity_mut(e).insert((params.pose(), params));
@@ -222,7 +214,7 @@ fn the_epipolar_term_alone_reaches_the_truths_consistency() {
     let truth_level = {
         // The loss of the first iteration is taken before its step: at the true poses.
         let mut p = one_term("epipolar", 0.1, 1);
-        for e in frames(&mut p) {
+        for e in frames_by_name(&mut p.world) {
             let truth = true_params(&p.world, e);
             p.world.entity_mut(e).insert((truth.pose(), truth));
         }
@@ -243,19 +235,14 @@ fn the_epipolar_term_alone_reaches_the_truths_consistency() {
 fn the_scene_and_its_ablation_sweep_run_at_a_small_size() {
     let dir = tempfile::tempdir().unwrap();
     let small = ["data.Synthetic.size=80".to_string(), "data.Synthetic.subjects=1".to_string(), "iterations=60".to_string(), "backend=Cpu".to_string()];
-    let mut loaded = faceforge::LoadedScene::load(&scenes_dir().join("mgcnet.ron")).unwrap();
-    let mut overrides = small.to_vec();
-    overrides.push(format!("outputs.dir={:?}", dir.path().join("scene").display().to_string()));
-    loaded.apply_overrides(&overrides).unwrap();
+    let loaded = scene_into("mgcnet.ron", &small, &dir.path().join("scene"));
     let summary = faceforge::run::run(&loaded, false).unwrap();
     let m = summary.metrics.unwrap();
     assert_eq!(m.frames.len(), 3);
     assert!(m.per_vertex_mm.mean < m.mean_face_per_vertex_mm.mean, "per-vertex {} mm vs mean face {} mm", m.per_vertex_mm.mean, m.mean_face_per_vertex_mm.mean);
     assert!(dir.path().join("scene/s000_f001.obj").exists());
 
-    let mut extra = small.to_vec();
-    extra.push(format!("sweep.out={}", dir.path().join("sweep").display()));
-    let table = faceforge::sweep::sweep(&scenes_dir().join("mgcnet_ablation.ron"), &extra, false).unwrap();
+    let table = sweep_into("mgcnet_ablation.ron", &small, &dir.path().join("sweep"));
     eprintln!("{}", faceforge::sweep::markdown(&table));
     assert_eq!(table.rows.len(), 9);
     let row = |name: &str| table.rows.iter().find(|r| r.variant == name).unwrap_or_else(|| panic!("row {name}"));
@@ -276,22 +263,17 @@ fn the_scene_and_its_ablation_sweep_run_at_a_small_size() {
 fn mvfnet_scene_and_its_ablation_sweep_run_at_a_small_size() {
     let dir = tempfile::tempdir().unwrap();
     let small = ["data.Synthetic.size=96".to_string(), "data.Synthetic.subjects=1".to_string(), "iterations=80".to_string(), "backend=Cpu".to_string()];
-    let mut loaded = faceforge::LoadedScene::load(&scenes_dir().join("mvfnet.ron")).unwrap();
-    let mut overrides = small.to_vec();
-    overrides.push(format!("outputs.dir={:?}", dir.path().join("scene").display().to_string()));
-    loaded.apply_overrides(&overrides).unwrap();
+    let loaded = scene_into("mvfnet.ron", &small, &dir.path().join("scene"));
     let mut p = prepare(&loaded).unwrap();
     iterate(&mut p, 2, false).unwrap();
-    let coeffs: Vec<Coeffs> = frames(&mut p).into_iter().map(|e| p.world.get::<Coeffs>(e).unwrap().clone()).collect();
+    let coeffs: Vec<Coeffs> = frames_by_name(&mut p.world).into_iter().map(|e| p.world.get::<Coeffs>(e).unwrap().clone()).collect();
     assert!(coeffs.iter().all(|c| c.id == coeffs[0].id && c.exp == coeffs[0].exp), "one identity and expression per triplet");
     assert!(coeffs[0].exp.iter().any(|x| *x != 0.0), "the shared expression moved");
     let summary = faceforge::run::run(&loaded, false).unwrap();
     let m = summary.metrics.unwrap();
     assert!(m.per_vertex_mm.mean < 0.8 * m.mean_face_per_vertex_mm.mean, "per-vertex {} mm vs mean face {} mm", m.per_vertex_mm.mean, m.mean_face_per_vertex_mm.mean);
 
-    let mut extra = small.to_vec();
-    extra.push(format!("sweep.out={}", dir.path().join("sweep").display()));
-    let table = faceforge::sweep::sweep(&scenes_dir().join("mvfnet_ablation.ron"), &extra, false).unwrap();
+    let table = sweep_into("mvfnet_ablation.ron", &small, &dir.path().join("sweep"));
     eprintln!("{}", faceforge::sweep::markdown(&table));
     assert_eq!(table.rows.len(), 8);
     let row = |name: &str| &table.rows.iter().find(|r| r.variant == name).unwrap_or_else(|| panic!("row {name}")).metrics;
@@ -313,20 +295,8 @@ fn mvfnet_scene_and_its_ablation_sweep_run_at_a_small_size() {
 fn mgcnet_stopped_and_resumed_ends_where_an_uninterrupted_run_ends() {
     use faceforge::run::{resume, run_with, Interrupted, RunOptions};
     let (straight, split) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
-    let scene = |dir: &std::path::Path| {
-        let mut s = faceforge::LoadedScene::load(&scenes_dir().join("mgcnet.ron")).unwrap();
-        s.apply_overrides(&[
-            "model.Procedural.preset=Tiny".to_string(),
-            "data.Synthetic.size=64".into(),
-            "data.Synthetic.subjects=1".into(),
-            "iterations=12".into(),
-            "outputs.checkpoint_every=5".into(),
-            "backend=Cpu".into(),
-            format!("outputs.dir={:?}", dir.display().to_string()),
-        ])
-        .unwrap();
-        s
-    };
+    let overrides = ["model.Procedural.preset=Tiny", "data.Synthetic.size=64", "data.Synthetic.subjects=1", "iterations=12", "outputs.checkpoint_every=5", "backend=Cpu"].map(String::from);
+    let scene = |dir: &std::path::Path| scene_into("mgcnet.ron", &overrides, dir);
     let options = RunOptions { progress: false, overwrite: false, ..Default::default() };
     let whole = run_with(&scene(straight.path()), &options).unwrap();
     let err = run_with(&scene(split.path()), &RunOptions { stop_after: Some(7), ..options.clone() }).unwrap_err();
