@@ -313,25 +313,31 @@ fn step_three_trains_the_fused_heads_through_the_swap_and_the_image_terms() {
 /// heads through pinhole_pose, the render and view synthesis, and the render, landmark and pixel
 /// losses; the shared expression through the texture swaps and the photometric loss — each
 /// head's last layer against central differences of the graph's loss.
+/// A training scene of `scenes/` made tiny (32-pixel frames of the tiny model, 2 subjects, a
+/// 2-channel network), without its step so the gradients stay pending for the check to read.
+fn small_session(file: &str, extra: &[&str], out: &Path) -> Session {
+    let mut loaded = LoadedScene::load(&scenes_dir().join(file)).unwrap();
+    let mut overrides = vec![
+        "learn.init=None".to_string(),
+        "learn.network.input=32".into(),
+        "learn.network.width=2".into(),
+        "learn.network.hidden=8".into(),
+        "learn.network.seed=2".into(),
+        "data.Synthetic.size=32".into(),
+        "data.Synthetic.subjects=2".into(),
+        "model.Procedural.preset=Tiny".into(),
+        format!("outputs.dir={:?}", out.display().to_string()),
+    ];
+    overrides.extend(extra.iter().map(|s| s.to_string()));
+    loaded.apply_overrides(&overrides).unwrap();
+    loaded.scene.systems.retain(|s| s.name != "encoder_step");
+    Session::new(&loaded, None).unwrap()
+}
+
 #[test]
 fn mgcnet_and_mvfnet_heads_match_central_differences() {
     let out = tempfile::tempdir().unwrap();
-    let small = |file: &str, extra: &[&str]| {
-        let mut loaded = LoadedScene::load(&scenes_dir().join(file)).unwrap();
-        let mut overrides = vec![
-            "learn.init=None".to_string(),
-            "learn.network=(input: 32, width: 2, hidden: 8, seed: 2)".into(),
-            "data.Synthetic.size=32".into(),
-            "data.Synthetic.subjects=2".into(),
-            "model.Procedural.preset=Tiny".into(),
-            format!("outputs.dir={:?}", out.path().display().to_string()),
-        ];
-        overrides.extend(extra.iter().map(|s| s.to_string()));
-        loaded.apply_overrides(&overrides).unwrap();
-        // Without the step, the gradients stay pending for the check to read.
-        loaded.scene.systems.retain(|s| s.name != "encoder_step");
-        Session::new(&loaded, None).unwrap()
-    };
+    let small = |file: &str, extra: &[&str]| small_session(file, extra, out.path());
     // Parameters: encoder 0–9, decoder 10–17, identity 18–25, expression 26–33, pose 34–41,
     // albedo 42–49, lighting 50–57 (each head: conv, three FC layers, weight and bias).
     let mut mgcnet = small("mgcnet_train.ron", &[r#"losses={"render": 1.9, "landmark": 0.001, "pixel": 0.15, "regulariser": 0.0001}"#]);
@@ -389,4 +395,19 @@ fn the_landmark_map_channel_feeds_the_network() {
     }
     session.run(0).unwrap();
     assert_ne!(identity(&mut session), before, "moving the landmarks changes what the network sees");
+}
+
+/// 2DASL's graph: L_3d (OWPDC), the self-supervision with the regressor's second pass (its
+/// gradient enters burn as a surrogate of its own) and the critic's gradient with respect to the
+/// parameters, all through the pose and identity heads, against central differences.
+#[test]
+fn twodasl_heads_match_central_differences() {
+    let out = tempfile::tempdir().unwrap();
+    let mut session = small_session("2dasl.ron", &["learn.two_d_fraction=0.0"], out.path());
+    // Parameters: encoder 0–9, FC landmarks 10–15, identity 16–23, expression 24–31, pose
+    // 32–39, then the critic's.
+    let learner = session.world.resource::<Learner>();
+    assert_eq!(learner.parameters().len(), 40 + 2 * 6 + 2 * 4);
+    check_gradients(&mut session, 38, 3, "2DASL, pose head last FC");
+    check_gradients(&mut session, 22, 3, "2DASL, identity head last FC");
 }

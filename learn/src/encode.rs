@@ -11,7 +11,6 @@
 use crate::learner::{flat, Learner, Pending};
 use crate::network::{fusion_matrix, Trained};
 use bevy_ecs::prelude::*;
-use burn::optim::GradientsParams;
 use burn::tensor::{Tensor, TensorData};
 use faceforge_components::{Coeffs, Frame, Grad, Illumination, Image, LandmarkTargets, Landmarks2d, Landmarks3d, PoseParams};
 use faceforge_systems::{collect_errors, parse_settings, Stage, StageError, SystemEntry};
@@ -66,29 +65,37 @@ fn chunks_by_subject(subjects: &[u32], batch: usize) -> Vec<std::ops::Range<usiz
     chunks
 }
 
-/// The network on one chunk of frames: writes their components, returns the outputs.
-fn encode_chunk(learner: &Learner, frames: &[FrameRow], guide: bool, commands: &mut Commands) -> Result<crate::network::Outputs, StageError> {
+/// The network's input for frames (B, C, S, S): RGB, and when the network takes it the
+/// landmark map of each frame's `points` (2DASL's fourth channel).
+pub(crate) fn input_tensor(learner: &Learner, frames: &[(&Frame, &Image, &[[f32; 2]])], system: &'static str) -> Result<Tensor<4>, StageError> {
     let size = learner.info.network.input;
     let channels = learner.info.network.channels();
     let mut pixels: Vec<f32> = Vec::with_capacity(frames.len() * channels * size * size);
-    for (_, frame, image, given_2d, _, targets) in frames {
+    for (frame, image, points) in frames {
         if image.width != size || image.height != size {
-            return Err(StageError { system: "encode", message: format!("frame {} is {}×{} pixels, the network takes {size}×{size}", frame.name, image.width, image.height) });
+            return Err(StageError { system, message: format!("frame {} is {}×{} pixels, the network takes {size}×{size}", frame.name, image.width, image.height) });
         }
         // HWC → CHW
         for c in 0..3 {
             pixels.extend(image.rgb.iter().skip(c).step_by(3));
         }
         if learner.info.network.landmark_map {
-            // 2DASL's fourth channel from the frame's 2D annotations (kept in `LandmarkTargets`
-            // once PGN's guidance has replaced `Landmarks2d`); none: all −1.
-            let points = targets.map(|t| t.points_2d.as_slice()).or(given_2d.map(|l| l.points.as_slice())).unwrap_or(&[]);
             pixels.extend(crate::landmark_map::landmark_map(points, size, size));
         }
     }
-    let b = frames.len();
+    Ok(Tensor::<4>::from_data(TensorData::new(pixels, [frames.len(), channels, size, size]), &learner.device))
+}
+
+/// The network on one chunk of frames: writes their components, returns the outputs.
+fn encode_chunk(learner: &Learner, frames: &[FrameRow], guide: bool, commands: &mut Commands) -> Result<crate::network::Outputs, StageError> {
+    // The landmark map (if any) from the frame's 2D annotations (kept in `LandmarkTargets` once
+    // PGN's guidance has replaced `Landmarks2d`); none: all −1.
+    let inputs: Vec<(&Frame, &Image, &[[f32; 2]])> = frames
+        .iter()
+        .map(|(_, frame, image, given_2d, _, targets)| (*frame, *image, targets.map(|t| t.points_2d.as_slice()).or(given_2d.map(|l| l.points.as_slice())).unwrap_or(&[])))
+        .collect();
+    let images = input_tensor(learner, &inputs, "encode")?;
     let device = learner.device.clone();
-    let images = Tensor::<4>::from_data(TensorData::new(pixels, [b, channels, size, size]), &device);
     let subjects: Vec<u32> = frames.iter().map(|f| f.1.subject_id).collect();
     let outputs = learner.net.forward(images, fusion_matrix(&subjects, &device), &learner.readout, learner.trained);
     let (n_id, n_exp, n_landmarks) = (learner.info.n_id, learner.info.n_exp, learner.info.n_landmarks);
@@ -114,8 +121,7 @@ fn encode_chunk(learner: &Learner, frames: &[FrameRow], guide: bool, commands: &
             e.insert((Landmarks2d { points: points.iter().map(|p| [p[0], p[1]]).collect() }, Landmarks3d { points }));
         }
         if let Some(p) = &pose {
-            let p = &p[6 * k..6 * k + 6];
-            e.insert(PoseParams { angles: [p[0], p[1], p[2]], log_scale: p[3], translation: [p[4], p[5]] });
+            e.insert(pose_params(&p[6 * k..6 * k + 6]));
         }
     }
     Ok(outputs)
@@ -154,8 +160,18 @@ pub fn entry() -> SystemEntry {
     }
 }
 
+/// A pose head's row (yaw, pitch, roll, log scale, translation) as `PoseParams`.
+pub(crate) fn pose_params(p: &[f32]) -> PoseParams {
+    PoseParams { angles: [p[0], p[1], p[2]], log_scale: p[3], translation: [p[4], p[5]] }
+}
+
+/// `PoseParams` (a gradient) as a pose head's row.
+pub(crate) fn pose_row(p: &PoseParams) -> Vec<f32> {
+    vec![p.angles[0], p.angles[1], p.angles[2], p.log_scale, p.translation[0], p.translation[1]]
+}
+
 /// The gradient rows of `entities`, zeros where a frame has none.
-fn gradient_tensor(rows: Vec<Vec<f32>>, width: usize, device: &burn::tensor::Device) -> Tensor<2> {
+pub(crate) fn gradient_tensor(rows: Vec<Vec<f32>>, width: usize, device: &burn::tensor::Device) -> Tensor<2> {
     let b = rows.len();
     let data: Vec<f32> = rows.into_iter().flat_map(|r| if r.len() == width { r } else { vec![0.0; width] }).collect();
     Tensor::from_data(TensorData::new(data, [b, width]), device)
@@ -190,7 +206,7 @@ pub fn backward_entry() -> SystemEntry {
                     parts.push(outputs.expression.mul(g_exp).sum());
                     if let Some(pose) = outputs.pose {
                         let g_pose = gradient_tensor(
-                            grads.iter().map(|g| g.2.map(|g| { let p = &g.value; vec![p.angles[0], p.angles[1], p.angles[2], p.log_scale, p.translation[0], p.translation[1]] }).unwrap_or_default()).collect(),
+                            grads.iter().map(|g| g.2.map(|g| pose_row(&g.value)).unwrap_or_default()).collect(),
                             6,
                             &device,
                         );
@@ -205,11 +221,7 @@ pub fn backward_entry() -> SystemEntry {
                         parts.push(lighting.mul(g_sh).sum());
                     }
                 }
-                let parts: Vec<Tensor<1>> = parts.into_iter().filter(|p| p.is_tracked()).collect();
-                let Some(surrogate) = parts.into_iter().reduce(|a, b| a.add(b)) else { return };
-                let grads = surrogate.backward();
-                let grads = GradientsParams::from_grads(grads, &learner.net);
-                *learner.grads.get_mut().expect("not poisoned") = Some(grads);
+                learner.backward(parts);
             })
             .in_set(Stage::BackwardEncode))
         },

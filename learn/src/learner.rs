@@ -27,11 +27,14 @@ pub struct WeightsInfo {
     /// The expression fused per subject (MVF-Net).
     #[serde(default)]
     pub shared_expression: bool,
+    /// 2DASL's self-critic.
+    #[serde(default)]
+    pub critic: bool,
 }
 
 impl WeightsInfo {
     pub fn heads(&self) -> Heads {
-        Heads { pose: self.pose_head, appearance: self.appearance, shared_expression: self.shared_expression }
+        Heads { pose: self.pose_head, appearance: self.appearance, shared_expression: self.shared_expression, critic: self.critic }
     }
 }
 
@@ -61,6 +64,9 @@ pub struct Learner {
     /// bevy resource must be; only the learner's own systems touch them, one at a time.
     pub(crate) pending: std::sync::Mutex<Option<Pending>>,
     pub(crate) grads: std::sync::Mutex<Option<GradientsParams>>,
+    /// Surrogate terms other systems add to this step's backward pass: 2DASL's second pass
+    /// through the regressor, the critic's own loss.
+    pub(crate) extra: std::sync::Mutex<Vec<Tensor<1>>>,
     /// Optimiser steps taken.
     pub steps: u64,
 }
@@ -92,6 +98,7 @@ impl Learner {
             pose_head: heads.pose,
             appearance: heads.appearance,
             shared_expression: heads.shared_expression,
+            critic: heads.critic,
         };
         let net = Network::new(spec, info.n_landmarks, (info.n_id, info.n_exp, model.n_albedo()), heads, &device);
         Ok(Self {
@@ -105,6 +112,7 @@ impl Learner {
             device,
             pending: Default::default(),
             grads: Default::default(),
+            extra: Default::default(),
             steps: 0,
         })
     }
@@ -173,6 +181,8 @@ impl Learner {
         net.pose = net.pose.clone().map(|m| m.set_require_grad(heads));
         net.albedo = net.albedo.clone().map(|m| m.set_require_grad(heads));
         net.lighting = net.lighting.clone().map(|m| m.set_require_grad(heads));
+        // The critic learns whenever the regressor does.
+        net.critic = net.critic.clone().map(|m| m.set_require_grad(training));
     }
 
     /// Every float parameter of the network, flattened, in the module's visiting order.
@@ -231,6 +241,23 @@ impl Learner {
             }
         }
         self.net = self.net.clone().map(&mut Nudge { index, entry, by, seen: 0 });
+    }
+
+    /// Adds a term to this step's backward pass (a scalar whose gradient is the one wanted).
+    pub fn add_surrogate(&self, term: Tensor<1>) {
+        if term.is_tracked() {
+            self.extra.lock().expect("not poisoned").push(term);
+        }
+    }
+
+    /// One burn backward pass over `parts` and the surrogates added since the last; keeps the
+    /// parameters' gradients for `step`.
+    pub fn backward(&mut self, parts: Vec<Tensor<1>>) {
+        let extra = std::mem::take(self.extra.get_mut().expect("not poisoned"));
+        let tracked = parts.into_iter().chain(extra).filter(|p| p.is_tracked());
+        let Some(surrogate) = tracked.reduce(|a, b| a.add(b)) else { return };
+        let grads = GradientsParams::from_grads(surrogate.backward(), &self.net);
+        *self.grads.get_mut().expect("not poisoned") = Some(grads);
     }
 
     /// Applies the gradients of the last backward pass (Adam), if there were any.

@@ -96,6 +96,8 @@ pub struct Heads {
     pub appearance: bool,
     /// The expression fused over each subject's frames, like the identity.
     pub shared_expression: bool,
+    /// 2DASL's self-critic beside the regressor (trained against it; unused at inference).
+    pub critic: bool,
 }
 
 /// The SH lighting head's output is added to white ambient light of this level.
@@ -200,6 +202,7 @@ pub struct Network {
     pub lighting: Option<Head>,
     /// Whether the expression head sees the subject-fused features (a flag, not a weight).
     pub shared_expression: bool,
+    pub critic: Option<crate::critic::Critic>,
 }
 
 /// What one forward pass predicts for a batch of B frames.
@@ -240,6 +243,7 @@ impl Network {
             albedo: heads.appearance.then(|| Head::new(Some(f), f, spec.hidden, n_albedo, device)),
             lighting: heads.appearance.then(|| Head::new(Some(f), f, spec.hidden, 27, device)),
             shared_expression: heads.shared_expression,
+            critic: heads.critic.then(|| crate::critic::Critic::new(spec.input, crate::critic::POSE_NUMBERS + n_id + n_exp, device)),
         };
         // burn initialises parameters lazily, at their first use: draw them all now, under
         // the lock, so the weights depend on the seed alone.

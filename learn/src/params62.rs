@@ -5,11 +5,37 @@
 //! a × b / f, t_z) only orders depth.
 
 use faceforge_components::{Coeffs, Pose};
+use faceforge_model::MorphableModel;
 
 pub const POSE: usize = 12;
 pub const SHAPE: usize = 40;
 pub const EXPRESSION: usize = 10;
 pub const LEN: usize = POSE + SHAPE + EXPRESSION;
+
+/// Each entry's unit: 3DDFA whitens its 62 targets before the loss; faceforge uses fixed scales
+/// instead of dataset statistics — the pose rows' rotation part in the reference scale (pixels
+/// per model unit that make the mean face span 60 % of an `size`-pixel crop, the pose head's
+/// starting scale), their translation in crop sizes from the crop's centre, the coefficients in
+/// σ. Returns (factor, offset): standard = (value − offset) · factor.
+pub fn standard_units(model: &MorphableModel, size: usize) -> Result<(Vec<f32>, Vec<f32>), String> {
+    if model.n_id() != SHAPE || model.n_exp() != EXPRESSION {
+        return Err(format!("2DASL's model has {SHAPE} shape and {EXPRESSION} expression components; this one has {} and {}", model.n_id(), model.n_exp()));
+    }
+    let mean = model.mean_shape();
+    let xs = mean.chunks(3).map(|p| p[0]);
+    let width = xs.clone().fold(f32::MIN, f32::max) - xs.fold(f32::MAX, f32::min);
+    let reference = 0.6 * size as f32 / width.max(1e-6);
+    let mut factor = Vec::with_capacity(LEN);
+    let mut offset = Vec::with_capacity(LEN);
+    for row in 0..3 {
+        factor.extend([1.0 / reference; 3]);
+        factor.push(1.0 / size as f32);
+        offset.extend([0.0, 0.0, 0.0, if row < 2 { 0.5 * size as f32 } else { 0.0 }]);
+    }
+    factor.extend(model.id_sigma().iter().chain(model.exp_sigma()).map(|s| 1.0 / s.max(1e-12)));
+    offset.resize(LEN, 0.0);
+    Ok((factor, offset))
+}
 
 /// The 62 numbers, split.
 #[derive(Clone, Debug, PartialEq)]

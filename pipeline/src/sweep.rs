@@ -2,7 +2,9 @@
 //! scene and, per variant, the systems it removes and adds, the losses it uses and any other
 //! overrides; each variant runs to the end and the table (mean and std of per-vertex, depth and
 //! scan error, 3D and 2D NME, pose and landmark error) is written as Markdown, JSON and a
-//! side-by-side HTML report.
+//! side-by-side HTML report. A sweep over a training scene (one with a `learn` section) trains
+//! each variant's network and tabulates it on its held-out frames (NME by yaw bin, pose and
+//! shape error), as the learn-mode papers' ablations do.
 
 use crate::metrics::RunMetrics;
 use crate::report::{sweep_html, sweep_markdown_table, LossHistory, VariantReport};
@@ -62,11 +64,24 @@ pub struct Row {
     pub folder: String,
 }
 
+/// One row of a training sweep: the variant's network on the held-out frames.
+#[derive(Debug, Clone, Serialize)]
+pub struct TrainingRow {
+    pub variant: String,
+    pub held_out: crate::train::HeldOut,
+    pub losses: BTreeMap<String, f32>,
+    pub seconds: f64,
+    pub folder: String,
+}
+
 #[derive(Debug, Clone, Serialize)]
 pub struct Table {
     pub sweep: String,
     pub base: String,
     pub rows: Vec<Row>,
+    /// The rows of a training sweep (then `rows` is empty).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub trainings: Vec<TrainingRow>,
     /// Where the table, the report and the variants' outputs are.
     pub out: PathBuf,
 }
@@ -142,9 +157,16 @@ pub fn sweep(path: &Path, extra: &[String], show_progress: bool) -> anyhow::Resu
     }
     let extra: Vec<String> = extra.iter().filter(|o| !o.starts_with("sweep.")).cloned().collect();
     let mut rows = Vec::new();
+    let mut trainings = Vec::new();
     for variant in &sweep.variants {
         let scene = variant_scene(&base, &sweep, variant, &extra)?;
         tracing::info!("variant {}", variant.name);
+        if scene.scene.learn.is_some() {
+            let options = crate::run::RunOptions { progress: show_progress, overwrite: true, ..Default::default() };
+            let summary = crate::train::train(&scene, &options, false).with_context(|| format!("variant `{}`", variant.name))?;
+            trainings.push(TrainingRow { variant: variant.name.clone(), held_out: summary.held_out, losses: summary.losses, seconds: summary.seconds, folder: slug(&variant.name) });
+            continue;
+        }
         let summary = run(&scene, show_progress).with_context(|| format!("variant `{}`", variant.name))?;
         let metrics = summary.metrics.with_context(|| format!("variant `{}` has no metrics: the data needs ground truth", variant.name))?;
         rows.push(Row {
@@ -160,12 +182,15 @@ pub fn sweep(path: &Path, extra: &[String], show_progress: bool) -> anyhow::Resu
         sweep: if sweep.name.is_empty() { path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default() } else { sweep.name.clone() },
         base: base_path.display().to_string(),
         rows,
+        trainings,
         out: sweep.out.clone(),
     };
     std::fs::create_dir_all(&sweep.out).with_context(|| format!("creating {}", sweep.out.display()))?;
     atomic_write(&sweep.out.join("table.json"), serde_json::to_string_pretty(&table)?.as_bytes())?;
     atomic_write(&sweep.out.join("table.md"), markdown(&table).as_bytes())?;
-    atomic_write(&sweep.out.join("report.html"), sweep_html(&table.sweep, &table.base, &variant_reports(&table)).as_bytes())?;
+    if table.trainings.is_empty() {
+        atomic_write(&sweep.out.join("report.html"), sweep_html(&table.sweep, &table.base, &variant_reports(&table)).as_bytes())?;
+    }
     Ok(table)
 }
 
@@ -175,5 +200,33 @@ fn variant_reports(t: &Table) -> Vec<VariantReport<'_>> {
 
 /// The table as Markdown.
 pub fn markdown(t: &Table) -> String {
+    if !t.trainings.is_empty() {
+        return training_markdown(t);
+    }
     format!("# {}\n\nBase scene: `{}`. Errors against the synthetic ground truth, mean ± std over frames.\n\n{}", t.sweep, t.base, sweep_markdown_table(&variant_reports(t)))
+}
+
+/// A training sweep's table: each variant's network on its held-out frames.
+fn training_markdown(t: &Table) -> String {
+    let pct = |v: Option<f32>| v.map_or("–".to_string(), |v| format!("{v:.2}"));
+    let mut out = format!(
+        "# {}\n\nBase scene: `{}`. Each variant's network trained, then measured on held-out synthetic frames: 2D NME (%) of the model's landmarks under the predicted pose by yaw bin and their mean, pose error, per-vertex shape error after rigid alignment. Reports: `<variant>/report.html`.\n\n",
+        t.sweep, t.base
+    );
+    let bins: Vec<String> = t.trainings.first().map(|r| r.held_out.by_yaw.iter().map(|b| b.bin.clone()).collect()).unwrap_or_default();
+    out.push_str(&format!("| variant | {} | NME mean | pose error (°) | per-vertex (mm) | time (s) |\n", bins.iter().map(|b| format!("NME {b}")).collect::<Vec<_>>().join(" | ")));
+    out.push_str(&format!("|---|{}---|---|---|---|\n", "---|".repeat(bins.len())));
+    for r in &t.trainings {
+        let h = &r.held_out;
+        let by_bin: Vec<String> = h.by_yaw.iter().map(|b| pct(b.nme_reconstruction)).collect();
+        let pose = h.pose_error_deg.as_ref().map_or("–".into(), |p| format!("{:.2}", p.mean));
+        let shape = h.per_vertex_mm.as_ref().map_or("–".into(), |p| format!("{:.3}", p.mean));
+        out.push_str(&format!("| {} | {} | {} | {pose} | {shape} | {:.0} |\n", r.variant, by_bin.join(" | "), pct(h.nme_reconstruction), r.seconds));
+    }
+    if let Some(first) = t.trainings.first() {
+        let h = &first.held_out;
+        let by_bin: Vec<String> = h.by_yaw.iter().map(|b| pct(Some(b.nme_mean_face))).collect();
+        out.push_str(&format!("| mean face | {} | {} | – | {:.3} | – |\n", by_bin.join(" | "), pct(Some(h.nme_mean_face)), h.mean_face_per_vertex_mm));
+    }
+    out
 }

@@ -38,6 +38,8 @@ pub struct LearnSpec {
     pub appearance: bool,
     /// The expression fused over a subject's frames like the identity (MVF-Net's triplets).
     pub shared_expression: bool,
+    /// 2DASL's self-critic, trained beside the regressor.
+    pub critic: bool,
     /// Weights to start from (a previous step's `weights.bpk`); fresh weights when absent.
     pub init: Option<PathBuf>,
     /// Adam's learning rate (PGN: 1e-4), halved every `halve_every` steps (0: never).
@@ -52,14 +54,14 @@ pub struct LearnSpec {
 
 impl Default for LearnSpec {
     fn default() -> Self {
-        Self { network: NetworkSpec::default(), trained: Trained::Guidance, pose_head: false, appearance: false, shared_expression: false, init: None, learning_rate: 1e-4, halve_every: 0, two_d_fraction: 0.0, held_out: 16 }
+        Self { network: NetworkSpec::default(), trained: Trained::Guidance, pose_head: false, appearance: false, shared_expression: false, critic: false, init: None, learning_rate: 1e-4, halve_every: 0, two_d_fraction: 0.0, held_out: 16 }
     }
 }
 
 impl LearnSpec {
     /// The learning rate at `step`.
     pub fn heads(&self) -> faceforge_learn::Heads {
-        faceforge_learn::Heads { pose: self.pose_head, appearance: self.appearance, shared_expression: self.shared_expression }
+        faceforge_learn::Heads { pose: self.pose_head, appearance: self.appearance, shared_expression: self.shared_expression, critic: self.critic }
     }
 
     pub fn rate(&self, step: u32) -> f64 {

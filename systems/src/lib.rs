@@ -26,6 +26,7 @@ pub mod loss_regulariser;
 pub mod loss_render;
 pub mod loss_semantic;
 pub mod loss_supervised;
+pub mod loss_vertex_distance;
 pub mod oracle;
 pub mod pgn;
 pub mod pinhole_pose;
@@ -243,6 +244,7 @@ pub fn registry() -> Vec<SystemEntry> {
         loss_flow::entry(),
         loss_semantic::entry(),
         loss_supervised::coefficients_entry(),
+        loss_vertex_distance::entry(),
         loss_supervised::pose_entry(),
         adam::entry(),
     ]
