@@ -1,6 +1,7 @@
 //! CEST in fit mode: the re-renders with a partner's and a mirrored reflectance at the truth and
 //! at the degenerate solution the paper warns about, their adjoint against central differences,
-//! and the scene and its constraint sweep at a small size.
+//! and the scene and its constraint sweep at a small size. In learn mode: the conditional chain
+//! (each stage reading the one before), its training scene and the CEST / IEST sweep.
 
 use bevy_ecs::prelude::*;
 use faceforge::run::{iterate, prepare, Prepared};
@@ -161,4 +162,33 @@ fn the_scene_and_its_constraint_sweep_run_at_a_small_size() {
     let albedo = |name: &str| table.rows.iter().find(|r| r.variant == name).unwrap_or_else(|| panic!("row {name}")).metrics.albedo_255.unwrap().mean;
     assert!(albedo("consistency only") < albedo("none (self-reconstruction)"), "albedo error: consistency {} vs none {}", albedo("consistency only"), albedo("none (self-reconstruction)"));
     assert!(std::fs::read_to_string(dir.path().join("sweep/table.md")).unwrap().contains("albedo (/255)"));
+}
+
+/// Overrides that make the CEST training scenes tiny: 2 clips of 4 32-pixel frames of the tiny
+/// model, a 2-channel network, 3 steps.
+fn tiny_training() -> Vec<String> {
+    ["data.Synthetic.subjects=2", "data.Synthetic.size=32", "learn.network.input=32", "learn.network.width=2", "learn.network.hidden=8", "model.Procedural.preset=Tiny", "iterations=3", "learn.held_out=2", "outputs.checkpoint_every=0"]
+        .map(String::from)
+        .to_vec()
+}
+
+#[test]
+fn the_conditional_chain_trains_and_the_cest_iest_sweep_runs_at_a_small_size() {
+    let out = tempfile::tempdir().unwrap();
+    let summary = faceforge::train::train(&scene_into("cest_train.ron", &tiny_training(), &out.path().join("cest")), &Default::default(), false).unwrap();
+    let names: Vec<&str> = summary.losses.keys().map(String::as_str).collect();
+    assert_eq!(names, ["landmark", "reflectance", "regulariser"]);
+    assert!(summary.losses.values().all(|v| v.is_finite() && *v > 0.0), "{:?}", summary.losses);
+    assert!(summary.held_out.albedo_255.as_ref().is_some_and(|a| a.mean.is_finite()) && summary.held_out.mean_albedo_255.is_some());
+    let info = std::fs::read_to_string(out.path().join("cest/weights.json")).unwrap();
+    assert!(info.contains("\"conditional\": true") && info.contains("\"mono_lighting\": true"));
+
+    let table = sweep_into("cest_train_ablation.ron", &tiny_training(), &out.path().join("sweep"));
+    let rows: Vec<&str> = table.trainings.iter().map(|r| r.variant.as_str()).collect();
+    assert_eq!(rows, ["CEST, consistency + symmetry", "IEST, consistency + symmetry", "CEST, consistency only", "CEST, symmetry only", "CEST, none (self-reconstruction)", "IEST, none (self-reconstruction)"]);
+    assert!(table.trainings.iter().all(|r| r.held_out.albedo_255.is_some()));
+    let conditional = |folder: &str| std::fs::read_to_string(out.path().join("sweep").join(folder).join("weights.json")).unwrap().contains("\"conditional\": true");
+    assert!(conditional("cest_consistency_symmetry") && !conditional("iest_consistency_symmetry"));
+    let markdown = std::fs::read_to_string(out.path().join("sweep/table.md")).unwrap();
+    assert!(markdown.contains("albedo (/255)"), "{markdown}");
 }

@@ -411,3 +411,18 @@ fn twodasl_heads_match_central_differences() {
     check_gradients(&mut session, 38, 3, "2DASL, pose head last FC");
     check_gradients(&mut session, 22, 3, "2DASL, identity head last FC");
 }
+
+/// CEST's conditional chain: the light is its last estimator, so the graph's loss depends on the
+/// lighting head through its output alone and the surrogate must equal the differences. (The
+/// earlier estimators also move the next ones' inputs — the aligned crop, the unwrapped texture —
+/// which the chain treats as data: their surrogate gradients are not total derivatives.)
+#[test]
+fn the_conditional_chain_light_head_matches_central_differences() {
+    let out = tempfile::tempdir().unwrap();
+    let mut session = small_session("cest_train.ron", &[], out.path());
+    // Parameters: encoder 0–9, FC landmarks 10–15, identity 16–23, expression 24–31, pose
+    // 32–39, albedo 40–47, lighting 48–55, the shape, reflectance and lighting encoders 56–85.
+    assert_eq!(session.world.resource::<Learner>().parameters().len(), 86);
+    check_gradients(&mut session, 54, 3, "CEST, lighting head last FC");
+    check_gradients(&mut session, 84, 2, "CEST, lighting encoder last stage");
+}

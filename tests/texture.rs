@@ -3,7 +3,7 @@
 //! not; and the OBJ + MTL + PNG a run writes, read back.
 
 use faceforge::synth::{generate, SynthPreset, SynthSpec};
-use faceforge::texture::unwrap;
+use faceforge_systems::unwrap::{unwrap, Unseen};
 use faceforge_components::{Coeffs, Frame, Image};
 use faceforge_kernels::Backend;
 use faceforge_model::{MorphableModel, ModelSpec};
@@ -32,7 +32,7 @@ fn the_texture_shows_the_image_where_seen_and_the_mirror_side_where_not() {
         let coeffs: &Coeffs = &f.truth.coeffs;
         let (shape, albedo) = decode_batch(&Backend::Cpu, &model, None, &[(&frame, coeffs)], true).unwrap();
         let image = Image { width: f.size, height: f.size, rgb: f.image.clone() };
-        let (texture, sources) = unwrap(&model, &shape, albedo.as_deref(), &f.truth.pose, &image, SIZE);
+        let (texture, sources) = unwrap(&model, &shape, &f.truth.pose, &image, SIZE, Unseen::MirrorThenAlbedo(albedo.as_deref().unwrap()));
         eprintln!("yaw {:?}: {:.0} % image, {:.0} % mirrored, {:.0} % model", f.truth.angles, 100.0 * sources.image, 100.0 * sources.mirrored, 100.0 * sources.model);
         results.push((f, shape, image, texture, sources));
     }
@@ -106,7 +106,7 @@ fn unwrapping_then_rendering_the_texture_gives_the_visible_face_back() {
     for f in generate(&model, &Backend::Cpu, &spec) {
         let (shape, albedo) = decode_batch(&Backend::Cpu, &model, None, &[(&frame, &f.truth.coeffs)], true).unwrap();
         let image = Image { width: f.size, height: f.size, rgb: f.image.clone() };
-        let (texture, _) = unwrap(&model, &shape, albedo.as_deref(), &f.truth.pose, &image, atlas);
+        let (texture, _) = unwrap(&model, &shape, &f.truth.pose, &image, atlas, Unseen::MirrorThenAlbedo(albedo.as_deref().unwrap()));
         let (camera_model, camera) = f.truth.pose.camera();
         let projected = project::forward_cpu(camera_model, &shape, &camera, n);
         let raster_shape = RasterShape { batch: 1, width: f.size, height: f.size };

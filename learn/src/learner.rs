@@ -30,11 +30,16 @@ pub struct WeightsInfo {
     /// 2DASL's self-critic.
     #[serde(default)]
     pub critic: bool,
+    /// CEST's conditional chain, and its mono lighting.
+    #[serde(default)]
+    pub conditional: bool,
+    #[serde(default)]
+    pub mono_lighting: bool,
 }
 
 impl WeightsInfo {
     pub fn heads(&self) -> Heads {
-        Heads { pose: self.pose_head, appearance: self.appearance, shared_expression: self.shared_expression, critic: self.critic }
+        Heads { pose: self.pose_head, appearance: self.appearance, shared_expression: self.shared_expression, critic: self.critic, conditional: self.conditional, mono_lighting: self.mono_lighting }
     }
 }
 
@@ -88,6 +93,9 @@ impl Learner {
     /// A fresh network for `model`, on burn's CPU backend (flex) with autodiff.
     pub fn new(spec: &NetworkSpec, model: &MorphableModel, heads: Heads) -> Result<Self, LearnError> {
         spec.check().map_err(LearnError::Spec)?;
+        if heads.conditional && !(heads.pose && heads.appearance) {
+            return Err(LearnError::Spec("CEST's conditional chain estimates the viewpoint, shape, reflectance and light: it needs pose_head and appearance".into()));
+        }
         let device = Device::flex().autodiff();
         let info = WeightsInfo {
             network: spec.clone(),
@@ -99,6 +107,8 @@ impl Learner {
             appearance: heads.appearance,
             shared_expression: heads.shared_expression,
             critic: heads.critic,
+            conditional: heads.conditional,
+            mono_lighting: heads.mono_lighting,
         };
         let net = Network::new(spec, info.n_landmarks, (info.n_id, info.n_exp, model.n_albedo()), heads, &device);
         Ok(Self {
@@ -181,6 +191,9 @@ impl Learner {
         net.pose = net.pose.clone().map(|m| m.set_require_grad(heads));
         net.albedo = net.albedo.clone().map(|m| m.set_require_grad(heads));
         net.lighting = net.lighting.clone().map(|m| m.set_require_grad(heads));
+        for encoder in [&mut net.shape_encoder, &mut net.reflectance_encoder, &mut net.lighting_encoder] {
+            *encoder = encoder.clone().map(|m| m.set_require_grad(heads));
+        }
         // The critic learns whenever the regressor does.
         net.critic = net.critic.clone().map(|m| m.set_require_grad(training));
     }

@@ -4,6 +4,8 @@
 //! facial landmark map, the 62-parameter vector), groundwork for its learn mode.
 
 pub mod consistency;
+pub mod canonical;
+pub mod conditional;
 pub mod critic;
 pub mod encode;
 pub mod landmark_map;
@@ -21,6 +23,7 @@ pub use network::{Heads, LandmarkHead, NetworkSpec, Trained};
 pub fn registry() -> Vec<faceforge_systems::SystemEntry> {
     vec![
         encode::entry(),
+        conditional::entry(),
         encode::backward_entry(),
         encode::step_entry(),
         loss_weighted_coefficients::entry(),

@@ -98,7 +98,18 @@ pub struct Heads {
     pub shared_expression: bool,
     /// 2DASL's self-critic beside the regressor (trained against it; unused at inference).
     pub critic: bool,
+    /// CEST's conditional chain (`conditional`): the viewpoint from the image, the shape from
+    /// the canonically aligned crop, the reflectance from the unwrapped texture, the light from
+    /// the image, texture and reflectance — each with an encoder of its own. Needs `pose` and
+    /// `appearance`.
+    pub conditional: bool,
+    /// One set of 9 SH coefficients for all three colours (CEST), not 27.
+    pub mono_lighting: bool,
 }
+
+/// CEST's lighting estimator reads the image, the unwrapped texture and the reflectance drawn in
+/// UV: 3 × 3 channels.
+pub const CEST_LIGHTING_INPUT: usize = 9;
 
 /// The SH lighting head's output is added to white ambient light of this level.
 pub const AMBIENT: f32 = 0.8;
@@ -115,10 +126,10 @@ pub struct Encoder {
 }
 
 impl Encoder {
-    fn new(spec: &NetworkSpec, device: &Device) -> Self {
+    fn new(spec: &NetworkSpec, channels: usize, device: &Device) -> Self {
         let w = spec.width;
         let stages = (0..4).map(|k| conv([w << k, w << (k + 1).min(3)], 2, device)).collect();
-        Self { stem: conv([spec.channels(), w], 1, device), stages }
+        Self { stem: conv([channels, w], 1, device), stages }
     }
 
     pub fn forward(&self, images: Tensor<4>) -> Tensor<4> {
@@ -203,6 +214,12 @@ pub struct Network {
     /// Whether the expression head sees the subject-fused features (a flag, not a weight).
     pub shared_expression: bool,
     pub critic: Option<crate::critic::Critic>,
+    /// CEST's shape, reflectance and lighting encoders (the viewpoint's is `encoder`).
+    pub shape_encoder: Option<Encoder>,
+    pub reflectance_encoder: Option<Encoder>,
+    pub lighting_encoder: Option<Encoder>,
+    /// The lighting head gives 9 coefficients, the same for red, green and blue.
+    pub mono_lighting: bool,
 }
 
 /// What one forward pass predicts for a batch of B frames.
@@ -234,16 +251,20 @@ impl Network {
         let f = spec.features();
         let landmarks_fc = spec.landmarks == LandmarkHead::Fc;
         let net = Self {
-            encoder: Encoder::new(spec, device),
+            encoder: Encoder::new(spec, spec.channels(), device),
             uv: (!landmarks_fc).then(|| UvDecoder::new(spec, device)),
             fc_landmarks: landmarks_fc.then(|| Head::new(None, f * spec.grid() * spec.grid(), 2 * spec.hidden, 3 * n_landmarks, device)),
             identity: Head::new(Some(f), f, spec.hidden, n_id, device),
             expression: Head::new(Some(f), f, spec.hidden, n_exp, device),
             pose: heads.pose.then(|| Head::new(Some(f), f, spec.hidden, 6, device)),
             albedo: heads.appearance.then(|| Head::new(Some(f), f, spec.hidden, n_albedo, device)),
-            lighting: heads.appearance.then(|| Head::new(Some(f), f, spec.hidden, 27, device)),
+            lighting: heads.appearance.then(|| Head::new(Some(f), f, spec.hidden, if heads.mono_lighting { 9 } else { 27 }, device)),
             shared_expression: heads.shared_expression,
             critic: heads.critic.then(|| crate::critic::Critic::new(spec.input, crate::critic::POSE_NUMBERS + n_id + n_exp, device)),
+            shape_encoder: heads.conditional.then(|| Encoder::new(spec, 3, device)),
+            reflectance_encoder: heads.conditional.then(|| Encoder::new(spec, 3, device)),
+            lighting_encoder: heads.conditional.then(|| Encoder::new(spec, CEST_LIGHTING_INPUT, device)),
+            mono_lighting: heads.mono_lighting,
         };
         // burn initialises parameters lazily, at their first use: draw them all now, under
         // the lock, so the weights depend on the seed alone.
@@ -256,6 +277,14 @@ impl Network {
         net.visit(&mut Draw);
         net
     }
+}
+
+/// The scale (pixels per model unit) at which the mean face spans 60 % of a `size`-pixel crop:
+/// the pose head's starting point and the canonical view's scale.
+pub fn reference_scale(model: &MorphableModel, size: usize) -> f32 {
+    let xs = model.mean_shape().chunks(3).map(|p| p[0]);
+    let width = xs.clone().fold(f32::MIN, f32::max) - xs.fold(f32::MAX, f32::min);
+    0.6 * size as f32 / width.max(1e-6)
 }
 
 /// The constants a forward pass needs besides the weights: how to read the landmarks off the UV
@@ -297,11 +326,8 @@ impl Readout {
             }
         }
         let tensor1 = |v: &[f32]| Tensor::<1>::from_data(TensorData::new(v.to_vec(), [v.len()]), device);
-        let mean = model.mean_shape();
-        let xs = mean.chunks(3).map(|p| p[0]);
-        let width = xs.clone().fold(f32::MIN, f32::max) - xs.fold(f32::MAX, f32::min);
         let half = spec.input as f32 / 2.0;
-        let pose_offset = [0.0, 0.0, 0.0, (0.6 * spec.input as f32 / width.max(1e-6)).ln(), half, half];
+        let pose_offset = [0.0, 0.0, 0.0, reference_scale(model, spec.input).ln(), half, half];
         Self {
             input: spec.input,
             uv_weights: Tensor::from_data(TensorData::new(weights, [u * u, landmarks.len()]), device),
@@ -343,7 +369,6 @@ impl Network {
         // Frozen parts run detached: no gradient reaches them.
         let features = if trained == Trained::Heads { features.detach() } else { features };
         let landmark_features = features.clone();
-        let size = readout.input as f32;
         let landmarks = match (&self.uv, &self.fc_landmarks) {
             (Some(uv), _) => {
                 let map = uv.forward(landmark_features); // (B, 3, U, U)
@@ -360,19 +385,66 @@ impl Network {
         // The map holds positions in units of the crop, centred: pixels = (value + 0.5) · S for
         // x and y, value · S for depth.
         let offset = Tensor::<1>::from_data(TensorData::new(vec![0.5f32, 0.5, 0.0], [3]), &landmarks.device());
-        let landmarks = landmarks.add(offset.unsqueeze::<3>()).mul_scalar(size);
+        let landmarks = landmarks.add(offset.unsqueeze::<3>()).mul_scalar(readout.input as f32);
         let head_features = if trained == Trained::Guidance { features.detach() } else { features };
-        let [_, c, h, w] = head_features.dims();
-        let fused = fusion.matmul(head_features.clone().reshape([b, c * h * w])).reshape([b, c, h, w]);
-        let identity = self.identity.forward_pooled(fused.clone()).mul(readout.id_sigma.clone().unsqueeze::<2>());
-        // Translation in units of the crop, like the landmarks.
-        let pose_scale = Tensor::<1>::from_data(TensorData::new(vec![1.0f32, 1.0, 1.0, 1.0, size, size], [6]), &readout.pose_offset.device());
-        let pose = self.pose.as_ref().map(|p| p.forward_pooled(head_features.clone()).mul(pose_scale.unsqueeze::<2>()).add(readout.pose_offset.clone().unsqueeze::<2>()));
-        let albedo = self.albedo.as_ref().map(|a| a.forward_pooled(head_features.clone()).mul(readout.albedo_sigma.clone().unsqueeze::<2>()));
-        let lighting = self.lighting.as_ref().map(|l| l.forward_pooled(head_features.clone()).add(readout.lighting_offset.clone().unsqueeze::<2>()));
-        let expression_features = if self.shared_expression { fused } else { head_features };
-        let expression = self.expression.forward_pooled(expression_features).mul(readout.exp_sigma.clone().unsqueeze::<2>());
+        let (identity, expression) = self.shape_of(head_features.clone(), fusion, readout);
+        let pose = self.pose.as_ref().map(|_| self.pose_of(head_features.clone(), readout));
+        let albedo = self.albedo.as_ref().map(|_| self.albedo_of(head_features.clone(), readout));
+        let lighting = self.lighting.as_ref().map(|_| self.lighting_of(head_features, readout));
         Outputs { landmarks, identity, expression, pose, albedo, lighting }
+    }
+
+    /// Identity (fused over each subject's frames) and expression from encoder features.
+    fn shape_of(&self, features: Tensor<4>, fusion: Tensor<2>, readout: &Readout) -> (Tensor<2>, Tensor<2>) {
+        let [b, c, h, w] = features.dims();
+        let fused = fusion.matmul(features.clone().reshape([b, c * h * w])).reshape([b, c, h, w]);
+        let identity = self.identity.forward_pooled(fused.clone()).mul(readout.id_sigma.clone().unsqueeze::<2>());
+        let expression_features = if self.shared_expression { fused } else { features };
+        let expression = self.expression.forward_pooled(expression_features).mul(readout.exp_sigma.clone().unsqueeze::<2>());
+        (identity, expression)
+    }
+
+    /// The pose head's (yaw, pitch, roll, log scale, translation in pixels).
+    fn pose_of(&self, features: Tensor<4>, readout: &Readout) -> Tensor<2> {
+        let head = self.pose.as_ref().expect("a pose head");
+        // Translation in units of the crop, like the landmarks.
+        let size = readout.input as f32;
+        let pose_scale = Tensor::<1>::from_data(TensorData::new(vec![1.0f32, 1.0, 1.0, 1.0, size, size], [6]), &readout.pose_offset.device());
+        head.forward_pooled(features).mul(pose_scale.unsqueeze::<2>()).add(readout.pose_offset.clone().unsqueeze::<2>())
+    }
+
+    fn albedo_of(&self, features: Tensor<4>, readout: &Readout) -> Tensor<2> {
+        self.albedo.as_ref().expect("an albedo head").forward_pooled(features).mul(readout.albedo_sigma.clone().unsqueeze::<2>())
+    }
+
+    /// 27 SH coefficients (a mono head's 9 repeated for red, green and blue) over the ambient.
+    fn lighting_of(&self, features: Tensor<4>, readout: &Readout) -> Tensor<2> {
+        let out = self.lighting.as_ref().expect("a lighting head").forward_pooled(features);
+        let out = if self.mono_lighting { Tensor::cat(vec![out.clone(), out.clone(), out], 1) } else { out };
+        out.add(readout.lighting_offset.clone().unsqueeze::<2>())
+    }
+
+    /// CEST's f_v: the viewpoint from the RGB images.
+    pub fn forward_viewpoint(&self, images: Tensor<4>, readout: &Readout) -> Tensor<2> {
+        self.pose_of(self.encoder.forward(images.sub_scalar(0.5)), readout)
+    }
+
+    /// CEST's f_s: identity and expression from the canonically aligned crops.
+    pub fn forward_shape(&self, aligned: Tensor<4>, fusion: Tensor<2>, readout: &Readout) -> (Tensor<2>, Tensor<2>) {
+        let encoder = self.shape_encoder.as_ref().expect("a conditional network");
+        self.shape_of(encoder.forward(aligned.sub_scalar(0.5)), fusion, readout)
+    }
+
+    /// CEST's f_r: the reflectance (albedo coefficients) from the unwrapped texture T.
+    pub fn forward_reflectance(&self, texture: Tensor<4>, readout: &Readout) -> Tensor<2> {
+        let encoder = self.reflectance_encoder.as_ref().expect("a conditional network");
+        self.albedo_of(encoder.forward(texture.sub_scalar(0.5)), readout)
+    }
+
+    /// CEST's f_ℓ: the light from the image, T and the reflectance in UV (9 channels).
+    pub fn forward_lighting(&self, inputs: Tensor<4>, readout: &Readout) -> Tensor<2> {
+        let encoder = self.lighting_encoder.as_ref().expect("a conditional network");
+        self.lighting_of(encoder.forward(inputs.sub_scalar(0.5)), readout)
     }
 }
 

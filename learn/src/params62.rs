@@ -21,10 +21,7 @@ pub fn standard_units(model: &MorphableModel, size: usize) -> Result<(Vec<f32>, 
     if model.n_id() != SHAPE || model.n_exp() != EXPRESSION {
         return Err(format!("2DASL's model has {SHAPE} shape and {EXPRESSION} expression components; this one has {} and {}", model.n_id(), model.n_exp()));
     }
-    let mean = model.mean_shape();
-    let xs = mean.chunks(3).map(|p| p[0]);
-    let width = xs.clone().fold(f32::MIN, f32::max) - xs.fold(f32::MAX, f32::min);
-    let reference = 0.6 * size as f32 / width.max(1e-6);
+    let reference = crate::network::reference_scale(model, size);
     let mut factor = Vec::with_capacity(LEN);
     let mut offset = Vec::with_capacity(LEN);
     for row in 0..3 {

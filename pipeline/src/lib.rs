@@ -23,7 +23,6 @@ pub mod scene;
 pub mod svg;
 pub mod sweep;
 pub mod synth;
-pub mod texture;
 pub mod train;
 
 pub use scene::{LoadedScene, Scene, SceneError};

@@ -4,7 +4,7 @@ use crate::data;
 use crate::inputs::Skipped;
 use crate::graph::{build_schedule, plan};
 use crate::outputs::{landmarks_2d, landmarks_3d, mtl_text, overlay, png_bytes, pts_text, write_obj, write_ply, MeshView};
-use crate::texture::unwrap as unwrap_texture;
+use faceforge_systems::unwrap::{unwrap as unwrap_texture, Unseen};
 use crate::scene::{LoadedScene, MeshFormat, ModelSource};
 use anyhow::{bail, Context};
 use bevy_ecs::world::World;
@@ -345,7 +345,7 @@ fn finish(loaded: &LoadedScene, prepared: Prepared, loss_history: LossHistory, s
             let textured = scene.outputs.meshes.contains(&MeshFormat::Obj) && scene.outputs.texture > 0;
             let material = match (image, pose) {
                 (Some(im), Some(p)) if textured => {
-                    let (rgb, sources) = unwrap_texture(&model, &mesh.positions, colors, p, im, scene.outputs.texture);
+                    let (rgb, sources) = unwrap_texture(&model, &mesh.positions, p, im, scene.outputs.texture, Unseen::MirrorThenAlbedo(colors.unwrap_or(model.mean_albedo())));
                     tracing::debug!("{}: texture {:.0} % from the image, {:.0} % mirrored, {:.0} % from the model", frame.name, 100.0 * sources.image, 100.0 * sources.mirrored, 100.0 * sources.model);
                     let (png, mtl) = (format!("{}_texture.png", frame.name), format!("{}.mtl", frame.name));
                     for (file, bytes) in [(&png, png_bytes(&rgb, scene.outputs.texture, scene.outputs.texture)), (&mtl, mtl_text(&png).into_bytes())] {

@@ -214,19 +214,24 @@ fn training_markdown(t: &Table) -> String {
         t.sweep, t.base
     );
     let bins: Vec<String> = t.trainings.first().map(|r| r.held_out.by_yaw.iter().map(|b| b.bin.clone()).collect()).unwrap_or_default();
-    out.push_str(&format!("| variant | {} | NME mean | pose error (°) | per-vertex (mm) | time (s) |\n", bins.iter().map(|b| format!("NME {b}")).collect::<Vec<_>>().join(" | ")));
-    out.push_str(&format!("|---|{}---|---|---|---|\n", "---|".repeat(bins.len())));
+    // The reflectance column when the networks predict an albedo (CEST).
+    let albedo = t.trainings.iter().any(|r| r.held_out.albedo_255.is_some());
+    let albedo_header = if albedo { " albedo (/255) |" } else { "" };
+    out.push_str(&format!("| variant | {} | NME mean | pose error (°) | per-vertex (mm) |{albedo_header} time (s) |\n", bins.iter().map(|b| format!("NME {b}")).collect::<Vec<_>>().join(" | ")));
+    out.push_str(&format!("|---|{}---|---|---|{}---|\n", "---|".repeat(bins.len()), if albedo { "---|" } else { "" }));
     for r in &t.trainings {
         let h = &r.held_out;
         let by_bin: Vec<String> = h.by_yaw.iter().map(|b| pct(b.nme_reconstruction)).collect();
         let pose = h.pose_error_deg.as_ref().map_or("–".into(), |p| format!("{:.2}", p.mean));
         let shape = h.per_vertex_mm.as_ref().map_or("–".into(), |p| format!("{:.3}", p.mean));
-        out.push_str(&format!("| {} | {} | {} | {pose} | {shape} | {:.0} |\n", r.variant, by_bin.join(" | "), pct(h.nme_reconstruction), r.seconds));
+        let reflectance = if albedo { format!(" {} |", h.albedo_255.as_ref().map_or("–".into(), |a| format!("{:.2}", a.mean))) } else { String::new() };
+        out.push_str(&format!("| {} | {} | {} | {pose} | {shape} |{reflectance} {:.0} |\n", r.variant, by_bin.join(" | "), pct(h.nme_reconstruction), r.seconds));
     }
     if let Some(first) = t.trainings.first() {
         let h = &first.held_out;
         let by_bin: Vec<String> = h.by_yaw.iter().map(|b| pct(Some(b.nme_mean_face))).collect();
-        out.push_str(&format!("| mean face | {} | {} | – | {:.3} | – |\n", by_bin.join(" | "), pct(Some(h.nme_mean_face)), h.mean_face_per_vertex_mm));
+        let reflectance = if albedo { format!(" {} |", h.mean_albedo_255.map_or("–".into(), |a| format!("{a:.2}"))) } else { String::new() };
+        out.push_str(&format!("| mean face | {} | {} | – | {:.3} |{reflectance} – |\n", by_bin.join(" | "), pct(Some(h.nme_mean_face)), h.mean_face_per_vertex_mm));
     }
     out
 }

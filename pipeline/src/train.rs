@@ -40,6 +40,11 @@ pub struct LearnSpec {
     pub shared_expression: bool,
     /// 2DASL's self-critic, trained beside the regressor.
     pub critic: bool,
+    /// CEST's conditional chain (viewpoint → shape on the aligned crop → reflectance from the
+    /// unwrapped texture → light), run by `encode_conditional`.
+    pub conditional: bool,
+    /// One set of 9 SH coefficients for all colours (CEST).
+    pub mono_lighting: bool,
     /// Weights to start from (a previous step's `weights.bpk`); fresh weights when absent.
     pub init: Option<PathBuf>,
     /// Adam's learning rate (PGN: 1e-4), halved every `halve_every` steps (0: never).
@@ -54,14 +59,14 @@ pub struct LearnSpec {
 
 impl Default for LearnSpec {
     fn default() -> Self {
-        Self { network: NetworkSpec::default(), trained: Trained::Guidance, pose_head: false, appearance: false, shared_expression: false, critic: false, init: None, learning_rate: 1e-4, halve_every: 0, two_d_fraction: 0.0, held_out: 16 }
+        Self { network: NetworkSpec::default(), trained: Trained::Guidance, pose_head: false, appearance: false, shared_expression: false, critic: false, conditional: false, mono_lighting: false, init: None, learning_rate: 1e-4, halve_every: 0, two_d_fraction: 0.0, held_out: 16 }
     }
 }
 
 impl LearnSpec {
     /// The learning rate at `step`.
     pub fn heads(&self) -> faceforge_learn::Heads {
-        faceforge_learn::Heads { pose: self.pose_head, appearance: self.appearance, shared_expression: self.shared_expression, critic: self.critic }
+        faceforge_learn::Heads { pose: self.pose_head, appearance: self.appearance, shared_expression: self.shared_expression, critic: self.critic, conditional: self.conditional, mono_lighting: self.mono_lighting }
     }
 
     pub fn rate(&self, step: u32) -> f64 {
@@ -105,6 +110,12 @@ pub struct HeldOut {
     pub with_true_pose: Option<f32>,
     pub with_true_identity: Option<f32>,
     pub with_true_expression: Option<f32>,
+    /// With appearance heads: the predicted albedo's RMS error over vertices (1/255), and the
+    /// mean albedo's on the same frames.
+    #[serde(default)]
+    pub albedo_255: Option<Spread>,
+    #[serde(default)]
+    pub mean_albedo_255: Option<f32>,
 }
 
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
@@ -383,6 +394,7 @@ fn projected_landmarks(model: &MorphableModel, coeffs: &Coeffs, pose: &Pose) -> 
 /// Runs the network (inference) on a synthetic set and measures it against the truth.
 pub fn evaluate(mut learner: Learner, model: &std::sync::Arc<MorphableModel>, backend: &Backend, spec: &SynthSpec, training_spec: &SynthSpec) -> anyhow::Result<(Learner, HeldOut)> {
     let guide = learner.net.pose.is_none();
+    let (learner_is_conditional, learner_has_albedo) = (learner.info.conditional, learner.info.appearance);
     let mut world = crate::run::new_world(model, backend, &BTreeMap::new());
     let (frames, _) = data::populate(&mut world, &DataSpec::Synthetic(spec.clone()), model, backend, spec.seed)?;
     let (trained, was) = (learner.trained, learner.training);
@@ -398,7 +410,8 @@ pub fn evaluate(mut learner: Learner, model: &std::sync::Arc<MorphableModel>, ba
         (false, false) => "direct_pose",
     };
     let encode_settings = if guide { "(guide: true)" } else { "(guide: false)" };
-    for entry in faceforge_learn::registry().into_iter().chain(registry()).filter(|e| e.name == "encode" || e.name == pose_system) {
+    let encoder = if learner_is_conditional { "encode_conditional" } else { "encode" };
+    for entry in faceforge_learn::registry().into_iter().chain(registry()).filter(|e| e.name == encoder || e.name == pose_system) {
         let settings = (entry.name == "encode").then_some(encode_settings).or((entry.name == "pgn").then_some("(camera: ScaledRotation)"));
         schedule.add_systems((entry.build)(settings).map_err(|e| anyhow::anyhow!("{}: {e}", entry.name))?);
     }
@@ -418,6 +431,8 @@ pub fn evaluate(mut learner: Learner, model: &std::sync::Arc<MorphableModel>, ba
         pose: Option<f32>,
         subs: [f32; 3],
         shape: crate::metrics::FrameMetrics,
+        /// Predicted and mean albedo against the truth (1/255), with an albedo head.
+        albedo: Option<[f32; 2]>,
     }
     let decode = |c: &Coeffs| faceforge_systems::reconstruct::decode_stacked(&Backend::Cpu, model, None, 1, &c.id, &c.exp, None).0;
     let mean_shape = model.mean_shape().to_vec();
@@ -441,6 +456,11 @@ pub fn evaluate(mut learner: Learner, model: &std::sync::Arc<MorphableModel>, ba
                 let t = crate::metrics::Truth { shape: &truth_shape, landmarks_2d: None, pose: Some(true_pose) };
                 crate::metrics::measure_frame(model, &frame.name, &p, &t, &mean_shape).0
             },
+            albedo: (coeffs.tex.len() == model.n_albedo() && truth.coeffs.tex.len() == model.n_albedo() && model.n_albedo() > 0).then(|| {
+                let albedo = |tex: &[f32]| faceforge_kernels::decode::forward_cpu(faceforge_kernels::decode::DecodeShape { batch: 1, components: model.n_albedo(), len: 3 * model.n_vertices(), base_per_item: false }, model.mean_albedo(), model.albedo_basis(), tex);
+                let true_albedo = albedo(&truth.coeffs.tex);
+                [crate::metrics::albedo_rms_255(&albedo(&coeffs.tex), &true_albedo), crate::metrics::albedo_rms_255(model.mean_albedo(), &true_albedo)]
+            }),
         });
     }
     let binned = |f: &dyn Fn(&Row) -> Option<f32>| -> Option<f32> { mean_of_bin_means(&rows.iter().filter_map(|r| f(r).map(|v| (r.yaw, v))).collect::<Vec<_>>()) };
@@ -479,6 +499,8 @@ pub fn evaluate(mut learner: Learner, model: &std::sync::Arc<MorphableModel>, ba
         with_true_pose: binned(&|r| Some(r.subs[0])).filter(|_| heads_trained),
         with_true_identity: binned(&|r| Some(r.subs[1])).filter(|_| heads_trained),
         with_true_expression: binned(&|r| Some(r.subs[2])).filter(|_| heads_trained),
+        albedo_255: (learner_has_albedo && heads_trained).then(|| Spread::of(&rows.iter().filter_map(|r| r.albedo.map(|a| a[0])).collect::<Vec<_>>())),
+        mean_albedo_255: learner_has_albedo.then(|| rows.iter().filter_map(|r| r.albedo.map(|a| a[1])).sum::<f32>() / rows.len().max(1) as f32),
     };
     Ok((learner, held_out))
 }
@@ -531,6 +553,9 @@ pub fn summary_text(s: &TrainSummary) -> String {
     }
     if let (Some(v), Some(n)) = (&h.per_vertex_mm, h.nme_3d) {
         text.push_str(&format!("  shape: per-vertex {:.3} ± {:.3} mm, 3D NME {n:.2} % (mean face {:.3} mm, {:.2} %); pose {}\n", v.mean, v.std, h.mean_face_per_vertex_mm, h.mean_face_nme_3d, h.pose_error_deg.map_or("–".into(), |p| format!("{:.2}° ± {:.2}°", p.mean, p.std))));
+    }
+    if let (Some(a), Some(mean)) = (&h.albedo_255, h.mean_albedo_255) {
+        text.push_str(&format!("  albedo: RMS {:.2} ± {:.2} /255 (mean albedo {mean:.2})\n", a.mean, a.std));
     }
     if h.with_true_pose.is_some() {
         text.push_str(&format!("  with the true pose {}, identity {}, expression {}\n", pct(h.with_true_pose), pct(h.with_true_identity), pct(h.with_true_expression)));

@@ -42,6 +42,7 @@ pub mod swap_backward;
 pub mod swap_pairs;
 pub mod swap_visible_texture;
 pub mod vertex_normals;
+pub mod unwrap;
 pub mod view_synthesis;
 pub mod visibility;
 

@@ -1,8 +1,10 @@
-//! The texture map of a fitted face, unwrapped from its image for the textured OBJ: every texel
-//! of the model's UV atlas is a point on the mesh; where that point is visible at the fitted
-//! pose its colour comes from the image (bilinear, the `sample` op), else from its mirror image across the face's
-//! midline when that one is visible, else from the model's albedo. Texels outside the atlas's
-//! triangles take their neighbours' colours, so viewers that filter the texture show no seams.
+//! A face's image unwrapped into the model's UV atlas: every texel of the atlas is a point on
+//! the mesh; where that point is visible at the pose its colour comes from the image (bilinear,
+//! the `sample` op). Elsewhere (`Unseen`): zero — CEST's illuminated texture T, which ignores
+//! self-occluded triangles — or, for the textured OBJ, the colour of its mirror image across the
+//! face's midline when that one is visible, else the model's albedo, and texels outside the
+//! atlas's triangles take their neighbours' colours, so viewers that filter the texture show no
+//! seams.
 
 use faceforge_components::{Image, Pose};
 use faceforge_kernels::project;
@@ -26,17 +28,47 @@ fn raster_at_pose(model: &MorphableModel, positions: &[f32], pose: &Pose, width:
     (rasterize::forward_cpu(RasterShape { batch: 1, width, height }, &projected, model.triangles(), n), projected)
 }
 
-/// The texture (rgb, `size` × `size`, row 0 at the top, i.e. v = 1) and where its colours came
-/// from. `albedo` is the fitted per-vertex albedo (the model's mean when absent).
-pub fn unwrap(model: &MorphableModel, positions: &[f32], albedo: Option<&[f32]>, pose: &Pose, image: &Image, size: usize) -> (Vec<f32>, TextureSources) {
-    let n = model.n_vertices();
+/// The model's UV atlas drawn flat (each vertex at its UV, `size` × `size`, row 0 at v = 1):
+/// each texel's triangle and barycentrics.
+fn atlas(model: &MorphableModel, size: usize) -> Raster {
+    let flat: Vec<f32> = model.uv().chunks(2).flat_map(|uv| [uv[0] * size as f32, (1.0 - uv[1]) * size as f32, 0.0, 1.0]).collect();
+    rasterize::forward_cpu(RasterShape { batch: 1, width: size, height: size }, &flat, model.triangles(), model.n_vertices())
+}
+
+/// Per-vertex colours (rgb) drawn into the UV atlas (zero outside its triangles): CEST's
+/// reflectance map A of a per-vertex reflectance.
+pub fn atlas_colours(model: &MorphableModel, colours: &[f32], size: usize) -> Vec<f32> {
+    let atlas = atlas(model, size);
     let triangles = model.triangles();
-    let albedo = albedo.unwrap_or(model.mean_albedo());
+    let mut out = vec![0.0f32; 3 * size * size];
+    for i in (0..size * size).filter(|&i| atlas.covered(i)) {
+        let t = (atlas.tri[i] - 1) as usize;
+        let b = [atlas.bary[2 * i], atlas.bary[2 * i + 1], 1.0 - atlas.bary[2 * i] - atlas.bary[2 * i + 1]];
+        for c in 0..3 {
+            out[3 * i + c] = (0..3).map(|k| b[k] * colours[3 * triangles[3 * t + k] as usize + c]).sum();
+        }
+    }
+    out
+}
+
+/// What the texels the image does not show hold.
+#[derive(Clone, Copy, Debug)]
+pub enum Unseen<'a> {
+    /// Zero (CEST's T).
+    Zero,
+    /// The mirrored point's colour if visible, else this per-vertex albedo; then the atlas's
+    /// empty texels filled from their neighbours (the textured OBJ).
+    MirrorThenAlbedo(&'a [f32]),
+}
+
+/// The texture (rgb, `size` × `size`, row 0 at the top, i.e. v = 1) and where its colours came
+/// from.
+pub fn unwrap(model: &MorphableModel, positions: &[f32], pose: &Pose, image: &Image, size: usize, unseen: Unseen) -> (Vec<f32>, TextureSources) {
+    let triangles = model.triangles();
     let mirror = model.mirror();
     // The atlas drawn flat: each vertex at its UV, so each texel finds its triangle and
     // barycentrics.
-    let flat: Vec<f32> = model.uv().chunks(2).flat_map(|uv| [uv[0] * size as f32, (1.0 - uv[1]) * size as f32, 0.0, 1.0]).collect();
-    let atlas = rasterize::forward_cpu(RasterShape { batch: 1, width: size, height: size }, &flat, triangles, n);
+    let atlas = atlas(model, size);
     let (zbuffer, _) = raster_at_pose(model, positions, pose, image.width, image.height);
     let (camera_model, camera) = pose.camera();
 
@@ -76,20 +108,27 @@ pub fn unwrap(model: &MorphableModel, positions: &[f32], albedo: Option<&[f32]>,
         let (v, b) = corners(i);
         let own = &projected[8 * k..8 * k + 4];
         let mirrored = &projected[8 * k + 4..8 * k + 8];
-        let colour = if visible(v, own) {
-            counts[0] += 1;
-            [colours[6 * k], colours[6 * k + 1], colours[6 * k + 2]]
-        } else if visible(v.map(|k| mirror[k as usize]), mirrored) {
-            counts[1] += 1;
-            [colours[6 * k + 3], colours[6 * k + 4], colours[6 * k + 5]]
-        } else {
-            counts[2] += 1;
-            point(v, b, albedo).map(|c| c.clamp(0.0, 1.0))
+        let colour = match unseen {
+            _ if visible(v, own) => {
+                counts[0] += 1;
+                [colours[6 * k], colours[6 * k + 1], colours[6 * k + 2]]
+            }
+            Unseen::Zero => [0.0; 3],
+            Unseen::MirrorThenAlbedo(_) if visible(v.map(|k| mirror[k as usize]), mirrored) => {
+                counts[1] += 1;
+                [colours[6 * k + 3], colours[6 * k + 4], colours[6 * k + 5]]
+            }
+            Unseen::MirrorThenAlbedo(albedo) => {
+                counts[2] += 1;
+                point(v, b, albedo).map(|c| c.clamp(0.0, 1.0))
+            }
         };
         texture[3 * i..3 * i + 3].copy_from_slice(&colour);
         filled[i] = true;
     }
-    dilate(&mut texture, &mut filled, size, 4);
+    if let Unseen::MirrorThenAlbedo(_) = unseen {
+        dilate(&mut texture, &mut filled, size, 4);
+    }
     let total = covered.len().max(1) as f32;
     (texture, TextureSources { image: counts[0] as f32 / total, mirrored: counts[1] as f32 / total, model: counts[2] as f32 / total })
 }
