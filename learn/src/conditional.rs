@@ -14,7 +14,7 @@
 //! heads: `PoseParams`, `Coeffs` (with the albedo) and `Illumination`.
 
 use crate::canonical::canonical_crop;
-use crate::encode::input_tensor;
+use crate::encode::{batch_order, input_tensor};
 use crate::learner::{flat, Learner, Pending};
 use crate::network::{fusion_matrix, reference_scale, Outputs};
 use bevy_ecs::prelude::*;
@@ -54,7 +54,7 @@ pub fn entry() -> SystemEntry {
                 if !learner.info.conditional {
                     return Err(StageError { system: NAME, message: "the network has no conditional chain: learn.conditional: true (with pose_head and appearance)".into() });
                 }
-                rows.sort_by(|a, b| (a.1.subject_id, &a.1.name).cmp(&(b.1.subject_id, &b.1.name)));
+                rows.sort_by_key(|r| batch_order(r.1));
                 let m = &model.0;
                 let (size, device) = (learner.info.network.input, learner.device.clone());
                 let (net, readout) = (&learner.net, &learner.readout);

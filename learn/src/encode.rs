@@ -40,11 +40,17 @@ fn rows(values: &[f32], width: usize) -> impl Iterator<Item = &[f32]> {
 
 type FrameRow<'a> = (Entity, &'a Frame, &'a Image, Option<&'a Landmarks2d>, Option<&'a Landmarks3d>, Option<&'a LandmarkTargets>);
 
+/// Where a frame goes in the network's batch: by subject (a subject's frames together, for the
+/// fusion), then by name — fixed, so runs and resumes see the same layout.
+pub(crate) fn batch_order(frame: &Frame) -> (u32, String) {
+    (frame.subject_id, frame.name.clone())
+}
+
 /// The frames in a fixed order (by subject, then name), so runs and resumes see the same batch
 /// layout and a subject's frames are together.
 fn sorted<'a>(frames: impl Iterator<Item = FrameRow<'a>>) -> Vec<FrameRow<'a>> {
     let mut v: Vec<_> = frames.collect();
-    v.sort_by(|a, b| (a.1.subject_id, &a.1.name).cmp(&(b.1.subject_id, &b.1.name)));
+    v.sort_by_key(|r| batch_order(r.1));
     v
 }
 

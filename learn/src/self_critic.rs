@@ -13,7 +13,7 @@
 //! λ_4 = 0.005 (`self_critic`), the terms averaged over their pairs.
 
 use crate::critic::{discriminator_loss, AlphaScale};
-use crate::encode::input_tensor;
+use crate::encode::{batch_order, input_tensor};
 use crate::learner::{flat, Learner};
 use bevy_ecs::prelude::*;
 use burn::tensor::activation::softplus;
@@ -48,7 +48,7 @@ pub fn entry() -> SystemEntry {
                 if rows.is_empty() {
                     return Ok(());
                 }
-                rows.sort_by(|a, b| (a.0.subject_id, &a.0.name).cmp(&(b.0.subject_id, &b.0.name)));
+                rows.sort_by_key(|r| batch_order(r.0));
                 let size = learner.info.network.input;
                 let scale = AlphaScale::new(&model.0, size).map_err(|message| StageError { system: NAME, message })?;
                 let fail = |frame: &Frame, e: String| StageError { system: NAME, message: format!("frame {}: {e}", frame.name) };

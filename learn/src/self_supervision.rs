@@ -13,7 +13,7 @@
 //! second pass's go into burn directly as a surrogate on its outputs (it exists only here).
 
 use crate::consistency::{consistency_2d, consistency_3d, landmarks_3d, landmarks_3d_backward};
-use crate::encode::{gradient_tensor, input_tensor, pose_params, pose_row};
+use crate::encode::{batch_order, gradient_tensor, input_tensor, pose_params, pose_row};
 use crate::learner::{flat, Learner};
 use crate::network::fusion_matrix;
 use bevy_ecs::prelude::*;
@@ -119,8 +119,7 @@ pub fn entry() -> SystemEntry {
                 let m = &model.0;
                 let overall = weights.get("self_supervision", 1.0);
                 let mut rows: Vec<_> = frames.iter_mut().collect();
-                // The order encode batches in: by subject, then name.
-                rows.sort_by(|a, b| (a.0.subject_id, &a.0.name).cmp(&(b.0.subject_id, &b.0.name)));
+                rows.sort_by_key(|r| batch_order(r.0));
                 let count = rows.len().max(1) as f32;
                 let lambda = [settings.weights.0, settings.weights.1, settings.weights.2].map(|l| overall * l);
                 let n = m.landmarks().len();
