@@ -113,10 +113,12 @@ fn the_2dasl_scenes_and_the_table_2_sweep_train_at_a_small_size() {
         [
             ("base", vec!["weighted_coefficients"]),
             ("cyc", cyc.clone()),
-            ("cyc, no mask", cyc),
+            ("cyc, no mask", cyc.clone()),
             ("sc", vec!["self_critic", "weighted_coefficients"]),
+            ("cyc, λ / 100", cyc),
             ("cyc + sc", all.clone()),
-            ("cyc + sc, no mask", all),
+            ("cyc + sc, no mask", all.clone()),
+            ("cyc + sc, λ / 100", all),
         ]
     );
     assert!(table.trainings.iter().all(|r| r.held_out.nme_reconstruction.is_some_and(f32::is_finite)));
