@@ -399,11 +399,15 @@ fn the_landmark_map_channel_feeds_the_network() {
 
 /// 2DASL's graph: L_3d (OWPDC), the self-supervision with the regressor's second pass (its
 /// gradient enters burn as a surrogate of its own) and the critic's gradient with respect to the
-/// parameters, all through the pose and identity heads, against central differences.
+/// parameters, all through the pose and identity heads, against central differences. The
+/// landmark-map input is off here: the map is a rasterisation, constant between pixel borders
+/// and jumping at them, so a finite step that moves a first-pass landmark across a border changes
+/// the second pass's input (the surrogate takes the map as data, as the paper's FLM is); the
+/// second pass still runs.
 #[test]
 fn twodasl_heads_match_central_differences() {
     let out = tempfile::tempdir().unwrap();
-    let mut session = small_session("2dasl.ron", &["learn.two_d_fraction=0.0"], out.path());
+    let mut session = small_session("2dasl.ron", &["learn.two_d_fraction=0.0", "learn.network.landmark_map=false"], out.path());
     // Parameters: encoder 0–9, FC landmarks 10–15, identity 16–23, expression 24–31, pose
     // 32–39, then the critic's.
     let learner = session.world.resource::<Learner>();

@@ -32,10 +32,10 @@ pub struct Critic {
     fc: Vec<Linear>,
 }
 
-/// He initialisation: burn's default (PyTorch's) shrinks the signal about threefold per layer,
-/// which after six conv layers leaves z near zero and the critic blind to the image.
+/// He initialisation always: with burn's default six conv layers leave z near zero and the
+/// critic blind to the image (its loss stuck at ln 4).
 fn he() -> Initializer {
-    Initializer::KaimingNormal { gain: std::f64::consts::SQRT_2, fan_out_only: false }
+    crate::network::Init::He.initializer().expect("He")
 }
 
 /// The side of the encoder's output for an `input`-pixel crop (six floor-halvings).

@@ -13,7 +13,7 @@
 
 use burn::module::{Module, ModuleVisitor, Param};
 use burn::nn::conv::{Conv2d, Conv2dConfig, ConvTranspose2d, ConvTranspose2dConfig};
-use burn::nn::{Linear, LinearConfig, PaddingConfig2d};
+use burn::nn::{Initializer, Linear, LinearConfig, PaddingConfig2d};
 use burn::tensor::activation::relu;
 use burn::tensor::{Device, Tensor, TensorData};
 use faceforge_model::MorphableModel;
@@ -46,11 +46,34 @@ pub struct NetworkSpec {
     /// A fourth input channel, 2DASL's facial landmark map (+1 at the frame's 2D landmarks, −1
     /// elsewhere).
     pub landmark_map: bool,
+    /// How the weights start.
+    pub init: Init,
+}
+
+/// How a network's weights start.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Init {
+    /// burn's default (PyTorch's: Kaiming-uniform with gain 1/√3), which shrinks the signal about
+    /// threefold per layer: the heads first see nearly constant features, and training sits on a
+    /// plateau for hundreds of steps before the pose depends on the image.
+    #[default]
+    Burn,
+    /// He (Kaiming-normal, gain √2): the signal keeps its scale through the ReLU layers.
+    He,
+}
+
+impl Init {
+    pub fn initializer(self) -> Option<Initializer> {
+        match self {
+            Init::Burn => None,
+            Init::He => Some(Initializer::KaimingNormal { gain: std::f64::consts::SQRT_2, fan_out_only: false }),
+        }
+    }
 }
 
 impl Default for NetworkSpec {
     fn default() -> Self {
-        Self { input: 64, width: 16, landmarks: LandmarkHead::UvMap, hidden: 128, seed: 1, landmark_map: false }
+        Self { input: 64, width: 16, landmarks: LandmarkHead::UvMap, hidden: 128, seed: 1, landmark_map: false, init: Init::Burn }
     }
 }
 
@@ -114,8 +137,22 @@ pub const CEST_LIGHTING_INPUT: usize = 9;
 /// The SH lighting head's output is added to white ambient light of this level.
 pub const AMBIENT: f32 = 0.8;
 
-fn conv(channels: [usize; 2], stride: usize, device: &Device) -> Conv2d {
-    Conv2dConfig::new(channels, [3, 3]).with_stride([stride, stride]).with_padding(PaddingConfig2d::Explicit(1, 1, 1, 1)).init(device)
+fn conv(channels: [usize; 2], stride: usize, init: Init, device: &Device) -> Conv2d {
+    let config = Conv2dConfig::new(channels, [3, 3]).with_stride([stride, stride]).with_padding(PaddingConfig2d::Explicit(1, 1, 1, 1));
+    match init.initializer() {
+        Some(i) => config.with_initializer(i),
+        None => config,
+    }
+    .init(device)
+}
+
+fn linear(inputs: usize, outputs: usize, init: Init, device: &Device) -> Linear {
+    let config = LinearConfig::new(inputs, outputs);
+    match init.initializer() {
+        Some(i) => config.with_initializer(i),
+        None => config,
+    }
+    .init(device)
 }
 
 /// The shared encoder: a stride-1 stem and four stride-2 stages (input/16 on each side).
@@ -128,8 +165,8 @@ pub struct Encoder {
 impl Encoder {
     fn new(spec: &NetworkSpec, channels: usize, device: &Device) -> Self {
         let w = spec.width;
-        let stages = (0..4).map(|k| conv([w << k, w << (k + 1).min(3)], 2, device)).collect();
-        Self { stem: conv([channels, w], 1, device), stages }
+        let stages = (0..4).map(|k| conv([w << k, w << (k + 1).min(3)], 2, spec.init, device)).collect();
+        Self { stem: conv([channels, w], 1, spec.init, device), stages }
     }
 
     pub fn forward(&self, images: Tensor<4>) -> Tensor<4> {
@@ -156,7 +193,7 @@ impl UvDecoder {
             .iter()
             .map(|&(i, o)| ConvTranspose2dConfig::new([i, o], [4, 4]).with_stride([2, 2]).with_padding([1, 1]).init(device))
             .collect();
-        Self { up, out: conv([f / 8, 3], 1, device) }
+        Self { up, out: conv([f / 8, 3], 1, spec.init, device) }
     }
 
     fn forward(&self, features: Tensor<4>) -> Tensor<4> {
@@ -177,9 +214,11 @@ pub struct Head {
 }
 
 impl Head {
-    fn new(conv_channels: Option<usize>, inputs: usize, hidden: usize, outputs: usize, device: &Device) -> Self {
-        let fc = [(inputs, hidden), (hidden, hidden), (hidden, outputs)].iter().map(|&(i, o)| LinearConfig::new(i, o).init(device)).collect();
-        Self { conv: conv_channels.map(|c| conv([c, c], 1, device)), fc }
+    fn new(conv_channels: Option<usize>, inputs: usize, hidden: usize, outputs: usize, init: Init, device: &Device) -> Self {
+        // The output layer keeps burn's small start either way, so the predictions begin near
+        // their offsets (the mean face, the centred pose).
+        let fc = [(inputs, hidden, init), (hidden, hidden, init), (hidden, outputs, Init::Burn)].iter().map(|&(i, o, init)| linear(i, o, init, device)).collect();
+        Self { conv: conv_channels.map(|c| conv([c, c], 1, init, device)), fc }
     }
 
     fn forward(&self, x: Tensor<2>) -> Tensor<2> {
@@ -253,12 +292,12 @@ impl Network {
         let net = Self {
             encoder: Encoder::new(spec, spec.channels(), device),
             uv: (!landmarks_fc).then(|| UvDecoder::new(spec, device)),
-            fc_landmarks: landmarks_fc.then(|| Head::new(None, f * spec.grid() * spec.grid(), 2 * spec.hidden, 3 * n_landmarks, device)),
-            identity: Head::new(Some(f), f, spec.hidden, n_id, device),
-            expression: Head::new(Some(f), f, spec.hidden, n_exp, device),
-            pose: heads.pose.then(|| Head::new(Some(f), f, spec.hidden, 6, device)),
-            albedo: heads.appearance.then(|| Head::new(Some(f), f, spec.hidden, n_albedo, device)),
-            lighting: heads.appearance.then(|| Head::new(Some(f), f, spec.hidden, if heads.mono_lighting { 9 } else { 27 }, device)),
+            fc_landmarks: landmarks_fc.then(|| Head::new(None, f * spec.grid() * spec.grid(), 2 * spec.hidden, 3 * n_landmarks, spec.init, device)),
+            identity: Head::new(Some(f), f, spec.hidden, n_id, spec.init, device),
+            expression: Head::new(Some(f), f, spec.hidden, n_exp, spec.init, device),
+            pose: heads.pose.then(|| Head::new(Some(f), f, spec.hidden, 6, spec.init, device)),
+            albedo: heads.appearance.then(|| Head::new(Some(f), f, spec.hidden, n_albedo, spec.init, device)),
+            lighting: heads.appearance.then(|| Head::new(Some(f), f, spec.hidden, if heads.mono_lighting { 9 } else { 27 }, spec.init, device)),
             shared_expression: heads.shared_expression,
             critic: heads.critic.then(|| crate::critic::Critic::new(spec.input, crate::critic::POSE_NUMBERS + n_id + n_exp, device)),
             shape_encoder: heads.conditional.then(|| Encoder::new(spec, 3, device)),
