@@ -414,6 +414,14 @@ fn twodasl_heads_match_central_differences() {
     assert_eq!(learner.parameters().len(), 40 + 2 * 6 + 2 * 4);
     check_gradients(&mut session, 38, 3, "2DASL, pose head last FC");
     check_gradients(&mut session, 22, 3, "2DASL, identity head last FC");
+    // The critic's own loss reaches every critic parameter in the same backward pass, after the
+    // regressor's side ran a backward pass of its own through the same critic.
+    session.run(0).unwrap();
+    let grads = session.world.resource::<Learner>().pending_gradients();
+    for (k, g) in grads.iter().enumerate().skip(40) {
+        let g = g.as_ref().unwrap_or_else(|| panic!("critic parameter {k} has no gradient"));
+        assert!(g.iter().any(|v| *v != 0.0), "critic parameter {k}: zero gradient");
+    }
 }
 
 /// CEST's conditional chain: the light is its last estimator, so the graph's loss depends on the
