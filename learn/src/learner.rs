@@ -96,6 +96,9 @@ impl Learner {
         if heads.conditional && !(heads.pose && heads.appearance) {
             return Err(LearnError::Spec("CEST's conditional chain estimates the viewpoint, shape, reflectance and light: it needs pose_head and appearance".into()));
         }
+        if heads.conditional && spec.landmark_map {
+            return Err(LearnError::Spec("CEST's conditional chain reads RGB images: network.landmark_map is 2DASL's".into()));
+        }
         let device = Device::flex().autodiff();
         let info = WeightsInfo {
             network: spec.clone(),
