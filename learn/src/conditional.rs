@@ -14,14 +14,14 @@
 //! heads: `PoseParams`, `Coeffs` (with the albedo) and `Illumination`.
 
 use crate::canonical::canonical_crop;
-use crate::encode::{batch_order, input_tensor};
+use crate::encode::{batch_order, input_tensor, push_chw};
 use crate::learner::{flat, Learner, Pending};
 use crate::network::{fusion_matrix, reference_scale, Outputs};
 use bevy_ecs::prelude::*;
 use burn::tensor::{Tensor, TensorData};
 use faceforge_components::{Coeffs, Frame, Illumination, Image, Model};
 use faceforge_kernels::Backend;
-use faceforge_systems::reconstruct::decode_stacked;
+use faceforge_systems::reconstruct::{decode_albedo_cpu, decode_stacked};
 use faceforge_systems::unwrap::{atlas_colours, unwrap, Unseen};
 use faceforge_systems::{collect_errors, parse_settings, NoSettings, Stage, StageError, SystemEntry};
 
@@ -31,9 +31,7 @@ const NAME: &str = "encode_conditional";
 /// tensor.
 fn chw(images: &[Vec<f32>], channels: usize, size: usize, device: &burn::tensor::Device) -> Tensor<4> {
     let mut data: Vec<f32> = Vec::with_capacity(images.len() * channels * size * size);
-    for image in images {
-        (0..channels).for_each(|c| data.extend(image.iter().skip(c).step_by(channels)));
-    }
+    images.iter().for_each(|image| push_chw(&mut data, image, channels));
     Tensor::from_data(TensorData::new(data, [images.len(), channels, size, size]), device)
 }
 
@@ -77,8 +75,7 @@ pub fn entry() -> SystemEntry {
                 let albedo = net.forward_reflectance(chw(&textures, 3, size, &device), readout);
                 let tex = flat(albedo.clone());
                 // 4. The light from the image, T and A.
-                let (_, colours) = decode_stacked(&Backend::Cpu, m, None, b, &ids, &exps, Some(&tex));
-                let colours = colours.expect("albedo decoded");
+                let colours = decode_albedo_cpu(m, b, &tex);
                 let reflectance: Vec<Vec<f32>> = colours.chunks(len).map(|c| atlas_colours(m, c, size)).collect();
                 let stacked = Tensor::cat(vec![images, chw(&textures, 3, size, &device), chw(&reflectance, 3, size, &device)], 1);
                 let lighting = net.forward_lighting(stacked, readout);

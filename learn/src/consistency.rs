@@ -97,7 +97,7 @@ pub fn landmarks_3d_backward(model: &MorphableModel, t: &[[f32; 4]; 2], coeffs: 
 pub fn project_62(model: &MorphableModel, params: &[f32]) -> Result<Vec<[f32; 2]>, String> {
     let (pose, coeffs) = Params62::from_slice(params)?.pose_and_coeffs();
     let faceforge_components::Pose::WeakPerspective { t } = pose else { unreachable!("62 parameters hold a weak pose") };
-    Ok(faceforge_systems::pgn::landmark_positions(model, &coeffs).iter().map(|x| std::array::from_fn(|r| t[r][0] * x[0] + t[r][1] * x[1] + t[r][2] * x[2] + t[r][3])).collect())
+    Ok(landmarks_3d(model, &t, &coeffs).iter().map(|p| [p[0], p[1]]).collect())
 }
 
 /// The OWPDC weights w_i ∝ ‖H(α̂_i) − H(α*)‖, summing to 1 (all zero at the truth).

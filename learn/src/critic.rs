@@ -8,8 +8,9 @@
 //! it and its gradient needs no cross-product adjoint.
 
 use burn::module::Module;
-use burn::nn::conv::{Conv2d, Conv2dConfig};
-use burn::nn::{Initializer, Linear, LinearConfig, PaddingConfig2d};
+use crate::network::{conv, linear, Init};
+use burn::nn::conv::Conv2d;
+use burn::nn::Linear;
 use burn::tensor::activation::{relu, softplus};
 use burn::tensor::module::max_pool2d;
 use burn::tensor::ops::MaxPoolOptions;
@@ -34,9 +35,7 @@ pub struct Critic {
 
 /// He initialisation always: with burn's default six conv layers leave z near zero and the
 /// critic blind to the image (its loss stuck at ln 4).
-fn he() -> Initializer {
-    crate::network::Init::He.initializer().expect("He")
-}
+const INIT: Init = Init::He;
 
 /// The side of the encoder's output for an `input`-pixel crop (six floor-halvings).
 fn latent_side(input: usize) -> usize {
@@ -49,14 +48,14 @@ impl Critic {
         let convs = CHANNELS
             .iter()
             .map(|&to| {
-                let c = Conv2dConfig::new([from, to], [3, 3]).with_padding(PaddingConfig2d::Explicit(1, 1, 1, 1)).with_initializer(he()).init(device);
+                let c = conv([from, to], 1, INIT, device);
                 from = to;
                 c
             })
             .collect();
         let z = CHANNELS[5] * latent_side(input).pow(2);
         let widths = [z + alpha, FC[0], FC[1], FC[2], 1];
-        let fc = widths.windows(2).map(|w| LinearConfig::new(w[0], w[1]).with_initializer(he()).init(device)).collect();
+        let fc = widths.windows(2).map(|w| linear(w[0], w[1], INIT, device)).collect();
         Self { convs, fc }
     }
 
@@ -94,7 +93,6 @@ pub fn discriminator_loss(real_logits: Tensor<2>, fake_logits: Tensor<2>) -> Ten
 pub struct AlphaScale {
     factor: Vec<f32>,
     offset: Vec<f32>,
-    n_id: usize,
 }
 
 /// The 62 parameters' entries the critic reads: the two weak-perspective rows, then the
@@ -106,7 +104,7 @@ fn read(v: &[f32]) -> Vec<f32> {
 impl AlphaScale {
     pub fn new(model: &MorphableModel, size: usize) -> Result<Self, String> {
         let (factor, offset) = params62::standard_units(model, size)?;
-        Ok(Self { factor: read(&factor), offset: read(&offset), n_id: params62::SHAPE })
+        Ok(Self { factor: read(&factor), offset: read(&offset) })
     }
 
     /// The critic's α of a weak pose and coefficients.
@@ -119,7 +117,7 @@ impl AlphaScale {
     pub fn backward(&self, grad: &[f32]) -> ([[f32; 4]; 2], Vec<f32>, Vec<f32>) {
         let g: Vec<f32> = grad.iter().zip(&self.factor).map(|(g, f)| g * f).collect();
         let t = [std::array::from_fn(|k| g[k]), std::array::from_fn(|k| g[4 + k])];
-        (t, g[POSE_NUMBERS..POSE_NUMBERS + self.n_id].to_vec(), g[POSE_NUMBERS + self.n_id..].to_vec())
+        (t, g[POSE_NUMBERS..POSE_NUMBERS + params62::SHAPE].to_vec(), g[POSE_NUMBERS + params62::SHAPE..].to_vec())
     }
 
     pub fn len(&self) -> usize {

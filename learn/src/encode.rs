@@ -71,6 +71,11 @@ fn chunks_by_subject(subjects: &[u32], batch: usize) -> Vec<std::ops::Range<usiz
     chunks
 }
 
+/// Appends an image stored pixel by pixel (`channels` values each) channel by channel.
+pub(crate) fn push_chw(out: &mut Vec<f32>, hwc: &[f32], channels: usize) {
+    (0..channels).for_each(|c| out.extend(hwc.iter().skip(c).step_by(channels)));
+}
+
 /// The network's input for frames (B, C, S, S): RGB, and when the network takes it the
 /// landmark map of each frame's `points` (2DASL's fourth channel).
 pub(crate) fn input_tensor(learner: &Learner, frames: &[(&Frame, &Image, &[[f32; 2]])], system: &'static str) -> Result<Tensor<4>, StageError> {
@@ -81,10 +86,7 @@ pub(crate) fn input_tensor(learner: &Learner, frames: &[(&Frame, &Image, &[[f32;
         if image.width != size || image.height != size {
             return Err(StageError { system, message: format!("frame {} is {}×{} pixels, the network takes {size}×{size}", frame.name, image.width, image.height) });
         }
-        // HWC → CHW
-        for c in 0..3 {
-            pixels.extend(image.rgb.iter().skip(c).step_by(3));
-        }
+        push_chw(&mut pixels, &image.rgb, 3);
         if learner.info.network.landmark_map {
             pixels.extend(crate::landmark_map::landmark_map(points, size, size));
         }
@@ -176,8 +178,8 @@ pub(crate) fn pose_row(p: &PoseParams) -> Vec<f32> {
     vec![p.angles[0], p.angles[1], p.angles[2], p.log_scale, p.translation[0], p.translation[1]]
 }
 
-/// The gradient rows of `entities`, zeros where a frame has none.
-pub(crate) fn gradient_tensor(rows: Vec<Vec<f32>>, width: usize, device: &burn::tensor::Device) -> Tensor<2> {
+/// Rows as a (B, width) tensor; a row of another length (a frame no gradient reached) is zeros.
+pub(crate) fn rows_tensor(rows: Vec<Vec<f32>>, width: usize, device: &burn::tensor::Device) -> Tensor<2> {
     let b = rows.len();
     let data: Vec<f32> = rows.into_iter().flat_map(|r| if r.len() == width { r } else { vec![0.0; width] }).collect();
     Tensor::from_data(TensorData::new(data, [b, width]), device)
@@ -198,9 +200,9 @@ pub fn backward_entry() -> SystemEntry {
                 let device = learner.device.clone();
                 let (n_id, n_exp, n_landmarks, n_tex) = (learner.info.n_id, learner.info.n_exp, learner.info.n_landmarks, learner.readout.n_albedo);
                 let grads: Vec<_> = entities.iter().map(|e| frames.get(*e).unwrap_or((None, None, None, None))).collect();
-                let g_id = gradient_tensor(grads.iter().map(|g| g.0.map(|g| g.value.id.clone()).unwrap_or_default()).collect(), n_id, &device);
-                let g_exp = gradient_tensor(grads.iter().map(|g| g.0.map(|g| g.value.exp.clone()).unwrap_or_default()).collect(), n_exp, &device);
-                let g_landmarks = gradient_tensor(grads.iter().map(|g| g.1.map(|g| g.value.points.iter().flatten().copied().collect()).unwrap_or_default()).collect(), 3 * n_landmarks, &device);
+                let g_id = rows_tensor(grads.iter().map(|g| g.0.map(|g| g.value.id.clone()).unwrap_or_default()).collect(), n_id, &device);
+                let g_exp = rows_tensor(grads.iter().map(|g| g.0.map(|g| g.value.exp.clone()).unwrap_or_default()).collect(), n_exp, &device);
+                let g_landmarks = rows_tensor(grads.iter().map(|g| g.1.map(|g| g.value.points.iter().flatten().copied().collect()).unwrap_or_default()).collect(), 3 * n_landmarks, &device);
                 let b = entities.len();
                 let mut parts: Vec<Tensor<1>> = Vec::new();
                 let trained = learner.trained;
@@ -211,7 +213,7 @@ pub fn backward_entry() -> SystemEntry {
                     parts.push(outputs.identity.mul(g_id).sum());
                     parts.push(outputs.expression.mul(g_exp).sum());
                     if let Some(pose) = outputs.pose {
-                        let g_pose = gradient_tensor(
+                        let g_pose = rows_tensor(
                             grads.iter().map(|g| g.2.map(|g| pose_row(&g.value)).unwrap_or_default()).collect(),
                             6,
                             &device,
@@ -219,11 +221,11 @@ pub fn backward_entry() -> SystemEntry {
                         parts.push(pose.mul(g_pose).sum());
                     }
                     if let Some(albedo) = outputs.albedo {
-                        let g_tex = gradient_tensor(grads.iter().map(|g| g.0.map(|g| g.value.tex.clone()).unwrap_or_default()).collect(), n_tex, &device);
+                        let g_tex = rows_tensor(grads.iter().map(|g| g.0.map(|g| g.value.tex.clone()).unwrap_or_default()).collect(), n_tex, &device);
                         parts.push(albedo.mul(g_tex).sum());
                     }
                     if let Some(lighting) = outputs.lighting {
-                        let g_sh = gradient_tensor(grads.iter().map(|g| g.3.map(|g| g.value.sh.clone()).unwrap_or_default()).collect(), 27, &device);
+                        let g_sh = rows_tensor(grads.iter().map(|g| g.3.map(|g| g.value.sh.clone()).unwrap_or_default()).collect(), 27, &device);
                         parts.push(lighting.mul(g_sh).sum());
                     }
                 }

@@ -137,7 +137,8 @@ pub const CEST_LIGHTING_INPUT: usize = 9;
 /// The SH lighting head's output is added to white ambient light of this level.
 pub const AMBIENT: f32 = 0.8;
 
-fn conv(channels: [usize; 2], stride: usize, init: Init, device: &Device) -> Conv2d {
+/// A 3 × 3 convolution, padded to keep the size at stride 1.
+pub(crate) fn conv(channels: [usize; 2], stride: usize, init: Init, device: &Device) -> Conv2d {
     let config = Conv2dConfig::new(channels, [3, 3]).with_stride([stride, stride]).with_padding(PaddingConfig2d::Explicit(1, 1, 1, 1));
     match init.initializer() {
         Some(i) => config.with_initializer(i),
@@ -146,7 +147,7 @@ fn conv(channels: [usize; 2], stride: usize, init: Init, device: &Device) -> Con
     .init(device)
 }
 
-fn linear(inputs: usize, outputs: usize, init: Init, device: &Device) -> Linear {
+pub(crate) fn linear(inputs: usize, outputs: usize, init: Init, device: &Device) -> Linear {
     let config = LinearConfig::new(inputs, outputs);
     match init.initializer() {
         Some(i) => config.with_initializer(i),

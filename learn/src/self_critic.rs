@@ -13,7 +13,7 @@
 //! λ_4 = 0.005 (`self_critic`), the terms averaged over their pairs.
 
 use crate::critic::{discriminator_loss, AlphaScale};
-use crate::encode::{batch_order, input_tensor};
+use crate::encode::{batch_order, input_tensor, rows_tensor};
 use crate::learner::{flat, Learner};
 use bevy_ecs::prelude::*;
 use burn::tensor::activation::softplus;
@@ -25,10 +25,6 @@ const NAME: &str = "loss_self_critic";
 pub const WEIGHT: f32 = 0.005;
 
 type Row<'a> = (&'a Frame, &'a Image, &'a Pose, &'a Coeffs, Option<&'a GroundTruth>, Has<Landmarks3d>, &'a mut Grad<Pose>, &'a mut Grad<Coeffs>);
-
-fn matrix(rows: &[Vec<f32>], width: usize, device: &burn::tensor::Device) -> Tensor<2> {
-    Tensor::from_data(TensorData::new(rows.concat(), [rows.len(), width]), device)
-}
 
 pub fn entry() -> SystemEntry {
     SystemEntry {
@@ -71,12 +67,12 @@ pub fn entry() -> SystemEntry {
                     let index: Vec<i64> = real.iter().map(|(k, _)| *k as i64).collect();
                     let index = Tensor::<1, burn::tensor::Int>::from_data(TensorData::new(index, [real.len()]), device);
                     let true_alpha: Vec<Vec<f32>> = real.iter().map(|(_, a)| a.clone()).collect();
-                    let real_logits = critic.score(z.clone().select(0, index), matrix(&true_alpha, width, device));
-                    let fake_logits = critic.score(z.clone(), matrix(&predicted, width, device));
+                    let real_logits = critic.score(z.clone().select(0, index), rows_tensor(true_alpha, width, device));
+                    let fake_logits = critic.score(z.clone(), rows_tensor(predicted.clone(), width, device));
                     learner.add_surrogate(discriminator_loss(real_logits, fake_logits));
                 }
                 // The regressor's side: the gradient with respect to α̂.
-                let alpha = matrix(&predicted, width, device).require_grad();
+                let alpha = rows_tensor(predicted, width, device).require_grad();
                 let generator = softplus(critic.score(z.detach(), alpha.clone()).neg(), 1.0).mean();
                 let value = flat(generator.clone())[0];
                 let grads = generator.backward();

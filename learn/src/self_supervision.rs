@@ -13,7 +13,7 @@
 //! second pass's go into burn directly as a surrogate on its outputs (it exists only here).
 
 use crate::consistency::{consistency_2d, consistency_3d, landmarks_3d, landmarks_3d_backward};
-use crate::encode::{batch_order, gradient_tensor, input_tensor, pose_params, pose_row};
+use crate::encode::{batch_order, rows_tensor, input_tensor, pose_params, pose_row};
 use crate::learner::{flat, Learner};
 use crate::network::fusion_matrix;
 use bevy_ecs::prelude::*;
@@ -172,10 +172,10 @@ pub fn entry() -> SystemEntry {
                     let device = &learner.device;
                     let (n_id, n_exp) = (learner.info.n_id, learner.info.n_exp);
                     let surrogate: Tensor<1> = out.pose.expect("checked above")
-                        .mul(gradient_tensor(second_grads.0, 6, device))
+                        .mul(rows_tensor(second_grads.0, 6, device))
                         .sum()
-                        .add(out.identity.mul(gradient_tensor(second_grads.1, n_id, device)).sum())
-                        .add(out.expression.mul(gradient_tensor(second_grads.2, n_exp, device)).sum());
+                        .add(out.identity.mul(rows_tensor(second_grads.1, n_id, device)).sum())
+                        .add(out.expression.mul(rows_tensor(second_grads.2, n_exp, device)).sum());
                     learner.add_surrogate(surrogate);
                 }
                 terms.terms.insert("consistency_2d".into(), lambda[0] * totals[0] / count);

@@ -457,7 +457,7 @@ pub fn evaluate(mut learner: Learner, model: &std::sync::Arc<MorphableModel>, ba
                 crate::metrics::measure_frame(model, &frame.name, &p, &t, &mean_shape).0
             },
             albedo: (coeffs.tex.len() == model.n_albedo() && truth.coeffs.tex.len() == model.n_albedo() && model.n_albedo() > 0).then(|| {
-                let albedo = |tex: &[f32]| faceforge_kernels::decode::forward_cpu(faceforge_kernels::decode::DecodeShape { batch: 1, components: model.n_albedo(), len: 3 * model.n_vertices(), base_per_item: false }, model.mean_albedo(), model.albedo_basis(), tex);
+                let albedo = |tex: &[f32]| faceforge_systems::reconstruct::decode_albedo_cpu(model, 1, tex);
                 let true_albedo = albedo(&truth.coeffs.tex);
                 [crate::metrics::albedo_rms_255(&albedo(&coeffs.tex), &true_albedo), crate::metrics::albedo_rms_255(model.mean_albedo(), &true_albedo)]
             }),

@@ -124,6 +124,12 @@ pub fn decode_stacked(
     }
 }
 
+/// Per-vertex albedos (B × 3N) of stacked albedo coefficients (B × K), on the native twin.
+pub fn decode_albedo_cpu(m: &MorphableModel, batch: usize, tex: &[f32]) -> Vec<f32> {
+    let shape = DecodeShape { batch, components: m.n_albedo(), len: 3 * m.n_vertices(), base_per_item: false };
+    decode::forward_cpu(shape, m.mean_albedo(), m.albedo_basis(), tex)
+}
+
 /// The adjoint of `decode_stacked`: (d identity, d expression, d albedo coefficients), B × K each.
 pub fn decode_adjoint(
     backend: &Backend,

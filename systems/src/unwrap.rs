@@ -35,18 +35,26 @@ fn atlas(model: &MorphableModel, size: usize) -> Raster {
     rasterize::forward_cpu(RasterShape { batch: 1, width: size, height: size }, &flat, model.triangles(), model.n_vertices())
 }
 
+/// A covered texel's triangle corners and barycentrics.
+fn corners(atlas: &Raster, triangles: &[u32], i: usize) -> ([u32; 3], [f32; 3]) {
+    let t = (atlas.tri[i] - 1) as usize;
+    let (b0, b1) = (atlas.bary[2 * i], atlas.bary[2 * i + 1]);
+    ([triangles[3 * t], triangles[3 * t + 1], triangles[3 * t + 2]], [b0, b1, 1.0 - b0 - b1])
+}
+
+/// Per-vertex values (3 each) interpolated at barycentrics `b` of a triangle.
+fn point(vertices: [u32; 3], b: [f32; 3], values: &[f32]) -> [f32; 3] {
+    std::array::from_fn(|c| (0..3).map(|k| b[k] * values[3 * vertices[k] as usize + c]).sum())
+}
+
 /// Per-vertex colours (rgb) drawn into the UV atlas (zero outside its triangles): CEST's
 /// reflectance map A of a per-vertex reflectance.
 pub fn atlas_colours(model: &MorphableModel, colours: &[f32], size: usize) -> Vec<f32> {
     let atlas = atlas(model, size);
-    let triangles = model.triangles();
     let mut out = vec![0.0f32; 3 * size * size];
     for i in (0..size * size).filter(|&i| atlas.covered(i)) {
-        let t = (atlas.tri[i] - 1) as usize;
-        let b = [atlas.bary[2 * i], atlas.bary[2 * i + 1], 1.0 - atlas.bary[2 * i] - atlas.bary[2 * i + 1]];
-        for c in 0..3 {
-            out[3 * i + c] = (0..3).map(|k| b[k] * colours[3 * triangles[3 * t + k] as usize + c]).sum();
-        }
+        let (v, b) = corners(&atlas, model.triangles(), i);
+        out[3 * i..3 * i + 3].copy_from_slice(&point(v, b, colours));
     }
     out
 }
@@ -74,12 +82,7 @@ pub fn unwrap(model: &MorphableModel, positions: &[f32], pose: &Pose, image: &Im
 
     // Each covered texel's point on the mesh and on the mirrored mesh, projected in one batch.
     let covered: Vec<usize> = (0..size * size).filter(|&i| atlas.covered(i)).collect();
-    let corners = |i: usize| {
-        let t = (atlas.tri[i] - 1) as usize;
-        let (b0, b1) = (atlas.bary[2 * i], atlas.bary[2 * i + 1]);
-        ([triangles[3 * t], triangles[3 * t + 1], triangles[3 * t + 2]], [b0, b1, 1.0 - b0 - b1])
-    };
-    let point = |vertices: [u32; 3], b: [f32; 3], values: &[f32]| -> [f32; 3] { std::array::from_fn(|c| (0..3).map(|k| b[k] * values[3 * vertices[k] as usize + c]).sum()) };
+    let corners = |i: usize| corners(&atlas, triangles, i);
     let mut points = Vec::with_capacity(6 * covered.len());
     for &i in &covered {
         let (v, b) = corners(i);
