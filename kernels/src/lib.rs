@@ -6,6 +6,7 @@ pub mod backend;
 pub mod census;
 pub mod covisible;
 pub mod decode;
+pub mod dense;
 pub mod depth_consistency;
 pub mod epipolar;
 pub mod features;
