@@ -133,6 +133,11 @@ pub struct Illumination {
     pub sh: Vec<f32>,
 }
 
+/// Marks a frame whose mesh holds only the landmark vertices of its current coefficients (a
+/// landmark fit's `reconstruct` with `vertices: Landmarks`); the rest is decoded at the end.
+#[derive(Component, Clone, Copy, Debug, Default)]
+pub struct LandmarksOnly;
+
 /// Vertex positions of a frame's face, xyz per vertex (model units, mm).
 #[derive(Component, Clone, Debug, PartialEq, Default)]
 pub struct Mesh {

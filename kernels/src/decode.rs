@@ -38,17 +38,24 @@ impl DecodeShape {
 /// 512–32768 at batch 1 and 16).
 const TILE: usize = 512;
 
-/// From this batch size on, the native twins use a packed GEMM (`dense::gemm`: register blocks
-/// over the batch rows) instead of one axpy or dot product per item and component: at the `bfm`
-/// size and batch 16 it took a frame's decode from 2.35 to 0.96 ms on one core.
-const GEMM_BATCH: usize = 4;
+/// From this batch size on, and for rows of at least `GEMM_COLUMNS`, the native twins use a
+/// packed GEMM (`dense::gemm`: register blocks over the batch rows) instead of axpys and dot
+/// products per item: at the `bfm` size on one core it took a frame's decode from 0.88 to 0.43
+/// ms at batch 16, but lost at batch 4 (1.62 against 1.06 ms: packing the basis costs more
+/// than it saves when each element is used four times) and on short rows (its buffers).
+const GEMM_BATCH: usize = 8;
 
 /// Row elements per parallel job on the GEMM path.
 const GEMM_COLUMNS: usize = 8192;
 
-/// The row elements each parallel job takes at this batch size.
-fn job_width(batch: usize) -> usize {
-    if batch >= GEMM_BATCH { GEMM_COLUMNS } else { TILE }
+/// Whether this shape takes the GEMM path.
+fn gemm_path(shape: DecodeShape) -> bool {
+    shape.batch >= GEMM_BATCH && shape.len >= GEMM_COLUMNS
+}
+
+/// The row elements each parallel job takes.
+fn job_width(shape: DecodeShape) -> usize {
+    if gemm_path(shape) { GEMM_COLUMNS } else { TILE }
 }
 
 /// Native forward, a GEMM over the batch: for each stretch of the row, start every item from its
@@ -57,7 +64,7 @@ fn job_width(batch: usize) -> usize {
 pub fn forward_cpu(shape: DecodeShape, base: &[f32], basis: &[f32], coeffs: &[f32]) -> Vec<f32> {
     shape.check(base, basis, coeffs);
     let (l, k_count, batch) = (shape.len, shape.components, shape.batch);
-    let width = job_width(batch);
+    let width = job_width(shape);
     let tiles: Vec<Vec<f32>> = crate::parallel::map(l.div_ceil(width), |t| {
         let (start, end) = (t * width, ((t + 1) * width).min(l));
         let w = end - start;
@@ -66,17 +73,22 @@ pub fn forward_cpu(shape: DecodeShape, base: &[f32], basis: &[f32], coeffs: &[f3
             let base_row = if shape.base_per_item { &base[b * l..(b + 1) * l] } else { base };
             row.copy_from_slice(&base_row[start..end]);
         }
-        if batch >= GEMM_BATCH {
+        if gemm_path(shape) {
             // tile (B × w) += coeffs (B × K) · basis[:, start..end] (K × w, row stride L).
             dense::gemm(batch, k_count, w, coeffs, (k_count, 1), &basis[start..], (l, 1), 1.0, &mut tile);
         } else {
-            for k in 0..k_count {
-                let component = &basis[k * l + start..k * l + end];
+            let component = |k: usize| &basis[k * l + start..k * l + end];
+            let quads = k_count / 4 * 4;
+            for k in (0..quads).step_by(4) {
+                let x = [component(k), component(k + 1), component(k + 2), component(k + 3)];
                 for (b, row) in tile.chunks_mut(w).enumerate() {
-                    let c = coeffs[b * k_count + k];
-                    if c != 0.0 {
-                        dense::axpy(c, component, row);
-                    }
+                    let c = &coeffs[b * k_count + k..b * k_count + k + 4];
+                    dense::axpy4([c[0], c[1], c[2], c[3]], x, row);
+                }
+            }
+            for k in quads..k_count {
+                for (b, row) in tile.chunks_mut(w).enumerate() {
+                    dense::axpy(coeffs[b * k_count + k], component(k), row);
                 }
             }
         }
@@ -97,11 +109,11 @@ pub fn forward_cpu(shape: DecodeShape, base: &[f32], basis: &[f32], coeffs: &[f3
 pub fn backward_cpu(shape: DecodeShape, basis: &[f32], grad_out: &[f32]) -> Vec<f32> {
     let (l, k_count, batch) = (shape.len, shape.components, shape.batch);
     assert_eq!(grad_out.len(), batch * l, "decode backward: grad length");
-    let width = job_width(batch);
+    let width = job_width(shape);
     let partials: Vec<Vec<f32>> = crate::parallel::map(l.div_ceil(width), |t| {
         let (start, end) = (t * width, ((t + 1) * width).min(l));
         let mut grad = vec![0.0f32; batch * k_count];
-        if batch >= GEMM_BATCH {
+        if gemm_path(shape) {
             // grad (B × K) = d out[:, start..end] (B × w, row stride L) · basis[:, start..end]ᵀ
             // (w × K: element (i, k) at k·L + i).
             dense::gemm(batch, end - start, k_count, &grad_out[start..], (l, 1), &basis[start..], (1, l), 0.0, &mut grad);
@@ -265,7 +277,7 @@ mod tests {
         out
     }
 
-    /// Batch 3 takes the small-batch path, batch 6 the GEMM path.
+    /// Short rows: the small-batch path at any batch (the GEMM path's test has long rows).
     fn case(base_per_item: bool, batch: usize) -> (DecodeShape, Vec<f32>, Vec<f32>, Vec<f32>) {
         let shape = DecodeShape { batch, components: 7, len: 300, base_per_item };
         let base_rows = if base_per_item { batch } else { 1 };

@@ -125,9 +125,13 @@ pub fn plan(loaded: &LoadedScene) -> Result<Plan, SceneError> {
 }
 
 /// An empty schedule whose stage sets run in `Stage` order (bevy applies each stage's commands
-/// before the next stage reads them).
+/// before the next stage reads them). Its systems run one after another on the calling thread:
+/// the stages are a chain anyway, the heavy ops spread over the cores themselves (the compute
+/// pool), and waking the multi-threaded executor's threads for every system cost more than a
+/// landmark fit's whole iteration.
 pub fn staged_schedule() -> Schedule {
     let mut schedule = Schedule::default();
+    schedule.set_executor(bevy_ecs::schedule::SingleThreadedExecutor::new());
     for pair in Stage::ALL.windows(2) {
         schedule.configure_sets(pair[1].after(pair[0]));
     }

@@ -291,6 +291,8 @@ fn continue_run(loaded: &LoadedScene, mut prepared: Prepared, start: u32, histor
 fn finish(loaded: &LoadedScene, prepared: Prepared, loss_history: LossHistory, start: Instant) -> anyhow::Result<RunSummary> {
     let scene = &loaded.scene;
     let Prepared { mut world, model, backend, frames, skipped, .. } = prepared;
+    // A landmark fit decoded only the landmark vertices: the outputs and metrics get whole meshes.
+    faceforge_systems::reconstruct::decode_full_meshes(&mut world).map_err(|e| anyhow::anyhow!("{e}"))?;
     // `continue_run` made the folder before the first checkpoint.
     let out_dir = scene.outputs.dir.clone();
     let mut files = Vec::new();

@@ -12,7 +12,7 @@
 
 use crate::{parse_settings, Stage, SystemEntry};
 use bevy_ecs::prelude::*;
-use faceforge_components::{accumulate, Frame, Grad, Image, Landmarks2d, Landmarks3d, LossTerms, LossWeights, Mesh, Model, Pose};
+use faceforge_components::{Frame, Grad, Image, Landmarks2d, Landmarks3d, LossTerms, LossWeights, Mesh, Model, Pose};
 use faceforge_kernels::project;
 use serde::Deserialize;
 
@@ -159,13 +159,16 @@ pub fn entry() -> SystemEntry {
                         d_positions.iter_mut().zip(dx).for_each(|(a, b)| *a += b);
                         d_camera.iter_mut().zip(dc).for_each(|(a, b)| *a += b);
                     }
-                    let mut d_mesh = vec![0.0; mesh.positions.len()];
+                    // Straight into the mesh gradient, at the landmark vertices only.
+                    let d_mesh = &mut g_mesh.value.positions;
+                    if d_mesh.is_empty() {
+                        d_mesh.resize(mesh.positions.len(), 0.0);
+                    }
                     for (l, &v) in m.landmarks().iter().enumerate() {
                         for c in 0..3 {
                             d_mesh[3 * v as usize + c] += d_positions[3 * l + c];
                         }
                     }
-                    accumulate(&mut g_mesh.value.positions, &d_mesh);
                     crate::add_pose_grad(&mut g_pose.value, &pose.from_camera(&d_camera));
                 }
                 terms.terms.insert("landmark".into(), lambda * total / count);
