@@ -90,6 +90,11 @@ fn file_error(path: &Path, message: impl std::fmt::Display) -> LearnError {
 }
 
 impl Learner {
+    /// How many numbers the network's weights hold (every part, trained or not).
+    pub fn parameter_count(&self) -> usize {
+        self.net.num_params()
+    }
+
     /// A fresh network for `model`, on burn's CPU backend (flex) with autodiff.
     pub fn new(spec: &NetworkSpec, model: &MorphableModel, heads: Heads) -> Result<Self, LearnError> {
         spec.check().map_err(LearnError::Spec)?;

@@ -156,7 +156,7 @@ pub fn table(timings: &[Timing]) -> String {
 }
 
 /// min, median, max of some samples.
-fn spread(mut samples: Vec<f64>) -> [f64; 3] {
+pub(crate) fn spread(mut samples: Vec<f64>) -> [f64; 3] {
     samples.sort_by(f64::total_cmp);
     [samples[0], samples[samples.len() / 2], samples[samples.len() - 1]]
 }

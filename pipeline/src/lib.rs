@@ -16,6 +16,7 @@ pub mod infer;
 pub mod inputs;
 pub mod mat;
 pub mod metrics;
+pub mod peer;
 pub mod outputs;
 pub mod report;
 pub mod run;

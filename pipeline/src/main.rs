@@ -210,6 +210,26 @@ enum BenchCommand {
         #[arg(long)]
         record: Option<PathBuf>,
     },
+    /// The landmark + regulariser fit that `benches/peer/` runs in PyTorch: ms per iteration and
+    /// the whole fit; `--export` also writes the peer's inputs (model arrays, frames, starts,
+    /// settings) and this run's timings and loss curve.
+    Peer {
+        #[arg(long, default_value = "scenes/landmark_fit.ron")]
+        scene: PathBuf,
+        #[arg(long)]
+        export: Option<PathBuf>,
+        /// Scene overrides, as for `run`.
+        #[arg(long = "set")]
+        overrides: Vec<String>,
+        /// The learn scene whose training step the peer also times (with `--export`).
+        #[arg(long, default_value = "scenes/pgn_train_guidance.ron")]
+        train_scene: PathBuf,
+        /// Input sizes of the training step, comma-separated (none: skip it).
+        #[arg(long, default_value = "96,224", value_delimiter = ',')]
+        train_sizes: Vec<usize>,
+        #[arg(long, default_value_t = 3)]
+        repeats: usize,
+    },
     /// decode → project → rasterize → interpolate → sample, forward and forward + backward.
     Render {
         /// Model preset (tiny, default, bfm).
@@ -470,6 +490,23 @@ fn execute(cli: Cli) -> anyhow::Result<()> {
             let title = format!("one fit iteration of {} (native CPU), ms per iteration, {repeats} repeats", scene.display());
             let table = faceforge::bench::rows_table("ms/iteration", &faceforge::bench::fit(&loaded, &presets, repeats.max(1))?);
             report_bench(&title, &table, record.as_deref())?;
+        }
+        Command::Bench { command: BenchCommand::Peer { scene, export, overrides, train_scene, train_sizes, repeats } } => {
+            let loaded = load_scene(&scene, &overrides)?;
+            for (name, t) in faceforge::peer::landmark_fit(&loaded, export.as_deref())? {
+                println!(
+                    "{} ({name}): {} frames × {} iterations in {:.2} s, ms per iteration {:.3} / {:.3} / {:.3} (min / median / max), final loss {:.4}",
+                    scene.display(), t.frames, t.iterations, t.seconds, t.ms[0], t.ms[1], t.ms[2], t.losses.last().copied().unwrap_or(f32::NAN)
+                );
+            }
+            if let Some(dir) = export {
+                let train = load_scene(&train_scene, &[])?;
+                for size in train_sizes {
+                    let ms = faceforge::peer::training_step(&train, size, repeats.max(1), &dir)?;
+                    println!("{} at {size}²: ms per training step {:.1} / {:.1} / {:.1} (min / median / max)", train_scene.display(), ms[0], ms[1], ms[2]);
+                }
+                println!("peer inputs and this run's numbers: {}", dir.display());
+            }
         }
         Command::Bench { command: BenchCommand::Render { preset, size, batch, repeats, wgpu } } => {
             let preset = Preset::parse(&preset).with_context(|| format!("unknown preset `{preset}`; presets: tiny, default, bfm"))?;
