@@ -85,26 +85,37 @@ fn window_sum(image: &[f32], width: usize, height: usize, r: usize) -> Vec<f32> 
 }
 
 /// Sum over the (2r + 1)² box inside the image, for each pixel: separable running sums (f64, so
-/// the order of the additions does not matter at f32 precision), O(1) per pixel whatever r.
+/// the order of the additions does not matter at f32 precision), O(1) per pixel whatever r. Both
+/// passes run along rows (the vertical one keeps a prefix per column), plain loops the compiler
+/// vectorises: written with a closure per element and a column-wise vertical pass it took 30 %
+/// of a quickstart fit.
 fn box_sum(image: &[f32], width: usize, height: usize, r: usize) -> Vec<f32> {
-    // Prefix sums along one line of `n` values at `stride`, then window = prefix[hi] − prefix[lo].
-    let window = |values: &mut dyn FnMut(usize) -> f64, n: usize, out: &mut dyn FnMut(usize, f64)| {
-        let mut prefix = Vec::with_capacity(n + 1);
-        prefix.push(0.0f64);
-        for i in 0..n {
-            prefix.push(prefix[i] + values(i));
-        }
-        for i in 0..n {
-            out(i, prefix[(i + r + 1).min(n)] - prefix[i.saturating_sub(r)]);
-        }
-    };
+    // Along each row: prefix sums, then window = prefix[hi] − prefix[lo].
     let mut rows = vec![0.0f64; width * height];
+    let mut prefix = vec![0.0f64; width + 1];
+    for (row_in, row_out) in image.chunks_exact(width).zip(rows.chunks_exact_mut(width)) {
+        for (x, v) in row_in.iter().enumerate() {
+            prefix[x + 1] = prefix[x] + *v as f64;
+        }
+        for (x, o) in row_out.iter_mut().enumerate() {
+            *o = prefix[(x + r + 1).min(width)] - prefix[x.saturating_sub(r)];
+        }
+    }
+    // Down the columns, one row of per-column prefixes at a time.
+    let mut columns = vec![0.0f64; (height + 1) * width];
     for y in 0..height {
-        window(&mut |x| image[y * width + x] as f64, width, &mut |x, v| rows[y * width + x] = v);
+        let (done, next) = columns.split_at_mut((y + 1) * width);
+        let previous = &done[y * width..];
+        for ((n, p), v) in next[..width].iter_mut().zip(previous).zip(&rows[y * width..(y + 1) * width]) {
+            *n = p + v;
+        }
     }
     let mut out = vec![0.0f32; width * height];
-    for x in 0..width {
-        window(&mut |y| rows[y * width + x], height, &mut |y, v| out[y * width + x] = v as f32);
+    for (y, row_out) in out.chunks_exact_mut(width).enumerate() {
+        let (hi, lo) = ((y + r + 1).min(height) * width, y.saturating_sub(r) * width);
+        for ((o, a), b) in row_out.iter_mut().zip(&columns[hi..hi + width]).zip(&columns[lo..lo + width]) {
+            *o = (a - b) as f32;
+        }
     }
     out
 }
