@@ -2,7 +2,8 @@
 //! (`scenes/landmark_fit.ron`) timed here, and, for the PyTorch peer to run the same fit on the
 //! same numbers, the model's arrays, the frames' landmarks, the starting poses and coefficients,
 //! the optimiser's settings and this run's timings and loss curve (`manifest.json` and raw
-//! little-endian f32 files beside it).
+//! little-endian f32 files beside it); and one learn-mode training step of PGN's step 1 with its
+//! batch (`train_<size>.json`, `train_<size>.f32`).
 
 use crate::LoadedScene;
 use anyhow::{bail, Context};
@@ -46,8 +47,8 @@ pub fn landmark_fit(loaded: &LoadedScene, export: Option<&Path>) -> anyhow::Resu
     if names != PEER_SYSTEMS {
         bail!("{}: the peer implements the systems {PEER_SYSTEMS:?}, this scene has {names:?}", loaded.file);
     }
-    if scene.losses.keys().any(|k| k != "landmark" && k != "regulariser") {
-        bail!("{}: the peer implements the landmark and regulariser losses only, not {:?}", loaded.file, scene.losses.keys().collect::<Vec<_>>());
+    if scene.losses.keys().collect::<Vec<_>>() != ["landmark", "regulariser"] {
+        bail!("{}: the peer implements the landmark and regulariser losses, not {:?}", loaded.file, scene.losses.keys().collect::<Vec<_>>());
     }
     let adam: AdamSettings = faceforge_systems::parse_settings(settings_of(loaded, "adam")).map_err(|e| anyhow::anyhow!("{}: adam: {e}", loaded.file))?;
     let pose: DirectPoseSettings = faceforge_systems::parse_settings(settings_of(loaded, "direct_pose")).map_err(|e| anyhow::anyhow!("{}: direct_pose: {e}", loaded.file))?;
