@@ -31,7 +31,16 @@ fn offsets() -> impl Iterator<Item = (i64, i64)> {
 
 /// The soft census of pixel (x, y): per neighbour (in `offsets` order) its difference d, its
 /// census value c, and whether it lies inside the image; plus s².
-fn window(grey: &[f32], width: usize, height: usize, x: usize, y: usize) -> ([f32; NEIGHBOURS], [f32; NEIGHBOURS], [bool; NEIGHBOURS], f32) {
+struct Window {
+    d: [f32; NEIGHBOURS],
+    c: [f32; NEIGHBOURS],
+    inside: [bool; NEIGHBOURS],
+    s2: f32,
+    /// D^{3/2} per neighbour, D = d² + η² s² + τ (c = d / √D), which the adjoint divides by.
+    d_three_halves: [f32; NEIGHBOURS],
+}
+
+fn window(grey: &[f32], width: usize, height: usize, x: usize, y: usize) -> Window {
     let centre = grey[y * width + x];
     let mut d = [0.0; NEIGHBOURS];
     let mut inside = [false; NEIGHBOURS];
@@ -48,12 +57,16 @@ fn window(grey: &[f32], width: usize, height: usize, x: usize, y: usize) -> ([f3
     }
     let s2 = sum / count;
     let mut c = [0.0; NEIGHBOURS];
+    let mut d_three_halves = [0.0; NEIGHBOURS];
     for k in 0..NEIGHBOURS {
         if inside[k] {
-            c[k] = d[k] / (d[k] * d[k] + ETA * ETA * s2 + TAU).sqrt();
+            let big_d = d[k] * d[k] + ETA * ETA * s2 + TAU;
+            let root = big_d.sqrt();
+            c[k] = d[k] / root;
+            d_three_halves[k] = big_d * root;
         }
     }
-    (d, c, inside, s2)
+    Window { d, c, inside, s2, d_three_halves }
 }
 
 /// The census loss between a target and a rendered grey image (weights w per pixel), and its
@@ -83,8 +96,8 @@ pub fn loss_cpu(target: &[f32], rendered: &[f32], weights: &[f32], width: usize,
             if w == 0.0 {
                 continue;
             }
-            let (_, ct, _, _) = window(target, width, height, x, y);
-            let (d, cr, inside, s2) = window(rendered, width, height, x, y);
+            let ct = window(target, width, height, x, y).c;
+            let Window { d, c: cr, inside, s2, d_three_halves } = window(rendered, width, height, x, y);
             let n = inside.iter().filter(|&&i| i).count() as f32;
             let mut g_c = [0.0f32; NEIGHBOURS];
             let mut h = 0.0;
@@ -94,18 +107,17 @@ pub fn loss_cpu(target: &[f32], rendered: &[f32], weights: &[f32], width: usize,
                 g_c[k] = w / total * 2.0 * DELTA * delta / (DELTA + delta * delta).powi(2);
             }
             value += (w * h) as f64;
-            // c_k = d_k D_k^{-1/2}, D_k = d_k² + η² s² + τ, s² = Σ d² / n.
+            // c_k = d_k D_k^{-1/2}, D_k = d_k² + η² s² + τ, s² = Σ d² / n (D^{3/2} from the
+            // forward pass, not recomputed).
             let mut through_s2 = 0.0;
             for k in 0..NEIGHBOURS {
                 if inside[k] {
-                    let big_d = d[k] * d[k] + ETA * ETA * s2 + TAU;
-                    through_s2 += g_c[k] * (-0.5 * d[k] * ETA * ETA) / (big_d * big_d.sqrt());
+                    through_s2 += g_c[k] * (-0.5 * d[k] * ETA * ETA) / d_three_halves[k];
                 }
             }
             for k in 0..NEIGHBOURS {
                 if inside[k] {
-                    let big_d = d[k] * d[k] + ETA * ETA * s2 + TAU;
-                    grad_d[x * NEIGHBOURS + k] = g_c[k] * (ETA * ETA * s2 + TAU) / (big_d * big_d.sqrt()) + through_s2 * 2.0 * d[k] / n;
+                    grad_d[x * NEIGHBOURS + k] = g_c[k] * (ETA * ETA * s2 + TAU) / d_three_halves[k] + through_s2 * 2.0 * d[k] / n;
                 }
             }
         }

@@ -179,18 +179,22 @@ impl Structure {
     }
 }
 
+/// window(1): how many pixels (weighted) each pixel's window holds inside the image — what
+/// `normalise` and its adjoint divide by; computed once per loss, not once per use.
+fn window_count(width: usize, height: usize, radius: usize) -> Vec<f32> {
+    window_sum(&vec![1.0; width * height], width, height, radius)
+}
+
 /// Lighting removed, as far as it is a smooth gain: the image divided by its local mean
-/// (a (4·radius+1)-pixel pyramid window), and that mean.
-fn normalise(image: &[f32], width: usize, height: usize, radius: usize) -> (Vec<f32>, Vec<f32>) {
-    let ones = window_sum(&vec![1.0; width * height], width, height, radius);
-    let mean: Vec<f32> = window_sum(image, width, height, radius).iter().zip(&ones).map(|(s, n)| s / n + MEAN_FLOOR).collect();
+/// (a (4·radius+1)-pixel pyramid window, `ones` = `window_count`), and that mean.
+fn normalise(image: &[f32], ones: &[f32], width: usize, height: usize, radius: usize) -> (Vec<f32>, Vec<f32>) {
+    let mean: Vec<f32> = window_sum(image, width, height, radius).iter().zip(ones).map(|(s, n)| s / n + MEAN_FLOOR).collect();
     (image.iter().zip(&mean).map(|(v, m)| v / m).collect(), mean)
 }
 
 /// The adjoint of `normalise` for the image: n = I / B, B = window(I) / window(1) + floor, so
 /// dI = g / B − window(g I / B² / window(1)).
-fn normalise_backward(image: &[f32], mean: &[f32], grad: &[f32], width: usize, height: usize, radius: usize) -> Vec<f32> {
-    let ones = window_sum(&vec![1.0; width * height], width, height, radius);
+fn normalise_backward(image: &[f32], ones: &[f32], mean: &[f32], grad: &[f32], width: usize, height: usize, radius: usize) -> Vec<f32> {
     let through_mean: Vec<f32> = (0..width * height).map(|p| grad[p] * image[p] / (mean[p] * mean[p]) / ones[p]).collect();
     let spread = window_sum(&through_mean, width, height, radius);
     (0..width * height).map(|p| grad[p] / mean[p] - spread[p]).collect()
@@ -256,8 +260,9 @@ fn estimate_to_last(target: &[f32], rendered: &[f32], width: usize, height: usiz
 
 /// The flow w (2 per pixel) with R(x + w) ≈ I(x).
 pub fn estimate(target: &[f32], rendered: &[f32], width: usize, height: usize, s: &FlowSettings) -> Vec<f32> {
-    let (target, _) = normalise(target, width, height, LIGHTING_RADIUS);
-    let (rendered, _) = normalise(rendered, width, height, LIGHTING_RADIUS);
+    let ones = window_count(width, height, LIGHTING_RADIUS);
+    let (target, _) = normalise(target, &ones, width, height, LIGHTING_RADIUS);
+    let (rendered, _) = normalise(rendered, &ones, width, height, LIGHTING_RADIUS);
     let (mut flow, structure, level) = estimate_to_last(&target, &rendered, width, height, s);
     let delta = structure.update(&level, &flow, s);
     flow.iter_mut().zip(&delta).for_each(|(f, d)| *f += d);
@@ -270,11 +275,12 @@ pub fn magnitude_loss(target: &[f32], rendered: &[f32], weights: &[f32], width: 
     assert_eq!(target.len(), width * height, "flow: target size");
     assert_eq!(rendered.len(), width * height, "flow: rendered size");
     assert_eq!(weights.len(), width * height, "flow: weight size");
-    let (target_n, _) = normalise(target, width, height, LIGHTING_RADIUS);
-    let (rendered_n, mean) = normalise(rendered, width, height, LIGHTING_RADIUS);
+    let ones = window_count(width, height, LIGHTING_RADIUS);
+    let (target_n, _) = normalise(target, &ones, width, height, LIGHTING_RADIUS);
+    let (rendered_n, mean) = normalise(rendered, &ones, width, height, LIGHTING_RADIUS);
     let (flow0, structure, level) = estimate_to_last(&target_n, &rendered_n, width, height, s);
     let (value, grad) = last_step_loss(&structure, &level, &flow0, weights, s);
-    (value, normalise_backward(rendered, &mean, &grad, width, height, LIGHTING_RADIUS))
+    (value, normalise_backward(rendered, &ones, &mean, &grad, width, height, LIGHTING_RADIUS))
 }
 
 fn last_step_loss(structure: &Structure, level: &Level, flow0: &[f32], weights: &[f32], s: &FlowSettings) -> (f32, Vec<f32>) {
@@ -377,9 +383,10 @@ mod tests {
         let (w, h) = (20, 16);
         let img = image(w, h, (0.3, 0.1));
         let g: Vec<f32> = (0..w * h).map(|p| ((p * 7) % 11) as f32 / 11.0 - 0.5).collect();
-        let f = |im: &[f32]| -> f32 { normalise(im, w, h, LIGHTING_RADIUS).0.iter().zip(&g).map(|(a, b)| a * b).sum() };
-        let (_, mean) = normalise(&img, w, h, LIGHTING_RADIUS);
-        let analytic = normalise_backward(&img, &mean, &g, w, h, LIGHTING_RADIUS);
+        let ones = window_count(w, h, LIGHTING_RADIUS);
+        let f = |im: &[f32]| -> f32 { normalise(im, &ones, w, h, LIGHTING_RADIUS).0.iter().zip(&g).map(|(a, b)| a * b).sum() };
+        let (_, mean) = normalise(&img, &ones, w, h, LIGHTING_RADIUS);
+        let analytic = normalise_backward(&img, &ones, &mean, &g, w, h, LIGHTING_RADIUS);
         for i in (0..w * h).step_by(13) {
             let eps = 1e-2;
             let (mut up, mut down) = (img.clone(), img.clone());
