@@ -155,6 +155,17 @@ pub fn table(timings: &[Timing]) -> String {
     s
 }
 
+/// min, median, max in milliseconds of `repeats` calls of `f` (the caller warms up first).
+pub(crate) fn timed(repeats: usize, mut f: impl FnMut() -> anyhow::Result<()>) -> anyhow::Result<[f64; 3]> {
+    let mut samples = Vec::new();
+    for _ in 0..repeats {
+        let start = Instant::now();
+        f()?;
+        samples.push(start.elapsed().as_secs_f64() * 1e3);
+    }
+    Ok(spread(samples))
+}
+
 /// min, median, max of some samples.
 pub(crate) fn spread(mut samples: Vec<f64>) -> [f64; 3] {
     samples.sort_by(f64::total_cmp);
@@ -233,13 +244,7 @@ pub fn fit(scene: &crate::LoadedScene, presets: &[&str], repeats: usize) -> anyh
             let mut prepared = crate::run::prepare(&s)?;
             // Two warm-up iterations (first-iteration set-up: shared identity, device caches).
             crate::run::iterate(&mut prepared, 2, false)?;
-            let mut samples = Vec::new();
-            for _ in 0..repeats {
-                let start = Instant::now();
-                crate::run::iterate(&mut prepared, 1, false)?;
-                samples.push(start.elapsed().as_secs_f64() * 1e3);
-            }
-            Ok(spread(samples))
+            timed(repeats, || crate::run::iterate(&mut prepared, 1, false).map(|_| ()))
         };
         let landmarks = time_scene(true)?;
         let full = time_scene(false)?;
@@ -264,13 +269,7 @@ pub fn train_step(scene: &crate::LoadedScene, sizes: &[usize], repeats: usize) -
         let mut time = |training: bool| -> anyhow::Result<[f64; 3]> {
             session.world.resource_mut::<faceforge_learn::Learner>().configure(trained, training);
             session.run(0)?; // warm-up
-            let mut samples = Vec::new();
-            for _ in 0..repeats {
-                let start = Instant::now();
-                session.run(0)?;
-                samples.push(start.elapsed().as_secs_f64() * 1e3);
-            }
-            Ok(spread(samples))
+            timed(repeats, || session.run(0).map(|_| ()))
         };
         let forward = time(false)?;
         let step = time(true)?;

@@ -55,14 +55,16 @@ pub fn landmark_fit(loaded: &LoadedScene, export: Option<&Path>) -> anyhow::Resu
     if pose.init != PoseInit::Landmarks {
         bail!("{}: the peer starts the pose from the landmarks (direct_pose's `init: Landmarks`)", loaded.file);
     }
+    // One model for the export and both variants (generating the `bfm` one takes seconds).
+    let model = std::sync::Arc::new(crate::run::load_model(&scene.model)?);
     if let Some(dir) = export {
-        export_inputs(loaded, &adam, dir)?;
+        export_inputs(loaded, &model, &adam, dir)?;
     }
     let mut results = Vec::new();
     for (name, settings) in VARIANTS {
         let mut variant = loaded.clone();
         variant.scene.systems[1].settings = Some(ron::value::RawValue::from_boxed_ron(settings.into()).map_err(|e| anyhow::anyhow!("{e}"))?);
-        results.push((name, time_fit(&variant)?));
+        results.push((name, time_fit(&variant, &model)?));
     }
     if let Some(dir) = export {
         let path = dir.join("manifest.json");
@@ -78,10 +80,9 @@ pub fn landmark_fit(loaded: &LoadedScene, export: Option<&Path>) -> anyhow::Resu
 }
 
 /// The model's arrays, the frames, their starts and the settings, for the peer.
-fn export_inputs(loaded: &LoadedScene, adam: &AdamSettings, dir: &Path) -> anyhow::Result<()> {
+fn export_inputs(loaded: &LoadedScene, model: &std::sync::Arc<faceforge_model::MorphableModel>, adam: &AdamSettings, dir: &Path) -> anyhow::Result<()> {
     let scene = &loaded.scene;
-    let mut prepared = crate::run::prepare(loaded)?;
-    let model = prepared.model.clone();
+    let mut prepared = crate::run::prepare_with_model(loaded, model.clone())?;
     std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     let mut q = prepared.world.query::<(&Frame, &Image, &Landmarks2d, &Coeffs)>();
     let mut frames: Vec<_> = q.iter(&prepared.world).collect();
@@ -89,7 +90,7 @@ fn export_inputs(loaded: &LoadedScene, adam: &AdamSettings, dir: &Path) -> anyho
     let mut records = Vec::new();
     for (frame, image, targets, coeffs) in frames {
         // The start direct_pose takes: the affine fit of the coefficients' landmarks.
-        let x = faceforge_systems::pgn::landmark_positions(&model, coeffs);
+        let x = faceforge_systems::pgn::landmark_positions(model, coeffs);
         let fit = faceforge_kernels::pgn::solve(&x, &targets.points).map_err(|e| anyhow::anyhow!("frame {}: {e}", frame.name))?;
         let p = params_of(&fit.rows());
         records.push(serde_json::json!({
@@ -119,8 +120,8 @@ fn export_inputs(loaded: &LoadedScene, adam: &AdamSettings, dir: &Path) -> anyho
 }
 
 /// The whole fit, each iteration timed.
-fn time_fit(loaded: &LoadedScene) -> anyhow::Result<FitTiming> {
-    let mut prepared = crate::run::prepare(loaded)?;
+fn time_fit(loaded: &LoadedScene, model: &std::sync::Arc<faceforge_model::MorphableModel>) -> anyhow::Result<FitTiming> {
+    let mut prepared = crate::run::prepare_with_model(loaded, model.clone())?;
     let iterations = loaded.scene.iterations;
     let start = Instant::now();
     let (mut samples, mut last) = (Vec::new(), start);
@@ -161,13 +162,7 @@ pub fn training_step(loaded: &LoadedScene, size: usize, repeats: usize, dir: &Pa
     // Timed as `faceforge bench train` times it: one warm-up (which also turns the frames'
     // annotations into `LandmarkTargets`), then `repeats` steps.
     session.run(0)?;
-    let mut samples = Vec::new();
-    for _ in 0..repeats {
-        let t = Instant::now();
-        session.run(0)?;
-        samples.push(t.elapsed().as_secs_f64() * 1e3);
-    }
-    let ms = crate::bench::spread(samples);
+    let ms = crate::bench::timed(repeats, || session.run(0).map(|_| ()))?;
     let mut q = session.world.query::<(&Frame, &Image, &faceforge_components::LandmarkTargets)>();
     let mut frames: Vec<_> = q.iter(&session.world).collect();
     frames.sort_by(|a, b| a.0.name.cmp(&b.0.name));

@@ -41,21 +41,18 @@ pub fn entry() -> SystemEntry {
                     return Ok(());
                 }
                 let batch = reached.len();
-                let stack = |rows: &mut dyn Iterator<Item = &Vec<f32>>, width: usize, each: &dyn Fn(&[f32]) -> Vec<f32>| -> Vec<f32> {
-                    rows.flat_map(|g| if g.is_empty() { vec![0.0; width] } else { each(g) }).collect()
-                };
                 let (n_id, n_exp, n_tex) = (m.n_id(), m.n_exp(), m.n_albedo());
                 let bases = LandmarkBases::refresh(&mut landmark_bases, m);
                 let no_albedo = reached.iter().all(|(_, albedo, _)| albedo.iter().all(|g| *g == 0.0));
                 let (id, exp, tex) = if no_albedo && reached.iter().all(|(mesh, _, _)| bases.only_at_landmarks(mesh)) {
                     // Only landmark losses reached the meshes: the adjoint over those rows is
                     // exact and reads a few kilobytes of the bases instead of all of them.
-                    let gathered = stack(&mut reached.iter().map(|r| r.0), 3 * bases.vertices.len(), &|g| bases.gather(g));
+                    let gathered = stack(reached.iter().map(|r| r.0), 3 * bases.vertices.len(), |g| bases.gather(g));
                     let (id, exp) = bases.adjoint(batch, &gathered);
                     (id, exp, vec![0.0; batch * n_tex])
                 } else {
-                    let d_mesh = stack(&mut reached.iter().map(|r| r.0), len, &|g| g.to_vec());
-                    let d_albedo = (!no_albedo).then(|| stack(&mut reached.iter().map(|r| r.1), len, &|g| g.to_vec()));
+                    let d_mesh = stack(reached.iter().map(|r| r.0), len, <[f32]>::to_vec);
+                    let d_albedo = (!no_albedo).then(|| stack(reached.iter().map(|r| r.1), len, <[f32]>::to_vec));
                     decode_adjoint(backend, m, device, batch, &d_mesh, d_albedo.as_deref())
                 };
                 for (b, (_, _, g_coeffs)) in reached.iter_mut().enumerate() {
@@ -69,4 +66,10 @@ pub fn entry() -> SystemEntry {
             .in_set(Stage::BackwardReconstruct))
         },
     }
+}
+
+/// The rows one after another, each as `each` makes it, zeros (`width` of them) for a frame no
+/// gradient reached.
+fn stack<'a>(rows: impl Iterator<Item = &'a Vec<f32>>, width: usize, each: impl Fn(&[f32]) -> Vec<f32>) -> Vec<f32> {
+    rows.flat_map(|g| if g.is_empty() { vec![0.0; width] } else { each(g) }).collect()
 }
