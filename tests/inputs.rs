@@ -1,7 +1,9 @@
 //! Real inputs: an image folder with `.pts` landmarks (PNG files written by `faceforge synth`),
 //! fitted through PGN's closed form. A corrupt image is skipped and reported while the others
 //! are reconstructed; landmarks come back in the original image's pixels; a clip folder shares
-//! one identity; a broken `.pts` stops the run naming its file and line.
+//! one identity; an image without landmarks goes to the built-in detector, and one without a
+//! face is skipped; a broken `.pts` (malformed, a non-finite point, a point outside the image,
+//! the wrong count) is skipped naming its file and line, and stops the run with `strict`.
 
 use faceforge::run::run;
 use faceforge::synth::{generate, write, SynthPreset, SynthSpec};
@@ -79,11 +81,12 @@ fn a_clip_folder_is_one_subject_with_a_shared_identity() {
     let clip = root.path().join("clip_a");
     std::fs::create_dir(&clip).unwrap();
     synthetic_folder(&clip, 1, 3, 128);
-    // An image without landmarks in the clip: skipped, listed.
-    std::fs::copy(clip.join("s000_f000.png"), clip.join("zz_no_landmarks.png")).unwrap();
+    // An image without landmarks and without a face in the clip: the detector finds nothing,
+    // so it is skipped and listed.
+    image::RgbImage::from_pixel(128, 128, image::Rgb([128, 128, 128])).save(clip.join("zz_no_face.png")).unwrap();
     let summary = run(&folder_scene(root.path(), out.path(), true), false).unwrap();
     assert_eq!((summary.frames, summary.skipped.len()), (3, 1));
-    assert!(summary.skipped[0].reason.contains("no landmarks"), "{:?}", summary.skipped);
+    assert!(summary.skipped[0].file.ends_with("zz_no_face.png") && summary.skipped[0].reason.contains("no face found"), "{:?}", summary.skipped);
     let read = |name: &str| -> serde_json::Value { serde_json::from_str(&std::fs::read_to_string(out.path().join(format!("{name}.json"))).unwrap()).unwrap() };
     let (a, c) = (read("clip_a_s000_f000"), read("clip_a_s000_f002"));
     assert_eq!(a["subject"], c["subject"]);
@@ -91,18 +94,42 @@ fn a_clip_folder_is_one_subject_with_a_shared_identity() {
 }
 
 #[test]
-fn a_broken_pts_file_stops_the_run_naming_its_line() {
+fn broken_pts_files_are_skipped_naming_file_and_line_and_strict_stops_at_the_first() {
     let images = tempfile::tempdir().unwrap();
     let out = tempfile::tempdir().unwrap();
-    synthetic_folder(images.path(), 2, 1, 96);
-    let pts = images.path().join("s001_f000.pts");
-    let text = std::fs::read_to_string(&pts).unwrap().replacen("\n", "\nn_points: many\n", 1);
-    std::fs::write(&pts, text).unwrap();
-    let err = format!("{:#}", run(&folder_scene(images.path(), out.path(), false), false).unwrap_err());
-    assert!(err.contains("s001_f000.pts:2: `n_points: many`"), "{err}");
-    // Five points where the model has 68: refused, naming the file and the model.
-    let five = "version: 1\nn_points: 5\n{\n1 1\n2 2\n3 3\n4 4\n5 5\n}\n";
-    std::fs::write(&pts, five).unwrap();
-    let err = format!("{:#}", run(&folder_scene(images.path(), out.path(), false), false).unwrap_err());
-    assert!(err.contains("s001_f000.pts: 5 landmarks, but the model <generated> has 68"), "{err}");
+    synthetic_folder(images.path(), 5, 1, 96);
+    let edit = |name: &str, f: &dyn Fn(String) -> String| {
+        let pts = images.path().join(format!("{name}.pts"));
+        std::fs::write(&pts, f(std::fs::read_to_string(&pts).unwrap())).unwrap();
+    };
+    // Malformed header; a `nan` point (line 5: the 2nd point); a point far outside the 96-px
+    // image (line 4); five points where the model has 68.
+    edit("s001_f000", &|t| t.replacen("\n", "\nn_points: many\n", 1));
+    edit("s002_f000", &|t| {
+        let mut lines: Vec<String> = t.lines().map(str::to_string).collect();
+        lines[4] = "nan 12.0".into();
+        lines.join("\n")
+    });
+    edit("s003_f000", &|t| {
+        let mut lines: Vec<String> = t.lines().map(str::to_string).collect();
+        lines[3] = "5000 20".into();
+        lines.join("\n")
+    });
+    edit("s004_f000", &|_| "version: 1\nn_points: 5\n{\n1 1\n2 2\n3 3\n4 4\n5 5\n}\n".into());
+    let summary = run(&folder_scene(images.path(), out.path(), false), false).unwrap();
+    assert_eq!(summary.frames, 1, "s000 reconstructed, the four others skipped");
+    assert!(out.path().join("s000_f000.obj").exists());
+    let reasons: Vec<String> = summary.skipped.iter().map(|s| format!("{}: {}", s.file.display(), s.reason)).collect();
+    let expect = ["s001_f000.pts:2: `n_points: many`", "s002_f000.pts:5: `nan 12.0`: expected two finite numbers", "s003_f000.pts:4: the point (5000, 20) lies outside the 96 × 96 image", "s004_f000.pts: 5 landmarks, but the model <generated> has 68"];
+    for (want, got) in expect.iter().zip(&reasons) {
+        assert!(got.contains(want), "{got} should say {want}");
+    }
+    assert_eq!(reasons.len(), 4, "{reasons:?}");
+    let run_json = std::fs::read_to_string(out.path().join("run.json")).unwrap();
+    assert!(run_json.contains("s003_f000.pts:4"), "run.json lists the skipped inputs");
+    // strict: the first bad input stops the run, naming it.
+    let mut strict = folder_scene(images.path(), out.path(), false);
+    strict.apply_overrides(&["data.Folder.strict=true".to_string()]).unwrap();
+    let err = format!("{:#}", run(&strict, false).unwrap_err());
+    assert!(err.contains("s001_f000.pts:2: `n_points: many`") && err.contains("strict"), "{err}");
 }

@@ -168,6 +168,16 @@ pub struct Landmarks3d {
     pub points: Vec<[f32; 3]>,
 }
 
+/// The 468 FaceMesh points the built-in detector found on a frame (x, y in the frame's pixels,
+/// z the landmarker's depth in the same scale, negative towards the camera). A frame carries it
+/// when its `Landmarks2d` came from the detector rather than from a file.
+#[derive(Component, Clone, Debug, PartialEq, Default, Serialize, Deserialize)]
+pub struct DenseLandmarks {
+    pub points: Vec<[f32; 3]>,
+    /// The detector's score for the face.
+    pub score: f32,
+}
+
 /// The landmark annotations of a learn-mode frame: the data's `Landmarks2d` / `Landmarks3d`,
 /// moved here by `encode` before it puts the network's own landmarks (PGN's X_UV) in their
 /// place, so the graph downstream reads X_UV as the paper's pose and landmark loss do.

@@ -340,3 +340,31 @@ fn tempfile_dir() -> anyhow::Result<std::path::PathBuf> {
     std::fs::create_dir_all(&dir)?;
     Ok(dir)
 }
+
+/// `faceforge bench detect`: the detector and the landmarker on a photo resized to 640 × 480
+/// and at its own size, ms per image, against the built-in reconstruct fit that follows them
+/// (its iterations on the same photo, native CPU).
+pub fn detect(image: &std::path::Path, repeats: usize) -> anyhow::Result<Vec<Row>> {
+    let photo = crate::inputs::decode_image(image).with_context(|| format!("reading {}", image.display()))?;
+    let detector = faceforge_detect::shared()?;
+    let options = crate::reconstruct::ReconstructOptions { inputs: vec![image.to_path_buf()], overrides: vec!["backend=Cpu".into()], ..Default::default() };
+    let scene = crate::reconstruct::scene(&options)?;
+    let iterations = scene.scene.iterations;
+    let mut prepared = crate::run::prepare(&scene)?;
+    let fit = timed(1, || crate::run::iterate(&mut prepared, iterations, false).map(|_| ()))?;
+    let fit_name = format!("the fit: {iterations} iterations of scenes/reconstruct.ron");
+    let mut rows = vec![Row { case: fit_name.clone(), ms: fit, baseline: None }];
+    let small = image::imageops::resize(&photo, 640, 480, image::imageops::FilterType::Triangle);
+    for (size, picture) in [("640×480".to_string(), &small), (format!("{}×{}", photo.width(), photo.height()), &photo)] {
+        let found = detector.detect(picture, 0.5)?;
+        let first = found.first().with_context(|| format!("no face in {} at {size}", image.display()))?;
+        let roi = faceforge_detect::facemesh::roi_from_detection(first);
+        let detect = timed(repeats, || detector.detect(picture, 0.5).map(|_| ()))?;
+        let landmarks = timed(repeats, || detector.landmarks(picture, &roi).map(|_| ()))?;
+        let both = timed(repeats, || detector.faces(picture, &faceforge_detect::DetectOptions::default()).map(|_| ()))?;
+        rows.push(Row { case: format!("detector, {size}"), ms: detect, baseline: None });
+        rows.push(Row { case: format!("landmarker, {size}"), ms: landmarks, baseline: None });
+        rows.push(Row { case: format!("detector + landmarker, {size}"), ms: both, baseline: Some((fit_name.clone(), fit[1])) });
+    }
+    Ok(rows)
+}

@@ -9,7 +9,7 @@ use faceforge_kernels::Backend;
 use faceforge_model::{MorphableModel, SplitMix64};
 
 /// Spawns the scene's subjects and frames; returns how many frames, and the inputs skipped
-/// (unreadable images, images without landmarks).
+/// (unreadable images, images without a face or landmarks, bad `.pts` files).
 pub fn populate(world: &mut World, data: &DataSpec, model: &MorphableModel, backend: &Backend, seed: u64) -> anyhow::Result<(usize, Vec<Skipped>)> {
     Ok(match data {
         DataSpec::Sampled(spec) => (populate_sampled(world, spec, model, seed), Vec::new()),
@@ -42,13 +42,16 @@ fn populate_folder(world: &mut World, spec: &FolderSpec, model: &MorphableModel)
         };
         let frame = Frame { subject: subjects[id].1, subject_id: id as u32, index: counts[id], name: f.name.clone() };
         counts[id] += 1;
-        world.spawn((
+        let mut entity = world.spawn((
             frame,
             Image { width: f.size, height: f.size, rgb: f.rgb.clone() },
             Landmarks2d { points: f.landmarks.clone() },
             f.crop.clone(),
             Coeffs::zeros(model.n_id(), model.n_exp(), model.n_albedo()),
         ));
+        if let Some(dense) = &f.dense {
+            entity.insert(dense.clone());
+        }
     }
     Ok((frames.len(), skipped))
 }

@@ -54,7 +54,9 @@ pub fn infer(model: &ModelSource, weights: &Path, images: &Path, landmarks: Opti
     learner.configure(learner.trained, false);
     let folder = FolderSpec {
         path: images.to_path_buf(),
-        landmarks: landmarks.map(Path::to_path_buf),
+        // The network finds the landmarks itself: `.pts` files, when given, only frame the crop.
+        landmarks: crate::inputs::LandmarkSource::Files,
+        pts_dir: landmarks.map(Path::to_path_buf),
         size: learner.info.network.input,
         require_landmarks: false,
         ..FolderSpec::default()

@@ -1,15 +1,20 @@
-//! Real inputs: image folders with 68-point iBUG `.pts` landmarks (300-W's format).
+//! Real inputs: photos and image folders, with landmarks from the built-in detector
+//! (`faceforge-detect`: BlazeFace + FaceMesh, mapped to the 68 iBUG points) or from 68-point
+//! iBUG `.pts` files (300-W's format) beside them.
 //!
 //! Layouts: a folder of images, each its own subject; or a folder of sub-folders, each one
 //! subject — a clip of numbered frames or a multi-view set — whose frames share an identity.
 //! Each face is cropped square around its landmarks (the papers crop by landmarks), resized to
 //! the scene's size, and the crop transform is kept so outputs map back to the original image.
-//! A missing or undecodable image, or an image without landmarks, is skipped and listed; a
-//! `.pts` file that is there but wrong is an error naming its file and line.
+//! One bad input never stops the rest: an undecodable image, an image without a face, a `.pts`
+//! that cannot be read, has a point that is not finite or lies outside the image, or has the
+//! wrong count is skipped and listed with the file, the line and the reason (`strict: true`
+//! makes each an error instead).
 
-use crate::outputs::parse_pts;
+use crate::outputs::parse_pts_lines;
 use anyhow::Context;
 use faceforge_components::Crop;
+use faceforge_detect::DetectOptions;
 use faceforge_kernels::sample::{self, SampleShape};
 use faceforge_model::MorphableModel;
 use serde::{Deserialize, Serialize};
@@ -30,14 +35,35 @@ pub enum FolderLayout {
     Subjects,
 }
 
+/// Where a folder's landmarks come from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub enum LandmarkSource {
+    /// The image's `.pts` file when there is one, else the detector.
+    #[default]
+    Auto,
+    /// `.pts` files only; an image without one is skipped (or used whole, see
+    /// `require_landmarks`).
+    Files,
+    /// The detector, whatever files lie beside the images.
+    Detect,
+}
+
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct FolderSpec {
-    /// The folder of images (relative paths from the working directory).
+    /// A folder of images, or one image file (relative paths from the working directory).
     pub path: PathBuf,
+    /// More images or folders, read after `path` (`faceforge reconstruct a.jpg b.jpg`).
+    pub also: Vec<PathBuf>,
+    /// Where the landmarks come from: `.pts` files, the built-in detector, or the file when
+    /// there is one and the detector otherwise.
+    pub landmarks: LandmarkSource,
     /// A folder holding the `.pts` files under the same relative names; by default each image's
     /// landmarks are next to it (`face.png` → `face.pts`).
-    pub landmarks: Option<PathBuf>,
+    pub pts_dir: Option<PathBuf>,
+    /// The detector's thresholds and how many faces per image: 1 (the best-scoring) by default;
+    /// more makes every face above `min_score` a subject of its own.
+    pub detect: DetectOptions,
     pub layout: FolderLayout,
     /// The square crop's side in pixels after resizing.
     pub size: usize,
@@ -46,11 +72,24 @@ pub struct FolderSpec {
     /// Skip images without landmarks (a fit needs them). false: such an image is used whole,
     /// its centred square (`faceforge infer`, whose network finds the landmarks itself).
     pub require_landmarks: bool,
+    /// Stop at the first bad input instead of skipping it.
+    pub strict: bool,
 }
 
 impl Default for FolderSpec {
     fn default() -> Self {
-        Self { path: PathBuf::new(), landmarks: None, layout: FolderLayout::Auto, size: 224, crop_scale: 1.6, require_landmarks: true }
+        Self {
+            path: PathBuf::new(),
+            also: Vec::new(),
+            landmarks: LandmarkSource::Auto,
+            pts_dir: None,
+            detect: DetectOptions::default(),
+            layout: FolderLayout::Auto,
+            size: 224,
+            crop_scale: 1.6,
+            require_landmarks: true,
+            strict: false,
+        }
     }
 }
 
@@ -65,6 +104,8 @@ pub struct LoadedFrame {
     pub size: usize,
     /// In crop pixels (empty when the image had none and was used whole).
     pub landmarks: Vec<[f32; 2]>,
+    /// The detector's 468 points in crop pixels, when the landmarks came from it.
+    pub dense: Option<faceforge_components::DenseLandmarks>,
     pub crop: Crop,
 }
 
@@ -90,17 +131,21 @@ fn file_safe(name: &str) -> String {
     name.chars().map(|c| if c.is_ascii_alphanumeric() || "-_.".contains(c) { c } else { '_' }).collect()
 }
 
-/// The (subject, image) pairs of a folder, in order.
-fn list(spec: &FolderSpec) -> anyhow::Result<Vec<(String, PathBuf)>> {
-    let entries = sorted_entries(&spec.path)?;
+/// The (subject, image) pairs of one input, in order: an image file is a subject; a folder is
+/// listed by its layout.
+fn list_one(path: &Path, layout: FolderLayout) -> anyhow::Result<Vec<(String, PathBuf)>> {
+    let stem = safe_stem;
+    if path.is_file() {
+        return Ok(vec![(stem(path), path.to_path_buf())]);
+    }
+    let entries = sorted_entries(path)?;
     let folders: Vec<&PathBuf> = entries.iter().filter(|p| p.is_dir()).collect();
-    let layout = match spec.layout {
+    let layout = match layout {
         FolderLayout::Auto if folders.iter().any(|d| sorted_entries(d).is_ok_and(|e| e.iter().any(|p| is_image(p)))) => FolderLayout::Subjects,
         FolderLayout::Auto => FolderLayout::Images,
         other => other,
     };
-    let stem = |p: &Path| file_safe(&p.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default());
-    let images: Vec<(String, PathBuf)> = match layout {
+    Ok(match layout {
         FolderLayout::Subjects => {
             // Images beside the sub-folders are subjects of their own.
             let mut out: Vec<(String, PathBuf)> = entries.iter().filter(|p| is_image(p)).map(|p| (stem(p), p.clone())).collect();
@@ -112,19 +157,66 @@ fn list(spec: &FolderSpec) -> anyhow::Result<Vec<(String, PathBuf)>> {
             out
         }
         _ => entries.into_iter().filter(|p| is_image(p)).map(|p| (stem(&p), p)).collect(),
-    };
+    })
+}
+
+/// The (subject, image) pairs of `path` and then of each of `also`.
+pub(crate) fn list(spec: &FolderSpec) -> anyhow::Result<Vec<(String, PathBuf)>> {
+    let mut images = Vec::new();
+    for path in std::iter::once(&spec.path).chain(&spec.also) {
+        images.extend(list_one(path, spec.layout)?);
+    }
     if images.is_empty() {
         anyhow::bail!("{} holds no images ({})", spec.path.display(), IMAGE_EXTENSIONS.join(", "));
     }
     Ok(images)
 }
 
-/// Where an image's landmarks are.
+/// A frame's output name: its stem, after its subject's name when that differs (a clip's frame).
+pub(crate) fn frame_name(subject: &str, stem: &str) -> String {
+    if subject == stem { stem.to_string() } else { format!("{subject}_{stem}") }
+}
+
+/// An image's file stem, safe for output names.
+pub(crate) fn safe_stem(path: &Path) -> String {
+    file_safe(&path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default())
+}
+
+/// Where an image's landmarks are: beside it, or in `pts_dir` under its name relative to the
+/// input it was listed from.
 fn pts_path(spec: &FolderSpec, image: &Path) -> PathBuf {
-    match &spec.landmarks {
-        Some(dir) => dir.join(image.strip_prefix(&spec.path).unwrap_or(image)).with_extension("pts"),
+    match &spec.pts_dir {
+        Some(dir) => {
+            let relative = std::iter::once(&spec.path).chain(&spec.also).find_map(|root| image.strip_prefix(root).ok().filter(|r| !r.as_os_str().is_empty()));
+            dir.join(relative.or_else(|| image.file_name().map(Path::new)).unwrap_or(image)).with_extension("pts")
+        }
         None => image.with_extension("pts"),
     }
+}
+
+/// Decodes an image file into 8-bit RGB, turned upright by its EXIF orientation (phone photos).
+pub fn decode_image(path: &Path) -> anyhow::Result<image::RgbImage> {
+    use image::ImageDecoder as _;
+    let mut decoder = image::ImageReader::open(path)?.with_guessed_format()?.into_decoder()?;
+    let orientation = decoder.orientation()?;
+    let mut decoded = image::DynamicImage::from_decoder(decoder)?;
+    decoded.apply_orientation(orientation);
+    Ok(decoded.to_rgb8())
+}
+
+/// A `.pts` file's points, or why they cannot be used: unreadable, malformed, the wrong count,
+/// or a point outside the `width × height` image (each naming the file, and the line where
+/// there is one).
+fn read_pts(pts: &Path, expected: usize, model: &str, width: u32, height: u32) -> Result<Vec<[f32; 2]>, String> {
+    let text = std::fs::read_to_string(pts).map_err(|e| format!("{}: cannot read: {e}", pts.display()))?;
+    let points = parse_pts_lines(&pts.display().to_string(), &text).map_err(|e| e.to_string())?;
+    if points.len() != expected {
+        return Err(format!("{}: {} landmarks, but the model {model} has {expected}", pts.display(), points.len()));
+    }
+    if let Some((p, line)) = points.iter().find(|(p, _)| !(0.0..=width as f32).contains(&p[0]) || !(0.0..=height as f32).contains(&p[1])) {
+        return Err(format!("{}:{line}: the point ({}, {}) lies outside the {width} × {height} image", pts.display(), p[0], p[1]));
+    }
+    Ok(points.into_iter().map(|(p, _)| p).collect())
 }
 
 /// The square crop around the landmarks: side = `crop_scale` × the box's larger side, centred
@@ -149,58 +241,99 @@ pub fn resample(rgb: &[f32], width: usize, height: usize, offset: [f32; 2], scal
     sample::forward_cpu(SampleShape { batch: 1, width, height, channels: 3, points: size * size }, rgb, &positions)
 }
 
-/// Loads every image of the folder: the frames, and what was skipped. Errors only for what the
-/// user must fix: an unreadable folder, a `.pts` file that is present but wrong.
+/// One face's landmarks in the original image: the 68 points, and the detector's 468 when they
+/// came from it.
+type FoundFace = (Vec<[f32; 2]>, Option<faceforge_components::DenseLandmarks>);
+
+/// The faces of one decoded image, by the spec's landmark source; `Err(reason)` skips the
+/// image (`file`, the reason).
+fn faces_of(spec: &FolderSpec, model: &MorphableModel, image_path: &Path, decoded: &image::RgbImage) -> anyhow::Result<Result<Vec<FoundFace>, (PathBuf, String)>> {
+    let pts = pts_path(spec, image_path);
+    let from_file = match spec.landmarks {
+        LandmarkSource::Files => true,
+        LandmarkSource::Detect => false,
+        LandmarkSource::Auto => pts.exists(),
+    };
+    if from_file {
+        if !pts.exists() {
+            return Ok(if spec.require_landmarks { Err((image_path.to_path_buf(), format!("no landmarks ({} not found)", pts.display()))) } else { Ok(vec![(Vec::new(), None)]) });
+        }
+        return Ok(read_pts(&pts, model.landmarks().len(), model.origin(), decoded.width(), decoded.height()).map(|points| vec![(points, None)]).map_err(|reason| (pts, reason)));
+    }
+    if model.landmarks().len() != faceforge_detect::ibug::FROM_FACEMESH.len() {
+        anyhow::bail!("the detector gives the 68 iBUG landmarks, but the model {} has {}: give .pts files (`landmarks: Files`)", model.origin(), model.landmarks().len());
+    }
+    let found = faceforge_detect::shared()?.faces(decoded, &spec.detect).with_context(|| format!("detecting faces in {}", image_path.display()))?;
+    if found.is_empty() {
+        return Ok(Err((image_path.to_path_buf(), format!("no face found (detector score ≥ {}, presence ≥ {})", spec.detect.min_score, spec.detect.min_presence))));
+    }
+    Ok(Ok(found.iter().map(|f| (f.ibug68(), Some(faceforge_components::DenseLandmarks { points: f.points.clone(), score: f.detection.score }))).collect()))
+}
+
+/// Loads every image: the frames, and what was skipped with the reason. Errors only for what
+/// stops everything (an unreadable folder, a model without the 68 landmarks), or for any bad
+/// input when `strict`.
 pub fn load(spec: &FolderSpec, model: &MorphableModel) -> anyhow::Result<(Vec<LoadedFrame>, Vec<Skipped>)> {
     if spec.size == 0 || !(spec.crop_scale > 0.0 && spec.crop_scale.is_finite()) {
         anyhow::bail!("data.Folder: `size` must be at least 1 and `crop_scale` a positive number (got {} and {})", spec.size, spec.crop_scale);
     }
     let (mut frames, mut skipped) = (Vec::new(), Vec::new());
+    let mut skip = |file: PathBuf, reason: String| -> anyhow::Result<()> {
+        if spec.strict {
+            anyhow::bail!("{} (strict: every input must be usable)", if reason.contains(&file.display().to_string()) { reason } else { format!("{}: {reason}", file.display()) });
+        }
+        skipped.push(Skipped { file, reason });
+        Ok(())
+    };
     for (subject, image_path) in list(spec)? {
-        let pts = pts_path(spec, &image_path);
-        let points = if pts.exists() {
-            let text = std::fs::read_to_string(&pts).with_context(|| format!("reading {}", pts.display()))?;
-            let points = parse_pts(&pts.display().to_string(), &text)?;
-            if points.len() != model.landmarks().len() {
-                anyhow::bail!("{}: {} landmarks, but the model {} has {}", pts.display(), points.len(), model.origin(), model.landmarks().len());
-            }
-            points
-        } else if spec.require_landmarks {
-            skipped.push(Skipped { file: image_path, reason: format!("no landmarks ({} not found)", pts.display()) });
-            continue;
-        } else {
-            Vec::new()
-        };
-        let decoded = match image::open(&image_path) {
-            Ok(im) => im.to_rgb8(),
+        let decoded = match decode_image(&image_path) {
+            Ok(im) => im,
             Err(e) => {
-                skipped.push(Skipped { file: image_path, reason: format!("cannot decode the image: {e}") });
+                skip(image_path, format!("cannot decode the image: {e}"))?;
+                continue;
+            }
+        };
+        let faces = match faces_of(spec, model, &image_path, &decoded)? {
+            Ok(faces) => faces,
+            Err((file, reason)) => {
+                skip(file, reason)?;
                 continue;
             }
         };
         let (width, height) = (decoded.width() as usize, decoded.height() as usize);
         let rgb: Vec<f32> = decoded.into_raw().iter().map(|&b| b as f32 / 255.0).collect();
-        let (offset, scale) = if points.is_empty() {
-            let side = width.min(height) as f32;
-            ([(width as f32 - side) / 2.0, (height as f32 - side) / 2.0], spec.size as f32 / side)
-        } else {
-            crop_for(&points, spec.size, spec.crop_scale)
-        };
-        let stem = file_safe(&image_path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default());
-        let mut name = if subject == stem { stem } else { format!("{subject}_{stem}") };
-        // `a.png` and `a.jpg` would write the same outputs: the second keeps its extension.
-        if frames.iter().any(|f: &LoadedFrame| f.name == name) {
-            name = format!("{name}_{}", image_path.extension().map(|e| e.to_string_lossy().to_ascii_lowercase()).unwrap_or_default());
+        let stem = safe_stem(&image_path);
+        let several = spec.detect.max_faces > 1 && faces.iter().any(|(_, dense)| dense.is_some());
+        for (k, (points, dense)) in faces.into_iter().enumerate() {
+            let (offset, scale) = if points.is_empty() {
+                let side = width.min(height) as f32;
+                ([(width as f32 - side) / 2.0, (height as f32 - side) / 2.0], spec.size as f32 / side)
+            } else {
+                crop_for(&points, spec.size, spec.crop_scale)
+            };
+            // Several faces of one image: each its own subject.
+            let subject = if several { format!("{subject}_face{k}") } else { subject.clone() };
+            let stem = if several { format!("{stem}_face{k}") } else { stem.clone() };
+            let mut name = frame_name(&subject, &stem);
+            // `a.png` and `a.jpg` would write the same outputs: the second keeps its extension.
+            if frames.iter().any(|f: &LoadedFrame| f.name == name) {
+                name = format!("{name}_{}", image_path.extension().map(|e| e.to_string_lossy().to_ascii_lowercase()).unwrap_or_default());
+            }
+            let to_crop = |p: [f32; 2]| [(p[0] - offset[0]) * scale, (p[1] - offset[1]) * scale];
+            frames.push(LoadedFrame {
+                name,
+                subject,
+                rgb: resample(&rgb, width, height, offset, scale, spec.size),
+                size: spec.size,
+                landmarks: points.iter().map(|&p| to_crop(p)).collect(),
+                dense: dense.map(|d| faceforge_components::DenseLandmarks {
+                    points: d.points.iter().map(|p| { let [x, y] = to_crop([p[0], p[1]]); [x, y, p[2] * scale] }).collect(),
+                    score: d.score,
+                }),
+                crop: Crop { offset, scale, original_size: [width, height], source: image_path.display().to_string() },
+                source: image_path.clone(),
+            });
         }
-        frames.push(LoadedFrame {
-            name,
-            subject,
-            rgb: resample(&rgb, width, height, offset, scale, spec.size),
-            size: spec.size,
-            landmarks: points.iter().map(|p| [(p[0] - offset[0]) * scale, (p[1] - offset[1]) * scale]).collect(),
-            crop: Crop { offset, scale, original_size: [width, height], source: image_path.display().to_string() },
-            source: image_path,
-        });
     }
     Ok((frames, skipped))
 }

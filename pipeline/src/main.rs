@@ -58,6 +58,45 @@ enum Command {
         #[arg(long, value_name = "OUT")]
         resume: Option<PathBuf>,
     },
+    /// Photos in, 3D faces out: finds each face (the built-in detector, or the `.pts` beside
+    /// an image), fits the model to it and writes a textured OBJ (MTL + PNG), PLY, landmarks,
+    /// coefficients and pose, an overlay at the photo's resolution, and a report.
+    Reconstruct {
+        /// Photos (PNG/JPEG) or folders (one sub-folder per person: its photos share an identity).
+        #[arg(required = true)]
+        inputs: Vec<PathBuf>,
+        /// Output folder (default: out/NAME, after the first input).
+        #[arg(long)]
+        out: Option<PathBuf>,
+        /// A scene to fit with instead of the built-in one (scenes/reconstruct.ron).
+        #[arg(long)]
+        scene: Option<PathBuf>,
+        #[arg(long = "set", value_name = "PATH=VALUE")]
+        overrides: Vec<String>,
+        /// Stop at the first bad input (no face, undecodable, a bad .pts) instead of skipping it.
+        #[arg(long)]
+        strict: bool,
+        #[arg(long)]
+        quiet: bool,
+        #[arg(long)]
+        force: bool,
+    },
+    /// Find faces and their landmarks: per face NAME.pts (68 iBUG points) and NAME.json (box,
+    /// score, keypoints, presence, the 468 FaceMesh points), in the photo's pixels.
+    Detect {
+        #[arg(required = true)]
+        inputs: Vec<PathBuf>,
+        #[arg(long)]
+        out: PathBuf,
+        /// At most this many faces per image, best first.
+        #[arg(long, default_value_t = 1)]
+        max_faces: usize,
+        /// The detector's score threshold.
+        #[arg(long, default_value_t = 0.5)]
+        min_score: f32,
+        #[arg(long)]
+        strict: bool,
+    },
     /// Reconstruct every image of a folder with a trained network: mesh, pose, landmarks and
     /// overlay per image; a folder of sub-folders is read as clips / multi-view sets (one
     /// identity per sub-folder).
@@ -152,6 +191,16 @@ enum Command {
 
 #[derive(Subcommand)]
 enum BenchCommand {
+    /// The detector and the landmarker, ms per image at 640×480 and at the portrait's size,
+    /// against the fit that follows them.
+    Detect {
+        #[arg(long, default_value = "examples/obama.jpg")]
+        image: PathBuf,
+        #[arg(long, default_value_t = 20)]
+        repeats: usize,
+        #[arg(long)]
+        record: Option<PathBuf>,
+    },
     /// Decode: one product over the batch against one matrix–vector product per frame.
     Decode {
         #[arg(long, default_value = "bfm")]
@@ -420,6 +469,20 @@ fn execute(cli: Cli) -> anyhow::Result<()> {
             };
             print!("{}", faceforge::train::summary_text(&summary));
         }
+        Command::Reconstruct { inputs, out, scene, overrides, strict, quiet, force } => {
+            faceforge::run::interrupt_on_ctrl_c();
+            let run = faceforge::run::RunOptions { progress: !quiet, overwrite: force, ..Default::default() };
+            let summary = faceforge::reconstruct::reconstruct(&faceforge::reconstruct::ReconstructOptions { inputs, out, scene, overrides, strict, run })?;
+            print!("{}", faceforge::reconstruct::summary_text(&summary));
+        }
+        Command::Detect { inputs, out, max_faces, min_score, strict } => {
+            let options = faceforge_detect::DetectOptions { max_faces: max_faces.max(1), min_score, ..Default::default() };
+            let summary = faceforge::detect::detect(&inputs, &out, &options, strict)?;
+            println!("{} faces in {} images in {:.2} s; wrote {} files to {}", summary.faces, summary.images, summary.seconds, summary.files.len(), out.display());
+            for s in &summary.skipped {
+                println!("  skipped {}: {}", s.file.display(), s.reason);
+            }
+        }
         Command::Infer { weights, images, landmarks, out, model, force, batch } => {
             let model = model_source(&model)?;
             let result = faceforge::infer::infer(&model, &weights, &images, landmarks.as_deref(), &out, force, batch)?;
@@ -457,6 +520,11 @@ fn execute(cli: Cli) -> anyhow::Result<()> {
             let frames = faceforge::synth::generate(&model, &faceforge_kernels::Backend::Cpu, &spec);
             let files = faceforge::synth::write(&out, &frames).with_context(|| format!("writing to {}", out.display()))?;
             println!("wrote {} frames ({files} files) to {}", frames.len(), out.display());
+        }
+        Command::Bench { command: BenchCommand::Detect { image, repeats, record } } => {
+            let title = format!("the detector and the landmarker (tract, native CPU) on {}, ms per image, {repeats} repeats", image.display());
+            let table = faceforge::bench::rows_table("ms/image", &faceforge::bench::detect(&image, repeats.max(1))?);
+            report_bench(&title, &table, record.as_deref())?;
         }
         Command::Bench { command: BenchCommand::Decode { preset, batch, repeats, record } } => {
             let preset = Preset::parse(&preset).with_context(|| format!("unknown preset `{preset}`; presets: tiny, default, bfm"))?;

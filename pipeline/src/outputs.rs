@@ -144,6 +144,11 @@ pub struct ParseError {
 
 /// Reads an iBUG `.pts` file: `version: 1`, `n_points: N`, `{`, N lines of `x y`, `}`.
 pub fn parse_pts(file: &str, text: &str) -> Result<Vec<[f32; 2]>, ParseError> {
+    Ok(parse_pts_lines(file, text)?.into_iter().map(|(p, _)| p).collect())
+}
+
+/// `parse_pts`, each point with its line (1-based), for errors about a point's value.
+pub fn parse_pts_lines(file: &str, text: &str) -> Result<Vec<([f32; 2], usize)>, ParseError> {
     let fail = |line: usize, message: String| ParseError { file: file.to_string(), line, message };
     let mut lines = text.lines().enumerate().map(|(i, l)| (i + 1, l.trim())).filter(|(_, l)| !l.is_empty());
     let mut declared = None;
@@ -168,7 +173,7 @@ pub fn parse_pts(file: &str, text: &str) -> Result<Vec<[f32; 2]>, ParseError> {
         }
         let xy: Vec<f32> = line.split_whitespace().map(|v| v.parse::<f32>()).collect::<Result<_, _>>().map_err(|_| fail(at, format!("`{line}` is not two numbers")))?;
         match xy[..] {
-            [x, y] if x.is_finite() && y.is_finite() => points.push([x, y]),
+            [x, y] if x.is_finite() && y.is_finite() => points.push(([x, y], at)),
             _ => return Err(fail(at, format!("`{line}`: expected two finite numbers `x y`"))),
         }
     }

@@ -8,7 +8,7 @@ use faceforge_systems::unwrap::{unwrap as unwrap_texture, Unseen};
 use crate::scene::{LoadedScene, MeshFormat, ModelSource};
 use anyhow::{bail, Context};
 use bevy_ecs::world::World;
-use faceforge_components::{Albedo, Coeffs, Compute, Crop, Frame, Image, Iteration, LossTerms, LossWeights, Mesh, Model, OptimizerState, Pose, Rendered, RenderedSwaps};
+use faceforge_components::{Albedo, Coeffs, Compute, Crop, DenseLandmarks, Frame, Image, Iteration, Landmarks2d, LossTerms, LossWeights, Mesh, Model, OptimizerState, Pose, Rendered, RenderedSwaps};
 use crate::metrics::{measure, RunMetrics};
 use crate::report::{error_map, heat_map_max, heat_map_png, run_html, run_markdown, FrameImages, LossHistory, RunReport, MAX_FRAME_STRIPS};
 use faceforge_kernels::Backend;
@@ -299,14 +299,19 @@ fn finish(loaded: &LoadedScene, prepared: Prepared, loss_history: LossHistory, s
     let mut strips = Vec::new();
     let names: std::collections::HashMap<bevy_ecs::entity::Entity, String> =
         world.query::<(bevy_ecs::entity::Entity, &Frame)>().iter(&world).map(|(e, f)| (e, f.name.clone())).collect();
-    let mut q = world.query::<(&Frame, Option<&Mesh>, Option<&Albedo>, &Coeffs, Option<&Rendered>, Option<&Image>, Option<&RenderedSwaps>, Option<&Pose>, Option<&Crop>)>();
+    let mut q = world.query::<(&Frame, Option<&Mesh>, Option<&Albedo>, &Coeffs, Option<&Rendered>, Option<&Image>, Option<&RenderedSwaps>, Option<&Pose>, Option<&Crop>, Option<&Landmarks2d>, Option<&DenseLandmarks>)>();
     let mut rows: Vec<_> = q.iter(&world).collect();
     rows.sort_by(|a, b| a.0.name.cmp(&b.0.name));
-    for (frame, mesh, albedo, coeffs, rendered, image, swaps, pose, crop) in rows {
+    for (frame, mesh, albedo, coeffs, rendered, image, swaps, pose, crop, targets, detected) in rows {
         let mut write = |path: PathBuf, bytes: &[u8]| -> anyhow::Result<()> {
             atomic_write(&path, bytes).with_context(|| format!("writing {}", path.display()))?;
             files.push(path);
             Ok(())
+        };
+        // A crop of a photo, seen again at the photo's resolution (overlay, texture).
+        let source = match (crop, image) {
+            (Some(c), Some(im)) if scene.outputs.images || scene.outputs.texture > 0 => crate::overlay::source_view(c, im.width),
+            _ => None,
         };
         if let Some(r) = rendered {
             let marks = landmarks_2d(&model, &r.projected);
@@ -316,7 +321,15 @@ fn finish(loaded: &LoadedScene, prepared: Prepared, loss_history: LossHistory, s
                 write(out_dir.join(format!("{}.pts", frame.name)), pts_text(&original).as_bytes())?;
             }
             let input = image.filter(|im| im.width == r.width && im.height == r.height);
-            let overlay_png = input.map(|im| png_bytes(&overlay(&im.rgb, im.width, im.height, &r.color, &r.mask, &marks), im.width, im.height));
+            // A crop of a photo: the overlay at the photo's resolution around the face.
+            let at_source = match (mesh, pose, &source) {
+                (Some(m), Some(p), Some(view)) => Some(crate::overlay::at_source(&model, &m.positions, p, view, &marks, targets.map_or(&[][..], |t| &t.points))),
+                _ => None,
+            };
+            let overlay_png = match at_source {
+                Some(o) => Some(png_bytes(&o.rgb, o.width, o.height)),
+                None => input.map(|im| png_bytes(&overlay(&im.rgb, im.width, im.height, &r.color, &r.mask, &marks), im.width, im.height)),
+            };
             if scene.outputs.images {
                 write(out_dir.join(format!("{}_render.png", frame.name)), &png_bytes(&r.color, r.width, r.height))?;
                 if let Some(png) = &overlay_png {
@@ -347,7 +360,12 @@ fn finish(loaded: &LoadedScene, prepared: Prepared, loss_history: LossHistory, s
             let textured = scene.outputs.meshes.contains(&MeshFormat::Obj) && scene.outputs.texture > 0;
             let material = match (image, pose) {
                 (Some(im), Some(p)) if textured => {
-                    let (rgb, sources) = unwrap_texture(&model, &mesh.positions, p, im, scene.outputs.texture, Unseen::MirrorThenAlbedo(colors.unwrap_or(model.mean_albedo())));
+                    // From the photo at its resolution when the frame is a crop of one.
+                    let (im, p) = match &source {
+                        Some(view) => (&view.image, crate::overlay::magnified(p, view.k)),
+                        None => (im, p.clone()),
+                    };
+                    let (rgb, sources) = unwrap_texture(&model, &mesh.positions, &p, im, scene.outputs.texture, Unseen::MirrorThenAlbedo(colors.unwrap_or(model.mean_albedo())));
                     tracing::debug!("{}: texture {:.0} % from the image, {:.0} % mirrored, {:.0} % from the model", frame.name, 100.0 * sources.image, 100.0 * sources.mirrored, 100.0 * sources.model);
                     let (png, mtl) = (format!("{}_texture.png", frame.name), format!("{}.mtl", frame.name));
                     for (file, bytes) in [(&png, png_bytes(&rgb, scene.outputs.texture, scene.outputs.texture)), (&mtl, mtl_text(&png).into_bytes())] {
@@ -383,6 +401,14 @@ fn finish(loaded: &LoadedScene, prepared: Prepared, loss_history: LossHistory, s
                 "pose": pose,
                 "crop": crop,
                 "landmarks_3d": mesh.map(|m| landmarks_3d(&model, &m.positions)),
+                // The detector's 468 points, in the original image's pixels (z in the same scale).
+                "detected": detected.map(|d| serde_json::json!({
+                    "score": d.score,
+                    "points": d.points.iter().map(|p| {
+                        let [x, y] = crop.map_or([p[0], p[1]], |c| c.to_original([p[0], p[1]]));
+                        [x, y, p[2] / crop.map_or(1.0, |c| c.scale)]
+                    }).collect::<Vec<_>>(),
+                })),
             });
             atomic_write(&path, serde_json::to_string_pretty(&record)?.as_bytes()).with_context(|| format!("writing {}", path.display()))?;
             files.push(path);

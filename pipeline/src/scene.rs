@@ -52,8 +52,8 @@ pub enum DataSpec {
     /// Rendered synthetic frames with exact ground truth (see `synth`): images, noisy 2D
     /// landmarks and the truth; coefficients start at the model's mean.
     Synthetic(crate::synth::SynthSpec),
-    /// Real images with 68-point `.pts` landmarks from a folder (see `inputs`); coefficients
-    /// start at the model's mean.
+    /// Photos: an image or a folder, with landmarks from the built-in detector or from 68-point
+    /// `.pts` files (see `inputs`); coefficients start at the model's mean.
     Folder(crate::inputs::FolderSpec),
 }
 

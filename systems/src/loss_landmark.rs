@@ -6,13 +6,18 @@
 //! balance against the per-pixel photometric terms; averaged over the frames. Gradients go to the
 //! mesh and the pose.
 //!
+//! Landmarks found by the built-in detector (frames with `DenseLandmarks`) weigh their jaw
+//! points (iBUG 0–16) by `detected_jaw`: FaceMesh's jaw vertices lie on the face surface, a few
+//! pixels inside the visible outline a 68-point annotation follows (docs/io.md). Landmarks from
+//! files or synthetic data weigh 1.
+//!
 //! MGCNet's landmark loss is the same comparison squared and weighted, L_lm = Σ c_lm (q_gt − q)²
 //! with c_lm = 10 on the nose and inner-mouth landmarks: `norm: SquaredL2, emphasis: 10.0,
 //! crop: 224.0` (its 224-pixel input).
 
 use crate::{parse_settings, Stage, SystemEntry};
 use bevy_ecs::prelude::*;
-use faceforge_components::{Frame, Grad, Image, Landmarks2d, Landmarks3d, LossTerms, LossWeights, Mesh, Model, Pose};
+use faceforge_components::{DenseLandmarks, Frame, Grad, Image, Landmarks2d, Landmarks3d, LossTerms, LossWeights, Mesh, Model, Pose};
 use faceforge_kernels::project;
 use serde::Deserialize;
 
@@ -38,11 +43,13 @@ pub struct LandmarkSettings {
     pub emphasis: f32,
     /// Residuals are measured in pixels of a crop this size, whatever the image size.
     pub crop: f32,
+    /// The weight of the jaw points (0–16) of landmarks the detector found.
+    pub detected_jaw: f32,
 }
 
 impl Default for LandmarkSettings {
     fn default() -> Self {
-        Self { dims: 2, norm: Norm::L1, emphasis: 1.0, crop: PAPER_CROP }
+        Self { dims: 2, norm: Norm::L1, emphasis: 1.0, crop: PAPER_CROP, detected_jaw: DETECTED_JAW }
     }
 }
 
@@ -51,20 +58,28 @@ pub fn landmark_weights(count: usize, emphasis: f32) -> Vec<f32> {
     (0..count).map(|l| if (27..=35).contains(&l) || (60..=67).contains(&l) { emphasis } else { 1.0 }).collect()
 }
 
+/// How much a detected jaw point counts against an interior one (docs/io.md: measured on the
+/// committed portrait).
+pub const DETECTED_JAW: f32 = 0.25;
+
+/// iBUG's jaw: points 0–16.
+const JAW_POINTS: usize = 17;
+
 /// The crop size PGN's losses are written for.
 pub const PAPER_CROP: f32 = 256.0;
 
-/// One frame's summed L1 landmark error and its gradient with respect to the landmarks'
-/// projections [u, v, depth, inv_w] (4 per landmark).
-pub fn landmark_l1(projected: &[[f32; 4]], targets_2d: &[[f32; 2]], targets_3d: Option<&[[f32; 3]]>) -> (f32, Vec<f32>) {
+/// One frame's summed L1 landmark error, Σ w_l |r_l| in 2D (plus the unweighted centred depth
+/// in 3D), and its gradient with respect to the landmarks' projections [u, v, depth, inv_w]
+/// (4 per landmark).
+pub fn landmark_l1(projected: &[[f32; 4]], targets_2d: &[[f32; 2]], targets_3d: Option<&[[f32; 3]]>, weights: &[f32]) -> (f32, Vec<f32>) {
     let n = projected.len() as f32;
     let mut value = 0.0f32;
     let mut grad = vec![0.0; 4 * projected.len()];
     for (l, (p, t)) in projected.iter().zip(targets_2d).enumerate() {
         for c in 0..2 {
             let r = p[c] - t[c];
-            value += r.abs();
-            grad[4 * l + c] = crate::sign(r);
+            value += weights[l] * r.abs();
+            grad[4 * l + c] = weights[l] * crate::sign(r);
         }
     }
     if let Some(t3) = targets_3d {
@@ -115,13 +130,13 @@ pub fn entry() -> SystemEntry {
             Ok((move |model: Res<Model>,
                       weights: Res<LossWeights>,
                       mut terms: ResMut<LossTerms>,
-                      mut frames: Query<(&Frame, &Mesh, &Pose, &Landmarks2d, Option<&Landmarks3d>, Option<&Image>, &mut Grad<Mesh>, &mut Grad<Pose>)>|
+                      mut frames: Query<(&Frame, &Mesh, &Pose, &Landmarks2d, Option<&Landmarks3d>, Option<&Image>, Has<DenseLandmarks>, &mut Grad<Mesh>, &mut Grad<Pose>)>|
                   -> Result<(), crate::StageError> {
                 let m = &model.0;
                 let lambda = weights.get("landmark", WEIGHT);
                 let count = frames.iter().count().max(1) as f32;
                 let mut total = 0.0;
-                for (frame, mesh, pose, targets, targets_3d, image, mut g_mesh, mut g_pose) in frames.iter_mut() {
+                for (frame, mesh, pose, targets, targets_3d, image, detected, mut g_mesh, mut g_pose) in frames.iter_mut() {
                     let frame_size = image.map(|im| im.width.max(im.height));
                     let fail = |message: String| crate::StageError { system: "loss_landmark", message: format!("frame {}: {message}", frame.name) };
                     if targets.points.len() != m.landmarks().len() {
@@ -138,13 +153,17 @@ pub fn entry() -> SystemEntry {
                     let projected: Vec<[f32; 4]> = project::forward_cpu(camera_model, &positions, &camera, n).chunks(4).map(|p| [p[0], p[1], p[2], p[3]]).collect();
                     // In pixels of the crop: the error scales with the residuals to its norm's power.
                     let to_crop = settings.crop / frame_size.map_or(settings.crop, |s| s as f32);
+                    let mut point_weights = landmark_weights(n, settings.emphasis);
+                    if detected {
+                        point_weights.iter_mut().take(JAW_POINTS).for_each(|w| *w *= settings.detected_jaw);
+                    }
                     let (value, d_projected, to_crop) = match settings.norm {
                         Norm::L1 => {
-                            let (v, d) = landmark_l1(&projected, &targets.points, t3);
+                            let (v, d) = landmark_l1(&projected, &targets.points, t3, &point_weights);
                             (v, d, to_crop)
                         }
                         Norm::SquaredL2 => {
-                            let (v, d) = landmark_squared(&projected, &targets.points, &landmark_weights(n, settings.emphasis));
+                            let (v, d) = landmark_squared(&projected, &targets.points, &point_weights);
                             (v, d, to_crop * to_crop)
                         }
                     };
@@ -189,15 +208,19 @@ mod tests {
         // Two landmarks, residuals (1, −2) and (0.5, 0): 3.5 in 2D.
         let projected = [[1.0, -2.0, 4.0, 1.0], [0.5, 0.0, 0.0, 1.0]];
         let targets = [[0.0, 0.0], [0.0, 0.0]];
-        let (value, grad) = landmark_l1(&projected, &targets, None);
+        let (value, grad) = landmark_l1(&projected, &targets, None, &[1.0, 1.0]);
         assert_eq!(value, 3.5);
         assert_eq!(grad, vec![1.0, -1.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0]);
         // Depths 4 and 0 against 10 and 10: centred, +2 and −2 → 4 more; a shared offset is free.
-        let (value, grad) = landmark_l1(&projected, &targets, Some(&[[0.0, 0.0, 10.0], [0.0, 0.0, 10.0]]));
+        let (value, grad) = landmark_l1(&projected, &targets, Some(&[[0.0, 0.0, 10.0], [0.0, 0.0, 10.0]]), &[1.0, 1.0]);
         assert_eq!(value, 7.5);
         assert_eq!((grad[2], grad[6]), (1.0, -1.0));
-        let (same, _) = landmark_l1(&projected, &targets, Some(&[[0.0, 0.0, 14.0], [0.0, 0.0, 10.0]]));
+        let (same, _) = landmark_l1(&projected, &targets, Some(&[[0.0, 0.0, 14.0], [0.0, 0.0, 10.0]]), &[1.0, 1.0]);
         assert_eq!(same, 3.5);
+        // A point weighted 0.25 (a detected jaw point) counts and pulls a quarter as much.
+        let (value, grad) = landmark_l1(&projected, &targets, None, &[0.25, 1.0]);
+        assert_eq!(value, 0.75 + 0.5);
+        assert_eq!(&grad[..2], &[0.25, -0.25]);
     }
 
     #[test]
