@@ -60,3 +60,48 @@ fn a_portrait_comes_out_as_a_textured_face_on_its_landmarks_and_bad_inputs_are_s
     let record: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(out.join("obama.json")).unwrap()).unwrap();
     assert_eq!(record["detected"]["points"].as_array().map(Vec::len), Some(468), "the 468 detected points in the record");
 }
+
+/// Two portraits side by side in one picture: `detect` with `max_faces` writes a `.pts` and a
+/// JSON per face, and `reconstruct` with `detect.max_faces` makes each face its own subject.
+#[test]
+fn every_face_of_a_group_picture_is_found_and_reconstructed_on_request() {
+    let data = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../detect/tests/data");
+    let (a, b) = (image::open(data.join("obama_half.png")).unwrap().to_rgb8(), image::open(data.join("biden_face.png")).unwrap().to_rgb8());
+    let mut group = image::RgbImage::from_pixel(a.width() + b.width(), a.height().max(b.height()), image::Rgb([40, 40, 40]));
+    image::imageops::overlay(&mut group, &a, 0, 0);
+    image::imageops::overlay(&mut group, &b, a.width() as i64, 0);
+    let scratch = tempfile::tempdir().unwrap();
+    let picture = scratch.path().join("group.png");
+    group.save(&picture).unwrap();
+
+    let out = scratch.path().join("detected");
+    let options = faceforge_detect::DetectOptions { max_faces: 5, ..Default::default() };
+    let summary = faceforge::detect::detect(std::slice::from_ref(&picture), &out, &options, false).unwrap();
+    assert_eq!((summary.images, summary.faces), (1, 2));
+    for k in 0..2 {
+        assert_eq!(read_pts(&out.join(format!("group_face{k}.pts"))).len(), 68);
+        let record: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(out.join(format!("group_face{k}.json"))).unwrap()).unwrap();
+        assert_eq!(record["points"].as_array().map(Vec::len), Some(468));
+        assert!(record["detection"]["score"].as_f64().unwrap() > 0.5);
+    }
+    // The best-scoring face first: each box lies on one of the two portraits.
+    let centre_x = |k: usize| -> f64 {
+        let record: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(out.join(format!("group_face{k}.json"))).unwrap()).unwrap();
+        record["detection"]["bbox"][0].as_f64().unwrap() + record["detection"]["bbox"][2].as_f64().unwrap() / 2.0
+    };
+    let sides: Vec<bool> = (0..2).map(|k| centre_x(k) > a.width() as f64).collect();
+    assert_ne!(sides[0], sides[1], "one face on each portrait");
+
+    let options = ReconstructOptions {
+        inputs: vec![picture],
+        out: Some(scratch.path().join("fitted")),
+        overrides: vec!["backend=Cpu".into(), "data.Folder.detect.max_faces=5".into(), "iterations=20".into()],
+        run: RunOptions { overwrite: true, ..Default::default() },
+        ..Default::default()
+    };
+    let summary = reconstruct(&options).unwrap();
+    assert_eq!(summary.frames, 2);
+    let a: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(scratch.path().join("fitted/group_face0.json")).unwrap()).unwrap();
+    let b: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(scratch.path().join("fitted/group_face1.json")).unwrap()).unwrap();
+    assert_ne!(a["subject"], b["subject"], "each face its own subject");
+}
