@@ -41,6 +41,10 @@ enum Command {
         /// Continue the run whose output folder this is, from its checkpoint.json.
         #[arg(long, value_name = "OUT")]
         resume: Option<PathBuf>,
+        /// Stop at the first bad input of a `Folder` scene instead of skipping it
+        /// (`--set data.Folder.strict=true`).
+        #[arg(long)]
+        strict: bool,
     },
     /// Train a scene's network (learn mode: a `learn: (...)` section), writing weights.bpk, the
     /// loss history and the held-out measurement; Ctrl-C checkpoints and stops, `--resume`
@@ -425,7 +429,10 @@ fn execute(cli: Cli) -> anyhow::Result<()> {
             let names: Vec<String> = plan.systems.iter().map(|p| format!("{} ({:?})", p.entry.name, p.entry.stage)).collect();
             println!("{}: ok — {}", scene.display(), names.join(" → "));
         }
-        Command::Run { scene, overrides, quiet, force, resume } => {
+        Command::Run { scene, mut overrides, quiet, force, resume, strict } => {
+            if strict {
+                overrides.push("data.Folder.strict=true".into());
+            }
             faceforge::run::interrupt_on_ctrl_c();
             let options = faceforge::run::RunOptions { progress: !quiet, overwrite: force, ..Default::default() };
             let summary = match (resume, scene) {
