@@ -3,7 +3,7 @@
 //! crop, the presence and the 468 FaceMesh points, all in the photo's pixels. One bad input
 //! never stops the rest: it is skipped and listed (`strict` makes it an error).
 
-use crate::inputs::{decode_image, frame_name, list, safe_stem, FolderSpec, Skipped};
+use crate::inputs::{decode_image, frame_name, list, FolderSpec, Skipped};
 use crate::outputs::pts_text;
 use anyhow::Context;
 use faceforge_detect::{DetectOptions, Face};
@@ -40,7 +40,8 @@ pub fn detect(inputs: &[PathBuf], out: &Path, options: &DetectOptions, strict: b
     let detector = faceforge_detect::shared()?;
     std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
     let mut summary = DetectSummary { images: 0, faces: 0, files: Vec::new(), skipped: Vec::new(), seconds: 0.0 };
-    for (subject, path) in list(&spec)? {
+    for listed in list(&spec)? {
+        let path = listed.image.clone();
         let found = decode_image(&path)
             .map_err(|e| format!("cannot decode the image: {e}"))
             .and_then(|image| detector.faces(&image, options).map(|faces| (image, faces)).map_err(|e| format!("{e:#}")))
@@ -55,7 +56,7 @@ pub fn detect(inputs: &[PathBuf], out: &Path, options: &DetectOptions, strict: b
             }
         };
         summary.images += 1;
-        let name = frame_name(&subject, &safe_stem(&path));
+        let name = frame_name(&listed);
         for (k, face) in faces.iter().enumerate() {
             let stem = if faces.len() > 1 || options.max_faces > 1 { format!("{name}_face{k}") } else { name.clone() };
             let record = FaceRecord { image: path.display().to_string(), width: image.width(), height: image.height(), face, ibug68: face.ibug68() };

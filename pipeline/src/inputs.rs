@@ -131,12 +131,20 @@ fn file_safe(name: &str) -> String {
     name.chars().map(|c| if c.is_ascii_alphanumeric() || "-_.".contains(c) { c } else { '_' }).collect()
 }
 
-/// The (subject, image) pairs of one input, in order: an image file is a subject; a folder is
-/// listed by its layout.
-fn list_one(path: &Path, layout: FolderLayout) -> anyhow::Result<Vec<(String, PathBuf)>> {
-    let stem = safe_stem;
+/// One image to read: its subject, and whether it is a subject by itself (a loose image) or a
+/// frame of a sub-folder's subject.
+pub(crate) struct Listed {
+    pub subject: String,
+    pub image: PathBuf,
+    pub alone: bool,
+}
+
+/// The images of one input, in order: an image file is a subject; a folder is listed by its
+/// layout.
+fn list_one(path: &Path, layout: FolderLayout) -> anyhow::Result<Vec<Listed>> {
+    let alone = |p: &Path| Listed { subject: safe_stem(p), image: p.to_path_buf(), alone: true };
     if path.is_file() {
-        return Ok(vec![(stem(path), path.to_path_buf())]);
+        return Ok(vec![alone(path)]);
     }
     let entries = sorted_entries(path)?;
     let folders: Vec<&PathBuf> = entries.iter().filter(|p| p.is_dir()).collect();
@@ -148,23 +156,42 @@ fn list_one(path: &Path, layout: FolderLayout) -> anyhow::Result<Vec<(String, Pa
     Ok(match layout {
         FolderLayout::Subjects => {
             // Images beside the sub-folders are subjects of their own.
-            let mut out: Vec<(String, PathBuf)> = entries.iter().filter(|p| is_image(p)).map(|p| (stem(p), p.clone())).collect();
+            let mut out: Vec<Listed> = entries.iter().filter(|p| is_image(p)).map(|p| alone(p)).collect();
             for dir in folders {
                 for image in sorted_entries(dir)?.into_iter().filter(|p| is_image(p)) {
-                    out.push((stem(dir), image));
+                    out.push(Listed { subject: safe_stem(dir), image, alone: false });
                 }
             }
             out
         }
-        _ => entries.into_iter().filter(|p| is_image(p)).map(|p| (stem(&p), p)).collect(),
+        _ => entries.iter().filter(|p| is_image(p)).map(|p| alone(p)).collect(),
     })
 }
 
-/// The (subject, image) pairs of `path` and then of each of `also`.
-pub(crate) fn list(spec: &FolderSpec) -> anyhow::Result<Vec<(String, PathBuf)>> {
-    let mut images = Vec::new();
+/// The images of `path` and then of each of `also`. Two different people never share a subject
+/// name (and so an identity): `a/photo.jpg` and `b/photo.jpg`, or `a.png` beside `a.jpg`, become
+/// `photo` and `photo_2`.
+pub(crate) fn list(spec: &FolderSpec) -> anyhow::Result<Vec<Listed>> {
+    let mut images: Vec<Listed> = Vec::new();
+    // Subject name → what it stands for: the image itself, or its sub-folder.
+    let mut owners: Vec<(String, PathBuf)> = Vec::new();
     for path in std::iter::once(&spec.path).chain(&spec.also) {
-        images.extend(list_one(path, spec.layout)?);
+        for mut listed in list_one(path, spec.layout)? {
+            let owner = if listed.alone { listed.image.clone() } else { listed.image.parent().map(Path::to_path_buf).unwrap_or_default() };
+            let base = listed.subject.clone();
+            let mut n = 1;
+            while let Some((_, other)) = owners.iter().find(|(name, _)| *name == listed.subject) {
+                if *other == owner {
+                    break;
+                }
+                n += 1;
+                listed.subject = format!("{base}_{n}");
+            }
+            if !owners.iter().any(|(name, _)| *name == listed.subject) {
+                owners.push((listed.subject.clone(), owner));
+            }
+            images.push(listed);
+        }
     }
     if images.is_empty() {
         anyhow::bail!("{} holds no images ({})", spec.path.display(), IMAGE_EXTENSIONS.join(", "));
@@ -172,9 +199,10 @@ pub(crate) fn list(spec: &FolderSpec) -> anyhow::Result<Vec<(String, PathBuf)>> 
     Ok(images)
 }
 
-/// A frame's output name: its stem, after its subject's name when that differs (a clip's frame).
-pub(crate) fn frame_name(subject: &str, stem: &str) -> String {
-    if subject == stem { stem.to_string() } else { format!("{subject}_{stem}") }
+/// A frame's output name: a loose image's is its subject's; a sub-folder's frame's is the
+/// subject's and its own stem.
+pub(crate) fn frame_name(listed: &Listed) -> String {
+    if listed.alone { listed.subject.clone() } else { format!("{}_{}", listed.subject, safe_stem(&listed.image)) }
 }
 
 /// An image's file stem, safe for output names.
@@ -285,7 +313,8 @@ pub fn load(spec: &FolderSpec, model: &MorphableModel) -> anyhow::Result<(Vec<Lo
         skipped.push(Skipped { file, reason });
         Ok(())
     };
-    for (subject, image_path) in list(spec)? {
+    for listed in list(spec)? {
+        let image_path = listed.image.clone();
         let decoded = match decode_image(&image_path) {
             Ok(im) => im,
             Err(e) => {
@@ -302,7 +331,7 @@ pub fn load(spec: &FolderSpec, model: &MorphableModel) -> anyhow::Result<(Vec<Lo
         };
         let (width, height) = (decoded.width() as usize, decoded.height() as usize);
         let rgb: Vec<f32> = decoded.into_raw().iter().map(|&b| b as f32 / 255.0).collect();
-        let stem = safe_stem(&image_path);
+        let base_name = frame_name(&listed);
         let several = spec.detect.max_faces > 1 && faces.iter().any(|(_, dense)| dense.is_some());
         for (k, (points, dense)) in faces.into_iter().enumerate() {
             let (offset, scale) = if points.is_empty() {
@@ -312,10 +341,10 @@ pub fn load(spec: &FolderSpec, model: &MorphableModel) -> anyhow::Result<(Vec<Lo
                 crop_for(&points, spec.size, spec.crop_scale)
             };
             // Several faces of one image: each its own subject.
-            let subject = if several { format!("{subject}_face{k}") } else { subject.clone() };
-            let stem = if several { format!("{stem}_face{k}") } else { stem.clone() };
-            let mut name = frame_name(&subject, &stem);
-            // `a.png` and `a.jpg` would write the same outputs: the second keeps its extension.
+            let subject = if several { format!("{}_face{k}", listed.subject) } else { listed.subject.clone() };
+            let mut name = if several { format!("{base_name}_face{k}") } else { base_name.clone() };
+            // A clip's `x.png` and `x.jpg` would write the same outputs: the second keeps its
+            // extension.
             if frames.iter().any(|f: &LoadedFrame| f.name == name) {
                 name = format!("{name}_{}", image_path.extension().map(|e| e.to_string_lossy().to_ascii_lowercase()).unwrap_or_default());
             }
@@ -351,6 +380,26 @@ mod tests {
         let p = [131.5, 57.25];
         let back = crop.to_original([(p[0] - offset[0]) * scale, (p[1] - offset[1]) * scale]);
         assert!((back[0] - p[0]).abs() < 1e-4 && (back[1] - p[1]).abs() < 1e-4);
+    }
+
+    #[test]
+    fn different_people_never_share_a_subject_name() {
+        let dir = tempfile::tempdir().unwrap();
+        for file in ["a/photo.png", "b/photo.png", "c/x.png", "c/x.jpg"] {
+            let path = dir.path().join(file);
+            std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+            std::fs::write(&path, b"listed, not decoded").unwrap();
+        }
+        let spec = FolderSpec { path: dir.path().join("a/photo.png"), also: vec![dir.path().join("b/photo.png"), dir.path().join("c")], ..FolderSpec::default() };
+        let listed = list(&spec).unwrap();
+        let subjects: Vec<&str> = listed.iter().map(|l| l.subject.as_str()).collect();
+        assert_eq!(subjects, ["photo", "photo_2", "x", "x_2"]);
+        assert_eq!(listed.iter().map(frame_name).collect::<Vec<_>>(), ["photo", "photo_2", "x", "x_2"]);
+        // A clip's frames share their folder's subject.
+        let clip = FolderSpec { path: dir.path().to_path_buf(), layout: FolderLayout::Subjects, ..FolderSpec::default() };
+        let frames: Vec<(String, String)> = list(&clip).unwrap().iter().map(|l| (l.subject.clone(), frame_name(l))).collect();
+        assert_eq!(frames[..3], [("a".into(), "a_photo".into()), ("b".into(), "b_photo".into()), ("c".into(), "c_x".into())]);
+        assert_eq!(frames[3].0, "c", "x.jpg and x.png of one clip: one subject (`load` names the second frame c_x_png)");
     }
 
     #[test]
