@@ -403,6 +403,18 @@ mod tests {
     }
 
     #[test]
+    fn a_photo_is_turned_upright_by_its_exif_orientation() {
+        // 48 × 32 stored, left half red, EXIF orientation 6 ("turn 90° clockwise to show"),
+        // written by Pillow for this test: shown 32 × 48 with the red half on top.
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/exif_orientation_6.jpg");
+        let image = decode_image(&path).unwrap();
+        assert_eq!((image.width(), image.height()), (32, 48));
+        let (top, bottom) = (image.get_pixel(16, 6), image.get_pixel(16, 41));
+        assert!(top[0] > 200 && top[1] < 60, "top {top:?}");
+        assert!(bottom[0] < 60, "bottom {bottom:?}");
+    }
+
+    #[test]
     fn resampling_at_scale_one_is_a_shift() {
         let (w, h) = (6, 5);
         let rgb: Vec<f32> = (0..3 * w * h).map(|i| (i % 17) as f32 / 16.0).collect();
