@@ -308,9 +308,13 @@ fn finish(loaded: &LoadedScene, prepared: Prepared, loss_history: LossHistory, s
             files.push(path);
             Ok(())
         };
-        // A crop of a photo, seen again at the photo's resolution (overlay, texture).
+        // The overlay is drawn when it is written or shown in the report; the texture when the
+        // OBJ carries one.
+        let overlay_wanted = rendered.is_some() && (scene.outputs.images || strips.len() < MAX_FRAME_STRIPS);
+        let textured = mesh.is_some() && pose.is_some() && scene.outputs.meshes.contains(&MeshFormat::Obj) && scene.outputs.texture > 0;
+        // A crop of a photo, read again at the photo's resolution for those two (once a frame).
         let source = match (crop, image) {
-            (Some(c), Some(im)) if scene.outputs.images || scene.outputs.texture > 0 => crate::overlay::source_view(c, im.width),
+            (Some(c), Some(im)) if overlay_wanted || textured => crate::overlay::source_view(c, im.width),
             _ => None,
         };
         if let Some(r) = rendered {
@@ -322,13 +326,13 @@ fn finish(loaded: &LoadedScene, prepared: Prepared, loss_history: LossHistory, s
             }
             let input = image.filter(|im| im.width == r.width && im.height == r.height);
             // A crop of a photo: the overlay at the photo's resolution around the face.
-            let at_source = match (mesh, pose, &source) {
-                (Some(m), Some(p), Some(view)) => Some(crate::overlay::at_source(&model, &m.positions, p, view, &marks, targets.map_or(&[][..], |t| &t.points))),
-                _ => None,
-            };
-            let overlay_png = match at_source {
-                Some(o) => Some(png_bytes(&o.rgb, o.width, o.height)),
-                None => input.map(|im| png_bytes(&overlay(&im.rgb, im.width, im.height, &r.color, &r.mask, &marks), im.width, im.height)),
+            let overlay_png = match (mesh, pose, &source) {
+                _ if !overlay_wanted => None,
+                (Some(m), Some(p), Some(view)) => {
+                    let o = crate::overlay::at_source(&model, &m.positions, p, view, &marks, targets.map_or(&[][..], |t| &t.points));
+                    Some(png_bytes(&o.rgb, o.width, o.height))
+                }
+                _ => input.map(|im| png_bytes(&overlay(&im.rgb, im.width, im.height, &r.color, &r.mask, &marks), im.width, im.height)),
             };
             if scene.outputs.images {
                 write(out_dir.join(format!("{}_render.png", frame.name)), &png_bytes(&r.color, r.width, r.height))?;
@@ -357,7 +361,6 @@ fn finish(loaded: &LoadedScene, prepared: Prepared, loss_history: LossHistory, s
         if let Some(mesh) = mesh {
             let colors = albedo.map(|a| a.rgb.as_slice());
             // The textured OBJ: texture PNG and MTL beside it, when there is an image to unwrap.
-            let textured = scene.outputs.meshes.contains(&MeshFormat::Obj) && scene.outputs.texture > 0;
             let material = match (image, pose) {
                 (Some(im), Some(p)) if textured => {
                     // From the photo at its resolution when the frame is a crop of one.
