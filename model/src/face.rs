@@ -1,90 +1,20 @@
-//! The face's shape in millimetres, as analytic functions the generator samples: the outline of
-//! the front face, the relief (a height field z(x, y) towards the camera), the 68 iBUG landmark
-//! anchors, the regions and the mean albedo.
+//! The face's anatomy, read off the canonical mesh's landmarks (millimetres): where the eyes,
+//! brows, nose, mouth and chin are, the lip and eyelid lines that expressions must not cross,
+//! the eye / nose / mouth regions and the mean albedo.
 //!
-//! Axes: x to the image right (the subject's left), y up, z towards the camera. Everything is
-//! mirror-symmetric in x: features are written in |x| so the mean face is exactly symmetric.
+//! Axes: x to the image right (the subject's left), y up, z towards the camera. The canonical
+//! mesh is exactly mirror-symmetric, so everything here is written in |x| and stays symmetric.
 
-/// Top of the forehead, widest row of the outline, lowest point of the chin (mm).
-pub const Y_TOP: f64 = 100.0;
-pub const Y_WIDEST: f64 = 15.0;
-pub const Y_CHIN: f64 = -92.0;
-/// Half-width of the face at its widest row (mm).
-pub const HALF_WIDTH: f64 = 72.0;
-
-/// Half-width of the face outline at height y (0 outside [Y_CHIN, Y_TOP]): an egg, an ellipse
-/// above the widest row and a longer one below it for the jaw and chin.
-pub fn half_width(y: f64) -> f64 {
-    let t = if y >= Y_WIDEST {
-        (y - Y_WIDEST) / (Y_TOP - Y_WIDEST)
-    } else {
-        (Y_WIDEST - y) / (Y_WIDEST - Y_CHIN)
-    };
-    if t >= 1.0 {
-        0.0
-    } else {
-        HALF_WIDTH * (1.0 - t * t).sqrt()
-    }
-}
+use crate::canonical::{self, Contours};
 
 /// exp(-½((dx/sx)² + (dy/sy)²)).
 pub fn bump(dx: f64, dy: f64, sx: f64, sy: f64) -> f64 {
     (-0.5 * ((dx / sx).powi(2) + (dy / sy).powi(2))).exp()
 }
 
-fn smoothstep(t: f64) -> f64 {
+pub fn smoothstep(t: f64) -> f64 {
     let t = t.clamp(0.0, 1.0);
     t * t * (3.0 - 2.0 * t)
-}
-
-/// Eye centres at (±EYE_X, EYE_Y); the mouth line at MOUTH_Y; the nose tip at (0, NOSE_TIP_Y).
-pub const EYE_X: f64 = 33.0;
-pub const EYE_Y: f64 = 37.0;
-pub const MOUTH_Y: f64 = -36.0;
-pub const NOSE_TIP_Y: f64 = 0.0;
-
-/// The relief of the mean face: a head-shaped cap plus the facial features.
-pub fn relief(x: f64, y: f64) -> f64 {
-    let ax = x.abs();
-    // The head: an ellipsoid cap, steep at the outline so the sides turn away from the camera.
-    let cap = 75.0 * (1.0 - (x / 80.0).powi(2) - ((y - 10.0) / 150.0).powi(2)).max(0.0).sqrt();
-
-    // Nose: a ridge from the bridge to the tip, widening towards the tip, then the tip's bulb,
-    // the wings (alae) and the nostrils.
-    let ridge_height = if y >= 42.0 {
-        8.0 * bump(0.0, y - 42.0, 1.0, 6.0)
-    } else if y >= NOSE_TIP_Y {
-        8.0 + 16.0 * smoothstep((42.0 - y) / 42.0)
-    } else {
-        24.0 * bump(0.0, y - NOSE_TIP_Y, 1.0, 5.0)
-    };
-    let ridge_width = 5.0 + 4.0 * smoothstep((42.0 - y) / 42.0);
-    let nose = ridge_height * bump(x, 0.0, ridge_width, 1.0)
-        + 5.0 * bump(x, y - 1.0, 6.0, 5.0)
-        + 7.0 * bump(ax - 12.0, y + 5.0, 4.5, 5.0)
-        - 3.0 * bump(ax - 6.0, y + 10.0, 2.5, 1.8);
-
-    // Eyes: sockets, the eyeballs under the lids, the brow ridge, the glabella.
-    let eyes = -13.0 * bump(ax - EYE_X, y - EYE_Y - 1.0, 15.0, 10.0)
-        + 7.0 * bump(ax - EYE_X, y - EYE_Y, 10.0, 5.5)
-        + 5.0 * bump(ax - EYE_X, y - 53.0, 18.0, 5.0)
-        + 3.0 * bump(x, y - 47.0, 9.0, 7.0)
-        - 3.0 * bump(ax - 62.0, y - 45.0, 8.0, 15.0);
-
-    // Cheekbones, cheeks and the nasolabial folds.
-    let cheeks = 6.0 * bump(ax - 48.0, y - 15.0, 13.0, 9.0) + 4.0 * bump(ax - 38.0, y + 15.0, 15.0, 15.0)
-        - 1.5 * bump(ax - 24.0, y + 18.0, 3.0, 10.0);
-
-    // Lips, the mouth line and its corners, the philtrum.
-    let mouth = 5.0 * bump(x, y - MOUTH_Y - 5.0, 17.0, 4.0) + 5.5 * bump(x, y - MOUTH_Y + 6.0, 15.0, 4.5)
-        - 4.0 * bump(x, y - MOUTH_Y, 23.0, 1.3)
-        - 2.0 * bump(ax - 25.0, y - MOUTH_Y, 3.0, 3.0)
-        - 1.2 * bump(x, y + 21.0, 2.5, 5.0);
-
-    // The chin and the fold above it.
-    let chin = 7.0 * bump(x, y + 70.0, 14.0, 10.0) - 3.0 * bump(x, y + 53.0, 15.0, 4.0);
-
-    cap + nose + eyes + cheeks + mouth + chin
 }
 
 /// Region labels, as PGN's weight mask W uses them (eyes, nose and mouth weigh 5).
@@ -93,120 +23,233 @@ pub const REGION_EYE: u32 = 1;
 pub const REGION_NOSE: u32 = 2;
 pub const REGION_MOUTH: u32 = 3;
 
-pub fn region(x: f64, y: f64) -> u32 {
-    let ax = x.abs();
-    if ((ax - EYE_X) / 17.0).powi(2) + ((y - EYE_Y) / 10.0).powi(2) <= 1.0 {
-        REGION_EYE
-    } else if ((x / 31.0).powi(2) + ((y - MOUTH_Y) / 15.0).powi(2)) <= 1.0 {
-        REGION_MOUTH
-    } else if (-15.0..=40.0).contains(&y) && ax <= 8.0 + 10.0 * smoothstep((40.0 - y) / 45.0) {
-        REGION_NOSE
-    } else {
-        REGION_SKIN
-    }
-}
-
-/// The mean albedo (linear RGB in [0, 1]) before the seeded mottling: skin, lips, brows,
-/// sclera and iris, nostrils, a little redness on the cheeks.
-pub fn base_albedo(x: f64, y: f64) -> [f64; 3] {
-    let ax = x.abs();
-    let mut c = [0.74, 0.55, 0.45];
-    let mut mix = |target: [f64; 3], w: f64| {
-        for k in 0..3 {
-            c[k] += (target[k] - c[k]) * w.clamp(0.0, 1.0);
-        }
-    };
-    mix([0.80, 0.50, 0.45], 0.5 * bump(ax - 40.0, y + 8.0, 12.0, 10.0));
-    // Lips: inside the band between the outer lip contour and the mouth line.
-    let lip = bump(x, y - MOUTH_Y, 22.0, 7.0).powf(0.5) * smoothstep((24.0 - ax) / 4.0);
-    mix([0.62, 0.28, 0.28], 1.5 * lip - 0.3);
-    mix([0.30, 0.15, 0.13], bump(x, y - MOUTH_Y, 22.0, 0.9));
-    // Brows: a dark band with a soft edge.
-    mix([0.22, 0.15, 0.11], 1.6 * bump(ax - 33.0, y - 54.0, 14.0, 3.0) - 0.2);
-    // Eyes: sclera in the lid opening, iris, the lash line.
-    let opening = ((ax - EYE_X) / 14.0).powi(2) + ((y - EYE_Y) / 4.5).powi(2);
-    if opening <= 1.0 {
-        mix([0.86, 0.83, 0.80], 1.0);
-        let iris = ((ax - EYE_X).powi(2) + (y - EYE_Y).powi(2)).sqrt();
-        mix([0.24, 0.17, 0.12], smoothstep((6.0 - iris) / 1.5));
-    }
-    mix([0.20, 0.13, 0.10], 0.7 * bump(ax - EYE_X, y - EYE_Y - 4.5, 14.0, 1.0));
-    // Nostrils.
-    mix([0.28, 0.16, 0.14], bump(ax - 6.0, y + 10.0, 2.5, 1.8));
-    c
-}
-
 /// How many iBUG landmarks there are.
 pub const N_LANDMARKS: usize = 68;
 
-/// The landmarks on the subject's right (image left, x < 0) and on the midline, with their
-/// mirror partner on the other side (`None` on the midline). The jaw (0–16) is placed on the
-/// outline by arc length in `jaw_anchors`; these are the rest.
-pub const INNER_ANCHORS: &[(usize, f64, f64, Option<usize>)] = &[
-    // Brows, outer to inner; 22–26 mirror them.
-    (17, -58.0, 50.0, Some(26)),
-    (18, -48.0, 54.0, Some(25)),
-    (19, -37.0, 56.0, Some(24)),
-    (20, -26.0, 55.0, Some(23)),
-    (21, -15.0, 53.0, Some(22)),
-    // Nose bridge to tip, on the midline.
-    (27, 0.0, 37.0, None),
-    (28, 0.0, 25.0, None),
-    (29, 0.0, 13.0, None),
-    (30, 0.0, NOSE_TIP_Y, None),
-    // Nose base.
-    (31, -13.0, -10.0, Some(35)),
-    (32, -7.0, -11.0, Some(34)),
-    (33, 0.0, -12.0, None),
-    // Right eye: outer corner, upper lid, inner corner, lower lid; the left eye mirrors it.
-    (36, -48.0, EYE_Y, Some(45)),
-    (37, -40.0, EYE_Y + 4.0, Some(44)),
-    (38, -27.0, EYE_Y + 4.0, Some(43)),
-    (39, -18.0, EYE_Y, Some(42)),
-    (40, -27.0, EYE_Y - 4.0, Some(47)),
-    (41, -40.0, EYE_Y - 4.0, Some(46)),
-    // Outer lip contour.
-    (48, -25.0, MOUTH_Y, Some(54)),
-    (49, -16.0, MOUTH_Y + 6.0, Some(53)),
-    (50, -6.0, MOUTH_Y + 8.0, Some(52)),
-    (51, 0.0, MOUTH_Y + 7.0, None),
-    (59, -16.0, MOUTH_Y - 7.0, Some(55)),
-    (58, -6.0, MOUTH_Y - 10.0, Some(56)),
-    (57, 0.0, MOUTH_Y - 11.0, None),
-    // Inner lip contour.
-    (60, -20.0, MOUTH_Y, Some(64)),
-    (61, -8.0, MOUTH_Y + 2.0, Some(63)),
-    (62, 0.0, MOUTH_Y + 2.0, None),
-    (67, -8.0, MOUTH_Y - 2.0, Some(65)),
-    (66, 0.0, MOUTH_Y - 2.0, None),
-];
+/// A polyline or polygon in the (x, y) plane.
+type Line = Vec<[f64; 2]>;
 
-/// The jaw contour 0–8 (image left to chin) at equal arc length along the outline from the
-/// height of the eyes' outer corners down to the chin, pulled `inset` mm inside the outline;
-/// 9–16 mirror 7–0.
-pub fn jaw_anchors(inset: f64) -> [(f64, f64); 9] {
-    let steps = 2000;
-    let y_start = EYE_Y - 5.0;
-    let point = |i: usize| {
-        let y = y_start + (Y_CHIN - y_start) * i as f64 / steps as f64;
-        (-(half_width(y) - inset).max(0.0), y)
-    };
-    let mut cumulative = vec![0.0];
-    for i in 1..=steps {
-        let (a, b) = (point(i - 1), point(i));
-        let d = ((a.0 - b.0).powi(2) + (a.1 - b.1).powi(2)).sqrt();
-        cumulative.push(cumulative[i - 1] + d);
+/// The anatomy of the (scaled) canonical mesh. Eye and brow quantities are the subject's left
+/// side (x > 0); features are evaluated at |x|.
+#[derive(Clone, Debug)]
+pub struct Anatomy {
+    /// Centre of the left eye's opening.
+    pub eye: [f64; 2],
+    /// The left eye's lid contours (lower, upper), inner corner to outer corner.
+    pub lids: [Line; 2],
+    /// The left brow's band (lower edge, upper edge), inner to outer.
+    pub brow: [Line; 2],
+    /// Centre of the brow band.
+    pub brow_centre: [f64; 2],
+    /// Inner lip contours (lower, upper) and outer ones, corner to corner (left to right).
+    pub inner_lips: [Line; 2],
+    pub outer_lips: [Line; 2],
+    /// The mouth line's height at the midline and the mouth corners' |x|.
+    pub mouth_y: f64,
+    pub mouth_corner_x: f64,
+    /// The nose: tip, the bridge's height (nasion), the base (subnasale) and the wings' |x|.
+    pub nose_tip: [f64; 2],
+    pub bridge_y: f64,
+    pub nose_base_y: f64,
+    pub ala_x: f64,
+    /// The chin's lowest point, the top of the forehead, the widest |x|.
+    pub chin_y: f64,
+    pub top_y: f64,
+    pub half_width: f64,
+    /// The depth (z) of the face's front on average.
+    pub mean_z: f64,
+}
+
+fn xy(p: &[[f64; 3]], indices: &[usize]) -> Line {
+    indices.iter().map(|&i| [p[i][0], p[i][1]]).collect()
+}
+
+/// The same polyline ordered by x (ascending).
+fn by_x(mut l: Line) -> Line {
+    l.sort_by(|a, b| a[0].total_cmp(&b[0]));
+    l
+}
+
+/// y of an x-monotone polyline at x, held at its ends beyond them.
+pub fn y_at(line: &[[f64; 2]], x: f64) -> f64 {
+    if x <= line[0][0] {
+        return line[0][1];
     }
-    let total = cumulative[steps];
-    let mut out = [(0.0, 0.0); 9];
-    let mut i = 0;
-    for (k, slot) in out.iter_mut().enumerate() {
-        let target = total * k as f64 / 8.0;
-        while i < steps && cumulative[i] < target {
-            i += 1;
+    for w in line.windows(2) {
+        if x <= w[1][0] {
+            let t = (x - w[0][0]) / (w[1][0] - w[0][0]).max(1e-12);
+            return w[0][1] + t * (w[1][1] - w[0][1]);
         }
-        *slot = point(i);
     }
-    out[8] = (0.0, Y_CHIN + inset);
-    out
+    line[line.len() - 1][1]
+}
+
+/// Whether (x, y) lies inside a closed polygon (even–odd rule).
+pub fn inside(polygon: &[[f64; 2]], x: f64, y: f64) -> bool {
+    let mut inside = false;
+    let n = polygon.len();
+    for i in 0..n {
+        let (a, b) = (polygon[i], polygon[(i + 1) % n]);
+        if (a[1] > y) != (b[1] > y) && x < a[0] + (y - a[1]) / (b[1] - a[1]) * (b[0] - a[0]) {
+            inside = !inside;
+        }
+    }
+    inside
+}
+
+/// Distance from (x, y) to a polyline.
+pub fn distance(line: &[[f64; 2]], x: f64, y: f64) -> f64 {
+    line.windows(2)
+        .map(|w| {
+            let (a, b) = (w[0], w[1]);
+            let (dx, dy) = (b[0] - a[0], b[1] - a[1]);
+            let t = (((x - a[0]) * dx + (y - a[1]) * dy) / (dx * dx + dy * dy).max(1e-12)).clamp(0.0, 1.0);
+            ((x - a[0] - t * dx).powi(2) + (y - a[1] - t * dy).powi(2)).sqrt()
+        })
+        .fold(f64::INFINITY, f64::min)
+}
+
+/// The polygon as a polyline that returns to its start.
+fn closed(polygon: &[[f64; 2]]) -> Line {
+    polygon.iter().chain(polygon.first()).copied().collect()
+}
+
+/// Whether (x, y) lies inside a polygon or within `margin` of its edge.
+fn near(polygon: &[[f64; 2]], x: f64, y: f64, margin: f64) -> bool {
+    inside(polygon, x, y) || distance(&closed(polygon), x, y) <= margin
+}
+
+/// A closed polygon from two corner-to-corner chains (the second reversed).
+fn ring(lower: &[[f64; 2]], upper: &[[f64; 2]]) -> Line {
+    lower.iter().chain(upper.iter().rev()).copied().collect()
+}
+
+impl Anatomy {
+    /// Reads the anatomy off the canonical mesh's positions (in mm).
+    pub fn new(p: &[[f64; 3]]) -> Self {
+        let Contours { lips_outer, lips_inner, eyes, brows, oval: _ } = canonical::contours();
+        let lids = [by_x(xy(p, &eyes[1][0])), by_x(xy(p, &eyes[1][1]))];
+        let opening = ring(&lids[0], &lids[1]);
+        let eye = opening.iter().fold([0.0, 0.0], |s, q| [s[0] + q[0], s[1] + q[1]]).map(|s| s / opening.len() as f64);
+        let brow = [by_x(xy(p, &brows[1][0])), by_x(xy(p, &brows[1][1]))];
+        let band = ring(&brow[0], &brow[1]);
+        let brow_centre = band.iter().fold([0.0, 0.0], |s, q| [s[0] + q[0], s[1] + q[1]]).map(|s| s / band.len() as f64);
+        let inner_lips = [by_x(xy(p, &lips_inner[0])), by_x(xy(p, &lips_inner[1]))];
+        let outer_lips = [by_x(xy(p, &lips_outer[0])), by_x(xy(p, &lips_outer[1]))];
+        let mouth_y = (y_at(&inner_lips[0], 0.0) + y_at(&inner_lips[1], 0.0)) / 2.0;
+        let ibug = |k: usize| {
+            let idx = canonical::IBUG_FROM_FACEMESH[k];
+            let n = idx.len() as f64;
+            idx.iter().fold([0.0, 0.0], |s, &i| [s[0] + p[i][0] / n, s[1] + p[i][1] / n])
+        };
+        let front: Vec<&[f64; 3]> = p.iter().filter(|q| q[0].abs() < 40.0).collect();
+        Self {
+            eye,
+            lids,
+            brow,
+            brow_centre,
+            mouth_y,
+            mouth_corner_x: p[291][0].abs(),
+            inner_lips,
+            outer_lips,
+            nose_tip: ibug(30),
+            bridge_y: p[168][1],
+            nose_base_y: p[2][1],
+            ala_x: ibug(35)[0].abs().max(p[98][0].abs()),
+            chin_y: p[152][1],
+            top_y: p[10][1],
+            half_width: p.iter().map(|q| q[0].abs()).fold(0.0, f64::max),
+            mean_z: front.iter().map(|q| q[2]).sum::<f64>() / front.len() as f64,
+        }
+    }
+
+    /// The mouth line: halfway between the inner lips, held at the corners beyond them.
+    pub fn mouth_line(&self, x: f64) -> f64 {
+        (y_at(&self.inner_lips[0], x) + y_at(&self.inner_lips[1], x)) / 2.0
+    }
+
+    /// 1 on the lower lip, chin and jaw, 0 on the upper lip and above: a step across the mouth
+    /// line that is sharp between the lips (so a jaw motion never drags the upper lip) and widens
+    /// beyond the corners into the cheeks.
+    pub fn below_mouth(&self, x: f64, y: f64) -> f64 {
+        let beyond = (x.abs() - self.mouth_corner_x).max(0.0);
+        let width = 2.0 + 0.6 * beyond;
+        smoothstep(0.5 + (self.mouth_line(x) - y) / (2.0 * width))
+    }
+
+    /// The eye line at |x|: halfway between the lids, held at the corners.
+    pub fn eye_line(&self, x: f64) -> f64 {
+        (y_at(&self.lids[0], x.abs()) + y_at(&self.lids[1], x.abs())) / 2.0
+    }
+
+    /// 1 on the upper lid, 0 on the lower lid: the same sharp step across the eye line.
+    pub fn above_eye_line(&self, x: f64, y: f64) -> f64 {
+        let beyond = (x.abs() - self.lids[0][self.lids[0].len() - 1][0]).max(0.0) + (self.lids[0][0][0] - x.abs()).max(0.0);
+        let width = 1.5 + 0.6 * beyond;
+        smoothstep(0.5 + (y - self.eye_line(x)) / (2.0 * width))
+    }
+
+    /// The gap between the lids at |x| (0 beyond the corners).
+    pub fn eye_opening(&self, x: f64) -> f64 {
+        (y_at(&self.lids[1], x.abs()) - y_at(&self.lids[0], x.abs())).max(0.0)
+    }
+
+    /// Region label of a point of the face.
+    pub fn region(&self, x: f64, y: f64) -> u32 {
+        let ax = x.abs();
+        let eye = ring(&self.lids[0], &self.lids[1]);
+        let lips = ring(&self.outer_lips[0], &self.outer_lips[1]);
+        if near(&eye, ax, y, 5.0) {
+            REGION_EYE
+        } else if near(&lips, x, y, 5.0) {
+            REGION_MOUTH
+        } else if (self.nose_base_y - 3.0..=self.bridge_y).contains(&y) && {
+            let t = ((self.bridge_y - y) / (self.bridge_y - self.nose_base_y)).clamp(0.0, 1.0);
+            ax <= 6.0 + (self.ala_x + 3.0 - 6.0) * smoothstep(t / 0.8)
+        } {
+            REGION_NOSE
+        } else {
+            REGION_SKIN
+        }
+    }
+
+    /// The mean albedo (linear RGB in [0, 1]) before the seeded mottling: skin, lips, the dark of
+    /// the mouth between the lips, brows, sclera and iris in the lid opening, the lash line,
+    /// nostrils, a little redness on the cheeks. Symmetric: it reads |x|.
+    pub fn base_albedo(&self, x: f64, y: f64) -> [f64; 3] {
+        let ax = x.abs();
+        let mut c = [0.74, 0.55, 0.45];
+        let mut mix = |target: [f64; 3], w: f64| {
+            for k in 0..3 {
+                c[k] += (target[k] - c[k]) * w.clamp(0.0, 1.0);
+            }
+        };
+        mix([0.80, 0.50, 0.45], 0.5 * bump(ax - self.eye[0] - 5.0, y - self.nose_tip[1] + 5.0, 12.0, 10.0));
+        // Lips: inside the outer contour, with a soft edge of a millimetre.
+        let outer = ring(&self.outer_lips[0], &self.outer_lips[1]);
+        let edge = distance(&closed(&outer), x, y);
+        let lip = if inside(&outer, x, y) { 0.5 + 0.5 * smoothstep(edge / 1.0) } else { 0.5 - 0.5 * smoothstep(edge / 1.0) };
+        mix([0.62, 0.28, 0.28], lip);
+        // Between the lips: the dark of the mouth.
+        let inner = ring(&self.inner_lips[0], &self.inner_lips[1]);
+        if inside(&inner, x, y) {
+            mix([0.30, 0.15, 0.13], 0.9);
+        }
+        // Brows: a dark band with a soft edge.
+        let band = ring(&self.brow[0], &self.brow[1]);
+        let brow_edge = distance(&closed(&band), ax, y);
+        let brow = if inside(&band, ax, y) { 0.85 } else { 0.85 * (1.0 - smoothstep(brow_edge / 2.0)) };
+        mix([0.22, 0.15, 0.11], brow);
+        // Eyes: sclera in the lid opening, the iris, the lash line along the upper lid.
+        let opening = ring(&self.lids[0], &self.lids[1]);
+        if inside(&opening, ax, y) {
+            mix([0.86, 0.83, 0.80], 1.0);
+            let iris = ((ax - self.eye[0]).powi(2) + (y - self.eye[1]).powi(2)).sqrt();
+            mix([0.24, 0.17, 0.12], smoothstep((5.5 - iris) / 1.0));
+        }
+        mix([0.20, 0.13, 0.10], 0.8 * (1.0 - smoothstep(distance(&self.lids[1], ax, y) / 1.2)));
+        // Nostrils, under the tip beside the columella.
+        mix([0.28, 0.16, 0.14], bump(ax - 0.45 * self.ala_x, y - self.nose_base_y - 2.0, 2.5, 1.6));
+        c
+    }
 }

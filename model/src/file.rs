@@ -6,7 +6,7 @@
 //! 0   magic "FFMODEL\0"            8   version u32          12  header length u32
 //! 16  vertices, triangles, id, exp, albedo components, landmarks: 6 × u32
 //! 40  seed u64                      48  preset name, 16 bytes, zero-padded
-//! 64  array count u32, reserved u32
+//! 64  array count u32, dense landmarks u32 (FaceMesh's 468 points, or 0)
 //! 72  array table: per array 48 bytes: name [16], dtype u32 (1 = f32, 2 = u32), reserved u32,
 //!     offset u64, element count u64, crc32 u32, reserved u32
 //! …   header crc32 u32 (over every header byte before it)
@@ -18,7 +18,8 @@ use std::ops::Range;
 use std::path::Path;
 
 pub const MAGIC: [u8; 8] = *b"FFMODEL\0";
-pub const VERSION: u32 = 1;
+/// Version 2 added `dense_landmarks` (the model's vertices of FaceMesh's 468 points).
+pub const VERSION: u32 = 2;
 const FIXED_HEADER: usize = 72;
 const ENTRY: usize = 48;
 const ALIGN: usize = 64;
@@ -45,9 +46,10 @@ pub enum Array {
     Landmarks,
     Mirror,
     Regions,
+    DenseLandmarks,
 }
 
-pub const ARRAYS: [Array; 13] = [
+pub const ARRAYS: [Array; 14] = [
     Array::MeanShape,
     Array::IdBasis,
     Array::IdSigma,
@@ -61,6 +63,7 @@ pub const ARRAYS: [Array; 13] = [
     Array::Landmarks,
     Array::Mirror,
     Array::Regions,
+    Array::DenseLandmarks,
 ];
 
 impl Array {
@@ -79,12 +82,13 @@ impl Array {
             Array::Landmarks => "landmarks",
             Array::Mirror => "mirror",
             Array::Regions => "regions",
+            Array::DenseLandmarks => "dense_landmarks",
         }
     }
 
     pub fn dtype(self) -> DType {
         match self {
-            Array::Triangles | Array::Landmarks | Array::Mirror | Array::Regions => DType::U32,
+            Array::Triangles | Array::Landmarks | Array::Mirror | Array::Regions | Array::DenseLandmarks => DType::U32,
             _ => DType::F32,
         }
     }
@@ -104,6 +108,7 @@ impl Array {
             Array::Triangles => 3usize.saturating_mul(d.triangles),
             Array::Uv => 2usize.saturating_mul(d.vertices),
             Array::Landmarks => d.landmarks,
+            Array::DenseLandmarks => d.dense_landmarks,
             Array::Mirror | Array::Regions => d.vertices,
         }
     }
@@ -118,6 +123,8 @@ pub struct Dims {
     pub exp: usize,
     pub albedo: usize,
     pub landmarks: usize,
+    /// FaceMesh's 468, or 0 for a model without dense correspondence.
+    pub dense_landmarks: usize,
 }
 
 /// What a parsed header says: sizes, provenance and where each array lies.
@@ -210,8 +217,9 @@ pub fn encode(a: &ModelArrays) -> Vec<u8> {
         exp: a.exp_sigma.len(),
         albedo: a.albedo_sigma.len(),
         landmarks: a.landmarks.len(),
+        dense_landmarks: a.dense_landmarks.len(),
     };
-    let payloads: [&[u8]; 13] = [
+    let payloads: [&[u8]; 14] = [
         bytemuck::cast_slice(&a.mean_shape),
         bytemuck::cast_slice(&a.id_basis),
         bytemuck::cast_slice(&a.id_sigma),
@@ -225,6 +233,7 @@ pub fn encode(a: &ModelArrays) -> Vec<u8> {
         bytemuck::cast_slice(&a.landmarks),
         bytemuck::cast_slice(&a.mirror),
         bytemuck::cast_slice(&a.regions),
+        bytemuck::cast_slice(&a.dense_landmarks),
     ];
     let header_len = FIXED_HEADER + ENTRY * ARRAYS.len() + 4;
     let align = |x: usize| x.div_ceil(ALIGN) * ALIGN;
@@ -246,6 +255,7 @@ pub fn encode(a: &ModelArrays) -> Vec<u8> {
     out[40..48].copy_from_slice(&a.seed.to_le_bytes());
     out[48..64].copy_from_slice(&name_field(&a.preset));
     out[64..68].copy_from_slice(&(ARRAYS.len() as u32).to_le_bytes());
+    out[68..72].copy_from_slice(&(dims.dense_landmarks as u32).to_le_bytes());
     for (i, (array, p)) in ARRAYS.iter().zip(&payloads).enumerate() {
         let e = FIXED_HEADER + ENTRY * i;
         out[e..e + 16].copy_from_slice(&name_field(array.name()));
@@ -310,7 +320,7 @@ pub fn parse(b: &[u8], origin: &str) -> Result<Header, ModelError> {
         return Err(err(ModelErrorKind::HeaderChecksum));
     }
     let c = |i: usize| u32_at(b, 16 + 4 * i) as usize;
-    let dims = Dims { vertices: c(0), triangles: c(1), id: c(2), exp: c(3), albedo: c(4), landmarks: c(5) };
+    let dims = Dims { vertices: c(0), triangles: c(1), id: c(2), exp: c(3), albedo: c(4), landmarks: c(5), dense_landmarks: u32_at(b, 68) as usize };
 
     let mut ranges = Vec::with_capacity(n_arrays);
     for (i, array) in ARRAYS.iter().enumerate() {
@@ -344,7 +354,7 @@ pub fn parse(b: &[u8], origin: &str) -> Result<Header, ModelError> {
     }
 
     let header = Header { version, dims, seed: u64_at(b, 40), preset: read_name(&b[48..64]), ranges };
-    for array in [Array::Triangles, Array::Landmarks, Array::Mirror] {
+    for array in [Array::Triangles, Array::Landmarks, Array::Mirror, Array::DenseLandmarks] {
         let r = &header.ranges[array as usize];
         let values: &[u32] = bytemuck::cast_slice(&b[r.clone()]);
         if let Some(bad) = values.iter().position(|&v| v as usize >= dims.vertices) {

@@ -1,29 +1,35 @@
-//! The procedural morphable model: a face-shaped mean mesh sampled from `face.rs` on a
-//! mirror-symmetric grid, and identity, expression and albedo bases made orthonormal by
+//! The procedural morphable model on MediaPipe's canonical face: the canonical mesh in
+//! millimetres, subdivided (modified butterfly) to the preset's size with the 468 canonical
+//! vertices kept as vertices 0–467, and identity, expression and albedo bases made orthonormal by
 //! Gram–Schmidt from candidate deformation fields (semantic ones first, then seeded local ones),
 //! with σ decreasing with the component index.
 
-use crate::face::{self, bump};
+use crate::canonical;
+use crate::face::{bump, smoothstep, Anatomy};
 use crate::rng::SplitMix64;
+use crate::subdivide::{self, Mesh};
 use serde::{Deserialize, Serialize};
+use std::collections::HashMap;
 
-/// Mesh size presets.
+/// Mesh size presets: subdivision levels of the canonical mesh (468 vertices, 898 triangles).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Preset {
-    /// About 1k vertices, for tests.
+    /// One level: 1,833 vertices, for tests.
     Tiny,
-    /// About 5k vertices.
+    /// Two levels: 7,257 vertices.
     Default,
-    /// About 35k vertices and 70k triangles, the size of the BFM front face, for benchmarks.
+    /// Three levels: 28,881 vertices and 57,472 triangles, about the BFM front face's size, for
+    /// benchmarks.
     Bfm,
 }
 
 impl Preset {
-    pub fn target_vertices(self) -> usize {
+    /// How many times the canonical mesh is subdivided.
+    pub fn levels(self) -> usize {
         match self {
-            Preset::Tiny => 1_000,
-            Preset::Default => 5_000,
-            Preset::Bfm => 35_000,
+            Preset::Tiny => 1,
+            Preset::Default => 2,
+            Preset::Bfm => 3,
         }
     }
 
@@ -82,124 +88,70 @@ pub struct ModelArrays {
     pub uv: Vec<f32>,
     /// The 68 iBUG landmark vertices.
     pub landmarks: Vec<u32>,
+    /// The vertices of FaceMesh's 468 points, in FaceMesh's order (empty when the model has no
+    /// dense correspondence, e.g. an imported BFM).
+    pub dense_landmarks: Vec<u32>,
     /// Vertex i's mirror image across the x = 0 plane.
     pub mirror: Vec<u32>,
     /// `face::REGION_*` per vertex.
     pub regions: Vec<u32>,
 }
 
-/// The sampled mesh before the bases.
-struct Grid {
-    /// (x, y, z) per vertex.
-    positions: Vec<[f64; 3]>,
-    triangles: Vec<u32>,
-    mirror: Vec<u32>,
+/// The subdivided canonical mesh with its mirror map and the vertex made on each base edge.
+pub struct FaceMesh {
+    pub mesh: Mesh,
+    pub mirror: Vec<u32>,
+    /// Base edge (min, max) → the vertex the first subdivision made on it.
+    pub base_edges: HashMap<(u32, u32), u32>,
 }
 
-fn build_grid(target_vertices: usize) -> Grid {
-    // Area of the outline, to choose the spacing that gives about the target count.
-    let samples = 4000;
-    let dy = (face::Y_TOP - face::Y_CHIN) / samples as f64;
-    let area: f64 = (0..samples).map(|i| 2.0 * face::half_width(face::Y_CHIN + (i as f64 + 0.5) * dy) * dy).sum();
-    let h = (area / target_vertices as f64).sqrt();
-
-    // An odd number of columns so that the midline x = 0 is a column; x_i = -x_(nc-1-i) exactly.
-    let half_cols = (face::HALF_WIDTH / h).ceil() as i64;
-    let nc = (2 * half_cols + 1) as usize;
-    let nr = ((face::Y_TOP - face::Y_CHIN) / h).floor() as usize + 1;
-    let x_of = |i: usize| (i as i64 - half_cols) as f64 * h;
-    let y_of = |j: usize| face::Y_CHIN + j as f64 * h;
-    let inside = |i: usize, j: usize| x_of(i).abs() <= face::half_width(y_of(j));
-
-    // Cells with four corners inside become two triangles; the diagonal mirrors across x = 0 so
-    // that the triangulation is symmetric too.
-    let grid_index = |i: usize, j: usize| j * nc + i;
-    let mut grid_triangles = Vec::new();
-    for j in 0..nr - 1 {
-        for i in 0..nc - 1 {
-            if !(inside(i, j) && inside(i + 1, j) && inside(i, j + 1) && inside(i + 1, j + 1)) {
-                continue;
-            }
-            let (v00, v10, v01, v11) =
-                (grid_index(i, j), grid_index(i + 1, j), grid_index(i, j + 1), grid_index(i + 1, j + 1));
-            if (i as i64) < half_cols {
-                grid_triangles.extend_from_slice(&[v00, v10, v11, v00, v11, v01]);
-            } else {
-                grid_triangles.extend_from_slice(&[v00, v10, v01, v10, v11, v01]);
-            }
-        }
-    }
-
-    // Keep the grid points some triangle uses, in row-major order.
-    let mut used = vec![false; nc * nr];
-    for &g in &grid_triangles {
-        used[g] = true;
-    }
-    let mut new_index = vec![u32::MAX; nc * nr];
-    let mut positions = Vec::new();
-    for j in 0..nr {
-        for i in 0..nc {
-            if used[grid_index(i, j)] {
-                new_index[grid_index(i, j)] = positions.len() as u32;
-                let (x, y) = (x_of(i), y_of(j));
-                positions.push([x, y, face::relief(x, y)]);
-            }
-        }
-    }
-    let triangles = grid_triangles.iter().map(|&g| new_index[g]).collect();
-    let mut mirror = Vec::with_capacity(positions.len());
-    for j in 0..nr {
-        for i in 0..nc {
-            if used[grid_index(i, j)] {
-                mirror.push(new_index[grid_index(nc - 1 - i, j)]);
-            }
-        }
-    }
-    Grid { positions, triangles, mirror }
-}
-
-/// The landmark vertices: each anchor takes the nearest vertex not taken yet on its side (x < 0,
-/// or the midline), and its partner on the other side is that vertex's mirror.
-fn place_landmarks(grid: &Grid) -> Vec<u32> {
-    let mut landmarks = vec![u32::MAX; face::N_LANDMARKS];
-    let mut taken = vec![false; grid.positions.len()];
-    let take = |x: f64, y: f64, midline: bool, taken: &mut Vec<bool>| -> u32 {
-        let mut best = (f64::INFINITY, u32::MAX);
-        for (v, p) in grid.positions.iter().enumerate() {
-            let on_side = if midline { p[0] == 0.0 } else { p[0] < 0.0 };
-            if !on_side || taken[v] {
-                continue;
-            }
-            let d = (p[0] - x).powi(2) + (p[1] - y).powi(2);
-            if d < best.0 {
-                best = (d, v as u32);
-            }
-        }
-        taken[best.1 as usize] = true;
-        best.1
+/// The canonical mesh in millimetres, subdivided `levels` times.
+pub fn face_mesh(levels: usize) -> FaceMesh {
+    let base = canonical::mesh();
+    let scale = canonical::scale_mm(&base.positions);
+    let mut mesh = Mesh {
+        positions: base.positions.iter().map(|p| p.map(|c| c * scale)).collect(),
+        uv: base.uv,
+        triangles: base.triangles,
     };
-    let jaw = face::jaw_anchors(3.0);
-    for (k, &(x, y)) in jaw.iter().enumerate() {
-        let midline = k == 8;
-        let v = take(x, y, midline, &mut taken);
-        landmarks[k] = v;
-        if !midline {
-            let m = grid.mirror[v as usize];
-            taken[m as usize] = true;
-            landmarks[16 - k] = m;
+    // The canonical mesh is exactly symmetric: each vertex's mirror is the vertex at (−x, y, z).
+    let mut mirror: Vec<u32> = mesh
+        .positions
+        .iter()
+        .map(|p| {
+            let d = |q: &[f64; 3]| (q[0] + p[0]).powi(2) + (q[1] - p[1]).powi(2) + (q[2] - p[2]).powi(2);
+            (0..mesh.positions.len()).min_by(|&a, &b| d(&mesh.positions[a]).total_cmp(&d(&mesh.positions[b]))).expect("vertices") as u32
+        })
+        .collect();
+    let mut base_edges = HashMap::new();
+    for level in 0..levels {
+        let coarse = mesh.positions.len();
+        let s = subdivide::subdivide(&mesh);
+        let made: HashMap<(u32, u32), u32> =
+            s.parents.iter().enumerate().map(|(i, &[a, b])| ((a.min(b), a.max(b)), (coarse + i) as u32)).collect();
+        // The mirror of the vertex on edge (a, b) is the vertex on the mirrored edge.
+        for &[a, b] in &s.parents {
+            let (ma, mb) = (mirror[a as usize], mirror[b as usize]);
+            mirror.push(made[&(ma.min(mb), ma.max(mb))]);
         }
-    }
-    for &(k, x, y, partner) in face::INNER_ANCHORS {
-        let v = take(x, y, partner.is_none(), &mut taken);
-        landmarks[k] = v;
-        if let Some(p) = partner {
-            let m = grid.mirror[v as usize];
-            taken[m as usize] = true;
-            landmarks[p] = m;
+        if level == 0 {
+            base_edges = made;
         }
+        mesh = s.mesh;
     }
-    debug_assert!(landmarks.iter().all(|&v| v != u32::MAX));
-    landmarks
+    FaceMesh { mesh, mirror, base_edges }
+}
+
+/// The 68 iBUG vertices: FaceMesh's vertex where the table names one, and where it names two
+/// (their midpoint) the vertex subdivision made on the edge between them.
+fn place_landmarks(face: &FaceMesh) -> Vec<u32> {
+    canonical::IBUG_FROM_FACEMESH
+        .iter()
+        .map(|idx| match *idx {
+            [a, b] => *face.base_edges.get(&((*a).min(*b) as u32, (*a).max(*b) as u32)).unwrap_or(&(*a as u32)),
+            _ => idx[0] as u32,
+        })
+        .collect()
 }
 
 /// A per-vertex field of 3-vectors, flattened.
@@ -245,31 +197,45 @@ fn sign(x: f64) -> f64 {
 }
 
 /// Identity: global proportions and each feature's size and place, then seeded local bumps.
-fn identity_candidates(p: &[[f64; 3]], rng: &mut SplitMix64) -> impl Iterator<Item = Vec<f64>> {
+fn identity_candidates<'a>(p: &'a [[f64; 3]], a: &'a Anatomy, centres: &'a [[f64; 2]], rng: &mut SplitMix64) -> impl Iterator<Item = Vec<f64>> + 'a {
     let smooth = |t: f64| t.clamp(0.0, 1.0);
+    let [ex, ey] = a.eye;
+    let [bx, by] = a.brow_centre;
+    let (tip, my, chin) = (a.nose_tip[1], a.mouth_y, a.chin_y);
+    let bridge = tip + 0.7 * (a.bridge_y - tip);
     let semantic: Vec<Vec<f64>> = vec![
         field(p, |x, _, _| [x, 0.0, 0.0]),
         field(p, |_, y, _| [0.0, y, 0.0]),
-        field(p, |_, _, z| [0.0, 0.0, z - 40.0]),
-        field(p, |x, y, _| [0.0, 0.0, bump(x, y - 10.0, 9.0, 18.0)]),
-        field(p, |x, y, _| [x * bump(x, y + 3.0, 16.0, 10.0) / 10.0, 0.0, 0.0]),
-        field(p, |x, y, _| [0.0, 0.0, bump(x, y - 28.0, 6.0, 10.0)]),
-        field(p, |x, y, _| [sign(x) * bump(x.abs() - 33.0, y - 37.0, 14.0, 10.0), 0.0, 0.0]),
-        field(p, |x, y, _| [0.0, bump(x.abs() - 33.0, y - 37.0, 14.0, 10.0), 0.0]),
-        field(p, |x, y, _| [0.0, 0.0, bump(x.abs() - 33.0, y - 38.0, 13.0, 9.0)]),
-        field(p, |x, y, _| [0.0, 0.0, bump(x.abs() - 33.0, y - 53.0, 18.0, 6.0)]),
-        field(p, |x, y, _| [x * bump(x, y + 36.0, 25.0, 10.0) / 20.0, 0.0, 0.0]),
-        field(p, |x, y, _| [0.0, 0.0, bump(x, y + 36.0, 18.0, 8.0)]),
-        field(p, |x, y, _| [0.0, bump(x, y + 36.0, 25.0, 12.0), 0.0]),
-        field(p, |x, y, _| [0.0, 0.0, bump(x, y + 72.0, 18.0, 14.0)]),
-        field(p, |_, y, _| [0.0, -smooth((-45.0 - y) / 40.0), 0.0]),
-        field(p, |x, y, _| [x / 70.0 * smooth((-10.0 - y) / 60.0), 0.0, 0.0]),
-        field(p, |x, y, _| [0.0, 0.0, bump(x.abs() - 40.0, y + 10.0, 18.0, 20.0)]),
-        field(p, |x, y, _| [sign(x) * bump(x.abs() - 50.0, y - 15.0, 12.0, 9.0), 0.0, bump(x.abs() - 50.0, y - 15.0, 12.0, 9.0)]),
-        field(p, |_, y, _| [0.0, 0.0, smooth((y - 50.0) / 50.0) * (y - 50.0) / 50.0]),
+        field(p, |_, _, z| [0.0, 0.0, z - a.mean_z]),
+        // Nose: protrusion, width, bridge.
+        field(p, |x, y, _| [0.0, 0.0, bump(x, y - tip - 10.0, 9.0, 18.0)]),
+        field(p, |x, y, _| [x * bump(x, y - tip + 3.0, 16.0, 10.0) / 10.0, 0.0, 0.0]),
+        field(p, |x, y, _| [0.0, 0.0, bump(x, y - bridge, 6.0, 10.0)]),
+        // Eyes: spacing, height, socket depth; the brow ridge.
+        field(p, |x, y, _| [sign(x) * bump(x.abs() - ex, y - ey, 14.0, 10.0), 0.0, 0.0]),
+        field(p, |x, y, _| [0.0, bump(x.abs() - ex, y - ey, 14.0, 10.0), 0.0]),
+        field(p, |x, y, _| [0.0, 0.0, bump(x.abs() - ex, y - ey - 1.0, 13.0, 9.0)]),
+        field(p, |x, y, _| [0.0, 0.0, bump(x.abs() - bx, y - by, 18.0, 6.0)]),
+        // Mouth: width, lip fullness, height.
+        field(p, |x, y, _| [x * bump(x, y - my, 25.0, 10.0) / 20.0, 0.0, 0.0]),
+        field(p, |x, y, _| [0.0, 0.0, bump(x, y - my, 18.0, 8.0)]),
+        field(p, |x, y, _| [0.0, bump(x, y - my, 25.0, 12.0), 0.0]),
+        // Chin protrusion and length, jaw width.
+        field(p, |x, y, _| [0.0, 0.0, bump(x, y - chin - 20.0, 18.0, 14.0)]),
+        field(p, |_, y, _| [0.0, -smooth((my - 9.0 - y) / 40.0), 0.0]),
+        field(p, |x, y, _| [x / 70.0 * smooth((tip - 10.0 - y) / 60.0), 0.0, 0.0]),
+        // Cheek fullness, cheekbones, temples.
+        field(p, |x, y, _| [0.0, 0.0, bump(x.abs() - 40.0, y - tip + 10.0, 18.0, 20.0)]),
+        field(p, |x, y, _| {
+            let b = bump(x.abs() - 50.0, y - tip - 15.0, 12.0, 9.0);
+            [sign(x) * b, 0.0, b]
+        }),
+        field(p, |x, y, _| [sign(x) * bump(x.abs() - a.half_width + 10.0, y - by, 10.0, 20.0), 0.0, 0.0]),
+        // Forehead slope; asymmetry.
+        field(p, |_, y, _| [0.0, 0.0, smooth((y - by) / 50.0) * (y - by) / 50.0]),
         field(p, |x, y, _| [0.0, 0.0, x / 70.0 * bump(x, y, 60.0, 80.0)]),
     ];
-    semantic.into_iter().chain(local_bumps(p, rng, BumpPlacement::Anywhere))
+    semantic.into_iter().chain(local_bumps(p, a, centres, rng, BumpPlacement::Anywhere))
 }
 
 /// Where the seeded local deformations go.
@@ -281,19 +247,19 @@ enum BumpPlacement {
 }
 
 /// An endless stream of seeded smooth local deformations, half of them mirror-symmetric.
-fn local_bumps(p: &[[f64; 3]], rng: &mut SplitMix64, placement: BumpPlacement) -> impl Iterator<Item = Vec<f64>> {
-    let p = p.to_vec();
+/// `Anywhere` centres them near a random canonical vertex. `Expressive` ones near the mouth and
+/// eyes stay on one side of the lips or lids: a motion of the lower lip never drags the upper.
+fn local_bumps<'a>(p: &'a [[f64; 3]], a: &'a Anatomy, centres: &'a [[f64; 2]], rng: &mut SplitMix64, placement: BumpPlacement) -> impl Iterator<Item = Vec<f64>> + 'a {
     let mut rng = SplitMix64::new(rng.next_u64());
     std::iter::from_fn(move || {
         let (cx, cy, s) = match placement {
             BumpPlacement::Anywhere => {
-                let cy = rng.range(face::Y_CHIN + 10.0, face::Y_TOP - 10.0);
-                let w = face::half_width(cy) * 0.9;
-                (rng.range(-w, w), cy, rng.range(8.0, 30.0))
+                let c = centres[(rng.next_u64() % centres.len() as u64) as usize];
+                (c[0] + rng.range(-5.0, 5.0), c[1] + rng.range(-5.0, 5.0), rng.range(8.0, 30.0))
             }
             BumpPlacement::Expressive => {
-                let centres = [(0.0, face::MOUTH_Y, 14.0), (face::EYE_X, face::EYE_Y, 8.0), (face::EYE_X, 53.0, 10.0), (20.0, -65.0, 18.0)];
-                let (x, y, spread) = centres[(rng.next_u64() % centres.len() as u64) as usize];
+                let places = [(0.0, a.mouth_y, 14.0), (a.eye[0], a.eye[1], 8.0), (a.brow_centre[0], a.brow_centre[1], 10.0), (20.0, a.chin_y + 27.0, 18.0)];
+                let (x, y, spread) = places[(rng.next_u64() % places.len() as u64) as usize];
                 let side = if rng.uniform() < 0.5 { -1.0 } else { 1.0 };
                 (side * x + rng.range(-spread, spread), y + rng.range(-spread, spread) * 0.6, rng.range(5.0, 14.0))
             }
@@ -301,12 +267,24 @@ fn local_bumps(p: &[[f64; 3]], rng: &mut SplitMix64, placement: BumpPlacement) -
         let (sx, sy) = (s * rng.range(0.6, 1.4), s * rng.range(0.6, 1.4));
         let direction = [rng.normal() * 0.5, rng.normal() * 0.5, rng.normal() + 0.5];
         let symmetric = rng.uniform() < 0.5;
-        Some(field(&p, |x, y, _| {
-            let w = if symmetric {
-                bump(x.abs() - cx.abs(), y - cy, sx, sy)
-            } else {
-                bump(x - cx, y - cy, sx, sy)
-            };
+        // Which side of the mouth line or the eye line the centre is on, if it is near one.
+        let near_mouth = (cy - a.mouth_y).abs() < 25.0 && cx.abs() < a.mouth_corner_x + 15.0;
+        let near_eye = (cy - a.eye[1]).abs() < 12.0 && (cx.abs() - a.eye[0]).abs() < 20.0;
+        let lower = cy < if near_mouth { a.mouth_line(cx) } else { a.eye_line(cx) };
+        Some(field(p, |x, y, _| {
+            let mut w = if symmetric { bump(x.abs() - cx.abs(), y - cy, sx, sy) } else { bump(x - cx, y - cy, sx, sy) };
+            if matches!(placement, BumpPlacement::Expressive) {
+                let side = if near_mouth {
+                    a.below_mouth(x, y)
+                } else if near_eye {
+                    1.0 - a.above_eye_line(x, y)
+                } else {
+                    0.5
+                };
+                if near_mouth || near_eye {
+                    w *= if lower { side } else { 1.0 - side };
+                }
+            }
             let dx = if symmetric { direction[0] * sign(x) } else { direction[0] };
             [w * dx, w * direction[1], w * direction[2]]
         }))
@@ -314,33 +292,46 @@ fn local_bumps(p: &[[f64; 3]], rng: &mut SplitMix64, placement: BumpPlacement) -
 }
 
 /// Expression: action-unit-like local motions of the jaw, lips, eyes and brows, each side on its
-/// own where faces move them so, then seeded local motions in the same regions.
-fn expression_candidates(p: &[[f64; 3]], rng: &mut SplitMix64) -> impl Iterator<Item = Vec<f64>> {
-    let below_mouth = |y: f64| ((face::MOUTH_Y - 2.0 - y) / 12.0).clamp(0.0, 1.0);
-    let mouth = |x: f64, y: f64| bump(x, y - face::MOUTH_Y, 22.0, 12.0);
-    let corner = |x: f64, y: f64, side: f64| bump(x - side * 25.0, y - face::MOUTH_Y, 10.0, 9.0);
-    let eye = |x: f64, y: f64, side: f64, dy: f64| bump(x - side * face::EYE_X, y - face::EYE_Y - dy, 11.0, 4.0);
-    let brow = |x: f64, y: f64, side: f64, cx: f64| bump(x - side * cx, y - 54.0, 14.0, 8.0);
+/// own where faces move them so, then seeded local motions in the same regions. Motions of one
+/// lip or lid are cut at the mouth line or the eye line, so the other stays where it is.
+fn expression_candidates<'a>(p: &'a [[f64; 3]], a: &'a Anatomy, centres: &'a [[f64; 2]], rng: &mut SplitMix64) -> impl Iterator<Item = Vec<f64>> + 'a {
+    let [ex, ey] = a.eye;
+    let [bx, by] = a.brow_centre;
+    let (tip, my, chin, cx) = (a.nose_tip[1], a.mouth_y, a.chin_y, a.mouth_corner_x);
+    let jaw = move |x: f64, y: f64| a.below_mouth(x, y) * bump(x, 0.0, 45.0, 1.0) * (0.6 + 0.4 * smoothstep((my - y) / 25.0));
+    let mouth = move |x: f64, y: f64| bump(x, y - my, 22.0, 12.0);
+    let corner = move |x: f64, y: f64, side: f64| bump(x - side * cx, y - my, 10.0, 9.0);
+    let upper_lid = move |x: f64, y: f64, side: f64, dy: f64, sy: f64| a.above_eye_line(x, y) * bump(x - side * ex, y - ey - dy, 11.0, sy);
+    let lower_lid = move |x: f64, y: f64, side: f64| (1.0 - a.above_eye_line(x, y)) * bump(x - side * ex, y - ey + 3.5, 11.0, 4.0);
+    let brow = move |x: f64, y: f64, side: f64, centre: f64| bump(x - side * centre, y - by, 14.0, 8.0);
     let mut semantic: Vec<Vec<f64>> = vec![
-        // Jaw open: the lower face drops and swings back, fading towards the ears.
+        // Jaw open: the lower lip, chin and jaw drop and swing back; the upper lip stays.
         field(p, |x, y, _| {
-            let w = below_mouth(y) * bump(x, 0.0, 45.0, 1.0);
+            let w = jaw(x, y);
             [0.0, -w, -0.4 * w]
         }),
+        // Pucker, upper-lip raise, lower-lip depress, lip press, mouth sideways, jaw sideways.
         field(p, |x, y, _| [-x / 22.0 * mouth(x, y), 0.0, mouth(x, y)]),
-        field(p, |x, y, _| [0.0, bump(x, y - face::MOUTH_Y - 6.0, 15.0, 4.0), 0.3 * bump(x, y - face::MOUTH_Y - 6.0, 15.0, 4.0)]),
-        field(p, |x, y, _| [0.0, -bump(x, y - face::MOUTH_Y + 8.0, 15.0, 5.0), 0.0]),
-        field(p, |x, y, _| [0.0, 0.0, -bump(x, y - face::MOUTH_Y, 20.0, 6.0)]),
-        field(p, |x, y, _| [mouth(x, y), 0.0, 0.0]),
-        field(p, |x, y, _| [below_mouth(y) * bump(x, 0.0, 45.0, 1.0), 0.0, 0.0]),
-        field(p, |x, y, _| [0.0, bump(x, y + 70.0, 16.0, 10.0), 0.3 * bump(x, y + 70.0, 16.0, 10.0)]),
-        field(p, |x, y, _| [-x / 15.0 * bump(x, y - face::MOUTH_Y, 15.0, 8.0), 0.0, 0.6 * bump(x, y - face::MOUTH_Y, 15.0, 8.0)]),
         field(p, |x, y, _| {
-            let w = bump(x.abs() - 15.0, y - 50.0, 10.0, 6.0);
+            let w = (1.0 - a.below_mouth(x, y)) * bump(x, y - my - 6.0, 15.0, 4.0);
+            [0.0, w, 0.3 * w]
+        }),
+        field(p, |x, y, _| [0.0, -a.below_mouth(x, y) * bump(x, y - my + 8.0, 15.0, 5.0), 0.0]),
+        field(p, |x, y, _| [0.0, 0.0, -bump(x, y - my, 20.0, 6.0)]),
+        field(p, |x, y, _| [mouth(x, y), 0.0, 0.0]),
+        field(p, |x, y, _| [jaw(x, y), 0.0, 0.0]),
+        // Chin raise, lip funnel, frown, nose wrinkle, nostril flare.
+        field(p, |x, y, _| {
+            let w = a.below_mouth(x, y) * bump(x, y - chin - 22.0, 16.0, 10.0);
+            [0.0, w, 0.3 * w]
+        }),
+        field(p, |x, y, _| [-x / 15.0 * bump(x, y - my, 15.0, 8.0), 0.0, 0.6 * bump(x, y - my, 15.0, 8.0)]),
+        field(p, |x, y, _| {
+            let w = bump(x.abs() - 15.0, y - by + 4.0, 10.0, 6.0);
             [-sign(x) * 0.5 * w, -w, 0.0]
         }),
-        field(p, |x, y, _| [0.0, bump(x.abs() - 12.0, y - 15.0, 8.0, 8.0), 0.0]),
-        field(p, |x, y, _| [sign(x) * bump(x.abs() - 12.0, y + 5.0, 5.0, 5.0), 0.0, 0.0]),
+        field(p, |x, y, _| [0.0, bump(x.abs() - 12.0, y - tip - 15.0, 8.0, 8.0), 0.0]),
+        field(p, |x, y, _| [sign(x) * bump(x.abs() - 12.0, y - tip + 5.0, 5.0, 5.0), 0.0, 0.0]),
     ];
     for side in [-1.0, 1.0] {
         semantic.extend([
@@ -350,28 +341,32 @@ fn expression_candidates(p: &[[f64; 3]], rng: &mut SplitMix64) -> impl Iterator<
             field(p, |x, y, _| [side * corner(x, y, side), 0.0, 0.0]),
             field(p, |x, y, _| [0.0, -corner(x, y, side), 0.0]),
             // Dimple.
-            field(p, |x, y, _| [0.0, 0.0, -bump(x - side * 29.0, y - face::MOUTH_Y, 4.0, 4.0)]),
-            // Eye closed, squint (lower lid up), wide (upper lid up).
-            field(p, |x, y, _| [0.0, -eye(x, y, side, 3.0), 0.2 * eye(x, y, side, 3.0)]),
-            field(p, |x, y, _| [0.0, eye(x, y, side, -3.5), 0.0]),
-            field(p, |x, y, _| [0.0, bump(x - side * face::EYE_X, y - face::EYE_Y - 6.0, 12.0, 5.0), 0.0]),
+            field(p, |x, y, _| [0.0, 0.0, -bump(x - side * (cx + 4.0), y - my, 4.0, 4.0)]),
+            // Eye closed (the upper lid down onto the lower), squint (the lower lid up), wide.
+            field(p, |x, y, _| [0.0, -upper_lid(x, y, side, 2.0, 6.0), 0.2 * upper_lid(x, y, side, 2.0, 6.0)]),
+            field(p, |x, y, _| [0.0, lower_lid(x, y, side), 0.0]),
+            field(p, |x, y, _| [0.0, upper_lid(x, y, side, 6.0, 5.0), 0.0]),
             // Brow raised (whole, inner).
-            field(p, |x, y, _| [0.0, brow(x, y, side, 33.0), 0.0]),
-            field(p, |x, y, _| [0.0, brow(x, y, side, 18.0), 0.0]),
+            field(p, |x, y, _| [0.0, brow(x, y, side, bx), 0.0]),
+            field(p, |x, y, _| [0.0, brow(x, y, side, bx - 15.0), 0.0]),
             // Cheek puffed, cheek raised.
             field(p, |x, y, _| {
-                let w = bump(x - side * 40.0, y + 20.0, 14.0, 14.0);
+                let w = bump(x - side * 40.0, y - my - 16.0, 14.0, 14.0);
                 [side * 0.3 * w, 0.0, w]
             }),
-            field(p, |x, y, _| [0.0, bump(x - side * 40.0, y - 15.0, 14.0, 10.0), 0.0]),
+            field(p, |x, y, _| [0.0, bump(x - side * 40.0, y - tip - 15.0, 14.0, 10.0), 0.0]),
         ]);
     }
-    semantic.into_iter().chain(local_bumps(p, rng, BumpPlacement::Expressive))
+    semantic.into_iter().chain(local_bumps(p, a, centres, rng, BumpPlacement::Expressive))
 }
 
 /// Albedo (rgb per vertex): skin tone, its gradients, lips, brows, redness, dark circles, then
-/// seeded blotches from a few millimetres to a few centimetres, mostly along melanin's colour.
-fn albedo_candidates(p: &[[f64; 3]], rng: &mut SplitMix64) -> impl Iterator<Item = Vec<f64>> {
+/// seeded blotches from a few millimetres to a few centimetres, mostly along melanin's colour;
+/// three in four blotches come as a mirror pair, as skin is mostly symmetric.
+fn albedo_candidates<'a>(p: &'a [[f64; 3]], a: &'a Anatomy, centres: &'a [[f64; 2]], rng: &mut SplitMix64) -> impl Iterator<Item = Vec<f64>> + 'a {
+    let [ex, ey] = a.eye;
+    let [bx, by] = a.brow_centre;
+    let (tip, my) = (a.nose_tip[1], a.mouth_y);
     let semantic: Vec<Vec<f64>> = vec![
         field(p, |_, _, _| [1.0, 0.8, 0.65]),
         field(p, |_, _, _| [1.0, 0.0, 0.0]),
@@ -379,32 +374,31 @@ fn albedo_candidates(p: &[[f64; 3]], rng: &mut SplitMix64) -> impl Iterator<Item
         field(p, |_, _, _| [0.0, 0.0, 1.0]),
         field(p, |_, y, _| [y / 100.0, y / 100.0, y / 100.0]),
         field(p, |x, y, _| {
-            let w = bump(x, y - face::MOUTH_Y, 22.0, 7.0);
+            let w = bump(x, y - my, 22.0, 7.0);
             [w, -0.5 * w, -0.5 * w]
         }),
         field(p, |x, y, _| {
-            let w = bump(x.abs() - 33.0, y - 54.0, 14.0, 3.0);
+            let w = bump(x.abs() - bx, y - by, 14.0, 3.0);
             [w, w, w]
         }),
         field(p, |x, y, _| {
-            let w = bump(x.abs() - 40.0, y + 8.0, 12.0, 10.0);
+            let w = bump(x.abs() - ex - 5.0, y - tip + 5.0, 12.0, 10.0);
             [w, -0.3 * w, -0.3 * w]
         }),
         field(p, |x, y, _| {
-            let w = bump(x.abs() - face::EYE_X, y - face::EYE_Y + 9.0, 12.0, 4.0);
+            let w = bump(x.abs() - ex, y - ey + 9.0, 12.0, 4.0);
             [w, w * 0.9, w * 1.1]
         }),
         field(p, |x, _, _| [x / 70.0, x / 70.0, x / 70.0]),
     ];
-    let p = p.to_vec();
     let mut rng = SplitMix64::new(rng.next_u64());
     let blotches = std::iter::from_fn(move || {
-        let cy = rng.range(face::Y_CHIN, face::Y_TOP);
-        let w = face::half_width(cy);
-        let (cx, r) = (rng.range(-w, w), rng.range(2.0, 25.0));
+        let c = centres[(rng.next_u64() % centres.len() as u64) as usize];
+        let (cx, cy, r) = (c[0] + rng.range(-5.0, 5.0), c[1] + rng.range(-5.0, 5.0), rng.range(2.0, 25.0));
         let colour = [1.0 + 0.2 * rng.normal(), 0.8 + 0.2 * rng.normal(), 0.6 + 0.2 * rng.normal()];
-        Some(field(&p, |x, y, _| {
-            let b = bump(x - cx, y - cy, r, r);
+        let symmetric = rng.uniform() < 0.75;
+        Some(field(p, move |x, y, _| {
+            let b = if symmetric { bump(x.abs() - cx.abs(), y - cy, r, r) } else { bump(x - cx, y - cy, r, r) };
             [b * colour[0], b * colour[1], b * colour[2]]
         }))
     });
@@ -425,38 +419,42 @@ fn flatten(basis: Vec<Vec<f64>>) -> Vec<f32> {
 
 /// Generates the model a spec describes.
 pub fn generate(spec: &ModelSpec) -> ModelArrays {
-    let grid = build_grid(spec.preset.target_vertices());
-    let n = grid.positions.len();
-    let p = &grid.positions;
+    let face = face_mesh(spec.preset.levels());
+    let p = &face.mesh.positions;
+    let n = p.len();
+    let anatomy = Anatomy::new(p);
+    // Seeded things are placed around the canonical vertices, so a seed gives the same face at
+    // every preset.
+    let centres: Vec<[f64; 2]> = p[..canonical::POINTS].iter().map(|q| [q[0], q[1]]).collect();
     let mut rng = SplitMix64::new(spec.seed ^ 0xFACE_F0E6_E000_0001);
 
-    let (x_min, x_max) = (-face::HALF_WIDTH, face::HALF_WIDTH);
-    let uv = p
-        .iter()
-        .flat_map(|q| [((q[0] - x_min) / (x_max - x_min)) as f32, ((q[1] - face::Y_CHIN) / (face::Y_TOP - face::Y_CHIN)) as f32])
-        .collect();
-
-    // The mean albedo carries fine mottling so that photometric and census losses have texture.
+    // The mean albedo carries fine mottling so that photometric and census losses have texture:
+    // three in four spots come as a mirror pair (the same spot at ±x), the rest alone and fainter.
     let mut mottling = SplitMix64::new(rng.next_u64());
-    let spots: Vec<(f64, f64, f64, f64)> = (0..400)
+    let spots: Vec<(f64, f64, f64, f64, bool)> = (0..400)
         .map(|_| {
-            let cy = mottling.range(face::Y_CHIN, face::Y_TOP);
-            let w = face::half_width(cy);
-            (mottling.range(-w, w), cy, mottling.range(1.5, 6.0), mottling.range(-0.05, 0.05))
+            let c = centres[(mottling.next_u64() % centres.len() as u64) as usize];
+            let (cx, cy, r) = (c[0] + mottling.range(-5.0, 5.0), c[1] + mottling.range(-5.0, 5.0), mottling.range(1.5, 6.0));
+            let symmetric = mottling.uniform() < 0.75;
+            let amplitude = mottling.range(-0.05, 0.05) * if symmetric { 1.0 } else { 0.5 };
+            (cx, cy, r, amplitude, symmetric)
         })
         .collect();
     let mean_albedo = p
         .iter()
         .flat_map(|q| {
-            let base = face::base_albedo(q[0], q[1]);
-            let d: f64 = spots.iter().map(|&(cx, cy, r, a)| a * bump(q[0] - cx, q[1] - cy, r, r)).sum();
+            let base = anatomy.base_albedo(q[0], q[1]);
+            let d: f64 = spots
+                .iter()
+                .map(|&(cx, cy, r, a, symmetric)| if symmetric { a * bump(q[0].abs() - cx.abs(), q[1] - cy, r, r) } else { a * bump(q[0] - cx, q[1] - cy, r, r) })
+                .sum();
             [(base[0] + d).clamp(0.0, 1.0) as f32, (base[1] + 0.8 * d).clamp(0.0, 1.0) as f32, (base[2] + 0.65 * d).clamp(0.0, 1.0) as f32]
         })
         .collect();
 
-    let id_basis = orthonormalize(identity_candidates(p, &mut rng), spec.n_id);
-    let exp_basis = orthonormalize(expression_candidates(p, &mut rng), spec.n_exp);
-    let albedo_basis = orthonormalize(albedo_candidates(p, &mut rng), spec.n_tex);
+    let id_basis = orthonormalize(identity_candidates(p, &anatomy, &centres, &mut rng), spec.n_id);
+    let exp_basis = orthonormalize(expression_candidates(p, &anatomy, &centres, &mut rng), spec.n_exp);
+    let albedo_basis = orthonormalize(albedo_candidates(p, &anatomy, &centres, &mut rng), spec.n_tex);
 
     ModelArrays {
         preset: spec.preset.name().to_string(),
@@ -469,10 +467,11 @@ pub fn generate(spec: &ModelSpec) -> ModelArrays {
         mean_albedo,
         albedo_basis: flatten(albedo_basis),
         albedo_sigma: sigmas(spec.n_tex, 0.04, n),
-        landmarks: place_landmarks(&grid),
-        regions: p.iter().map(|q| face::region(q[0], q[1])).collect(),
-        uv,
-        triangles: grid.triangles,
-        mirror: grid.mirror,
+        landmarks: place_landmarks(&face),
+        dense_landmarks: (0..canonical::POINTS as u32).collect(),
+        regions: p.iter().map(|q| anatomy.region(q[0], q[1])).collect(),
+        uv: face.mesh.uv.iter().flat_map(|t| t.map(|c| c as f32)).collect(),
+        triangles: face.mesh.triangles.iter().flatten().copied().collect(),
+        mirror: face.mirror,
     }
 }

@@ -161,6 +161,12 @@ impl MorphableModel {
         self.u32s(Array::Landmarks)
     }
 
+    /// The vertices of FaceMesh's 468 points in FaceMesh's order (0..468 for generated models:
+    /// the canonical mesh's vertices keep their indices); empty for a model without them.
+    pub fn dense_landmarks(&self) -> &[u32] {
+        self.u32s(Array::DenseLandmarks)
+    }
+
     /// Each vertex's mirror image across x = 0.
     pub fn mirror(&self) -> &[u32] {
         self.u32s(Array::Mirror)

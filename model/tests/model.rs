@@ -2,7 +2,7 @@
 //! with the landmarks where anatomy puts them, and a native file that round-trips and refuses
 //! damage with a clear error.
 
-use faceforge_model::{face, MorphableModel, ModelErrorKind, ModelSpec, Preset};
+use faceforge_model::{canonical, face, MorphableModel, ModelErrorKind, ModelSpec, Preset};
 
 fn tiny(seed: u64) -> MorphableModel {
     MorphableModel::generate(&ModelSpec { preset: Preset::Tiny, seed, ..ModelSpec::default() })
@@ -53,25 +53,103 @@ fn bases_are_orthonormal_with_falling_sigma() {
     }
 }
 
+/// Each preset's vertex and triangle counts: 468 canonical vertices and 898 triangles, each
+/// level adding a vertex per edge and turning each triangle into four.
 #[test]
-fn preset_sizes_are_near_their_targets() {
-    for (preset, vertices) in [(Preset::Tiny, 1_000.0), (Preset::Default, 5_000.0), (Preset::Bfm, 35_000.0)] {
+fn presets_are_subdivision_levels_of_the_canonical_mesh() {
+    let canonical = canonical::mesh();
+    let scale = canonical::scale_mm(&canonical.positions);
+    for (preset, vertices, triangles) in [(Preset::Tiny, 1_833, 3_592), (Preset::Default, 7_257, 14_368), (Preset::Bfm, 28_881, 57_472)] {
         let m = MorphableModel::generate(&ModelSpec { preset, n_id: 1, n_exp: 1, n_tex: 1, ..ModelSpec::default() });
-        let (v, t) = (m.n_vertices() as f64, m.n_triangles() as f64);
-        assert!((v / vertices - 1.0).abs() < 0.1, "{preset:?}: {v} vertices, target {vertices}");
-        assert!(t > 1.85 * v && t < 2.0 * v, "{preset:?}: {t} triangles for {v} vertices");
+        assert_eq!((m.n_vertices(), m.n_triangles()), (vertices, triangles), "{preset:?}");
+        // The 468 canonical vertices keep their indices and places (scaled to millimetres).
+        for (v, c) in canonical.positions.iter().enumerate() {
+            let p = vertex(&m, v as u32);
+            for k in 0..3 {
+                assert!((p[k] as f64 - c[k] * scale).abs() < 1e-5 * (c[k] * scale).abs().max(1.0), "{preset:?}: vertex {v} at {p:?}, canonical {c:?} × {scale}");
+            }
+        }
+        assert_eq!(m.dense_landmarks(), (0..468).collect::<Vec<u32>>().as_slice());
+        // The outer eye corners are the chosen 95 mm apart.
+        let (a, b) = (vertex(&m, 33), vertex(&m, 263));
+        let d = ((a[0] - b[0]).powi(2) + (a[1] - b[1]).powi(2) + (a[2] - b[2]).powi(2)).sqrt();
+        assert!((d - 95.0).abs() < 1e-3, "outer eye corners {d} mm apart");
     }
 }
 
+/// Every edge lies on two triangles except the face's outline, as in the canonical mesh (which
+/// closes the eyes and the mouth); no triangle is degenerate.
 #[test]
-fn front_faces_the_camera() {
-    let m = tiny(2);
-    let t = m.triangles();
-    for tri in t.chunks(3) {
-        let [a, b, c] = [vertex(&m, tri[0]), vertex(&m, tri[1]), vertex(&m, tri[2])];
-        let (e1, e2) = ([b[0] - a[0], b[1] - a[1]], [c[0] - a[0], c[1] - a[1]]);
-        let nz = e1[0] * e2[1] - e1[1] * e2[0];
-        assert!(nz > 0.0, "triangle {tri:?} faces away from +z");
+fn subdivision_is_watertight_where_the_canonical_mesh_is() {
+    for (preset, levels) in [(Preset::Tiny, 1), (Preset::Default, 2)] {
+        let m = MorphableModel::generate(&ModelSpec { preset, n_id: 1, n_exp: 1, n_tex: 1, ..ModelSpec::default() });
+        let mut edges: std::collections::HashMap<(u32, u32), usize> = Default::default();
+        for t in m.triangles().chunks(3) {
+            for k in 0..3 {
+                let (a, b) = (t[k], t[(k + 1) % 3]);
+                *edges.entry((a.min(b), a.max(b))).or_default() += 1;
+            }
+            let [a, b, c] = [vertex(&m, t[0]), vertex(&m, t[1]), vertex(&m, t[2])];
+            let (e1, e2) = ([b[0] - a[0], b[1] - a[1], b[2] - a[2]], [c[0] - a[0], c[1] - a[1], c[2] - a[2]]);
+            let n = [e1[1] * e2[2] - e1[2] * e2[1], e1[2] * e2[0] - e1[0] * e2[2], e1[0] * e2[1] - e1[1] * e2[0]];
+            let area = 0.5 * (n[0] * n[0] + n[1] * n[1] + n[2] * n[2]).sqrt();
+            assert!(area > 0.01, "{preset:?}: triangle {t:?} has area {area} mm²");
+        }
+        assert!(edges.values().all(|&c| c <= 2), "{preset:?}: an edge on three triangles");
+        // The outline: the canonical mesh's 36 outline edges, each split in two per level, and
+        // every outline vertex with two outline neighbours (no loose ends).
+        let boundary: Vec<(u32, u32)> = edges.iter().filter(|(_, c)| **c == 1).map(|(e, _)| *e).collect();
+        assert_eq!(boundary.len(), 36 << levels, "{preset:?}");
+        let mut degree: std::collections::HashMap<u32, usize> = Default::default();
+        for (a, b) in &boundary {
+            *degree.entry(*a).or_default() += 1;
+            *degree.entry(*b).or_default() += 1;
+        }
+        assert!(degree.values().all(|&d| d == 2), "{preset:?}: the outline has loose ends");
+    }
+}
+
+/// On the front (between the outer eye corners, chin to brows) every triangle faces the camera,
+/// except in the creases of the nose and lips: the canonical mesh itself turns away under the
+/// nose and under the upper lip at the mouth corners (10 of its 898 triangles face down), and the
+/// butterfly's smoothing rounds the alar crease and the lips' edge over too (96 small triangles
+/// at tiny and default together, all in or beside the nose and mouth regions). Triangle t of level L comes from
+/// canonical triangle t / 4^L; those from a canonical triangle touching a nose or mouth vertex, or
+/// a turned triangle, are left out.
+#[test]
+fn the_front_faces_the_camera() {
+    let canonical = canonical::mesh();
+    let canonical_faces_camera: Vec<bool> = canonical
+        .triangles
+        .iter()
+        .map(|t| {
+            let [a, b, c] = t.map(|v| canonical.positions[v as usize]);
+            (b[0] - a[0]) * (c[1] - a[1]) - (b[1] - a[1]) * (c[0] - a[0]) > 0.0
+        })
+        .collect();
+    assert_eq!(canonical_faces_camera.iter().filter(|&&f| !f).count(), 10);
+    // Those triangles and their neighbours (which subdivision bends towards them).
+    let turned: std::collections::HashSet<u32> =
+        canonical.triangles.iter().zip(&canonical_faces_camera).filter(|(_, f)| !**f).flat_map(|(t, _)| *t).collect();
+    let regions = MorphableModel::generate(&ModelSpec { preset: Preset::Tiny, n_id: 1, n_exp: 1, n_tex: 1, ..ModelSpec::default() }).regions()[..468].to_vec();
+    let crease = |v: &u32| turned.contains(v) || [face::REGION_NOSE, face::REGION_MOUTH].contains(&regions[*v as usize]);
+    let front_parent: Vec<bool> = canonical.triangles.iter().map(|t| !t.iter().any(crease)).collect();
+    for (preset, levels) in [(Preset::Tiny, 1), (Preset::Default, 2)] {
+        let m = MorphableModel::generate(&ModelSpec { preset, n_id: 1, n_exp: 1, n_tex: 1, ..ModelSpec::default() });
+        let (corner, top) = (vertex(&m, 263)[0], vertex(&m, 105)[1]);
+        let mut checked = 0;
+        for (t, tri) in m.triangles().chunks(3).enumerate() {
+            let [a, b, c] = [vertex(&m, tri[0]), vertex(&m, tri[1]), vertex(&m, tri[2])];
+            let centre = [(a[0] + b[0] + c[0]) / 3.0, (a[1] + b[1] + c[1]) / 3.0];
+            if centre[0].abs() > corner || centre[1] > top || !front_parent[t >> (2 * levels)] {
+                continue;
+            }
+            let (e1, e2) = ([b[0] - a[0], b[1] - a[1]], [c[0] - a[0], c[1] - a[1]]);
+            let nz = e1[0] * e2[1] - e1[1] * e2[0];
+            assert!(nz > 0.0, "{preset:?}: triangle {tri:?} at {centre:?} faces away from +z");
+            checked += 1;
+        }
+        assert!(checked > m.n_triangles() / 3, "{preset:?}: only {checked} triangles on the front");
     }
 }
 
@@ -118,19 +196,25 @@ fn landmarks_sit_where_anatomy_puts_them() {
 
 #[test]
 fn mirror_map_pairs_the_landmarks_and_the_mean_face_is_symmetric() {
-    let m = tiny(4);
-    let (lm, mirror) = (m.landmarks(), m.mirror());
-    assert_eq!(mirror[lm[36] as usize], lm[45]);
-    assert_eq!(mirror[lm[48] as usize], lm[54]);
-    let pairs = [(0, 16), (17, 26), (21, 22), (31, 35), (39, 42), (41, 46), (49, 53), (59, 55), (60, 64), (67, 65)];
-    for (a, b) in pairs {
-        assert_eq!(mirror[lm[a] as usize], lm[b], "landmarks {a} and {b}");
-    }
-    for v in 0..m.n_vertices() as u32 {
-        let w = mirror[v as usize];
-        assert_eq!(mirror[w as usize], v, "the mirror map is an involution");
-        let (p, q) = (vertex(&m, v), vertex(&m, w));
-        assert!((p[0] + q[0]).abs() < 1e-5 && (p[1] - q[1]).abs() < 1e-5 && (p[2] - q[2]).abs() < 1e-5, "{p:?} vs {q:?}");
+    for preset in [Preset::Tiny, Preset::Default, Preset::Bfm] {
+        let m = MorphableModel::generate(&ModelSpec { preset, seed: 4, n_id: 1, n_exp: 1, n_tex: 1 });
+        let (lm, mirror) = (m.landmarks(), m.mirror());
+        assert_eq!(mirror[lm[36] as usize], lm[45]);
+        assert_eq!(mirror[lm[48] as usize], lm[54]);
+        // (Jaw 3 and 13 are not a pair in the 468 → 68 table: 3 is the midpoint of 132 and 58,
+        // 13 is 361 alone.)
+        let pairs = [(0, 16), (4, 12), (17, 26), (21, 22), (31, 35), (39, 42), (41, 46), (49, 53), (59, 55), (60, 64), (67, 65)];
+        for (a, b) in pairs {
+            assert_eq!(mirror[lm[a] as usize], lm[b], "{preset:?}: landmarks {a} and {b}");
+        }
+        let mut worst = 0.0f32;
+        for v in 0..m.n_vertices() as u32 {
+            let w = mirror[v as usize];
+            assert_eq!(mirror[w as usize], v, "the mirror map is an involution");
+            let (p, q) = (vertex(&m, v), vertex(&m, w));
+            worst = worst.max(((p[0] + q[0]).powi(2) + (p[1] - q[1]).powi(2) + (p[2] - q[2]).powi(2)).sqrt());
+        }
+        assert!(worst < 0.5, "{preset:?}: a vertex lies {worst} mm from its mirror's reflection");
     }
 }
 
@@ -139,8 +223,12 @@ fn expression_components_move_only_the_expressive_face() {
     let m = tiny(6);
     let len = 3 * m.n_vertices();
     let s = m.mean_shape();
-    // Forehead above the brows and the temples beside the eyes hold no expression.
-    let still: Vec<bool> = (0..m.n_vertices()).map(|v| s[3 * v + 1] > 72.0 || (s[3 * v].abs() > 64.0 && s[3 * v + 1] > 20.0)).collect();
+    // Forehead 15 mm above the brows' top and the temples 15 mm beyond the outer eye corners,
+    // above them, hold no expression.
+    let lm = |k: usize| vertex(&m, m.landmarks()[k]);
+    let (brow_top, corner) = (lm(19)[1].max(lm(24)[1]), lm(45));
+    let still: Vec<bool> =
+        (0..m.n_vertices()).map(|v| s[3 * v + 1] > brow_top + 15.0 || (s[3 * v].abs() > corner[0] + 15.0 && s[3 * v + 1] > corner[1])).collect();
     for k in 0..29 {
         let c = &m.exp_basis()[k * len..(k + 1) * len];
         let energy: f32 = (0..m.n_vertices()).filter(|&v| still[v]).map(|v| c[3 * v..3 * v + 3].iter().map(|x| x * x).sum::<f32>()).sum();
