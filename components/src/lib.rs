@@ -170,12 +170,16 @@ pub struct Landmarks3d {
 
 /// The 468 FaceMesh points the built-in detector found on a frame (x, y in the frame's pixels,
 /// z the landmarker's depth in the same scale, negative towards the camera). A frame carries it
-/// when its `Landmarks2d` came from the detector rather than from a file.
+/// when its `Landmarks2d` came from the detector rather than from a file; synthetic data carries
+/// the model's 468 points on request, in 2D (`depth: false`).
 #[derive(Component, Clone, Debug, PartialEq, Default, Serialize, Deserialize)]
 pub struct DenseLandmarks {
     pub points: Vec<[f32; 3]>,
     /// The detector's score for the face.
     pub score: f32,
+    /// Whether z holds a depth estimate.
+    #[serde(default)]
+    pub depth: bool,
 }
 
 /// The landmark annotations of a learn-mode frame: the data's `Landmarks2d` / `Landmarks3d`,

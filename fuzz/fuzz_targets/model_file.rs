@@ -22,6 +22,7 @@ fn small_model(vertices: usize, components: usize) -> ModelArrays {
         triangles: vec![0, 1, 2],
         uv: vec![0.5; 2 * vertices],
         landmarks: (0..68).map(|i| (i % vertices) as u32).collect(),
+        dense_landmarks: (0..vertices as u32).collect(),
         mirror: (0..vertices as u32).rev().collect(),
         regions: vec![0; vertices],
     }
@@ -31,7 +32,7 @@ fn read_all(model: &MorphableModel) {
     let n = model.n_vertices();
     assert_eq!(model.mean_shape().len(), 3 * n);
     assert_eq!(model.id_basis().len(), 3 * n * model.n_id());
-    assert!(model.triangles().iter().chain(model.landmarks()).chain(model.mirror()).all(|&v| (v as usize) < n));
+    assert!(model.triangles().iter().chain(model.landmarks()).chain(model.mirror()).chain(model.dense_landmarks()).all(|&v| (v as usize) < n));
     let _ = model.region_weights();
 }
 

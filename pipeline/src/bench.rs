@@ -44,7 +44,7 @@ fn make_batch(model: &MorphableModel, batch: usize, size: usize, seed: u64) -> B
     let cameras = (0..batch)
         .flat_map(|_| {
             let yaw = rng.range(-60.0, 60.0) as f32;
-            let f = 0.6 * size as f32 / 144.0;
+            let f = 0.6 * size as f32 / crate::synth::FACE_WIDTH_MM;
             Pose::weak_from_angles(yaw, 0.0, 0.0, f, [size as f32 / 2.0, size as f32 / 2.0]).camera().1
         })
         .collect();

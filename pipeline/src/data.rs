@@ -4,7 +4,7 @@ use crate::scene::{DataSpec, SampledData};
 use crate::inputs::{self, FolderSpec, Skipped};
 use crate::synth::{self, SynthSpec};
 use bevy_ecs::prelude::*;
-use faceforge_components::{Coeffs, Frame, GroundTruth, Image, Landmarks2d, Landmarks3d, SkinMask, Subject};
+use faceforge_components::{Coeffs, DenseLandmarks, Frame, GroundTruth, Image, Landmarks2d, Landmarks3d, SkinMask, Subject};
 use faceforge_kernels::Backend;
 use faceforge_model::{MorphableModel, SplitMix64};
 
@@ -74,7 +74,7 @@ fn populate_synthetic(world: &mut World, spec: &SynthSpec, model: &MorphableMode
         let points: Vec<f32> = f.truth.landmarks_3d.iter().flatten().copied().collect();
         let depths = faceforge_kernels::project::forward_cpu(camera_model, &points, &camera, f.truth.landmarks_3d.len());
         let landmarks_3d = f.landmarks.iter().zip(depths.chunks(4)).map(|(p, d)| [p[0], p[1], d[2]]).collect();
-        world.spawn((
+        let mut entity = world.spawn((
             frame,
             Image { width: f.size, height: f.size, rgb: f.image.clone() },
             Landmarks2d { points: f.landmarks.clone() },
@@ -83,6 +83,9 @@ fn populate_synthetic(world: &mut World, spec: &SynthSpec, model: &MorphableMode
             truth,
             Coeffs::zeros(model.n_id(), model.n_exp(), model.n_albedo()),
         ));
+        if !f.dense.is_empty() {
+            entity.insert(DenseLandmarks { points: f.dense.iter().map(|p| [p[0], p[1], 0.0]).collect(), score: 1.0, depth: false });
+        }
     }
     frames.len()
 }

@@ -252,6 +252,7 @@ fn assemble(layout: Layout, file: &str, parts: Parts, options: &ImportOptions) -
         uv: frontal_uv(&mean_shape),
         mirror: mirror_map(&mean_shape),
         regions: regions(&mean_shape, &landmarks),
+        dense_landmarks: Vec::new(),
         id_sigma: id_sigma.iter().map(|s| s * scale).collect(),
         exp_sigma: exp_sigma.iter().map(|s| s * scale).collect(),
         albedo_sigma: tex_sigma.iter().map(|s| s * colour).collect(),

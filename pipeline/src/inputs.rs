@@ -295,7 +295,7 @@ fn faces_of(spec: &FolderSpec, model: &MorphableModel, image_path: &Path, decode
     if found.is_empty() {
         return Ok(Err((image_path.to_path_buf(), format!("no face found (detector score ≥ {}, presence ≥ {})", spec.detect.min_score, spec.detect.min_presence))));
     }
-    Ok(Ok(found.iter().map(|f| (f.ibug68(), Some(faceforge_components::DenseLandmarks { points: f.points.clone(), score: f.detection.score }))).collect()))
+    Ok(Ok(found.iter().map(|f| (f.ibug68(), Some(faceforge_components::DenseLandmarks { points: f.points.clone(), score: f.detection.score, depth: true }))).collect()))
 }
 
 /// Loads every image: the frames, and what was skipped with the reason. Errors only for what
@@ -358,6 +358,7 @@ pub fn load(spec: &FolderSpec, model: &MorphableModel) -> anyhow::Result<(Vec<Lo
                 dense: dense.map(|d| faceforge_components::DenseLandmarks {
                     points: d.points.iter().map(|p| { let [x, y] = to_crop([p[0], p[1]]); [x, y, p[2] * scale] }).collect(),
                     score: d.score,
+                    depth: d.depth,
                 }),
                 crop: Crop { offset, scale, original_size: [width, height], source: image_path.display().to_string() },
                 source: image_path.clone(),

@@ -274,6 +274,9 @@ pub struct YawBin {
     pub nme_2d: Option<f32>,
     pub nme_3d: Option<f32>,
     pub pose_deg: Option<f32>,
+    /// Mean aligned per-vertex error (mm).
+    #[serde(default)]
+    pub per_vertex_mm: Option<f32>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
@@ -322,7 +325,7 @@ impl RunMetrics {
                     let v: Vec<f32> = in_bin.iter().filter_map(|m| f(m)).collect();
                     (!v.is_empty()).then(|| v.iter().sum::<f32>() / v.len() as f32)
                 };
-                YawBin { yaw_deg: *range, frames: in_bin.len(), nme_2d: mean(&|m| m.nme_2d), nme_3d: mean(&|m| Some(m.nme_3d)), pose_deg: mean(&|m| m.pose_deg) }
+                YawBin { yaw_deg: *range, frames: in_bin.len(), nme_2d: mean(&|m| m.nme_2d), nme_3d: mean(&|m| Some(m.nme_3d)), pose_deg: mean(&|m| m.pose_deg), per_vertex_mm: mean(&|m| Some(m.per_vertex_mm)) }
             })
             .collect();
         let mut vertex_errors_mm = vec![0.0f32; vertex_errors.first().map_or(0, Vec::len)];

@@ -258,9 +258,9 @@ pub fn run_html(r: &RunReport) -> String {
         let rows: Vec<Vec<String>> = accuracy_rows(m).into_iter().map(|(a, b, c)| vec![a.to_string(), b, c]).collect();
         body.push_str(&html_table(&["metric", "fit", "mean face"], &rows));
         body.push_str("<h2>By yaw bin</h2>");
-        let mut rows: Vec<Vec<String>> = m.by_yaw.iter().map(|b| vec![yaw_label(b.yaw_deg), b.frames.to_string(), opt(b.nme_2d, 3), opt(b.nme_3d, 3), opt(b.pose_deg, 2)]).collect();
-        rows.push(vec!["mean of bin means".into(), String::new(), opt(m.nme_2d_mean_of_bins, 3), opt(m.nme_3d_mean_of_bins, 3), String::new()]);
-        body.push_str(&html_table(&["|yaw|", "frames", "2D NME (%)", "3D NME (%)", "pose error (°)"], &rows));
+        let mut rows: Vec<Vec<String>> = m.by_yaw.iter().map(|b| vec![yaw_label(b.yaw_deg), b.frames.to_string(), opt(b.nme_2d, 3), opt(b.nme_3d, 3), opt(b.pose_deg, 2), opt(b.per_vertex_mm, 3)]).collect();
+        rows.push(vec!["mean of bin means".into(), String::new(), opt(m.nme_2d_mean_of_bins, 3), opt(m.nme_3d_mean_of_bins, 3), String::new(), String::new()]);
+        body.push_str(&html_table(&["|yaw|", "frames", "2D NME (%)", "3D NME (%)", "pose error (°)", "per-vertex (mm)"], &rows));
         body.push_str("<div class=\"plots\">");
         body.push_str(&yaw_plot(m));
         body.push_str("</div>");

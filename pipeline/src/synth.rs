@@ -72,13 +72,20 @@ pub struct SynthSpec {
     /// Every frame its own lighting, even where the preset shares one per subject (MVF-Net's
     /// inconsistent-lighting case).
     pub changing_lighting: bool,
+    /// Give each frame the model's 468 dense points too (`DenseLandmarks`, as the detector does
+    /// for a photo), with the same noise as the 68, so a fit takes the dense landmark path.
+    pub dense_landmarks: bool,
 }
 
 impl Default for SynthSpec {
     fn default() -> Self {
-        Self { preset: SynthPreset::AflwLike, subjects: 6, frames: 0, size: 224, seed: 0, landmark_noise: 1.5, occluders: 0.0, yaws: Vec::new(), focal: 0.0, changing_lighting: false }
+        Self { preset: SynthPreset::AflwLike, subjects: 6, frames: 0, size: 224, seed: 0, landmark_noise: 1.5, occluders: 0.0, yaws: Vec::new(), focal: 0.0, changing_lighting: false, dense_landmarks: false }
     }
 }
+
+/// The model's mean face is this wide at the ears (the canonical mesh at 95 mm between the outer
+/// eye corners: 165.5 mm); synthetic faces and benchmarks size their images by it.
+pub const FACE_WIDTH_MM: f32 = 165.0;
 
 /// What a synthetic frame knows exactly.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -93,6 +100,9 @@ pub struct SynthTruth {
     pub landmarks_3d: Vec<[f32; 3]>,
     /// The landmark vertices projected, without noise (pixels).
     pub landmarks_2d_exact: Vec<[f32; 2]>,
+    /// The model's dense landmark vertices (FaceMesh's 468) projected, without noise (pixels).
+    #[serde(default)]
+    pub dense_2d_exact: Vec<[f32; 2]>,
     pub occluded: bool,
 }
 
@@ -107,6 +117,8 @@ pub struct SynthFrame {
     pub image: Vec<f32>,
     /// 68 landmarks with detector-like noise (pixels).
     pub landmarks: Vec<[f32; 2]>,
+    /// With `dense_landmarks`: the 468 dense points with the same noise (pixels), else empty.
+    pub dense: Vec<[f32; 2]>,
     /// The rendered face mask (1 where the face is drawn and not occluded).
     pub face_mask: Vec<f32>,
     pub truth: SynthTruth,
@@ -196,8 +208,8 @@ pub fn generate(model: &MorphableModel, backend: &Backend, spec: &SynthSpec) -> 
             if !spec.yaws.is_empty() {
                 angle[0] = spec.yaws[f as usize % spec.yaws.len()];
             }
-            // The face's 144 mm width spans about 60 % of the image, near the centre.
-            let scale = 0.6 * size as f32 / 144.0 * rng.range(0.9, 1.1) as f32;
+            // The face's width spans about 60 % of the image, near the centre.
+            let scale = 0.6 * size as f32 / FACE_WIDTH_MM * rng.range(0.9, 1.1) as f32;
             let centre = [size as f32 / 2.0 + rng.range(-0.04, 0.04) as f32 * size as f32, size as f32 / 2.0 + rng.range(-0.04, 0.04) as f32 * size as f32];
             let pose = if spec.focal > 0.0 {
                 let (f, c) = (spec.focal * size as f32, size as f32 / 2.0);
@@ -246,6 +258,15 @@ pub fn generate(model: &MorphableModel, backend: &Backend, spec: &SynthSpec) -> 
                 .iter()
                 .map(|p| [p[0] + spec.landmark_noise * rng.normal() as f32, p[1] + spec.landmark_noise * rng.normal() as f32])
                 .collect();
+            let dense_2d_exact: Vec<[f32; 2]> = model.dense_landmarks().iter().map(|&v| [drawn.projected[4 * v as usize], drawn.projected[4 * v as usize + 1]]).collect();
+            // Their noise from a generator of their own, so the rest of the data is the same
+            // with and without them.
+            let mut dense_rng = SplitMix64::new(spec.seed ^ 0x4445_4e53_4500_0000 ^ ((s as u64) << 16 | f as u64));
+            let dense = if spec.dense_landmarks {
+                dense_2d_exact.iter().map(|p| [p[0] + spec.landmark_noise * dense_rng.normal() as f32, p[1] + spec.landmark_noise * dense_rng.normal() as f32]).collect()
+            } else {
+                Vec::new()
+            };
             let landmarks_3d = model.landmarks().iter().map(|&v| [shape[3 * v as usize], shape[3 * v as usize + 1], shape[3 * v as usize + 2]]).collect();
             out.push(SynthFrame {
                 name: frame.name,
@@ -254,8 +275,9 @@ pub fn generate(model: &MorphableModel, backend: &Backend, spec: &SynthSpec) -> 
                 size,
                 image,
                 landmarks,
+                dense,
                 face_mask,
-                truth: SynthTruth { coeffs, pose, angles: angle, sh, landmarks_3d, landmarks_2d_exact, occluded },
+                truth: SynthTruth { coeffs, pose, angles: angle, sh, landmarks_3d, landmarks_2d_exact, dense_2d_exact, occluded },
             });
         }
     }

@@ -30,7 +30,7 @@ pub fn entry() -> SystemEntry {
                         return Err(StageError { system: "loss_guidance", message: format!("frame {}: {} predicted landmarks, {} annotated", frame.name, predicted.points.len(), targets.points_2d.len()) });
                     }
                     let as_projected: Vec<[f32; 4]> = predicted.points.iter().map(|p| [p[0], p[1], p[2], 1.0]).collect();
-                    let (value, d) = landmark_l1(&as_projected, &targets.points_2d, targets.points_3d.as_deref(), &vec![1.0; as_projected.len()]);
+                    let (value, d) = landmark_l1(&as_projected, &targets.points_2d, targets.points_3d.as_deref(), &vec![1.0; as_projected.len()], 1.0);
                     let to_crop = PAPER_CROP / image.map_or(PAPER_CROP, |im| im.width.max(im.height) as f32);
                     total += value * to_crop;
                     let scale = lambda * to_crop / count;

@@ -6,10 +6,18 @@
 //! balance against the per-pixel photometric terms; averaged over the frames. Gradients go to the
 //! mesh and the pose.
 //!
-//! Landmarks found by the built-in detector (frames with `DenseLandmarks`) weigh their jaw
-//! points (iBUG 0–16) by `detected_jaw`: FaceMesh's jaw vertices lie on the face surface, a few
-//! pixels inside the visible outline a 68-point annotation follows (docs/io.md). Landmarks from
-//! files or synthetic data weigh 1.
+//! Dense landmarks: a frame the built-in detector found (`DenseLandmarks`, FaceMesh's 468 points)
+//! is fitted at all 468, against the model's `dense_landmarks` (the canonical mesh's vertices, the
+//! same points by construction), when `dense` is on (the default) and the model has them. The
+//! face-oval points weigh `dense_contour` (they lie on the surface near the silhouette, where the
+//! detector is least sure), the rest 1; FaceMesh's depth (z, centred as the 3D path centres it)
+//! counts `dense_depth` (0.5). The sum is scaled by 68 / 468 so that λ_l keeps its balance
+//! against the other terms whichever path a frame takes.
+//!
+//! The 68-point path serves `.pts` inputs and synthetic data; on detected frames without the dense
+//! path (`dense: false`, or a model without dense correspondences) the jaw points (iBUG 0–16)
+//! weigh `detected_jaw`: FaceMesh's jaw vertices lie on the face surface, a few pixels inside the
+//! visible outline a 68-point annotation follows (docs/io.md).
 //!
 //! MGCNet's landmark loss is the same comparison squared and weighted, L_lm = Σ c_lm (q_gt − q)²
 //! with c_lm = 10 on the nose and inner-mouth landmarks: `norm: SquaredL2, emphasis: 10.0,
@@ -43,13 +51,20 @@ pub struct LandmarkSettings {
     pub emphasis: f32,
     /// Residuals are measured in pixels of a crop this size, whatever the image size.
     pub crop: f32,
-    /// The weight of the jaw points (0–16) of landmarks the detector found.
+    /// The weight of the jaw points (0–16) of landmarks the detector found (68-point path).
     pub detected_jaw: f32,
+    /// Fit detected frames at their 468 points (when the model has dense correspondences).
+    pub dense: bool,
+    /// The weight of the 36 face-oval points of the dense path.
+    pub dense_contour: f32,
+    /// The weight of the dense points' centred depth, where the detector gives one (FaceMesh's
+    /// z); 0 fits them in 2D alone.
+    pub dense_depth: f32,
 }
 
 impl Default for LandmarkSettings {
     fn default() -> Self {
-        Self { dims: 2, norm: Norm::L1, emphasis: 1.0, crop: PAPER_CROP, detected_jaw: DETECTED_JAW }
+        Self { dims: 2, norm: Norm::L1, emphasis: 1.0, crop: PAPER_CROP, detected_jaw: DETECTED_JAW, dense: true, dense_contour: DENSE_CONTOUR, dense_depth: DENSE_DEPTH }
     }
 }
 
@@ -62,16 +77,31 @@ pub fn landmark_weights(count: usize, emphasis: f32) -> Vec<f32> {
 /// committed portrait).
 pub const DETECTED_JAW: f32 = 0.25;
 
+/// How much a dense face-oval point counts against an interior one: as the detected jaw.
+pub const DENSE_CONTOUR: f32 = 0.25;
+
+/// How much FaceMesh's depth counts against its image position: half. Fitted in 2D alone, the
+/// 468 points leave the profile to the prior and to the weak-perspective trade-offs, and on the
+/// committed portrait the nose came out 34 mm in front of the outer eye corners where FaceMesh
+/// (and the canonical face) put it near 50 (docs/fitting.md).
+pub const DENSE_DEPTH: f32 = 0.5;
+
+/// The dense path's per-point weights over FaceMesh's 468: `contour` on the face oval, 1 elsewhere.
+pub fn dense_weights(contour: f32) -> Vec<f32> {
+    let oval = faceforge_model::canonical::contour("face_oval_0");
+    (0..faceforge_model::canonical::POINTS).map(|i| if oval.contains(&i) { contour } else { 1.0 }).collect()
+}
+
 /// iBUG's jaw: points 0–16.
 const JAW_POINTS: usize = 17;
 
 /// The crop size PGN's losses are written for.
 pub const PAPER_CROP: f32 = 256.0;
 
-/// One frame's summed L1 landmark error, Σ w_l |r_l| in 2D (plus the unweighted centred depth
-/// in 3D), and its gradient with respect to the landmarks' projections [u, v, depth, inv_w]
-/// (4 per landmark).
-pub fn landmark_l1(projected: &[[f32; 4]], targets_2d: &[[f32; 2]], targets_3d: Option<&[[f32; 3]]>, weights: &[f32]) -> (f32, Vec<f32>) {
+/// One frame's summed L1 landmark error, Σ w_l |r_l| in 2D (plus the centred depth in 3D,
+/// weighted `depth_weight`), and its gradient with respect to the landmarks' projections
+/// [u, v, depth, inv_w] (4 per landmark).
+pub fn landmark_l1(projected: &[[f32; 4]], targets_2d: &[[f32; 2]], targets_3d: Option<&[[f32; 3]]>, weights: &[f32], depth_weight: f32) -> (f32, Vec<f32>) {
     let n = projected.len() as f32;
     let mut value = 0.0f32;
     let mut grad = vec![0.0; 4 * projected.len()];
@@ -85,10 +115,10 @@ pub fn landmark_l1(projected: &[[f32; 4]], targets_2d: &[[f32; 2]], targets_3d: 
     if let Some(t3) = targets_3d {
         let mean_model = projected.iter().map(|p| p[2]).sum::<f32>() / n;
         let mean_target = t3.iter().map(|t| t[2]).sum::<f32>() / n;
-        let signs: Vec<f32> = projected.iter().zip(t3).map(|(p, t)| (p[2] - mean_model) - (t[2] - mean_target)).inspect(|r| value += r.abs()).map(crate::sign).collect();
+        let signs: Vec<f32> = projected.iter().zip(t3).map(|(p, t)| (p[2] - mean_model) - (t[2] - mean_target)).inspect(|r| value += depth_weight * r.abs()).map(crate::sign).collect();
         let mean_sign = signs.iter().sum::<f32>() / n;
         for (l, s) in signs.iter().enumerate() {
-            grad[4 * l + 2] = s - mean_sign;
+            grad[4 * l + 2] = depth_weight * (s - mean_sign);
         }
     }
     (value, grad)
@@ -113,6 +143,7 @@ pub fn entry() -> SystemEntry {
     SystemEntry {
         name: "loss_landmark",
         stage: Stage::Loss,
+        // (Frames may also carry `DenseLandmarks`; those without keep the 68-point path.)
         reads: &["Mesh", "Pose", "Landmarks2d"],
         writes: &["Grad<Mesh>", "Grad<Pose>", "LossTerms"],
         summary: "landmark loss: L1 in 2D or 3D (PGN Eq. 8), or weighted squared (MGCNet)",
@@ -127,10 +158,11 @@ pub fn entry() -> SystemEntry {
             if settings.norm == Norm::L1 && settings.emphasis != 1.0 {
                 return Err(crate::SettingsError("emphasis needs norm: SquaredL2".into()));
             }
+            let dense_point_weights = dense_weights(settings.dense_contour);
             Ok((move |model: Res<Model>,
                       weights: Res<LossWeights>,
                       mut terms: ResMut<LossTerms>,
-                      mut frames: Query<(&Frame, &Mesh, &Pose, &Landmarks2d, Option<&Landmarks3d>, Option<&Image>, Has<DenseLandmarks>, &mut Grad<Mesh>, &mut Grad<Pose>)>|
+                      mut frames: Query<(&Frame, &Mesh, &Pose, &Landmarks2d, Option<&Landmarks3d>, Option<&Image>, Option<&DenseLandmarks>, &mut Grad<Mesh>, &mut Grad<Pose>)>|
                   -> Result<(), crate::StageError> {
                 let m = &model.0;
                 let lambda = weights.get("landmark", WEIGHT);
@@ -142,29 +174,43 @@ pub fn entry() -> SystemEntry {
                     if targets.points.len() != m.landmarks().len() {
                         return Err(fail(format!("{} landmarks, the model has {}", targets.points.len(), m.landmarks().len())));
                     }
-                    let t3 = match (settings.dims, targets_3d) {
-                        (3, Some(t)) if t.points.len() == targets.points.len() => Some(t.points.as_slice()),
-                        (3, _) => return Err(fail("the 3D landmark loss needs 68 3D landmarks".into())),
-                        _ => None,
+                    // The dense path: the detector's 468 points at the model's 468 vertices.
+                    let dense = detected.filter(|d| settings.dense && settings.dims == 2 && !m.dense_landmarks().is_empty() && d.points.len() == m.dense_landmarks().len());
+                    let (vertices, dense_targets, path_scale) = match dense {
+                        Some(d) => (m.dense_landmarks(), Some(d.points.iter().map(|p| [p[0], p[1]]).collect::<Vec<_>>()), m.landmarks().len() as f32 / d.points.len() as f32),
+                        None => (m.landmarks(), None, 1.0),
                     };
-                    let positions: Vec<f32> = m.landmarks().iter().flat_map(|&v| mesh.vertex(v as usize)).collect();
+                    let targets_2d = dense_targets.as_deref().unwrap_or(&targets.points);
+                    let (t3, depth_weight) = match (dense, settings.dims, targets_3d) {
+                        (Some(d), _, _) if d.depth && settings.dense_depth > 0.0 => (Some(d.points.as_slice()), settings.dense_depth),
+                        (Some(_), _, _) => (None, 0.0),
+                        (None, 3, Some(t)) if t.points.len() == targets.points.len() => (Some(t.points.as_slice()), 1.0),
+                        (None, 3, _) => return Err(fail("the 3D landmark loss needs 68 3D landmarks".into())),
+                        _ => (None, 0.0),
+                    };
+                    let positions: Vec<f32> = vertices.iter().flat_map(|&v| mesh.vertex(v as usize)).collect();
                     let (camera_model, camera) = pose.camera();
-                    let n = m.landmarks().len();
+                    let n = vertices.len();
                     let projected: Vec<[f32; 4]> = project::forward_cpu(camera_model, &positions, &camera, n).chunks(4).map(|p| [p[0], p[1], p[2], p[3]]).collect();
                     // In pixels of the crop: the error scales with the residuals to its norm's power.
                     let to_crop = settings.crop / frame_size.map_or(settings.crop, |s| s as f32);
-                    let mut point_weights = landmark_weights(n, settings.emphasis);
-                    if detected {
-                        point_weights.iter_mut().take(JAW_POINTS).for_each(|w| *w *= settings.detected_jaw);
-                    }
+                    let point_weights = if dense.is_some() {
+                        dense_point_weights.clone()
+                    } else {
+                        let mut w = landmark_weights(n, settings.emphasis);
+                        if detected.is_some() {
+                            w.iter_mut().take(JAW_POINTS).for_each(|w| *w *= settings.detected_jaw);
+                        }
+                        w
+                    };
                     let (value, d_projected, to_crop) = match settings.norm {
                         Norm::L1 => {
-                            let (v, d) = landmark_l1(&projected, &targets.points, t3, &point_weights);
-                            (v, d, to_crop)
+                            let (v, d) = landmark_l1(&projected, targets_2d, t3, &point_weights, depth_weight);
+                            (v, d, to_crop * path_scale)
                         }
                         Norm::SquaredL2 => {
-                            let (v, d) = landmark_squared(&projected, &targets.points, &point_weights);
-                            (v, d, to_crop * to_crop)
+                            let (v, d) = landmark_squared(&projected, targets_2d, &point_weights);
+                            (v, d, to_crop * to_crop * path_scale)
                         }
                     };
                     total += value * to_crop;
@@ -183,7 +229,7 @@ pub fn entry() -> SystemEntry {
                     if d_mesh.is_empty() {
                         d_mesh.resize(mesh.positions.len(), 0.0);
                     }
-                    for (l, &v) in m.landmarks().iter().enumerate() {
+                    for (l, &v) in vertices.iter().enumerate() {
                         for c in 0..3 {
                             d_mesh[3 * v as usize + c] += d_positions[3 * l + c];
                         }
@@ -208,17 +254,21 @@ mod tests {
         // Two landmarks, residuals (1, −2) and (0.5, 0): 3.5 in 2D.
         let projected = [[1.0, -2.0, 4.0, 1.0], [0.5, 0.0, 0.0, 1.0]];
         let targets = [[0.0, 0.0], [0.0, 0.0]];
-        let (value, grad) = landmark_l1(&projected, &targets, None, &[1.0, 1.0]);
+        let (value, grad) = landmark_l1(&projected, &targets, None, &[1.0, 1.0], 1.0);
         assert_eq!(value, 3.5);
         assert_eq!(grad, vec![1.0, -1.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0]);
         // Depths 4 and 0 against 10 and 10: centred, +2 and −2 → 4 more; a shared offset is free.
-        let (value, grad) = landmark_l1(&projected, &targets, Some(&[[0.0, 0.0, 10.0], [0.0, 0.0, 10.0]]), &[1.0, 1.0]);
+        let (value, grad) = landmark_l1(&projected, &targets, Some(&[[0.0, 0.0, 10.0], [0.0, 0.0, 10.0]]), &[1.0, 1.0], 1.0);
         assert_eq!(value, 7.5);
         assert_eq!((grad[2], grad[6]), (1.0, -1.0));
-        let (same, _) = landmark_l1(&projected, &targets, Some(&[[0.0, 0.0, 14.0], [0.0, 0.0, 10.0]]), &[1.0, 1.0]);
+        let (same, _) = landmark_l1(&projected, &targets, Some(&[[0.0, 0.0, 14.0], [0.0, 0.0, 10.0]]), &[1.0, 1.0], 1.0);
         assert_eq!(same, 3.5);
+        // The dense path's depth at half weight: half the 4 and half the pull.
+        let (value, grad) = landmark_l1(&projected, &targets, Some(&[[0.0, 0.0, 10.0], [0.0, 0.0, 10.0]]), &[1.0, 1.0], 0.5);
+        assert_eq!(value, 3.5 + 2.0);
+        assert_eq!((grad[2], grad[6]), (0.5, -0.5));
         // A point weighted 0.25 (a detected jaw point) counts and pulls a quarter as much.
-        let (value, grad) = landmark_l1(&projected, &targets, None, &[0.25, 1.0]);
+        let (value, grad) = landmark_l1(&projected, &targets, None, &[0.25, 1.0], 1.0);
         assert_eq!(value, 0.75 + 0.5);
         assert_eq!(&grad[..2], &[0.25, -0.25]);
     }

@@ -110,8 +110,9 @@ impl DeviceModel {
     }
 }
 
-/// The model's mean and bases at its landmark vertices only (each vertex once, in order), for
-/// decoding and differentiating a landmark fit without reading the whole bases.
+/// The model's mean and bases at its landmark vertices only (the 68 and the dense 468, each
+/// vertex once, in order), for decoding and differentiating a landmark fit without reading the
+/// whole bases.
 pub struct LandmarkBases {
     model: Arc<MorphableModel>,
     /// The distinct landmark vertices.
@@ -128,7 +129,7 @@ impl LandmarkBases {
     /// The rows of `model`, gathered once into `slot` (again when the model changes).
     pub fn refresh<'a>(slot: &'a mut Option<LandmarkBases>, model: &Arc<MorphableModel>) -> &'a LandmarkBases {
         if slot.as_ref().is_none_or(|b| !Arc::ptr_eq(&b.model, model)) {
-            let mut vertices: Vec<usize> = model.landmarks().iter().map(|&v| v as usize).collect();
+            let mut vertices: Vec<usize> = model.landmarks().iter().chain(model.dense_landmarks()).map(|&v| v as usize).collect();
             vertices.sort_unstable();
             vertices.dedup();
             let mut elsewhere = vec![0x7fff_ffffu32; 3 * model.n_vertices()];
@@ -414,7 +415,8 @@ mod tests {
         assert_close(&rows_id, &whole_id, 1e-4);
         assert_close(&rows_exp, &whole_exp, 1e-4);
         // Anything elsewhere (one coordinate of one other vertex, of either sign) is noticed.
-        let other = (0..model.n_vertices()).find(|v| !model.landmarks().contains(&(*v as u32))).unwrap();
+        let other = (0..model.n_vertices()).find(|v| !bases.vertices.contains(v)).unwrap();
+        assert!(other >= 468, "the dense landmarks 0–467 are rows too");
         for value in [1e-30, -2.0] {
             let mut h = g.clone();
             h[len + 3 * other + 2] = value;
