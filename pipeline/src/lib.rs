@@ -28,5 +28,6 @@ pub mod svg;
 pub mod sweep;
 pub mod synth;
 pub mod train;
+pub mod views;
 
 pub use scene::{LoadedScene, Scene, SceneError};

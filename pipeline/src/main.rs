@@ -306,7 +306,8 @@ enum ModelCommand {
     /// Generate the procedural model and write it as a native .ffm file.
     Export {
         out: PathBuf,
-        /// tiny (~1k vertices), default (~5k) or bfm (~35k vertices, 70k triangles).
+        /// tiny (1,833 vertices), default (7,257) or bfm (28,881 vertices, 57,472 triangles):
+        /// subdivision levels 1–3 of MediaPipe's canonical face.
         #[arg(long, default_value = "default")]
         preset: String,
         #[arg(long, default_value_t = 0)]
@@ -322,6 +323,8 @@ enum ModelCommand {
     Info { file: PathBuf },
     /// Write a model's mean face (with its mean albedo) as OBJ.
     Obj { file: PathBuf, out: PathBuf },
+    /// Draw a model's mean face from the front, at 45° and at 90°, as clay and in its mean albedo (PNG).
+    Views { file: PathBuf, out: PathBuf },
     /// Convert a model you own into a native .ffm: bfm2009 (01_MorphableModel.mat), bfm2017
     /// (model2017-1_*.h5) or deep3d (Deep3DFaceRecon's BFM_model_front.mat).
     Import {
@@ -523,7 +526,7 @@ fn execute(cli: Cli) -> anyhow::Result<()> {
                 .with_context(|| format!("unknown preset `{preset}`; presets: aflw-like, florence-like, facewarehouse-like, mvf-like"))?;
             let model_preset = Preset::parse(&model).with_context(|| format!("unknown model preset `{model}`; presets: tiny, default, bfm"))?;
             let model = MorphableModel::generate(&ModelSpec { preset: model_preset, ..ModelSpec::default() });
-            let spec = faceforge::synth::SynthSpec { preset, subjects, frames, size, seed, landmark_noise: noise, occluders, yaws: Vec::new(), focal, changing_lighting: false };
+            let spec = faceforge::synth::SynthSpec { preset, subjects, frames, size, seed, landmark_noise: noise, occluders, yaws: Vec::new(), focal, changing_lighting: false, dense_landmarks: false };
             let frames = faceforge::synth::generate(&model, &faceforge_kernels::Backend::Cpu, &spec);
             let files = faceforge::synth::write(&out, &frames).with_context(|| format!("writing to {}", out.display()))?;
             println!("wrote {} frames ({files} files) to {}", frames.len(), out.display());
@@ -648,6 +651,12 @@ fn execute(cli: Cli) -> anyhow::Result<()> {
                 let model = MorphableModel::open(&file)?;
                 write_obj(&out, &model, &MeshView { positions: model.mean_shape(), colors: Some(model.mean_albedo()), material: None })
                     .with_context(|| format!("writing {}", out.display()))?;
+                println!("wrote {}", out.display());
+            }
+            ModelCommand::Views { file, out } => {
+                let model = MorphableModel::open(&file)?;
+                let png = faceforge::views::turned_png(&model, model.mean_shape(), Some(model.mean_albedo()), 320);
+                faceforge_model::atomic_write(&out, &png).with_context(|| format!("writing {}", out.display()))?;
                 println!("wrote {}", out.display());
             }
         },

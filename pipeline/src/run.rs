@@ -361,6 +361,7 @@ fn finish(loaded: &LoadedScene, prepared: Prepared, loss_history: LossHistory, s
         if let Some(mesh) = mesh {
             let colors = albedo.map(|a| a.rgb.as_slice());
             // The textured OBJ: texture PNG and MTL beside it, when there is an image to unwrap.
+            let mut texture_rgb = None;
             let material = match (image, pose) {
                 (Some(im), Some(p)) if textured => {
                     // From the photo at its resolution when the frame is a crop of one.
@@ -376,10 +377,18 @@ fn finish(loaded: &LoadedScene, prepared: Prepared, loss_history: LossHistory, s
                         atomic_write(&path, &bytes).with_context(|| format!("writing {}", path.display()))?;
                         files.push(path);
                     }
+                    texture_rgb = Some(rgb);
                     Some(mtl)
                 }
                 _ => None,
             };
+            if scene.outputs.images && source.is_some() {
+                // A photo's face turned, to see its shape from the side.
+                let colours = texture_rgb.as_ref().map(|t| crate::views::colours_from_texture(&model, t, scene.outputs.texture));
+                let path = out_dir.join(format!("{}_views.png", frame.name));
+                atomic_write(&path, &crate::views::turned_png(&model, &mesh.positions, colours.as_deref().or(colors), 320)).with_context(|| format!("writing {}", path.display()))?;
+                files.push(path);
+            }
             let view = MeshView { positions: &mesh.positions, colors, material: material.as_deref() };
             for format in &scene.outputs.meshes {
                 let path = match format {
@@ -404,6 +413,14 @@ fn finish(loaded: &LoadedScene, prepared: Prepared, loss_history: LossHistory, s
                 "pose": pose,
                 "crop": crop,
                 "landmarks_3d": mesh.map(|m| landmarks_3d(&model, &m.positions)),
+                // The fitted model's FaceMesh 468 points (its dense landmarks), projected, in the
+                // original image's pixels.
+                "dense_landmarks_2d": rendered.filter(|_| !model.dense_landmarks().is_empty()).map(|r| {
+                    model.dense_landmarks().iter().map(|&v| {
+                        let p = [r.projected[4 * v as usize], r.projected[4 * v as usize + 1]];
+                        crop.map_or(p, |c| c.to_original(p))
+                    }).collect::<Vec<_>>()
+                }),
                 // The detector's 468 points, in the original image's pixels (z in the same scale).
                 "detected": detected.map(|d| serde_json::json!({
                     "score": d.score,
