@@ -6,6 +6,8 @@
 
 /// How many points FaceMesh predicts, and how many vertices the canonical mesh has.
 pub const POINTS: usize = 468;
+/// How many triangles the canonical mesh has.
+const TRIANGLES: usize = 898;
 
 /// The mesh as extracted (MediaPipe's units, about a centimetre; y up, z towards the camera).
 const OBJ: &str = include_str!("../data/canonical_face.obj");
@@ -48,7 +50,7 @@ pub fn mesh() -> CanonicalMesh {
             _ => {}
         }
     }
-    assert_eq!((m.positions.len(), m.uv.len(), m.triangles.len()), (POINTS, POINTS, 898), "canonical_face.obj");
+    assert_eq!((m.positions.len(), m.uv.len(), m.triangles.len()), (POINTS, POINTS, TRIANGLES), "canonical_face.obj");
     m
 }
 

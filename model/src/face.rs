@@ -119,6 +119,16 @@ fn near(polygon: &[[f64; 2]], x: f64, y: f64, margin: f64) -> bool {
     inside(polygon, x, y) || distance(&closed(polygon), x, y) <= margin
 }
 
+/// How wide the albedo's edges are (mm).
+pub const EDGE_MM: f64 = 2.0;
+
+/// 1 deep inside a region, 0 far outside, ½ on its edge, over `EDGE_MM` across it; `edge` is the
+/// distance to the edge.
+fn soft_inside(is_inside: bool, edge: f64) -> f64 {
+    let t = smoothstep(0.5 + edge / EDGE_MM);
+    if is_inside { t } else { 1.0 - t }
+}
+
 /// A closed polygon from two corner-to-corner chains (the second reversed).
 fn ring(lower: &[[f64; 2]], upper: &[[f64; 2]]) -> Line {
     lower.iter().chain(upper.iter().rev()).copied().collect()
@@ -215,7 +225,9 @@ impl Anatomy {
 
     /// The mean albedo (linear RGB in [0, 1]) before the seeded mottling: skin, lips, the dark of
     /// the mouth between the lips, brows, sclera and iris in the lid opening, the lash line,
-    /// nostrils, a little redness on the cheeks. Symmetric: it reads |x|.
+    /// nostrils, a little redness on the cheeks. Symmetric: it reads |x|. Every edge is soft over
+    /// `EDGE_MM`: a renderer samples a face 165 mm wide at 130–270 px (0.6–1.3 mm per pixel),
+    /// and a sharper edge would alias, and make bilinear sampling error large at every edge.
     pub fn base_albedo(&self, x: f64, y: f64) -> [f64; 3] {
         let ax = x.abs();
         let mut c = [0.74, 0.55, 0.45];
@@ -225,29 +237,25 @@ impl Anatomy {
             }
         };
         mix([0.80, 0.50, 0.45], 0.5 * bump(ax - self.eye[0] - 5.0, y - self.nose_tip[1] + 5.0, 12.0, 10.0));
-        // Lips: inside the outer contour, with a soft edge of a millimetre.
+        // Lips: inside the outer contour.
         let outer = ring(&self.outer_lips[0], &self.outer_lips[1]);
         let edge = distance(&closed(&outer), x, y);
-        let lip = if inside(&outer, x, y) { 0.5 + 0.5 * smoothstep(edge / 1.0) } else { 0.5 - 0.5 * smoothstep(edge / 1.0) };
+        let lip = soft_inside(inside(&outer, x, y), edge);
         mix([0.62, 0.28, 0.28], lip);
         // Between the lips: the dark of the mouth.
         let inner = ring(&self.inner_lips[0], &self.inner_lips[1]);
-        if inside(&inner, x, y) {
-            mix([0.30, 0.15, 0.13], 0.9);
-        }
+        mix([0.30, 0.15, 0.13], 0.9 * soft_inside(inside(&inner, x, y), distance(&closed(&inner), x, y)));
         // Brows: a dark band with a soft edge.
         let band = ring(&self.brow[0], &self.brow[1]);
         let brow_edge = distance(&closed(&band), ax, y);
-        let brow = if inside(&band, ax, y) { 0.85 } else { 0.85 * (1.0 - smoothstep(brow_edge / 2.0)) };
-        mix([0.22, 0.15, 0.11], brow);
+        mix([0.22, 0.15, 0.11], 0.85 * soft_inside(inside(&band, ax, y), brow_edge));
         // Eyes: sclera in the lid opening, the iris, the lash line along the upper lid.
         let opening = ring(&self.lids[0], &self.lids[1]);
-        if inside(&opening, ax, y) {
-            mix([0.86, 0.83, 0.80], 1.0);
-            let iris = ((ax - self.eye[0]).powi(2) + (y - self.eye[1]).powi(2)).sqrt();
-            mix([0.24, 0.17, 0.12], smoothstep((5.5 - iris) / 1.0));
-        }
-        mix([0.20, 0.13, 0.10], 0.8 * (1.0 - smoothstep(distance(&self.lids[1], ax, y) / 1.2)));
+        let in_opening = soft_inside(inside(&opening, ax, y), distance(&closed(&opening), ax, y));
+        mix([0.86, 0.83, 0.80], in_opening);
+        let iris = ((ax - self.eye[0]).powi(2) + (y - self.eye[1]).powi(2)).sqrt();
+        mix([0.24, 0.17, 0.12], in_opening * smoothstep(0.5 + (5.5 - iris) / EDGE_MM));
+        mix([0.20, 0.13, 0.10], 0.8 * (1.0 - smoothstep(distance(&self.lids[1], ax, y) / EDGE_MM)));
         // Nostrils, under the tip beside the columella.
         mix([0.28, 0.16, 0.14], bump(ax - 0.45 * self.ala_x, y - self.nose_base_y - 2.0, 2.5, 1.6));
         c

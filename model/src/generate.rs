@@ -103,6 +103,8 @@ pub struct FaceMesh {
     pub mirror: Vec<u32>,
     /// Base edge (min, max) → the vertex the first subdivision made on it.
     pub base_edges: HashMap<(u32, u32), u32>,
+    /// The canonical mesh's triangles (over vertices 0–467).
+    pub base_triangles: Vec<[u32; 3]>,
 }
 
 /// The canonical mesh in millimetres, subdivided `levels` times.
@@ -112,7 +114,7 @@ pub fn face_mesh(levels: usize) -> FaceMesh {
     let mut mesh = Mesh {
         positions: base.positions.iter().map(|p| p.map(|c| c * scale)).collect(),
         uv: base.uv,
-        triangles: base.triangles,
+        triangles: base.triangles.clone(),
     };
     // The canonical mesh is exactly symmetric: each vertex's mirror is the vertex at (−x, y, z).
     let mut mirror: Vec<u32> = mesh
@@ -139,7 +141,42 @@ pub fn face_mesh(levels: usize) -> FaceMesh {
         }
         mesh = s.mesh;
     }
-    FaceMesh { mesh, mirror, base_edges }
+    FaceMesh { mesh, mirror, base_edges, base_triangles: base.triangles }
+}
+
+/// Uniform random points (x, y) on a triangle mesh's surface: a triangle drawn by its area, a
+/// point drawn uniformly in it.
+pub struct Surface {
+    triangles: Vec<[[f64; 3]; 3]>,
+    /// Running sums of the triangles' areas.
+    cumulative: Vec<f64>,
+}
+
+impl Surface {
+    pub fn new(positions: &[[f64; 3]], triangles: &[[u32; 3]]) -> Self {
+        let triangles: Vec<[[f64; 3]; 3]> = triangles.iter().map(|t| t.map(|v| positions[v as usize])).collect();
+        let mut total = 0.0;
+        let cumulative = triangles
+            .iter()
+            .map(|[a, b, c]| {
+                let (e, f) = ([b[0] - a[0], b[1] - a[1], b[2] - a[2]], [c[0] - a[0], c[1] - a[1], c[2] - a[2]]);
+                let n = [e[1] * f[2] - e[2] * f[1], e[2] * f[0] - e[0] * f[2], e[0] * f[1] - e[1] * f[0]];
+                total += 0.5 * (n[0] * n[0] + n[1] * n[1] + n[2] * n[2]).sqrt();
+                total
+            })
+            .collect();
+        Self { triangles, cumulative }
+    }
+
+    pub fn point(&self, rng: &mut SplitMix64) -> [f64; 2] {
+        let target = rng.uniform() * self.cumulative[self.cumulative.len() - 1];
+        let [a, b, c] = self.triangles[self.cumulative.partition_point(|&s| s < target).min(self.triangles.len() - 1)];
+        let (mut u, mut v) = (rng.uniform(), rng.uniform());
+        if u + v > 1.0 {
+            (u, v) = (1.0 - u, 1.0 - v);
+        }
+        [a[0] + u * (b[0] - a[0]) + v * (c[0] - a[0]), a[1] + u * (b[1] - a[1]) + v * (c[1] - a[1])]
+    }
 }
 
 /// The 68 iBUG vertices: FaceMesh's vertex where the table names one, and where it names two
@@ -197,7 +234,7 @@ fn sign(x: f64) -> f64 {
 }
 
 /// Identity: global proportions and each feature's size and place, then seeded local bumps.
-fn identity_candidates<'a>(p: &'a [[f64; 3]], a: &'a Anatomy, centres: &'a [[f64; 2]], rng: &mut SplitMix64) -> impl Iterator<Item = Vec<f64>> + 'a {
+fn identity_candidates<'a>(p: &'a [[f64; 3]], a: &'a Anatomy, surface: &'a Surface, rng: &mut SplitMix64) -> impl Iterator<Item = Vec<f64>> + 'a {
     let smooth = |t: f64| t.clamp(0.0, 1.0);
     let [ex, ey] = a.eye;
     let [bx, by] = a.brow_centre;
@@ -235,7 +272,7 @@ fn identity_candidates<'a>(p: &'a [[f64; 3]], a: &'a Anatomy, centres: &'a [[f64
         field(p, |_, y, _| [0.0, 0.0, smooth((y - by) / 50.0) * (y - by) / 50.0]),
         field(p, |x, y, _| [0.0, 0.0, x / 70.0 * bump(x, y, 60.0, 80.0)]),
     ];
-    semantic.into_iter().chain(local_bumps(p, a, centres, rng, BumpPlacement::Anywhere))
+    semantic.into_iter().chain(local_bumps(p, a, surface, rng, BumpPlacement::Anywhere))
 }
 
 /// Where the seeded local deformations go.
@@ -247,15 +284,16 @@ enum BumpPlacement {
 }
 
 /// An endless stream of seeded smooth local deformations, half of them mirror-symmetric.
-/// `Anywhere` centres them near a random canonical vertex. `Expressive` ones near the mouth and
-/// eyes stay on one side of the lips or lids: a motion of the lower lip never drags the upper.
-fn local_bumps<'a>(p: &'a [[f64; 3]], a: &'a Anatomy, centres: &'a [[f64; 2]], rng: &mut SplitMix64, placement: BumpPlacement) -> impl Iterator<Item = Vec<f64>> + 'a {
+/// `Anywhere` centres them at a uniform random point of the face. `Expressive` ones near the
+/// mouth and eyes stay on one side of the lips or lids: a motion of the lower lip never drags
+/// the upper.
+fn local_bumps<'a>(p: &'a [[f64; 3]], a: &'a Anatomy, surface: &'a Surface, rng: &mut SplitMix64, placement: BumpPlacement) -> impl Iterator<Item = Vec<f64>> + 'a {
     let mut rng = SplitMix64::new(rng.next_u64());
     std::iter::from_fn(move || {
         let (cx, cy, s) = match placement {
             BumpPlacement::Anywhere => {
-                let c = centres[(rng.next_u64() % centres.len() as u64) as usize];
-                (c[0] + rng.range(-5.0, 5.0), c[1] + rng.range(-5.0, 5.0), rng.range(8.0, 30.0))
+                let c = surface.point(&mut rng);
+                (c[0], c[1], rng.range(8.0, 30.0))
             }
             BumpPlacement::Expressive => {
                 let places = [(0.0, a.mouth_y, 14.0), (a.eye[0], a.eye[1], 8.0), (a.brow_centre[0], a.brow_centre[1], 10.0), (20.0, a.chin_y + 27.0, 18.0)];
@@ -294,7 +332,7 @@ fn local_bumps<'a>(p: &'a [[f64; 3]], a: &'a Anatomy, centres: &'a [[f64; 2]], r
 /// Expression: action-unit-like local motions of the jaw, lips, eyes and brows, each side on its
 /// own where faces move them so, then seeded local motions in the same regions. Motions of one
 /// lip or lid are cut at the mouth line or the eye line, so the other stays where it is.
-fn expression_candidates<'a>(p: &'a [[f64; 3]], a: &'a Anatomy, centres: &'a [[f64; 2]], rng: &mut SplitMix64) -> impl Iterator<Item = Vec<f64>> + 'a {
+fn expression_candidates<'a>(p: &'a [[f64; 3]], a: &'a Anatomy, surface: &'a Surface, rng: &mut SplitMix64) -> impl Iterator<Item = Vec<f64>> + 'a {
     let [ex, ey] = a.eye;
     let [bx, by] = a.brow_centre;
     let (tip, my, chin, cx) = (a.nose_tip[1], a.mouth_y, a.chin_y, a.mouth_corner_x);
@@ -357,13 +395,13 @@ fn expression_candidates<'a>(p: &'a [[f64; 3]], a: &'a Anatomy, centres: &'a [[f
             field(p, |x, y, _| [0.0, bump(x - side * 40.0, y - tip - 15.0, 14.0, 10.0), 0.0]),
         ]);
     }
-    semantic.into_iter().chain(local_bumps(p, a, centres, rng, BumpPlacement::Expressive))
+    semantic.into_iter().chain(local_bumps(p, a, surface, rng, BumpPlacement::Expressive))
 }
 
 /// Albedo (rgb per vertex): skin tone, its gradients, lips, brows, redness, dark circles, then
 /// seeded blotches from a few millimetres to a few centimetres, mostly along melanin's colour;
 /// three in four blotches come as a mirror pair, as skin is mostly symmetric.
-fn albedo_candidates<'a>(p: &'a [[f64; 3]], a: &'a Anatomy, centres: &'a [[f64; 2]], rng: &mut SplitMix64) -> impl Iterator<Item = Vec<f64>> + 'a {
+fn albedo_candidates<'a>(p: &'a [[f64; 3]], a: &'a Anatomy, surface: &'a Surface, rng: &mut SplitMix64) -> impl Iterator<Item = Vec<f64>> + 'a {
     let [ex, ey] = a.eye;
     let [bx, by] = a.brow_centre;
     let (tip, my) = (a.nose_tip[1], a.mouth_y);
@@ -393,8 +431,8 @@ fn albedo_candidates<'a>(p: &'a [[f64; 3]], a: &'a Anatomy, centres: &'a [[f64; 
     ];
     let mut rng = SplitMix64::new(rng.next_u64());
     let blotches = std::iter::from_fn(move || {
-        let c = centres[(rng.next_u64() % centres.len() as u64) as usize];
-        let (cx, cy, r) = (c[0] + rng.range(-5.0, 5.0), c[1] + rng.range(-5.0, 5.0), rng.range(2.0, 25.0));
+        let c = surface.point(&mut rng);
+        let (cx, cy, r) = (c[0], c[1], rng.range(2.0, 25.0));
         let colour = [1.0 + 0.2 * rng.normal(), 0.8 + 0.2 * rng.normal(), 0.6 + 0.2 * rng.normal()];
         let symmetric = rng.uniform() < 0.75;
         Some(field(p, move |x, y, _| {
@@ -423,9 +461,9 @@ pub fn generate(spec: &ModelSpec) -> ModelArrays {
     let p = &face.mesh.positions;
     let n = p.len();
     let anatomy = Anatomy::new(p);
-    // Seeded things are placed around the canonical vertices, so a seed gives the same face at
-    // every preset.
-    let centres: Vec<[f64; 2]> = p[..canonical::POINTS].iter().map(|q| [q[0], q[1]]).collect();
+    // Seeded things are placed uniformly over the canonical surface (not at its vertices, which
+    // crowd around the eyes and lips), so a seed gives the same face at every preset.
+    let surface = Surface::new(&p[..canonical::POINTS], &face.base_triangles);
     let mut rng = SplitMix64::new(spec.seed ^ 0xFACE_F0E6_E000_0001);
 
     // The mean albedo carries fine mottling so that photometric and census losses have texture:
@@ -433,8 +471,8 @@ pub fn generate(spec: &ModelSpec) -> ModelArrays {
     let mut mottling = SplitMix64::new(rng.next_u64());
     let spots: Vec<(f64, f64, f64, f64, bool)> = (0..400)
         .map(|_| {
-            let c = centres[(mottling.next_u64() % centres.len() as u64) as usize];
-            let (cx, cy, r) = (c[0] + mottling.range(-5.0, 5.0), c[1] + mottling.range(-5.0, 5.0), mottling.range(1.5, 6.0));
+            let c = surface.point(&mut mottling);
+            let (cx, cy, r) = (c[0], c[1], mottling.range(1.5, 6.0));
             let symmetric = mottling.uniform() < 0.75;
             let amplitude = mottling.range(-0.05, 0.05) * if symmetric { 1.0 } else { 0.5 };
             (cx, cy, r, amplitude, symmetric)
@@ -452,9 +490,9 @@ pub fn generate(spec: &ModelSpec) -> ModelArrays {
         })
         .collect();
 
-    let id_basis = orthonormalize(identity_candidates(p, &anatomy, &centres, &mut rng), spec.n_id);
-    let exp_basis = orthonormalize(expression_candidates(p, &anatomy, &centres, &mut rng), spec.n_exp);
-    let albedo_basis = orthonormalize(albedo_candidates(p, &anatomy, &centres, &mut rng), spec.n_tex);
+    let id_basis = orthonormalize(identity_candidates(p, &anatomy, &surface, &mut rng), spec.n_id);
+    let exp_basis = orthonormalize(expression_candidates(p, &anatomy, &surface, &mut rng), spec.n_exp);
+    let albedo_basis = orthonormalize(albedo_candidates(p, &anatomy, &surface, &mut rng), spec.n_tex);
 
     ModelArrays {
         preset: spec.preset.name().to_string(),
