@@ -96,12 +96,21 @@ fn the_multi_view_chain_matches_central_differences() {
     // residuals sit near zero (its differences swing by ±50 % with the step on the small rows,
     // around the adjoint); the epipolar term is smooth away from the truth but for the few
     // landmarks whose distance crosses zero.
-    for (w, tolerance) in [([1.0, 0.0, 0.0], 0.05), ([0.0, 0.01, 0.0], 0.3), ([0.0, 0.0, 0.1], 0.03)] {
-        check_gradients(w, tolerance);
+    //
+    // Since issue 20 (the canonical face) the pixel and depth terms take an angle step of
+    // 2·10⁻³ rad, not 5·10⁻⁴: its 2-mm albedo edges and its nose's occlusion edges put more kinks
+    // within a 0.03° step (pixel, frame 0 angle 2: −0.085 against the adjoint's −0.106 at 5·10⁻⁴,
+    // −0.1065 at 2·10⁻³; every pixel row within 3.2 %). The depth term's small rows are compared
+    // against a quarter of its largest row, not a tenth: they are sums of signs of near-zero
+    // residuals, and on the canonical face they swing by more than themselves with the step
+    // (frame 0 angle 2: −0.0037 at 5·10⁻⁴, −0.0019 at 2·10⁻³, adjoint −0.0011; the largest row
+    // is 0.035). A loosened floor, for that term only; docs/results.md says so.
+    for (w, tolerance, angle_step, floor) in [([1.0, 0.0, 0.0], 0.05, 2e-3, 0.1), ([0.0, 0.01, 0.0], 0.3, 2e-3, 0.25), ([0.0, 0.0, 0.1], 0.03, 5e-4, 0.1)] {
+        check_gradients(w, tolerance, angle_step, floor);
     }
 }
 
-fn check_gradients(w: Weights, tolerance: f64) {
+fn check_gradients(w: Weights, tolerance: f64, angle_step: f32, floor: f64) {
     let mut base = prepared(w, &|_, _| {});
     iterate(&mut base, 1, false).unwrap();
     let es = frames_by_name(&mut base.world);
@@ -121,7 +130,7 @@ fn check_gradients(w: Weights, tolerance: f64) {
     let mut rows = Vec::new();
     for f in 0..2 {
         for k in 0..3 {
-            rows.push((format!("frame {f} angle {k}"), g_pose[f].angles[k] as f64, central(&move |w, es, h| w.get_mut::<PinholeParams>(es[f]).unwrap().angles[k] += h, 5e-4)));
+            rows.push((format!("frame {f} angle {k}"), g_pose[f].angles[k] as f64, central(&move |w, es, h| w.get_mut::<PinholeParams>(es[f]).unwrap().angles[k] += h, angle_step)));
             rows.push((format!("frame {f} translation {k}"), g_pose[f].translation[k] as f64, central(&move |w, es, h| w.get_mut::<PinholeParams>(es[f]).unwrap().translation[k] += h, if k == 2 { 0.2 } else { 0.02 })));
         }
     }
@@ -134,8 +143,8 @@ fn check_gradients(w: Weights, tolerance: f64) {
     }
     let scale = rows.iter().fold(0.0f64, |m, r| m.max(r.2.abs()));
     for (what, analytic, numeric) in &rows {
-        // Each row within the tolerance of itself or of a tenth of the largest row.
-        let rel = (analytic - numeric).abs() / numeric.abs().max(0.1 * scale);
+        // Each row within the tolerance of itself or of `floor` × the largest row.
+        let rel = (analytic - numeric).abs() / numeric.abs().max(floor * scale);
         assert!(rel < tolerance, "{w:?} {what}: adjoint {analytic} vs central difference {numeric}");
     }
 }
@@ -208,7 +217,11 @@ fn the_pixel_term_alone_corrects_a_wrong_relative_pose() {
 /// noise) — but not the true rotation back: a face-sized cloud seen from a metre leaves
 /// rotation and baseline direction nearly interchangeable (and for a yaw error, which slides
 /// points along the horizontal epipolar lines, the loss hardly moves at all). That is why
-/// MGCNet uses it beside the dense terms; the number is recorded, not asserted.
+/// MGCNet uses it beside the dense terms; the number is recorded, not asserted. At the start the
+/// 4° of pitch show as 1.9 × the truth's level (the bound was 2 × until issue 20: synthetic faces
+/// are sized by their width, and the canonical face is wider for its height, 165 mm to the
+/// analytic face's 144, so its landmarks span 13 % fewer pixels and a pitch error moves them
+/// less against the same landmark noise; the bound is now 1.8 ×).
 #[test]
 fn the_epipolar_term_alone_reaches_the_truths_consistency() {
     let truth_level = {
@@ -224,7 +237,7 @@ fn the_epipolar_term_alone_reaches_the_truths_consistency() {
     let history = iterate(&mut p, 150, false).unwrap();
     let (first, last) = (history.0[0]["epipolar"], history.0[149]["epipolar"]);
     eprintln!("epipolar alone: loss {first:.4} → {last:.4} (at the truth {truth_level:.4}); relative rotation error 4° → {:.2}°", relative_rotation_error(&mut p));
-    assert!(first > 2.0 * truth_level, "4° of pitch: {first} vs {truth_level} at the truth");
+    assert!(first > 1.8 * truth_level, "4° of pitch: {first} vs {truth_level} at the truth");
     assert!(last <= 1.05 * truth_level, "{last} left vs {truth_level} at the truth");
 }
 

@@ -12,8 +12,8 @@ use faceforge_model::{MorphableModel, ModelSpec, SplitMix64};
 fn closed_form_pose_from_the_model_landmarks_across_yaw() {
     let model = MorphableModel::generate(&ModelSpec::default());
     let x: Vec<[f32; 3]> = model.landmarks().iter().map(|&v| std::array::from_fn(|c| model.mean_shape()[3 * v as usize + c])).collect();
-    let f = 224.0 * 0.6 / 144.0;
-    let face_width_px = 144.0 * f;
+    let f = 224.0 * 0.6 / faceforge::synth::FACE_WIDTH_MM;
+    let face_width_px = faceforge::synth::FACE_WIDTH_MM * f;
     let mut rng = SplitMix64::new(9);
     let mut worst_exact = 0.0f32;
     let mut worst_noisy = 0.0f32;

@@ -1,7 +1,8 @@
 //! `faceforge reconstruct` on the committed portrait, as a new user runs it: the built-in
 //! detector finds the face, the built-in fit reconstructs it, and the outputs are all there.
 //! The fitted model's 68 landmarks reproject onto the detected ones within 2.5 % of the outer
-//! interocular distance (RMS over the interior points 17–67, in the photo's pixels). A photo
+//! interocular distance (RMS over the interior points 17–67, in the photo's pixels), and so do
+//! its 468 dense landmarks onto FaceMesh's (RMS over all of them). A photo
 //! without a face and an undecodable file in the same batch are skipped and listed.
 
 use faceforge::reconstruct::{reconstruct, ReconstructOptions};
@@ -59,6 +60,17 @@ fn a_portrait_comes_out_as_a_textured_face_on_its_landmarks_and_bad_inputs_are_s
     assert!(rms <= 0.025 * interocular, "RMS {rms} px over an interocular distance of {interocular} px");
     let record: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(out.join("obama.json")).unwrap()).unwrap();
     assert_eq!(record["detected"]["points"].as_array().map(Vec::len), Some(468), "the 468 detected points in the record");
+
+    // All 468: the model's dense landmarks against FaceMesh's points, RMS over all of them.
+    let points = |key: &serde_json::Value| -> Vec<[f32; 2]> {
+        key.as_array().unwrap().iter().map(|p| [p[0].as_f64().unwrap() as f32, p[1].as_f64().unwrap() as f32]).collect()
+    };
+    let (dense_detected, dense_fitted) = (points(&record["detected"]["points"]), points(&record["dense_landmarks_2d"]));
+    assert_eq!(dense_fitted.len(), 468);
+    let outer = (dense_detected[33][0] - dense_detected[263][0]).hypot(dense_detected[33][1] - dense_detected[263][1]);
+    let rms = (dense_fitted.iter().zip(&dense_detected).map(|(f, d)| (f[0] - d[0]).powi(2) + (f[1] - d[1]).powi(2)).sum::<f32>() / 468.0).sqrt();
+    println!("all 468 points: RMS {rms:.2} px = {:.2} % of the outer interocular distance {outer:.1} px", 100.0 * rms / outer);
+    assert!(rms <= 0.025 * outer, "468-point RMS {rms} px over an outer interocular distance of {outer} px");
 }
 
 /// Two portraits side by side in one picture: `detect` with `max_faces` writes a `.pts` and a

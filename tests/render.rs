@@ -90,22 +90,34 @@ fn sampled_against_rendered(size: usize) -> (usize, f64, f64, f32) {
 /// back the colours the renderer gave those vertices. Bilinear sampling reads the four pixel
 /// centres around a vertex, up to ½ pixel away on the piecewise-linear colour surface, so the
 /// agreement is exact only in the limit of fine pixels: the test checks that the error is small
-/// and halves when the pixels halve.
+/// and falls when the pixels halve. The bounds were re-measured on the canonical face (issue 20):
+/// its albedo has the lash line, iris, lid and lip edges 2 mm wide, so at the tiny preset
+/// neighbouring vertices differ by up to 34/255 where the analytic face's widest step was a few
+/// 255ths; the error (gradient × up to ½ px) grew with them: 80 % within 1/255 (89 % before,
+/// bound 85 %), mean 0.84/255 (0.43 before, bound 0.5/255), 0.62 of the coarse error at half the pixel size (was ≤ 0.6;
+/// the compared vertices differ between the sizes: 3,048 and 3,325).
 #[test]
 fn at_the_ground_truth_sampled_colours_equal_the_rendered_vertex_colours() {
     let (_, _, coarse_mean, _) = sampled_against_rendered(448);
     let (compared, fraction, mean, _) = sampled_against_rendered(896);
     assert!(compared > 1000, "{compared} vertices compared");
-    assert!(fraction >= 0.85, "{:.1} % within 1/255", 100.0 * fraction);
-    assert!(mean <= 0.5 / 255.0, "mean error {}/255", 255.0 * mean);
-    assert!(mean <= 0.6 * coarse_mean, "the error must fall with the pixel size: {} then {}", 255.0 * coarse_mean, 255.0 * mean);
+    assert!(fraction >= 0.78, "{:.1} % within 1/255", 100.0 * fraction);
+    assert!(mean <= 0.9 / 255.0, "mean error {}/255", 255.0 * mean);
+    assert!(mean <= 0.65 * coarse_mean, "the error must fall with the pixel size: {} then {}", 255.0 * coarse_mean, 255.0 * mean);
 }
 
+/// Compared on the face's front: the vertices whose mean-face normal turns towards the camera by
+/// more than 17° (n_z > 0.3). The canonical face wraps past 90° at its outline (towards the ears)
+/// and turns down under the nose and the upper lip; there the normal test calls a vertex hidden
+/// that nothing covers, and on those the two tests differ even frontally (1.5 % of all vertices
+/// of the default model), by construction rather than by error.
 #[test]
 fn the_normal_test_and_the_zbuffer_agree_frontally_and_part_at_high_yaw() {
     let mut p = prepare(&scene(&synthetic("FlorenceLike", 1, "Normals", "Default", 224), "vis.ron")).unwrap();
     iterate(&mut p, 1, false).unwrap();
     let (n, triangles) = (p.model.n_vertices(), p.model.triangles().to_vec());
+    let mean_normals = faceforge_kernels::normals::forward_cpu(p.model.mean_shape(), &triangles, &Adjacency::new(n, &triangles), n);
+    let front: Vec<usize> = (0..n).filter(|&v| mean_normals[3 * v + 2] > 0.3).collect();
     let mut q = p.world.query::<(&Frame, &GroundTruth, &Mesh, &Pose, &Visibility)>();
     let mut rows = Vec::new();
     for (_, truth, mesh, pose, by_normals) in q.iter(&p.world) {
@@ -113,7 +125,7 @@ fn the_normal_test_and_the_zbuffer_agree_frontally_and_part_at_high_yaw() {
         let projected = project::forward_cpu(model, &mesh.positions, &camera, n);
         let raster = rasterize::forward_cpu(RasterShape { batch: 1, width: 224, height: 224 }, &projected, &triangles, n);
         let by_z = visibility::by_zbuffer_cpu(&raster, &projected, n, 1.0, &Adjacency::new(n, &triangles));
-        let differ = by_z.iter().zip(&by_normals.visible).filter(|(a, b)| a != b).count() as f64 / n as f64;
+        let differ = front.iter().filter(|&&v| by_z[v] != by_normals.visible[v]).count() as f64 / front.len() as f64;
         let yaw = match &truth.pose {
             Some(_) => {
                 // The florence-like clip sweeps yaw from −80° to 80° over its 9 frames.
@@ -124,7 +136,7 @@ fn the_normal_test_and_the_zbuffer_agree_frontally_and_part_at_high_yaw() {
         rows.push((yaw, differ));
     }
     for (yaw, differ) in &rows {
-        println!("yaw {yaw:>5.0}°: normal test and z-buffer differ on {:.2} % of vertices", 100.0 * differ);
+        println!("yaw {yaw:>5.0}°: normal test and z-buffer differ on {:.2} % of the {} front vertices", 100.0 * differ, front.len());
     }
     let frontal = rows.iter().find(|(y, _)| y.abs() < 1.0).unwrap().1;
     let side = rows.iter().filter(|(y, _)| y.abs() >= 70.0).map(|r| r.1).fold(f64::INFINITY, f64::min);
@@ -187,10 +199,13 @@ fn the_swapped_texture_drawn_at_the_target_pose_reproduces_the_target() {
 }
 
 /// MGCNet's pinhole camera against PGN's weak perspective: a face seen frontally at distance d
-/// with focal length f = s·d (so the image scale s stays 1 px/mm: the 144-mm-wide face spans
-/// 144 px of a 224-px crop) projects like the weak-perspective camera of scale s once d is
-/// large. The gap is about s²·x·z/f, so it shrinks as 1/d: 0.09 px on average (0.48 px at the
-/// worst vertex, the cheek's rim) at f = 5000 px.
+/// with focal length f = s·d (so the image scale s stays 1 px/mm: the 165-mm-wide face spans
+/// 165 px of a 224-px crop) projects like the weak-perspective camera of scale s once d is
+/// large. To first order the gap at a vertex is s²·|z|·r/f (r its distance from the optical
+/// axis, z its depth from the face's mean), so it shrinks as 1/d: 0.13 px on average (1.2 px at
+/// the worst vertex, the outline at the ears, 40 mm behind the mean depth and 80 mm out) at
+/// f = 5000 px, within 5 % of that prediction. (The analytic face before issue 20 was a shallow
+/// height field: 0.09 px, 0.48 px at worst.)
 #[test]
 fn pinhole_converges_to_weak_perspective_with_distance() {
     use faceforge_kernels::project::{forward_cpu, pinhole_params, weak_params, CameraModel};
@@ -212,7 +227,11 @@ fn pinhole_converges_to_weak_perspective_with_distance() {
     let (mean_10000, _) = gap(10000.0);
     let (mean_1000, _) = gap(1000.0);
     eprintln!("pinhole vs weak perspective: mean {mean_1000:.3} px at f = 1000, {mean_5000:.3} px (max {max_5000:.3}) at f = 5000, {mean_10000:.3} px at f = 10000");
-    assert!(mean_5000 < 0.1 && max_5000 < 0.5, "at f = 5000 px: mean {mean_5000}, max {max_5000}");
+    // The first-order gap, s²·|z|·r/f, per vertex.
+    let predicted: Vec<f32> = face.chunks(3).map(|p| s * s * p[2].abs() * p[0].hypot(p[1]) / 5000.0).collect();
+    let (predicted_mean, predicted_max) = (predicted.iter().sum::<f32>() / n as f32, predicted.iter().fold(0.0f32, |a, b| a.max(*b)));
+    eprintln!("first-order prediction at f = 5000: mean {predicted_mean:.3} px, max {predicted_max:.3}");
+    assert!((mean_5000 / predicted_mean - 1.0).abs() < 0.05 && (max_5000 / predicted_max - 1.0).abs() < 0.05, "at f = 5000 px: mean {mean_5000}, max {max_5000}");
     // As 1/d: doubling the distance halves the gap (within 10 %).
     assert!((mean_5000 / mean_10000 - 2.0).abs() < 0.2 && mean_1000 > 4.0 * mean_5000);
 }
@@ -237,9 +256,11 @@ fn pinhole_view(model: &faceforge_model::MorphableModel, k: [f32; 4], size: usiz
 /// source view turned 0°, 30°, 60°: a target pixel is truly covisible when the surface point it
 /// shows is the first thing a ray from the source camera meets (Möller–Trumbore over the
 /// triangles under that source pixel, f64) and lies inside the source image. The paper's map
-/// (triangles touching a vertex seen in both views) agrees exactly at 0° and by IoU 0.969 at 30°,
+/// (triangles touching a vertex seen in both views) agrees exactly at 0° and by IoU 0.962 at 30°,
 /// 0.945 at 60°: it spills one triangle ring past the occlusion boundaries (most disagreeing
-/// pixels are in the map only). The per-pixel test (`by_depth`, exact ray tests against the
+/// pixels are in the map only). (0.969 at 30° on the analytic face before issue 20: the canonical
+/// face's nose stands 47 mm in front of the eye corners, not 24, and hides a longer stretch of
+/// cheek at 30°, so there is more boundary to spill past; floor 0.965 → 0.955.) The per-pixel test (`by_depth`, exact ray tests against the
 /// triangles binned under the source pixel) reaches 0.999 at 30° and 0.995 at 60°; the issue
 /// asks for 0.98.
 #[test]
@@ -316,7 +337,7 @@ fn covisible_map_matches_ray_casting() {
         assert!(iou_px >= floor_px, "yaw {yaw}°: per-pixel IoU {iou_px} (floor {floor_px})");
         let iou = both as f64 / either.max(1) as f64;
         eprintln!("yaw {yaw}°: covisible IoU {iou:.4} over {either} pixels ({only_map} only in the map, {} only in the truth)", either - both - only_map);
-        let floor = match yaw as i32 { 0 => 0.999, 30 => 0.965, _ => 0.94 };
+        let floor = match yaw as i32 { 0 => 0.999, 30 => 0.955, _ => 0.94 };
         assert!(iou >= floor, "yaw {yaw}°: IoU {iou} (floor {floor})");
     }
 }
@@ -324,7 +345,9 @@ fn covisible_map_matches_ray_casting() {
 /// MGCNet's view synthesis with the true depth and pose: the target rendered from its own depth,
 /// moved into the source camera and sampled from the source render (bilinear), reproduces the
 /// target render on the covisible pixels — the model's albedo drawn unlit, so a surface point
-/// has one colour in every view.
+/// has one colour in every view. Mean 2.1/255 on the canonical face (below 2.0 on the
+/// analytic face before issue 20, whose albedo's features were wider and whose nose hid less at
+/// 25°; the bound went from 2.0 to 2.5/255), 7 × better than without the relative pose.
 #[test]
 fn view_synthesis_with_true_depth_and_pose_reproduces_the_target() {
     use faceforge_kernels::sample::{self, SampleShape};
@@ -358,7 +381,7 @@ fn view_synthesis_with_true_depth_and_pose_reproduces_the_target() {
     let wrong = sample::forward_cpu(SampleShape { batch: 1, width: w, height: h, channels: 3, points: w * h }, &source_image, &unmoved);
     let wrong_mean = (0..w * h).filter(|&i| covisible[i] > 0.0).map(|i| (0..3).map(|c| (wrong[3 * i + c] - target_image[3 * i + c]).abs() as f64).sum::<f64>() / 3.0).sum::<f64>() / count as f64;
     eprintln!("view synthesis at 25°: mean |Ĩ − I| {:.2}/255 over {count} covisible pixels ({:.2}/255 without the relative pose)", 255.0 * mean, 255.0 * wrong_mean);
-    assert!(count > 5000 && mean < 2.0 / 255.0, "mean {}/255 over {count}", 255.0 * mean);
+    assert!(count > 5000 && mean < 2.5 / 255.0, "mean {}/255 over {count}", 255.0 * mean);
     assert!(wrong_mean > 3.0 * mean, "without the pose {}/255", 255.0 * wrong_mean);
 }
 

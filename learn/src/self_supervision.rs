@@ -247,11 +247,15 @@ mod tests {
         let grad: Vec<f32> = grad_of(&terms.first).into_iter().chain(grad_of(terms.second.as_ref().unwrap())).collect();
         // The pose entries (pixels per model unit, pixels) and the coefficients at their scale.
         // Pose entries: a step of 10⁻³ of their size; coefficients (whose gradients are 10⁴
-        // times smaller than the pose's, so f32 rounding of the loss needs a wider step): 10⁻².
+        // times smaller than the pose's, so f32 rounding of the loss needs a wider step):
+        // 5·10⁻². (10⁻² until issue 20: the canonical tiny model's σ = rms·√N with 1,833
+        // vertices, not ~1,000, so these coefficients and the loss grew and the loss's rounding
+        // at 10⁻² reached a coefficient gradient's size: entry 83 read 0.0095 against 0.0052.
+        // The landmarks are linear in the coefficients, so the wider step costs no accuracy.)
         let is_pose = |i: usize| i % 58 < 8;
         let largest = |pose: bool| (0..x.len()).filter(|&i| is_pose(i) == pose).map(|i| grad[i].abs()).fold(0.0f32, f32::max);
         for i in 0..x.len() {
-            let eps = if is_pose(i) { 1e-3 * x[i].abs().max(0.05) } else { 1e-2 };
+            let eps = if is_pose(i) { 1e-3 * x[i].abs().max(0.05) } else { 5e-2 };
             let (mut up, mut down) = (x.clone(), x.clone());
             up[i] += eps;
             down[i] -= eps;
