@@ -19,7 +19,8 @@ const CONTOURS: &str = include_str!("../data/canonical_face_contours.txt");
 pub const OUTER_EYE_CORNERS_MM: f64 = 95.0;
 pub const OUTER_EYE_CORNERS: [usize; 2] = [33, 263];
 
-/// The canonical mesh: positions in MediaPipe's units, UVs (v up), counter-clockwise triangles.
+/// The canonical mesh: positions in MediaPipe's units, UVs (v up, flipped from MediaPipe's),
+/// counter-clockwise triangles.
 pub struct CanonicalMesh {
     pub positions: Vec<[f64; 3]>,
     pub uv: Vec<[f64; 2]>,
@@ -39,8 +40,10 @@ pub fn mesh() -> CanonicalMesh {
                 m.positions.push([v[0], v[1], v[2]]);
             }
             Some("vt") => {
+                // MediaPipe's v runs down the texture (the forehead at 0.11, the chin at 0.95);
+                // faceforge's runs up, as OBJ's does.
                 let v = numbers(words);
-                m.uv.push([v[0], v[1]]);
+                m.uv.push([v[0], 1.0 - v[1]]);
             }
             Some("f") => {
                 let corner = |w: &str| w.split('/').next().and_then(|i| i.parse::<u32>().ok()).expect("canonical_face.obj: an index") - 1;
