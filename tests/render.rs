@@ -417,7 +417,9 @@ fn pixel_consistency_gradient_reaches_the_relative_pose() {
     // texel, so central differences of the tiny components are noise (the swap path's tests
     // in tests/backward.rs meet the same).
     let floor = |g: &[f32]| 0.01 * g.iter().fold(0.0f32, |m, v| m.max(v.abs()));
-    let worst_r = faceforge_kernels::testing::worst_against_central_differences(|x| loss(&x.try_into().unwrap(), t), &r, &g_r, 1, 1e-4, floor(&g_r));
+    // (The rotation step was 10⁻⁴ until issue 20: the canonical face's sharper albedo put more
+    // texel kinks within it, 0.053; at 3·10⁻⁵, 0.018.)
+    let worst_r = faceforge_kernels::testing::worst_against_central_differences(|x| loss(&x.try_into().unwrap(), t), &r, &g_r, 1, 3e-5, floor(&g_r));
     let worst_t = faceforge_kernels::testing::worst_against_central_differences(|x| loss(&r, [x[0], x[1], x[2]]), &t, &g_t, 1, 1e-2, floor(&g_t));
     eprintln!("pixel consistency {value:.4}; gradient vs central differences: R {worst_r:.4}, t {worst_t:.4}");
     assert!(value > 0.0 && worst_r < 5e-2 && worst_t < 5e-2);
