@@ -161,10 +161,13 @@ fn a_ci_sized_training_runs_both_steps_and_step_two_freezes_the_encoder() {
 /// step 2. It held on the analytic face (20.4 % against 38.9 %). On the canonical face (issue 20)
 /// it does not: X_UV 24.98 % against 24.85 % after 200 steps, 23.93 % after the scene's 600; with
 /// every yaw fixed at −60° the training loss falls from 6,131 to 1,790 while the held-out X_UV
-/// stays at the mean face's level (13.3 % against 12.2 %). The mean face's own NME fell from
-/// 38.9 % because the jaw landmarks now lie on the outline and widen the landmark box that
-/// normalises it; why the network learns no more than the mean of the data in this budget is
-/// not found yet. Ignored until it is: `cargo test -p faceforge-e2e --test learn -- --ignored`.
+/// stays at the mean face's level (13.3 % against 12.2 %). Part of the old margin was the
+/// baseline: the analytic face collapsed to a sliver in profile, which inflated the mean face's
+/// NME there (53.5 % at 60–90° against 33.2 % now); the commit before issue 20, run the same way,
+/// gives the network 17.8 / 20.1 / 30.0 % by bin after 200 steps, no better than now in the
+/// first bin. But after the scene's 600 steps the analytic face's network reached 9.6 % and the
+/// canonical face's stays at 23.9 %: it learns the data's mean and not the image. Not found yet;
+/// ignored until it is: `cargo test -p faceforge-e2e --test learn -- --ignored`.
 #[test]
 #[ignore = "issue 20: on the canonical face the CI-sized PGN training no longer beats the image-blind mean face (docs/results.md)"]
 fn a_ci_sized_training_beats_the_mean_face_on_held_out_images() {
