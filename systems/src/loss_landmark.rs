@@ -83,7 +83,7 @@ pub const DENSE_CONTOUR: f32 = 0.25;
 /// How much FaceMesh's depth counts against its image position: half. Fitted in 2D alone, the
 /// 468 points leave the profile to the prior and to the weak-perspective trade-offs, and on the
 /// committed portrait the nose came out 34 mm in front of the outer eye corners where FaceMesh
-/// (and the canonical face) put it near 50 (docs/fitting.md).
+/// (and the canonical face) put it near 50 (docs/results.md).
 pub const DENSE_DEPTH: f32 = 0.5;
 
 /// The dense path's per-point weights over FaceMesh's 468: `contour` on the face oval, 1 elsewhere.
