@@ -4,7 +4,7 @@
 
 use faceforge::run::{load_model, run};
 use faceforge::synth::{generate, write};
-use faceforge_e2e::quickstart_into;
+use faceforge_e2e::{quickstart_into, scene_into};
 use faceforge_kernels::Backend;
 
 #[test]
@@ -60,21 +60,17 @@ fn eval_of_a_runs_files_reproduces_the_runs_metrics() {
 /// dense 3D NME and on the point-to-plane RMSE. At 96 px (64 until issue 20): at 64 px the
 /// landmarks' 1.5-px noise is 2.3 % of the face and the canonical model's 68-point fit follows
 /// it (scan RMSE 0.96 of the mean face's, 0.90 at 96 px, 0.91 at the scene's full size).
+/// The AFLW2000-3D-like scene on the tiny model and the CPU backend, with `overrides`, run into
+/// a temporary folder: its metrics.
+fn small_aflw(overrides: &[&str]) -> faceforge::metrics::RunMetrics {
+    let out = tempfile::tempdir().unwrap();
+    let overrides: Vec<String> = ["model.Procedural.preset=Tiny", "backend=Cpu"].iter().chain(overrides).map(|s| s.to_string()).collect();
+    run(&scene_into("aflw_eval.ron", &overrides, out.path()), false).unwrap().metrics.unwrap()
+}
+
 #[test]
 fn the_aflw_like_evaluation_reports_by_yaw_bin() {
-    let out = tempfile::tempdir().unwrap();
-    let mut scene = faceforge::LoadedScene::load(&faceforge_e2e::scenes_dir().join("aflw_eval.ron")).unwrap();
-    scene
-        .apply_overrides(&[
-            format!("outputs.dir={:?}", out.path().display().to_string()),
-            "model.Procedural.preset=Tiny".to_string(),
-            "backend=Cpu".to_string(),
-            "data.Synthetic.subjects=9".to_string(),
-            "data.Synthetic.size=96".to_string(),
-            "iterations=100".to_string(),
-        ])
-        .unwrap();
-    let m = run(&scene, false).unwrap().metrics.unwrap();
+    let m = small_aflw(&["data.Synthetic.subjects=9", "data.Synthetic.size=96", "iterations=100"]);
     assert_eq!(m.by_yaw.iter().map(|b| b.frames).collect::<Vec<_>>(), vec![3, 3, 3]);
     let bin_means: Vec<f32> = m.by_yaw.iter().map(|b| b.nme_2d.unwrap()).collect();
     assert!((m.nme_2d_mean_of_bins.unwrap() - bin_means.iter().sum::<f32>() / 3.0).abs() < 1e-5);
@@ -89,24 +85,11 @@ fn the_aflw_like_evaluation_reports_by_yaw_bin() {
 /// `faceforge sweep scenes/dense_landmarks.ron`.)
 #[test]
 fn dense_landmarks_beat_the_68_at_every_yaw() {
-    let fit = |dense: bool| {
-        let out = tempfile::tempdir().unwrap();
-        let mut scene = faceforge::LoadedScene::load(&faceforge_e2e::scenes_dir().join("aflw_eval.ron")).unwrap();
-        scene
-            .apply_overrides(&[
-                format!("outputs.dir={:?}", out.path().display().to_string()),
-                "model.Procedural.preset=Tiny".to_string(),
-                "backend=Cpu".to_string(),
-                "data.Synthetic.subjects=12".to_string(),
-                "data.Synthetic.size=96".to_string(),
-                format!("data.Synthetic.dense_landmarks={dense}"),
-                "outputs.images=false".to_string(),
-                "outputs.meshes=[]".to_string(),
-            ])
-            .unwrap();
-        run(&scene, false).unwrap().metrics.unwrap().by_yaw.iter().map(|b| b.per_vertex_mm.unwrap()).collect::<Vec<f32>>()
+    let fit = |dense: &str| {
+        let m = small_aflw(&["data.Synthetic.subjects=12", "data.Synthetic.size=96", dense, "outputs.images=false", "outputs.meshes=[]"]);
+        m.by_yaw.iter().map(|b| b.per_vertex_mm.unwrap()).collect::<Vec<f32>>()
     };
-    let (sparse, dense) = (fit(false), fit(true));
+    let (sparse, dense) = (fit("data.Synthetic.dense_landmarks=false"), fit("data.Synthetic.dense_landmarks=true"));
     println!("per-vertex error by yaw bin (mm): 68 landmarks {sparse:?}, 468 dense {dense:?}");
     for (bin, (s, d)) in sparse.iter().zip(&dense).enumerate() {
         assert!(d < s, "yaw bin {bin}: dense {d} mm, sparse {s} mm");

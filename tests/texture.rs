@@ -11,16 +11,19 @@ use faceforge_systems::reconstruct::decode_batch;
 
 const SIZE: usize = 256;
 
-/// The texture at a vertex's UV, read bilinearly between texel centres (as the image is read
-/// below): the canonical face's lid and lip edges are a texel or two wide in its UV layout, so
-/// the texel a UV falls in can differ from the colour at the UV by more than the tolerance.
+/// An rgb image read bilinearly at pixel position `at` (pixel centres at +½), by the sample op.
+fn bilinear(rgb: &[f32], width: usize, height: usize, at: [f32; 2]) -> [f32; 3] {
+    let shape = faceforge_kernels::sample::SampleShape { batch: 1, width, height, channels: 3, points: 1 };
+    let c = faceforge_kernels::sample::forward_cpu(shape, rgb, &at);
+    [c[0], c[1], c[2]]
+}
+
+/// The texture at a vertex's UV, read bilinearly (as the image is read below): the canonical
+/// face's lid and lip edges are a texel or two wide in its UV layout, so the texel a UV falls in
+/// can differ from the colour at the UV by more than the tolerance.
 fn texel(texture: &[f32], model: &MorphableModel, vertex: usize) -> [f32; 3] {
     let uv = &model.uv()[2 * vertex..2 * vertex + 2];
-    let (x, y) = (uv[0] * SIZE as f32 - 0.5, (1.0 - uv[1]) * SIZE as f32 - 0.5);
-    let (x0, y0) = (x.floor().clamp(0.0, (SIZE - 2) as f32), y.floor().clamp(0.0, (SIZE - 2) as f32));
-    let (fx, fy) = ((x - x0).clamp(0.0, 1.0), (y - y0).clamp(0.0, 1.0));
-    let at = |xx: f32, yy: f32, c: usize| texture[3 * (yy as usize * SIZE + xx as usize) + c];
-    std::array::from_fn(|c| (1.0 - fy) * ((1.0 - fx) * at(x0, y0, c) + fx * at(x0 + 1.0, y0, c)) + fy * ((1.0 - fx) * at(x0, y0 + 1.0, c) + fx * at(x0 + 1.0, y0 + 1.0, c)))
+    bilinear(texture, SIZE, SIZE, [uv[0] * SIZE as f32, (1.0 - uv[1]) * SIZE as f32])
 }
 
 fn distance(a: [f32; 3], b: [f32; 3]) -> f32 {
@@ -54,13 +57,7 @@ fn the_texture_shows_the_image_where_seen_and_the_mirror_side_where_not() {
         // Read bilinearly at the projection, as the unwrap does: the canonical face's lash line
         // and lid edges are a pixel wide, so the pixel the projection falls in can differ by a
         // quarter of the range from the colour at the point.
-        let (x, y) = (p[0] - 0.5, p[1] - 0.5);
-        let (x0, y0) = (x.floor(), y.floor());
-        let (fx, fy) = (x - x0, y - y0);
-        let at = |xx: f32, yy: f32, c: usize| image.rgb[3 * (yy as usize * image.width + xx as usize) + c];
-        let seen: [f32; 3] = std::array::from_fn(|c| {
-            (1.0 - fy) * ((1.0 - fx) * at(x0, y0, c) + fx * at(x0 + 1.0, y0, c)) + fy * ((1.0 - fx) * at(x0, y0 + 1.0, c) + fx * at(x0 + 1.0, y0 + 1.0, c))
-        });
+        let seen = bilinear(&image.rgb, image.width, image.height, [p[0], p[1]]);
         let d = distance(texel(texture, &model, v), seen);
         assert!(d < 0.08, "landmark {l}: texel vs image {d}");
     }
