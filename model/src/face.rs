@@ -37,13 +37,16 @@ pub struct Anatomy {
     pub eye: [f64; 2],
     /// The left eye's lid contours (lower, upper), inner corner to outer corner.
     pub lids: [Line; 2],
-    /// The left brow's band (lower edge, upper edge), inner to outer.
-    pub brow: [Line; 2],
-    /// Centre of the brow band.
+    /// Centre of the left brow's band.
     pub brow_centre: [f64; 2],
-    /// Inner lip contours (lower, upper) and outer ones, corner to corner (left to right).
+    /// Inner lip contours (lower, upper), corner to corner (left to right).
     pub inner_lips: [Line; 2],
-    pub outer_lips: [Line; 2],
+    /// Closed outlines (first point repeated): the left eye's opening, the left brow's band, the
+    /// lips' outer contour, the gap between the lips.
+    pub opening: Line,
+    pub brow_band: Line,
+    pub lips: Line,
+    pub mouth_gap: Line,
     /// The mouth line's height at the midline and the mouth corners' |x|.
     pub mouth_y: f64,
     pub mouth_corner_x: f64,
@@ -52,9 +55,8 @@ pub struct Anatomy {
     pub bridge_y: f64,
     pub nose_base_y: f64,
     pub ala_x: f64,
-    /// The chin's lowest point, the top of the forehead, the widest |x|.
+    /// The chin's lowest point, the widest |x|.
     pub chin_y: f64,
-    pub top_y: f64,
     pub half_width: f64,
     /// The depth (z) of the face's front on average.
     pub mean_z: f64,
@@ -114,19 +116,18 @@ fn closed(polygon: &[[f64; 2]]) -> Line {
     polygon.iter().chain(polygon.first()).copied().collect()
 }
 
-/// Whether (x, y) lies inside a polygon or within `margin` of its edge.
-fn near(polygon: &[[f64; 2]], x: f64, y: f64, margin: f64) -> bool {
-    inside(polygon, x, y) || distance(&closed(polygon), x, y) <= margin
+/// Whether (x, y) lies inside a closed outline or within `margin` of it.
+fn near(outline: &[[f64; 2]], x: f64, y: f64, margin: f64) -> bool {
+    inside(outline, x, y) || distance(outline, x, y) <= margin
 }
 
 /// How wide the albedo's edges are (mm).
 pub const EDGE_MM: f64 = 2.0;
 
-/// 1 deep inside a region, 0 far outside, ½ on its edge, over `EDGE_MM` across it; `edge` is the
-/// distance to the edge.
-fn soft_inside(is_inside: bool, edge: f64) -> f64 {
-    let t = smoothstep(0.5 + edge / EDGE_MM);
-    if is_inside { t } else { 1.0 - t }
+/// 1 deep inside a closed outline, 0 far outside, ½ on it, over `EDGE_MM` across it.
+fn soft_inside(outline: &[[f64; 2]], x: f64, y: f64) -> f64 {
+    let t = smoothstep(0.5 + distance(outline, x, y) / EDGE_MM);
+    if inside(outline, x, y) { t } else { 1.0 - t }
 }
 
 /// A closed polygon from two corner-to-corner chains (the second reversed).
@@ -141,11 +142,10 @@ impl Anatomy {
         let lids = [by_x(xy(p, &eyes[1][0])), by_x(xy(p, &eyes[1][1]))];
         let opening = ring(&lids[0], &lids[1]);
         let eye = opening.iter().fold([0.0, 0.0], |s, q| [s[0] + q[0], s[1] + q[1]]).map(|s| s / opening.len() as f64);
-        let brow = [by_x(xy(p, &brows[1][0])), by_x(xy(p, &brows[1][1]))];
-        let band = ring(&brow[0], &brow[1]);
+        let band = ring(&by_x(xy(p, &brows[1][0])), &by_x(xy(p, &brows[1][1])));
         let brow_centre = band.iter().fold([0.0, 0.0], |s, q| [s[0] + q[0], s[1] + q[1]]).map(|s| s / band.len() as f64);
         let inner_lips = [by_x(xy(p, &lips_inner[0])), by_x(xy(p, &lips_inner[1]))];
-        let outer_lips = [by_x(xy(p, &lips_outer[0])), by_x(xy(p, &lips_outer[1]))];
+        let lips = ring(&by_x(xy(p, &lips_outer[0])), &by_x(xy(p, &lips_outer[1])));
         let mouth_y = (y_at(&inner_lips[0], 0.0) + y_at(&inner_lips[1], 0.0)) / 2.0;
         let ibug = |k: usize| {
             let idx = canonical::IBUG_FROM_FACEMESH[k];
@@ -155,19 +155,20 @@ impl Anatomy {
         let front: Vec<&[f64; 3]> = p.iter().filter(|q| q[0].abs() < 40.0).collect();
         Self {
             eye,
+            opening: closed(&opening),
+            brow_band: closed(&band),
+            lips: closed(&lips),
+            mouth_gap: closed(&ring(&inner_lips[0], &inner_lips[1])),
             lids,
-            brow,
             brow_centre,
             mouth_y,
             mouth_corner_x: p[291][0].abs(),
             inner_lips,
-            outer_lips,
             nose_tip: ibug(30),
             bridge_y: p[168][1],
             nose_base_y: p[2][1],
             ala_x: ibug(35)[0].abs().max(p[98][0].abs()),
             chin_y: p[152][1],
-            top_y: p[10][1],
             half_width: p.iter().map(|q| q[0].abs()).fold(0.0, f64::max),
             mean_z: front.iter().map(|q| q[2]).sum::<f64>() / front.len() as f64,
         }
@@ -199,19 +200,12 @@ impl Anatomy {
         smoothstep(0.5 + (y - self.eye_line(x)) / (2.0 * width))
     }
 
-    /// The gap between the lids at |x| (0 beyond the corners).
-    pub fn eye_opening(&self, x: f64) -> f64 {
-        (y_at(&self.lids[1], x.abs()) - y_at(&self.lids[0], x.abs())).max(0.0)
-    }
-
     /// Region label of a point of the face.
     pub fn region(&self, x: f64, y: f64) -> u32 {
         let ax = x.abs();
-        let eye = ring(&self.lids[0], &self.lids[1]);
-        let lips = ring(&self.outer_lips[0], &self.outer_lips[1]);
-        if near(&eye, ax, y, 5.0) {
+        if near(&self.opening, ax, y, 5.0) {
             REGION_EYE
-        } else if near(&lips, x, y, 5.0) {
+        } else if near(&self.lips, x, y, 5.0) {
             REGION_MOUTH
         } else if (self.nose_base_y - 3.0..=self.bridge_y).contains(&y) && {
             let t = ((self.bridge_y - y) / (self.bridge_y - self.nose_base_y)).clamp(0.0, 1.0);
@@ -237,21 +231,13 @@ impl Anatomy {
             }
         };
         mix([0.80, 0.50, 0.45], 0.5 * bump(ax - self.eye[0] - 5.0, y - self.nose_tip[1] + 5.0, 12.0, 10.0));
-        // Lips: inside the outer contour.
-        let outer = ring(&self.outer_lips[0], &self.outer_lips[1]);
-        let edge = distance(&closed(&outer), x, y);
-        let lip = soft_inside(inside(&outer, x, y), edge);
-        mix([0.62, 0.28, 0.28], lip);
-        // Between the lips: the dark of the mouth.
-        let inner = ring(&self.inner_lips[0], &self.inner_lips[1]);
-        mix([0.30, 0.15, 0.13], 0.9 * soft_inside(inside(&inner, x, y), distance(&closed(&inner), x, y)));
+        // Lips: inside the outer contour; between them the dark of the mouth.
+        mix([0.62, 0.28, 0.28], soft_inside(&self.lips, x, y));
+        mix([0.30, 0.15, 0.13], 0.9 * soft_inside(&self.mouth_gap, x, y));
         // Brows: a dark band with a soft edge.
-        let band = ring(&self.brow[0], &self.brow[1]);
-        let brow_edge = distance(&closed(&band), ax, y);
-        mix([0.22, 0.15, 0.11], 0.85 * soft_inside(inside(&band, ax, y), brow_edge));
+        mix([0.22, 0.15, 0.11], 0.85 * soft_inside(&self.brow_band, ax, y));
         // Eyes: sclera in the lid opening, the iris, the lash line along the upper lid.
-        let opening = ring(&self.lids[0], &self.lids[1]);
-        let in_opening = soft_inside(inside(&opening, ax, y), distance(&closed(&opening), ax, y));
+        let in_opening = soft_inside(&self.opening, ax, y);
         mix([0.86, 0.83, 0.80], in_opening);
         let iris = ((ax - self.eye[0]).powi(2) + (y - self.eye[1]).powi(2)).sqrt();
         mix([0.24, 0.17, 0.12], in_opening * smoothstep(0.5 + (5.5 - iris) / EDGE_MM));
