@@ -194,22 +194,24 @@ pub fn entry() -> SystemEntry {
                     let projected: Vec<[f32; 4]> = project::forward_cpu(camera_model, &positions, &camera, n).chunks(4).map(|p| [p[0], p[1], p[2], p[3]]).collect();
                     // In pixels of the crop: the error scales with the residuals to its norm's power.
                     let to_crop = settings.crop / frame_size.map_or(settings.crop, |s| s as f32);
-                    let point_weights = if dense.is_some() {
-                        dense_point_weights.clone()
+                    let sparse_weights;
+                    let point_weights: &[f32] = if dense.is_some() {
+                        &dense_point_weights
                     } else {
                         let mut w = landmark_weights(n, settings.emphasis);
                         if detected.is_some() {
                             w.iter_mut().take(JAW_POINTS).for_each(|w| *w *= settings.detected_jaw);
                         }
-                        w
+                        sparse_weights = w;
+                        &sparse_weights
                     };
                     let (value, d_projected, to_crop) = match settings.norm {
                         Norm::L1 => {
-                            let (v, d) = landmark_l1(&projected, targets_2d, t3, &point_weights, depth_weight);
+                            let (v, d) = landmark_l1(&projected, targets_2d, t3, point_weights, depth_weight);
                             (v, d, to_crop * path_scale)
                         }
                         Norm::SquaredL2 => {
-                            let (v, d) = landmark_squared(&projected, targets_2d, &point_weights);
+                            let (v, d) = landmark_squared(&projected, targets_2d, point_weights);
                             (v, d, to_crop * to_crop * path_scale)
                         }
                     };
