@@ -47,7 +47,7 @@ pub fn magnified(pose: &Pose, k: f32) -> Pose {
 }
 
 /// A light from the front, a little above and to the left of the camera, in model coordinates.
-fn light(pose: &Pose) -> [f32; 3] {
+pub(crate) fn light(pose: &Pose) -> [f32; 3] {
     let (model, p) = pose.camera();
     let unit = |v: [f32; 3]| {
         let n = v.iter().map(|x| x * x).sum::<f32>().sqrt().max(1e-12);

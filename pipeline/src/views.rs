@@ -46,13 +46,11 @@ pub fn turned_png(model: &MorphableModel, positions: &[f32], colours: Option<&[f
         let (camera_model, mut camera) = pose.camera();
         camera[3] = side as f32 / 2.0 - (camera[0] * middle[0] + camera[1] * middle[1] + camera[2] * middle[2]);
         camera[7] = side as f32 / 2.0 - (camera[4] * middle[0] + camera[5] * middle[1] + camera[6] * middle[2]);
-        // A light over the camera's left shoulder, turning with the camera.
-        let r = faceforge_kernels::project::rotation_ypr(yaw.to_radians(), 0.0, 0.0);
-        let light: [f32; 3] = std::array::from_fn(|i| 0.85 * r[6 + i] + 0.35 * r[3 + i] - 0.3 * r[i]);
-        let norm = light.iter().map(|x| x * x).sum::<f32>().sqrt();
-        let shade = |v: usize| 0.25 + 0.75 * ((0..3).map(|c| normals[3 * v + c] * light[c]).sum::<f32>() / norm).max(0.0);
-        let clay: Vec<f32> = (0..n).flat_map(|v| [0.86, 0.84, 0.80].map(|c| c * shade(v))).collect();
-        let painted: Option<Vec<f32>> = colours.map(|col| (0..n).flat_map(|v| (0..3).map(move |c| col[3 * v + c] * (0.55 + 0.45 * shade(v)))).collect());
+        // The overlay's light, turning with the camera.
+        let light = crate::overlay::light(&pose);
+        let shade: Vec<f32> = normals.chunks(3).map(|nv| 0.25 + 0.75 * (0..3).map(|c| nv[c] * light[c]).sum::<f32>().max(0.0)).collect();
+        let clay: Vec<f32> = shade.iter().flat_map(|s| [0.86, 0.84, 0.80].map(|c| c * s)).collect();
+        let painted: Option<Vec<f32>> = colours.map(|col| col.chunks(3).zip(&shade).flat_map(|(rgb, s)| rgb.iter().map(move |c| c * (0.55 + 0.45 * s))).collect());
         for (row, colour) in std::iter::once(&clay).chain(painted.as_ref()).enumerate() {
             let shape = RasterShape { batch: 1, width: side, height: side };
             let drawn = render_batch(&Backend::Cpu, model.triangles(), n, shape, &RenderBatch { positions, colors: colour, camera_model, cameras: &camera });
@@ -61,7 +59,9 @@ pub fn turned_png(model: &MorphableModel, positions: &[f32], colours: Option<&[f
                     let p = y * side + x;
                     if drawn.raster.tri[p] > 0 {
                         let q = (row * side + y) * width + column * side + x;
-                        rgb[3 * q..3 * q + 3].copy_from_slice(&drawn.color[3 * p..3 * p + 3].iter().map(|c| c.clamp(0.0, 1.0)).collect::<Vec<_>>());
+                        for c in 0..3 {
+                            rgb[3 * q + c] = drawn.color[3 * p + c].clamp(0.0, 1.0);
+                        }
                     }
                 }
             }
