@@ -13,15 +13,14 @@ use faceforge_model::{MorphableModel, ModelSpec, Preset};
 use std::path::Path;
 
 fn folder_scene(images: &Path, out: &Path, shared: bool) -> faceforge::LoadedScene {
-    let share = if shared { r#"(name: "share_identity"), (name: "share_identity_backward"),"# } else { "" };
+    let share = if shared { r#"(name: "share_identity"),"# } else { "" };
     scene(
         &format!(
             r#"Scene(
             data: Folder(path: {images:?}, size: 96),
             model: Procedural(preset: Tiny),
             backend: Cpu,
-            systems: [{share} (name: "pgn", settings: (camera: ScaledRotation)), (name: "reconstruct", settings: (albedo: true)), (name: "vertex_normals"), (name: "render"),
-                      (name: "reconstruct_backward"), (name: "pgn_backward"), (name: "adam")],
+            systems: [{share} (name: "pgn", settings: (camera: ScaledRotation)), (name: "reconstruct", settings: (albedo: true)), (name: "vertex_normals"), (name: "render")],
             losses: {{"landmark": 1.0, "regulariser": 1.0}},
             iterations: 40,
             outputs: (dir: {out:?}, meshes: [Obj], coefficients: true, images: true, landmarks: true),

@@ -11,7 +11,8 @@ use faceforge_learn::Learner;
 use std::path::Path;
 
 /// A tiny network on 32-pixel AFLW-like faces of the tiny model, with the given graph.
-fn tiny_scene(systems: &str, losses: &str, learn: &str, out: &Path) -> LoadedScene {
+/// A tiny learn-mode scene; `step: false` leaves the gradients unapplied (gradient checks).
+fn tiny_scene(systems: &str, losses: &str, learn: &str, step: bool, out: &Path) -> LoadedScene {
     scene(
         &format!(
             r#"Scene(
@@ -21,11 +22,13 @@ fn tiny_scene(systems: &str, losses: &str, learn: &str, out: &Path) -> LoadedSce
             backend: Cpu,
             systems: [{systems}],
             losses: {{{losses}}},
+            {optimizer}
             iterations: 8,
             outputs: (dir: {out:?}, checkpoint_every: 0),
             learn: (network: (input: 32, width: 2, hidden: 8, seed: 2), {learn}),
         )"#,
-            out = out.display().to_string()
+            out = out.display().to_string(),
+            optimizer = if step { "" } else { "optimizer: NoStep," },
         ),
         "tiny_learn.ron",
     )
@@ -64,13 +67,13 @@ fn the_surrogate_gradient_equals_finite_differences_of_the_graph_loss() {
     // PGN step 1, from loss_guidance (parameter order: encoder stem 0–1, four stages 2–9, the
     // decoder's transposed convs 10–15 and output conv 16–17, then the heads): the output conv,
     // a transposed conv and the encoder's last stage.
-    let guidance = tiny_scene(r#"(name: "encode"), (name: "encode_backward")"#, r#""guidance": 1.0"#, "trained: Guidance", out.path());
+    let guidance = tiny_scene(r#"(name: "encode")"#, r#""guidance": 1.0"#, "trained: Guidance", false, out.path());
     let mut session = Session::new(&guidance, None).unwrap();
     check_gradients(&mut session, 16, 3, "guidance, decoder output conv");
     check_gradients(&mut session, 12, 3, "guidance, decoder transposed conv");
     check_gradients(&mut session, 8, 3, "guidance, encoder last stage");
     // The FC landmark head (the paper's cheaper alternative): its last layer is parameter 14.
-    let mut fc = tiny_scene(r#"(name: "encode"), (name: "encode_backward")"#, r#""guidance": 1.0"#, "trained: Guidance", out.path());
+    let mut fc = tiny_scene(r#"(name: "encode")"#, r#""guidance": 1.0"#, "trained: Guidance", false, out.path());
     fc.apply_overrides(&["learn.network.landmarks=Fc".to_string()]).unwrap();
     let mut session = Session::new(&fc, None).unwrap();
     check_gradients(&mut session, 14, 3, "guidance, FC landmark head");
@@ -79,10 +82,10 @@ fn the_surrogate_gradient_equals_finite_differences_of_the_graph_loss() {
     // their adjoints; the pose follows the shape in closed form (here from the annotations, as
     // the untrained decoder's landmarks would be noise).
     let heads = tiny_scene(
-        r#"(name: "encode", settings: (guide: false)), (name: "pgn", settings: (camera: ScaledRotation)), (name: "reconstruct"), (name: "loss_landmark", settings: (dims: 3)),
-           (name: "reconstruct_backward"), (name: "pgn_backward"), (name: "encode_backward")"#,
+        r#"(name: "encode", settings: (guide: false)), (name: "pgn", settings: (camera: ScaledRotation)), (name: "reconstruct"), (name: "loss_landmark", settings: (dims: 3))"#,
         r#""landmark": 1.0, "regulariser": 1.0"#,
         "trained: Heads",
+        false,
         out.path(),
     );
     let mut session = Session::new(&heads, None).unwrap();
@@ -102,10 +105,10 @@ fn the_surrogate_gradient_equals_finite_differences_of_the_graph_loss() {
 
     // The joint baseline: the pose head through direct_pose and its adjoint.
     let joint = tiny_scene(
-        r#"(name: "encode", settings: (guide: false)), (name: "direct_pose"), (name: "reconstruct"), (name: "loss_landmark", settings: (dims: 3)),
-           (name: "reconstruct_backward"), (name: "direct_pose_backward"), (name: "encode_backward")"#,
+        r#"(name: "encode", settings: (guide: false)), (name: "direct_pose"), (name: "reconstruct"), (name: "loss_landmark", settings: (dims: 3))"#,
         r#""landmark": 1.0, "regulariser": 1.0"#,
         "trained: All, pose_head: true",
+        false,
         out.path(),
     );
     let mut session = Session::new(&joint, None).unwrap();
@@ -190,9 +193,10 @@ fn a_stopped_and_resumed_training_ends_with_the_weights_of_an_uninterrupted_one(
     let (straight, split) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
     let scene = |out: &Path| {
         tiny_scene(
-            r#"(name: "encode"), (name: "encode_backward"), (name: "encoder_step")"#,
+            r#"(name: "encode")"#,
             r#""guidance": 1.0"#,
             "trained: Guidance, learning_rate: 0.003, halve_every: 3, held_out: 3",
+            true,
             out,
         )
     };
@@ -224,10 +228,10 @@ fn infer_reconstructs_a_folder_and_a_clip_with_one_identity() {
     let trained = dir.path().join("trained");
     // Weights of a short step-2 training of the tiny network (heads on top of a fresh encoder).
     let learn = tiny_scene(
-        r#"(name: "encode"), (name: "pgn", settings: (camera: ScaledRotation)), (name: "reconstruct"), (name: "loss_landmark"),
-           (name: "reconstruct_backward"), (name: "pgn_backward"), (name: "encode_backward"), (name: "encoder_step")"#,
+        r#"(name: "encode"), (name: "pgn", settings: (camera: ScaledRotation)), (name: "reconstruct"), (name: "loss_landmark")"#,
         r#""landmark": 1.0, "regulariser": 1.0"#,
         "trained: Heads, held_out: 3",
+        true,
         &trained,
     );
     train(&learn, &RunOptions::default(), false).unwrap();
@@ -293,7 +297,7 @@ fn run_refuses_a_training_scene_and_train_a_fit_scene() {
     // A learn-mode system in a fit scene: the check names what is missing.
     let mut fit = faceforge_e2e::quickstart_into(out.path());
     fit.apply_overrides(&["learn=None".to_string()]).unwrap();
-    fit.scene.systems.push(faceforge::scene::SystemSpec { name: "encode".into(), settings: None });
+    fit.scene.systems.push(faceforge::scene::SystemSpec { name: "encode".into(), settings: None, keep: false });
     let err = faceforge::graph::plan(&fit).unwrap_err().to_string();
     assert!(err.contains("reads `Learner`") && err.contains("faceforge train"), "{err}");
 }
@@ -361,7 +365,7 @@ fn small_session(file: &str, extra: &[&str], out: &Path) -> Session {
     ];
     overrides.extend(extra.iter().map(|s| s.to_string()));
     loaded.apply_overrides(&overrides).unwrap();
-    loaded.scene.systems.retain(|s| s.name != "encoder_step");
+    loaded.scene.optimizer = Some(faceforge::scene::Optimizer::NoStep);
     Session::new(&loaded, None).unwrap()
 }
 
@@ -402,10 +406,10 @@ fn mgcnet_and_mvfnet_heads_match_central_differences() {
 fn the_landmark_map_channel_feeds_the_network() {
     let out = tempfile::tempdir().unwrap();
     let mut joint = tiny_scene(
-        r#"(name: "encode", settings: (guide: false)), (name: "direct_pose"), (name: "reconstruct"), (name: "loss_landmark"),
-           (name: "reconstruct_backward"), (name: "direct_pose_backward"), (name: "encode_backward")"#,
+        r#"(name: "encode", settings: (guide: false)), (name: "direct_pose"), (name: "reconstruct"), (name: "loss_landmark")"#,
         r#""landmark": 1.0, "regulariser": 1.0"#,
         "trained: All, pose_head: true",
+        false,
         out.path(),
     );
     joint.apply_overrides(&["learn.network.landmark_map=true".to_string()]).unwrap();

@@ -217,24 +217,29 @@ fn quickstart_fits_and_reports_errors_against_the_truth() {
 fn the_graph_runs_in_stage_order_whatever_the_scene_order() {
     let dir = tempfile::tempdir().unwrap();
     let text = GOOD
-        .replace(r#"[(name: "reconstruct")]"#, r#"[(name: "vertex_normals"), (name: "reconstruct")]"#)
+        .replace(r#"[(name: "reconstruct")]"#, r#"[(name: "vertex_normals", keep: true), (name: "reconstruct")]"#)
         .replace("\"unused\"", &format!("{:?}, meshes: [Obj]", dir.path().display().to_string()));
     let loaded = scene(&text, "order.ron");
     let order: Vec<&str> = plan(&loaded).unwrap().systems.iter().map(|p| p.entry.name).collect();
     assert_eq!(order, ["reconstruct", "vertex_normals"]);
+    // Nothing reads the normals: without `keep` the graph drops them and says why.
+    let dropped = plan(&scene(&text.replace(", keep: true", ""), "order.ron")).unwrap().dropped;
+    assert_eq!((dropped[0].name, dropped[0].reason.as_str()), ("vertex_normals", "nothing reads Normals"));
     let summary = run(&loaded, false).unwrap();
     assert_eq!(summary.frames, 2);
     assert!(dir.path().join("s000_f001.obj").exists());
 }
 
 #[test]
-fn backward_systems_need_a_loss_upstream() {
-    let text = GOOD.replace(
-        r#"[(name: "reconstruct")]"#,
-        r#"[(name: "oracle_pose"), (name: "reconstruct"), (name: "vertex_normals"), (name: "render"), (name: "render_backward")]"#,
-    );
-    let shown = plan(&scene(&text, "backward.ron")).unwrap_err().to_string();
-    assert!(shown.contains("system `render_backward` reads `Grad<Rendered>`, which no upstream system produces"), "{shown}");
+fn a_listed_adjoint_or_step_is_refused_as_no_longer_needed() {
+    let text = GOOD.replace(r#"[(name: "reconstruct")]"#, r#"[(name: "reconstruct"), (name: "reconstruct_backward")]"#);
+    let err = plan(&scene(&text, "adjoint.ron")).unwrap_err();
+    let shown = err.to_string();
+    assert!(shown.contains("`reconstruct_backward` is no longer needed: the graph inserts the adjoint of `reconstruct`"), "{shown}");
+    assert_eq!(err.position, Some((5, 45)), "{shown}");
+    let text = GOOD.replace(r#"[(name: "reconstruct")]"#, r#"[(name: "reconstruct"), (name: "adam", settings: (lr: 0.1))]"#);
+    let shown = plan(&scene(&text, "adam.ron")).unwrap_err().to_string();
+    assert!(shown.contains("`adam` is no longer needed") && shown.contains("optimizer: Adam("), "{shown}");
 }
 
 /// `faceforge bench decode` and `bench fit` run and report each case against its baseline from

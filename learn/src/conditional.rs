@@ -19,11 +19,12 @@ use crate::learner::{flat, Learner, Pending};
 use crate::network::{fusion_matrix, reference_scale, Outputs};
 use bevy_ecs::prelude::*;
 use burn::tensor::{Tensor, TensorData};
-use faceforge_components::{Coeffs, Frame, Illumination, Image, Model};
+use faceforge_components::{Coeffs, Frame, Illumination, Image, Model, PoseParams};
 use faceforge_kernels::Backend;
 use faceforge_systems::reconstruct::{decode_albedo_cpu, decode_stacked};
 use faceforge_systems::unwrap::{atlas_colours, unwrap, Unseen};
 use faceforge_systems::{collect_errors, parse_settings, NoSettings, Stage, StageError, SystemEntry};
+use faceforge_systems::data;
 
 const NAME: &str = "encode_conditional";
 
@@ -39,8 +40,10 @@ pub fn entry() -> SystemEntry {
     SystemEntry {
         name: NAME,
         stage: Stage::Encode,
-        reads: &["Image", "Learner"],
-        writes: &["Coeffs", "PoseParams", "Illumination"],
+        reads: data![Image, Learner],
+        writes: data![Coeffs, PoseParams, Illumination],
+        reads_if_present: data![],
+        adjoint: Some("encode_backward"),
         summary: "CEST's conditional chain: viewpoint from the image, shape from the aligned crop, reflectance from the unwrapped texture, light from all three",
         build: |settings| {
             parse_settings::<NoSettings>(settings)?;

@@ -15,6 +15,7 @@ use burn::tensor::{Tensor, TensorData};
 use faceforge_components::{Coeffs, Frame, Grad, Illumination, Image, LandmarkTargets, Landmarks2d, Landmarks3d, PoseParams};
 use faceforge_systems::{collect_errors, parse_settings, Stage, StageError, SystemEntry};
 use serde::Deserialize;
+use faceforge_systems::data;
 
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -139,8 +140,10 @@ pub fn entry() -> SystemEntry {
     SystemEntry {
         name: "encode",
         stage: Stage::Encode,
-        reads: &["Image", "Learner"],
-        writes: &["Coeffs", "Landmarks2d", "Landmarks3d", "LandmarkTargets", "PoseParams", "Illumination"],
+        reads: data![Image, Learner],
+        writes: data![Coeffs, Landmarks2d, Landmarks3d, LandmarkTargets, PoseParams, Illumination],
+        reads_if_present: data![],
+        adjoint: Some("encode_backward"),
         summary: "the network on the images: identity (fused per subject), expression, X_UV; pose, albedo and lighting if it has those heads",
         build: |settings| {
             let settings: EncodeSettings = parse_settings(settings)?;
@@ -190,8 +193,10 @@ pub fn backward_entry() -> SystemEntry {
         name: "encode_backward",
         stage: Stage::BackwardEncode,
         // The gradients it reads are optional (zero when no loss reaches an output).
-        reads: &["Learner"],
-        writes: &["Learner"],
+        reads: data![Learner],
+        writes: data![Learner],
+        reads_if_present: data![Grad<Coeffs>, Grad<PoseParams>, Grad<Illumination>, Grad<Landmarks3d>],
+        adjoint: None,
         summary: "the graph's gradients of the network's outputs back into burn (surrogate Σ out ⊙ stopgrad(grad))",
         build: |settings| {
             parse_settings::<faceforge_systems::NoSettings>(settings)?;
@@ -240,8 +245,10 @@ pub fn step_entry() -> SystemEntry {
     SystemEntry {
         name: "encoder_step",
         stage: Stage::Step,
-        reads: &["Learner"],
-        writes: &["Learner"],
+        reads: data![Learner],
+        writes: data![Learner],
+        reads_if_present: data![],
+        adjoint: None,
         summary: "burn's Adam on the network's gradients",
         build: |settings| {
             parse_settings::<faceforge_systems::NoSettings>(settings)?;

@@ -9,6 +9,7 @@ use crate::params62::{standard_units, Params62, POSE, SHAPE};
 use bevy_ecs::prelude::*;
 use faceforge_components::{accumulate, Coeffs, Frame, Grad, GroundTruth, Image, Landmarks3d, LossTerms, LossWeights, Model, Pose};
 use faceforge_systems::{add_pose_grad, collect_errors, parse_settings, NoSettings, Stage, StageError, SystemEntry};
+use faceforge_systems::data;
 
 const NAME: &str = "loss_weighted_coefficients";
 pub const WEIGHT: f32 = 1.0;
@@ -21,8 +22,10 @@ pub fn entry() -> SystemEntry {
     SystemEntry {
         name: NAME,
         stage: Stage::Loss,
-        reads: &["Pose", "Coeffs", "GroundTruth"],
-        writes: &["Grad<Pose>", "Grad<Coeffs>", "LossTerms"],
+        reads: data![Pose, Coeffs, GroundTruth],
+        writes: data![Grad<Pose>, Grad<Coeffs>, LossTerms],
+        reads_if_present: data![],
+        adjoint: None,
         summary: "2DASL's weighted coefficient loss over the 62 parameters (3DDFA's OWPDC weights), on 3D-annotated frames",
         build: |settings| {
             parse_settings::<NoSettings>(settings)?;

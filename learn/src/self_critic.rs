@@ -20,6 +20,7 @@ use burn::tensor::activation::softplus;
 use burn::tensor::{Tensor, TensorData};
 use faceforge_components::{accumulate, Coeffs, Frame, Grad, GroundTruth, Image, Landmarks3d, LossTerms, LossWeights, Model, Pose};
 use faceforge_systems::{add_pose_grad, collect_errors, parse_settings, NoSettings, Stage, StageError, SystemEntry};
+use faceforge_systems::data;
 
 const NAME: &str = "loss_self_critic";
 pub const WEIGHT: f32 = 0.005;
@@ -30,8 +31,10 @@ pub fn entry() -> SystemEntry {
     SystemEntry {
         name: NAME,
         stage: Stage::Loss,
-        reads: &["Image", "Pose", "Coeffs", "GroundTruth", "Learner"],
-        writes: &["Grad<Pose>", "Grad<Coeffs>", "LossTerms", "Learner"],
+        reads: data![Image, Pose, Coeffs, GroundTruth, Learner],
+        writes: data![Grad<Pose>, Grad<Coeffs>, LossTerms, Learner],
+        reads_if_present: data![],
+        adjoint: None,
         summary: "2DASL's self-critic: a discriminator of (image, parameters) pairs trained against the regressor",
         build: |settings| {
             parse_settings::<NoSettings>(settings)?;

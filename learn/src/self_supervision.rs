@@ -23,6 +23,7 @@ use faceforge_model::MorphableModel;
 use faceforge_systems::direct_pose::params_backward;
 use faceforge_systems::{add_pose_grad, collect_errors, parse_settings, Stage, StageError, SystemEntry};
 use serde::Deserialize;
+use faceforge_systems::data;
 
 const NAME: &str = "loss_self_supervision";
 pub const CONSISTENCY_2D_WEIGHT: f32 = 0.005;
@@ -110,8 +111,10 @@ pub fn entry() -> SystemEntry {
     SystemEntry {
         name: NAME,
         stage: Stage::Loss,
-        reads: &["Image", "Pose", "Coeffs", "Landmarks2d", "Learner"],
-        writes: &["Grad<Pose>", "Grad<Coeffs>", "LossTerms", "Learner"],
+        reads: data![Image, Pose, Coeffs, Landmarks2d, Learner],
+        writes: data![Grad<Pose>, Grad<Coeffs>, LossTerms, Learner],
+        reads_if_present: data![LandmarkTargets],
+        adjoint: None,
         summary: "2DASL's self-supervision: 2D landmark consistency, and the regressor's backward pass on the predicted landmarks' map (3D consistency, cycle)",
         build: |settings| {
             let settings: SelfSupervisionSettings = parse_settings(settings)?;

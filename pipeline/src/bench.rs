@@ -223,9 +223,6 @@ pub fn decode(model: &MorphableModel, batches: &[usize], repeats: usize) -> Vec<
     rows
 }
 
-/// The systems that only the image terms need.
-const IMAGE_TERM_SYSTEMS: [&str; 7] = ["sample_texture", "visibility", "swap_visible_texture", "render_swapped", "render_swapped_backward", "swap_visible_texture_backward", "sample_texture_backward"];
-
 /// `faceforge bench fit`: ms per iteration of a PGN fit (the quickstart's graph: 2 frames,
 /// shared identity, swaps, every loss) at each model size, against the landmark-only fit of
 /// the same frames in the same run.
@@ -237,9 +234,10 @@ pub fn fit(scene: &crate::LoadedScene, presets: &[&str], repeats: usize) -> anyh
             let model = faceforge_model::Preset::parse(preset).with_context(|| format!("unknown preset `{preset}`; presets: tiny, default, bfm"))?;
             s.apply_overrides(&[format!("model.Procedural.preset={model:?}"), "backend=Cpu".to_string()])?;
             if landmarks_only {
-                // The "L_l + L_r" row of the ablation: no texture swap, no image terms.
-                s.scene.systems.retain(|sys| !IMAGE_TERM_SYSTEMS.contains(&sys.name.as_str()));
+                // The "L_l + L_r" row of the ablation: no image terms, so the graph drops the
+                // texture swap (no swap images are written either).
                 s.scene.losses.retain(|name, _| name == "landmark" || name == "regulariser");
+                s.scene.outputs.images = false;
             }
             let mut prepared = crate::run::prepare(&s)?;
             // Two warm-up iterations (first-iteration set-up: shared identity, device caches).

@@ -1,10 +1,18 @@
-//! Scene → `bevy_ecs` `Schedule`. The graph is checked before anything runs: every system name
-//! is known, every system's inputs are produced upstream (by the data, or by a system in an
-//! earlier stage), every loss names a loss system, every output has its data.
+//! Scene → `bevy_ecs` `Schedule`. A scene names the forward systems and the weighted losses; the
+//! graph derives the rest:
+//! - it checks that every system name is known and every system's inputs are produced upstream
+//!   (by the data, or by a system of an earlier stage);
+//! - it drops the forward systems whose outputs reach no weighted loss and no requested output;
+//! - it inserts the adjoint of every forward system on a path from a free parameter (or the
+//!   network) to a weighted loss, where a gradient actually arrives, in reverse stage order;
+//! - it ends with the optimiser step: the scene's `optimizer` in fit mode, the network's step in
+//!   learn mode.
 
-use crate::scene::{DataSpec, LoadedScene, MeshFormat, SceneError};
+use crate::scene::{DataSpec, LoadedScene, MeshFormat, Optimizer, SceneError};
 use bevy_ecs::prelude::*;
-use faceforge_systems::{DataName, Stage, SystemEntry};
+use faceforge_components::{Albedo, Coeffs, Compute, Crop, Frame, GroundTruth, Image, Landmarks2d, Landmarks3d, Mesh, Model, Pose, Rendered, RenderedSwaps, SkinMask, Subject};
+use faceforge_learn::learner::Learner;
+use faceforge_systems::{data, DataName, Stage, SystemEntry};
 use std::collections::BTreeSet;
 
 /// Every system a scene can name: the stages of `faceforge_systems` and learn mode's.
@@ -13,115 +21,300 @@ pub fn registry() -> Vec<SystemEntry> {
 }
 
 /// Resources every run provides.
-pub const RUN_RESOURCES: &[DataName] = &["Model", "Compute"];
+pub fn run_resources() -> Vec<DataName> {
+    data![Model, Compute]
+}
 
 /// What a data source puts on its frame entities.
-pub fn data_provides(data: &DataSpec) -> &'static [DataName] {
+pub fn data_provides(data: &DataSpec) -> Vec<DataName> {
     match data {
-        DataSpec::Sampled(_) => &["Frame", "Subject", "Coeffs", "GroundTruth"],
-        DataSpec::Synthetic(_) => &["Frame", "Subject", "Coeffs", "GroundTruth", "Image", "Landmarks2d", "Landmarks3d", "SkinMask"],
-        DataSpec::Folder(_) => &["Frame", "Subject", "Coeffs", "Image", "Landmarks2d", "Crop"],
+        DataSpec::Sampled(_) => data![Frame, Subject, Coeffs, GroundTruth],
+        DataSpec::Synthetic(_) => data![Frame, Subject, Coeffs, GroundTruth, Image, Landmarks2d, Landmarks3d, SkinMask],
+        DataSpec::Folder(_) => data![Frame, Subject, Coeffs, Image, Landmarks2d, Crop],
     }
+}
+
+/// What the run reads after its last iteration, beside the losses, and why: the per-frame
+/// records, metrics and checkpoint always; the files the scene's `outputs` ask for.
+pub fn requested_outputs(loaded: &LoadedScene) -> Vec<(DataName, &'static str)> {
+    let outputs = &loaded.scene.outputs;
+    let mut wanted: Vec<(DataName, &'static str)> = data![Coeffs, Pose, Mesh].into_iter().map(|d| (d, "the run's records and metrics")).collect();
+    if !outputs.meshes.is_empty() {
+        wanted.extend(data![Mesh, Albedo].into_iter().map(|d| (d, "outputs.meshes")));
+    }
+    if outputs.images {
+        wanted.extend(data![Rendered, RenderedSwaps].into_iter().map(|d| (d, "outputs.images")));
+    }
+    if outputs.landmarks {
+        wanted.push((DataName::of::<Rendered>(), "outputs.landmarks"));
+    }
+    if outputs.coefficients {
+        wanted.push((DataName::of::<Rendered>(), "outputs.coefficients (the fitted 2D landmarks)"));
+    }
+    wanted
+}
+
+/// Why a system is in the graph.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Origin {
+    /// Named under `systems`.
+    Scene,
+    /// A weighted loss (`losses`), listed under `systems` or not.
+    Loss,
+    /// The adjoint the graph derived for this forward system.
+    Adjoint(&'static str),
+    /// The optimiser step the graph added.
+    Step,
 }
 
 /// One system of the checked graph, in run order.
 #[derive(Debug)]
 pub struct PlannedSystem {
     pub entry: SystemEntry,
-    /// The scene's index of this system (for settings and messages).
-    pub scene_index: usize,
+    pub origin: Origin,
+    /// Its settings, as RON text.
+    pub settings: Option<String>,
+}
+
+/// A forward system the scene names that the graph left out, and why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Dropped {
+    pub name: &'static str,
+    pub stage: Stage,
+    pub writes: Vec<DataName>,
+    pub reason: String,
 }
 
 /// A checked graph.
 #[derive(Debug)]
 pub struct Plan {
+    /// In run order: forward stages, losses, adjoints (reverse stage order), the step.
     pub systems: Vec<PlannedSystem>,
+    pub dropped: Vec<Dropped>,
+    /// Free parameters that no weighted loss reaches: they keep their initial values.
+    pub unreached: Vec<String>,
     /// Every data kind available after the last stage.
     pub available: BTreeSet<DataName>,
 }
 
-fn known_names(entries: &[SystemEntry]) -> String {
-    entries.iter().map(|e| e.name).collect::<Vec<_>>().join(", ")
+impl Plan {
+    /// The systems' names in run order.
+    pub fn names(&self) -> Vec<&'static str> {
+        self.systems.iter().map(|p| p.entry.name).collect()
+    }
 }
 
-/// Checks the scene's graph and returns the systems in stage order.
+/// A fresh registry entry by name.
+fn take(name: &str) -> Option<SystemEntry> {
+    registry().into_iter().find(|e| e.name == name)
+}
+
+fn known_names(entries: &[SystemEntry]) -> String {
+    entries.iter().filter(|e| !e.stage.is_adjoint() && e.stage != Stage::Step).map(|e| e.name).collect::<Vec<_>>().join(", ")
+}
+
+fn list(names: &[DataName]) -> String {
+    names.iter().map(DataName::short).collect::<Vec<_>>().join(", ")
+}
+
+/// Checks the scene's graph, derives its adjoints and step, and returns the systems in run order.
 pub fn plan(loaded: &LoadedScene) -> Result<Plan, SceneError> {
     let scene = &loaded.scene;
-    let mut entries: Vec<Option<SystemEntry>> = registry().into_iter().map(Some).collect();
     let all = registry();
-    let mut planned = Vec::new();
-    let mut seen = BTreeSet::new();
+    let mut planned: Vec<PlannedSystem> = Vec::new();
+    let mut keep: BTreeSet<&'static str> = BTreeSet::new();
 
-    let mut take = |name: &str, scene_index: usize, needle: String| -> Result<PlannedSystem, SceneError> {
-        if !seen.insert(name.to_string()) {
-            return Err(loaded.error_at(&needle, format!("system `{name}` appears twice in the graph")));
+    for spec in &scene.systems {
+        let needle = format!("\"{}\"", spec.name);
+        let Some(entry) = take(&spec.name) else {
+            return Err(loaded.error_at(&needle, format!("unknown system `{}`; known systems: {}", spec.name, known_names(&all))));
+        };
+        if let Some(forward) = all.iter().find(|e| e.adjoint == Some(entry.name)) {
+            return Err(loaded.error_at(
+                &needle,
+                format!("`{}` is no longer needed: the graph inserts the adjoint of `{}` where a gradient flows; remove it from systems", entry.name, forward.name),
+            ));
         }
-        let slot = entries.iter_mut().find(|e| e.as_ref().is_some_and(|e| e.name == name));
-        match slot.and_then(Option::take) {
-            Some(entry) => Ok(PlannedSystem { entry, scene_index }),
-            None => Err(loaded.error_at(&needle, format!("unknown system `{name}`; known systems: {}", known_names(&all)))),
+        if entry.stage == Stage::Step {
+            return Err(loaded.error_at(
+                &needle,
+                format!("`{}` is no longer needed: the step is the scene's `optimizer: Adam(lr: …, halve_every: …)` (fit mode) or the `learn:` section's rate", entry.name),
+            ));
         }
-    };
-    for (i, spec) in scene.systems.iter().enumerate() {
-        planned.push(take(&spec.name, i, format!("\"{}\"", spec.name))?);
+        if planned.iter().any(|p| p.entry.name == entry.name) {
+            return Err(loaded.error_at(&needle, format!("system `{}` appears twice in the graph", spec.name)));
+        }
+        if spec.keep {
+            keep.insert(entry.name);
+        }
+        let origin = if entry.stage == Stage::Loss { Origin::Loss } else { Origin::Scene };
+        planned.push(PlannedSystem { entry, origin, settings: spec.settings.as_deref().map(|raw| raw.get_ron().to_string()) });
     }
     for name in scene.losses.keys() {
         let system = format!("loss_{name}");
-        let known: Vec<&str> = all.iter().filter(|e| e.stage == Stage::Loss).map(|e| e.name.trim_start_matches("loss_")).collect();
         if !all.iter().any(|e| e.name == system && e.stage == Stage::Loss) {
-            let known = if known.is_empty() { "none yet".to_string() } else { known.join(", ") };
-            return Err(loaded.error_at(&format!("\"{name}\""), format!("unknown loss `{name}`; known losses: {known}")));
+            let known: Vec<&str> = all.iter().filter(|e| e.stage == Stage::Loss).map(|e| e.name.trim_start_matches("loss_")).collect();
+            return Err(loaded.error_at(&format!("\"{name}\""), format!("unknown loss `{name}`; known losses: {}", known.join(", "))));
         }
-        if scene.systems.iter().any(|s| s.name == system) {
-            continue; // listed under systems for its settings
+        if !planned.iter().any(|p| p.entry.name == system) {
+            planned.push(PlannedSystem { entry: take(&system).expect("checked above"), origin: Origin::Loss, settings: None });
         }
-        planned.push(take(&system, usize::MAX, format!("\"{name}\""))?);
     }
     planned.sort_by_key(|p| p.entry.stage);
 
-    // Walk the stages in order: a system may read what the data provides and what any system of
-    // an earlier stage writes (systems of one stage run in parallel, so not each other's output).
-    let mut available: BTreeSet<DataName> = data_provides(&scene.data).iter().chain(RUN_RESOURCES).copied().collect();
+    let available = check_inputs(loaded, &planned, &all)?;
+    check_outputs(loaded, &available)?;
+    if scene.iterations == 0 {
+        return Err(loaded.error_at("iterations", "iterations must be at least 1".into()));
+    }
+    let dropped = drop_unused(loaded, &mut planned, &keep);
+
+    // The step and the parameters it moves: the network in learn mode, the fitted parameters
+    // (Adam's writes) in fit mode.
+    let step = match (&scene.learn, &scene.optimizer) {
+        (_, Some(Optimizer::NoStep)) => None,
+        (Some(_), Some(Optimizer::Adam(_))) => {
+            return Err(loaded.error_at("optimizer", "learn mode steps the network at `learn.learning_rate`; remove `optimizer`".into()))
+        }
+        (Some(_), None) => Some(PlannedSystem { entry: take("encoder_step").expect("learn's registry has the step"), origin: Origin::Step, settings: None }),
+        (None, optimizer) if !scene.losses.is_empty() => {
+            let settings = match optimizer {
+                Some(Optimizer::Adam(s)) => Some(ron::to_string(s).map_err(|e| loaded.error_at("optimizer", e.to_string()))?),
+                _ => None,
+            };
+            Some(PlannedSystem { entry: take("adam").expect("the registry has adam"), origin: Origin::Step, settings })
+        }
+        (None, _) => None,
+    };
+    let parameters: Vec<DataName> = match scene.learn {
+        Some(_) => data![Learner],
+        None => take("adam").expect("the registry has adam").writes,
+    };
+    let (adjoints, live) = derive_adjoints(&planned, &parameters);
+    let unreached = unreached_parameters(loaded, &planned, &dropped, &parameters, &live);
+    planned.extend(adjoints);
+    planned.extend(step);
+    planned.sort_by_key(|p| p.entry.stage);
+    Ok(Plan { systems: planned, dropped, unreached, available })
+}
+
+/// Walks the stages in order: a system may read what the data provides and what any system of an
+/// earlier stage writes (systems of one stage run in parallel, so not each other's output).
+fn check_inputs(loaded: &LoadedScene, planned: &[PlannedSystem], all: &[SystemEntry]) -> Result<BTreeSet<DataName>, SceneError> {
+    let scene = &loaded.scene;
+    let mut available: BTreeSet<DataName> = data_provides(&scene.data).into_iter().chain(run_resources()).collect();
+    let learner = DataName::of::<Learner>();
     if scene.learn.is_some() {
-        available.insert("Learner");
+        available.insert(learner);
     }
     for stage in Stage::ALL {
         let in_stage: Vec<&PlannedSystem> = planned.iter().filter(|p| p.entry.stage == stage).collect();
         for p in &in_stage {
-            for read in p.entry.reads {
-                if !available.contains(read) {
-                    let producers: Vec<&str> = all.iter().filter(|e| e.writes.contains(read)).map(|e| e.name).collect();
-                    let hint = if *read == "Learner" {
-                        "; the network's systems run in learn mode: add a `learn: (...)` section and use `faceforge train`".to_string()
-                    } else if producers.is_empty() {
-                        String::new()
-                    } else {
-                        format!("; it is written by {}, add one of them upstream", producers.join(", "))
-                    };
-                    return Err(loaded.error_at(
-                        &format!("\"{}\"", p.entry.name),
-                        format!("system `{}` reads `{read}`, which no upstream system produces{hint}", p.entry.name),
-                    ));
+            for read in &p.entry.reads {
+                if available.contains(read) {
+                    continue;
                 }
+                let producers: Vec<&str> = all.iter().filter(|e| e.writes.contains(read)).map(|e| e.name).collect();
+                let hint = if *read == learner {
+                    "; the network's systems run in learn mode: add a `learn: (...)` section and use `faceforge train`".to_string()
+                } else if producers.is_empty() {
+                    String::new()
+                } else {
+                    format!("; it is written by {}, add one of them upstream", producers.join(", "))
+                };
+                return Err(loaded.error_at(&format!("\"{}\"", p.entry.name), format!("system `{}` reads `{read}`, which no upstream system produces{hint}", p.entry.name)));
             }
         }
         for p in in_stage {
             available.extend(p.entry.writes.iter().copied());
         }
     }
+    Ok(available)
+}
 
-    if !scene.outputs.meshes.is_empty() && !available.contains("Mesh") {
-        let format = if scene.outputs.meshes.contains(&MeshFormat::Obj) { "Obj" } else { "Ply" };
+fn check_outputs(loaded: &LoadedScene, available: &BTreeSet<DataName>) -> Result<(), SceneError> {
+    let outputs = &loaded.scene.outputs;
+    if !outputs.meshes.is_empty() && !available.contains(&DataName::of::<Mesh>()) {
+        let format = if outputs.meshes.contains(&MeshFormat::Obj) { "Obj" } else { "Ply" };
         return Err(loaded.error_at(format, "outputs ask for meshes, but no system produces `Mesh`; add `reconstruct` to systems".into()));
     }
-    if (scene.outputs.images || scene.outputs.landmarks) && !available.contains("Rendered") {
-        let key = if scene.outputs.images { "images" } else { "landmarks" };
+    if (outputs.images || outputs.landmarks) && !available.contains(&DataName::of::<Rendered>()) {
+        let key = if outputs.images { "images" } else { "landmarks" };
         return Err(loaded.error_at(key, format!("outputs ask for {key}, but no system produces `Rendered`; add `render` to systems")));
     }
-    if scene.iterations == 0 {
-        return Err(loaded.error_at("iterations", "iterations must be at least 1".into()));
+    Ok(())
+}
+
+/// Drops, last stage first, the forward systems none of whose outputs a kept system, a loss or
+/// the run's outputs read (a system the scene marks `keep: true` stays).
+fn drop_unused(loaded: &LoadedScene, planned: &mut Vec<PlannedSystem>, keep: &BTreeSet<&'static str>) -> Vec<Dropped> {
+    let mut needed: BTreeSet<DataName> = requested_outputs(loaded).into_iter().map(|(d, _)| d).collect();
+    let mut dropped = Vec::new();
+    let mut kept = vec![true; planned.len()];
+    for (i, p) in planned.iter().enumerate().rev() {
+        let e = &p.entry;
+        let used = p.origin == Origin::Loss || keep.contains(e.name) || e.writes.iter().any(|w| needed.contains(w));
+        if used {
+            needed.extend(e.reads.iter().chain(&e.reads_if_present).copied());
+        } else {
+            kept[i] = false;
+            dropped.push(Dropped { name: e.name, stage: e.stage, writes: e.writes.clone(), reason: format!("nothing reads {}", list(&e.writes)) });
+        }
     }
-    Ok(Plan { systems: planned, available })
+    let mut flags = kept.into_iter();
+    planned.retain(|_| flags.next().unwrap_or(true));
+    dropped.reverse();
+    dropped
+}
+
+/// The adjoints a gradient flows through, last forward stage first: a forward system's adjoint
+/// joins when the system depends on a free parameter and a loss or a later adjoint writes a
+/// gradient its adjoint reads. Returns them and every gradient that flows.
+fn derive_adjoints(planned: &[PlannedSystem], parameters: &[DataName]) -> (Vec<PlannedSystem>, BTreeSet<DataName>) {
+    // Forward: which systems' inputs depend on a free parameter.
+    let mut depends: BTreeSet<DataName> = parameters.iter().copied().collect();
+    let mut dependent = BTreeSet::new();
+    for p in planned.iter().filter(|p| p.origin != Origin::Loss) {
+        if p.entry.reads.iter().chain(&p.entry.reads_if_present).any(|r| depends.contains(r)) {
+            dependent.insert(p.entry.name);
+            depends.extend(p.entry.writes.iter().copied());
+        }
+    }
+    // Backward: the gradients the losses write, carried back through the adjoints.
+    let mut live: BTreeSet<DataName> = planned.iter().filter(|p| p.origin == Origin::Loss).flat_map(|p| p.entry.writes.iter().copied()).filter(DataName::is_gradient).collect();
+    let mut adjoints = Vec::new();
+    for p in planned.iter().rev().filter(|p| dependent.contains(p.entry.name)) {
+        let Some(adjoint) = p.entry.adjoint.and_then(take) else { continue };
+        if adjoint.reads.iter().chain(&adjoint.reads_if_present).any(|r| live.contains(r)) {
+            live.extend(adjoint.writes.iter().copied());
+            adjoints.push(PlannedSystem { entry: adjoint, origin: Origin::Adjoint(p.entry.name), settings: None });
+        }
+    }
+    (adjoints, live)
+}
+
+/// The free parameters present (from the data or a system the scene names) whose gradient no
+/// loss reaches (the network is reached when its adjoint runs).
+fn unreached_parameters(loaded: &LoadedScene, planned: &[PlannedSystem], dropped: &[Dropped], parameters: &[DataName], live: &BTreeSet<DataName>) -> Vec<String> {
+    if loaded.scene.losses.is_empty() {
+        return Vec::new();
+    }
+    let mut out = Vec::new();
+    for p in parameters {
+        let reached = live.contains(p) || live.iter().any(|g| g.short() == format!("Grad<{p}>"));
+        let set_by: Vec<String> = planned
+            .iter()
+            .filter(|s| s.origin == Origin::Scene && s.entry.writes.contains(p))
+            .map(|s| s.entry.name.to_string())
+            .chain(dropped.iter().filter(|d| d.writes.contains(p)).map(|d| format!("{} (dropped)", d.name)))
+            .collect();
+        let present = data_provides(&loaded.scene.data).contains(p) || !set_by.is_empty();
+        if present && !reached {
+            let from = if set_by.is_empty() { String::new() } else { format!(" (set by {})", set_by.join(", ")) };
+            out.push(format!("`{p}`{from} reaches no weighted loss: it keeps its initial value"));
+        }
+    }
+    out
 }
 
 /// An empty schedule whose stage sets run in `Stage` order (bevy applies each stage's commands
@@ -139,16 +332,56 @@ pub fn staged_schedule() -> Schedule {
 }
 
 /// Builds the schedule: one `SystemSet` per stage, chained in `Stage` order, each system
-/// configured with its settings from the scene.
+/// configured with its settings.
 pub fn build_schedule(loaded: &LoadedScene, plan: &Plan) -> Result<Schedule, SceneError> {
     let mut schedule = staged_schedule();
     schedule.add_systems(faceforge_systems::clear_gradients.before(Stage::Encode));
     for p in &plan.systems {
-        let settings = loaded.scene.systems.get(p.scene_index).and_then(|s| s.settings.as_deref()).map(|raw| raw.get_ron());
-        let configs = (p.entry.build)(settings).map_err(|e| {
-            loaded.error_at(&format!("\"{}\"", p.entry.name), format!("settings of system `{}`: {e}", p.entry.name))
+        let configs = (p.entry.build)(p.settings.as_deref()).map_err(|e| {
+            let (needle, what) = match p.origin {
+                Origin::Step => ("optimizer".to_string(), "optimizer".to_string()),
+                _ => (format!("\"{}\"", p.entry.name), format!("settings of system `{}`", p.entry.name)),
+            };
+            loaded.error_at(&needle, format!("{what}: {e}"))
         })?;
         schedule.add_systems(configs);
     }
     Ok(schedule)
+}
+
+/// The dropped systems and the parameters no loss reaches, one line each.
+pub fn notes(plan: &Plan) -> String {
+    let dropped = plan.dropped.iter().map(|d| format!("dropped {}: {}\n", d.name, d.reason));
+    let unreached = plan.unreached.iter().map(|u| format!("note: {u}\n"));
+    dropped.chain(unreached).collect()
+}
+
+/// The derived graph as text, stage by stage (forward, losses, adjoints, step): each system with
+/// what it reads and writes and why it is there; the dropped systems and the parameters no loss
+/// reaches after. For `faceforge check --graph`.
+pub fn describe(plan: &Plan) -> String {
+    let mut out = String::new();
+    for stage in Stage::ALL {
+        let here: Vec<&PlannedSystem> = plan.systems.iter().filter(|p| p.entry.stage == stage).collect();
+        let gone: Vec<&Dropped> = plan.dropped.iter().filter(|d| d.stage == stage).collect();
+        if here.is_empty() && gone.is_empty() {
+            continue;
+        }
+        out.push_str(&format!("{stage:?}\n"));
+        for p in here {
+            let why = match p.origin {
+                Origin::Scene => String::new(),
+                Origin::Loss => "  [loss]".into(),
+                Origin::Adjoint(of) => format!("  [adjoint of {of}]"),
+                Origin::Step => "  [step]".into(),
+            };
+            let reads: Vec<DataName> = p.entry.reads.iter().copied().chain(p.entry.reads_if_present.iter().copied()).collect();
+            out.push_str(&format!("  {:<30} reads {}  →  writes {}{why}\n", p.entry.name, list(&reads), list(&p.entry.writes)));
+        }
+        for d in gone {
+            out.push_str(&format!("  {:<30} dropped: {}\n", d.name, d.reason));
+        }
+    }
+    out.extend(plan.unreached.iter().map(|u| format!("note: {u}\n")));
+    out
 }

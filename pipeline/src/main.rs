@@ -18,9 +18,13 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Check a scene (schema, graph, outputs), or every variant of a sweep, without running it.
+    /// Check a scene (schema, graph, outputs), or every variant of a sweep, without running it;
+    /// say which systems the graph dropped and which parameters no loss reaches.
     Check {
         scene: PathBuf,
+        /// Print the derived graph: stage by stage, each system with what it reads and writes.
+        #[arg(long)]
+        graph: bool,
         /// Override a scene field: path=value (RON), e.g. --set iterations=10 --set backend=Cpu.
         #[arg(long = "set", value_name = "PATH=VALUE")]
         overrides: Vec<String>,
@@ -421,16 +425,20 @@ fn load_scene(path: &std::path::Path, overrides: &[String]) -> anyhow::Result<Lo
 
 fn execute(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
-        Command::Check { scene, overrides } if faceforge::sweep::is_sweep(&scene) => {
+        Command::Check { scene, overrides, graph } if faceforge::sweep::is_sweep(&scene) => {
             let variants = faceforge::sweep::check(&scene, &overrides)?;
-            println!("{}: ok — {} variants: {}", scene.display(), variants.len(), variants.join("; "));
+            println!("{}: ok — {} variants", scene.display(), variants.len());
+            for (name, plan) in variants {
+                println!("{name}: {}", plan.names().join(" → "));
+                print!("{}", if graph { faceforge::graph::describe(&plan) } else { faceforge::graph::notes(&plan) });
+            }
         }
-        Command::Check { scene, overrides } => {
+        Command::Check { scene, overrides, graph } => {
             let loaded = load_scene(&scene, &overrides)?;
             let plan = plan(&loaded)?;
             faceforge::graph::build_schedule(&loaded, &plan)?;
-            let names: Vec<String> = plan.systems.iter().map(|p| format!("{} ({:?})", p.entry.name, p.entry.stage)).collect();
-            println!("{}: ok — {}", scene.display(), names.join(" → "));
+            println!("{}: ok — {}", scene.display(), plan.names().join(" → "));
+            print!("{}", if graph { faceforge::graph::describe(&plan) } else { faceforge::graph::notes(&plan) });
         }
         Command::Run { scene, mut overrides, quiet, force, resume, strict } => {
             if strict {
@@ -518,7 +526,9 @@ fn execute(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Systems => {
             for e in faceforge::graph::registry() {
-                println!("{:<30} {:<26} reads {:<36} writes {:<38} {}", e.name, format!("{:?}", e.stage), e.reads.join(", "), e.writes.join(", "), e.summary);
+                let names = |d: &[faceforge_systems::DataName]| d.iter().map(|d| d.short()).collect::<Vec<_>>().join(", ");
+                let adjoint = e.adjoint.map_or(String::new(), |a| format!(" (adjoint: {a})"));
+                println!("{:<30} {:<26} reads {:<36} writes {:<38} {}{adjoint}", e.name, format!("{:?}", e.stage), names(&e.reads), names(&e.writes), e.summary);
             }
         }
         Command::Synth { preset, out, subjects, frames, size, seed, noise, occluders, focal, model } => {

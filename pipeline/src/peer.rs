@@ -14,7 +14,7 @@ use std::path::Path;
 use std::time::Instant;
 
 /// The graph the peer implements; another graph would not be the same job.
-const PEER_SYSTEMS: [&str; 5] = ["direct_pose", "reconstruct", "reconstruct_backward", "direct_pose_backward", "adam"];
+const PEER_SYSTEMS: [&str; 7] = ["direct_pose", "reconstruct", "loss_landmark", "loss_regulariser", "reconstruct_backward", "direct_pose_backward", "adam"];
 
 /// faceforge's side of the comparison.
 #[derive(Debug)]
@@ -43,14 +43,14 @@ pub const VARIANTS: [(&str, &str); 2] = [("full mesh", "(albedo: false, vertices
 /// into its manifest.
 pub fn landmark_fit(loaded: &LoadedScene, export: Option<&Path>) -> anyhow::Result<Vec<(&'static str, FitTiming)>> {
     let scene = &loaded.scene;
-    let names: Vec<&str> = scene.systems.iter().map(|s| s.name.as_str()).collect();
+    let names = crate::graph::plan(loaded)?.names();
     if names != PEER_SYSTEMS {
-        bail!("{}: the peer implements the systems {PEER_SYSTEMS:?}, this scene has {names:?}", loaded.file);
+        bail!("{}: the peer implements the graph {PEER_SYSTEMS:?}, this scene's is {names:?}", loaded.file);
     }
-    if scene.losses.keys().collect::<Vec<_>>() != ["landmark", "regulariser"] {
-        bail!("{}: the peer implements the landmark and regulariser losses, not {:?}", loaded.file, scene.losses.keys().collect::<Vec<_>>());
-    }
-    let adam: AdamSettings = faceforge_systems::parse_settings(settings_of(loaded, "adam")).map_err(|e| anyhow::anyhow!("{}: adam: {e}", loaded.file))?;
+    let adam = match &scene.optimizer {
+        Some(crate::scene::Optimizer::Adam(settings)) => settings.clone(),
+        _ => AdamSettings::default(),
+    };
     let pose: DirectPoseSettings = faceforge_systems::parse_settings(settings_of(loaded, "direct_pose")).map_err(|e| anyhow::anyhow!("{}: direct_pose: {e}", loaded.file))?;
     if pose.init != PoseInit::Landmarks {
         bail!("{}: the peer starts the pose from the landmarks (direct_pose's `init: Landmarks`)", loaded.file);
@@ -148,9 +148,9 @@ fn write_manifest(dir: &Path, manifest: &serde_json::Value) -> anyhow::Result<()
 pub fn training_step(loaded: &LoadedScene, size: usize, repeats: usize, dir: &Path) -> anyhow::Result<[f64; 3]> {
     let mut s = loaded.clone();
     s.apply_overrides(&[format!("data.Synthetic.size={size}"), format!("learn.network.input={size}")])?;
-    let names: Vec<&str> = s.scene.systems.iter().map(|x| x.name.as_str()).collect();
-    if names != ["encode", "encode_backward", "encoder_step"] || s.scene.losses.keys().any(|k| k != "guidance") {
-        bail!("{}: the peer implements PGN's step 1 (encode, loss_guidance, encode_backward, encoder_step), not {names:?} with {:?}", loaded.file, s.scene.losses.keys().collect::<Vec<_>>());
+    let names = crate::graph::plan(&s)?.names();
+    if names != ["encode", "loss_guidance", "encode_backward", "encoder_step"] {
+        bail!("{}: the peer implements PGN's step 1 (encode, loss_guidance, encode_backward, encoder_step), not {names:?}", loaded.file);
     }
     let mut session = crate::train::Session::new(&s, None)?;
     let learn = session.learn.clone();

@@ -24,12 +24,17 @@ pub struct Scene {
     pub model: ModelSource,
     #[serde(default)]
     pub backend: BackendChoice,
-    /// The graph: stage systems by name, with their settings.
+    /// The graph's forward systems by name, with their settings. The graph derives the rest: it
+    /// drops what no loss or output needs, inserts the adjoints and ends with the step.
     pub systems: Vec<SystemSpec>,
     /// Loss term name → weight (λ). Each names a `loss_<name>` system, which joins the graph; list
     /// that system under `systems` too to give it settings.
     #[serde(default)]
     pub losses: BTreeMap<String, f32>,
+    /// The step after the adjoints (fit mode); absent: Adam with its defaults. Learn mode steps
+    /// the network at `learn.learning_rate`.
+    #[serde(default)]
+    pub optimizer: Option<Optimizer>,
     /// Iterations of a fit; optimiser steps of a training.
     #[serde(default = "one")]
     pub iterations: u32,
@@ -95,6 +100,18 @@ pub struct SystemSpec {
     /// The system's own settings, kept as RON text; its registry entry checks them.
     #[serde(default)]
     pub settings: Option<Box<ron::value::RawValue>>,
+    /// Keep it even when no loss or output reads what it writes (the graph drops it otherwise).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub keep: bool,
+}
+
+/// The optimiser step that ends a fit's iteration.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub enum Optimizer {
+    /// Adam on every fitted parameter (`systems/src/adam.rs`): `Adam(lr: 0.03, halve_every: 100)`.
+    Adam(faceforge_systems::adam::AdamSettings),
+    /// No step: the gradients are computed and left on the entities (gradient checks).
+    NoStep,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]

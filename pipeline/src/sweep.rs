@@ -128,8 +128,8 @@ pub fn is_sweep(path: &Path) -> bool {
     std::fs::read_to_string(path).is_ok_and(|text| text.lines().any(|l| l.starts_with("Sweep(")))
 }
 
-/// Checks every variant's graph without running it; returns the variants' names.
-pub fn check(path: &Path, extra: &[String]) -> Result<Vec<String>, SceneError> {
+/// Checks every variant's graph without running it; returns the variants' names and graphs.
+pub fn check(path: &Path, extra: &[String]) -> Result<Vec<(String, crate::graph::Plan)>, SceneError> {
     let sweep = load(path)?;
     let base = LoadedScene::load(&path.parent().unwrap_or(Path::new(".")).join(&sweep.base))?;
     let extra: Vec<String> = extra.iter().filter(|o| !o.starts_with("sweep.")).cloned().collect();
@@ -138,7 +138,7 @@ pub fn check(path: &Path, extra: &[String]) -> Result<Vec<String>, SceneError> {
         let scene = variant_scene(&base, &sweep, variant, &extra)?;
         let plan = crate::graph::plan(&scene).map_err(|e| SceneError { message: format!("variant `{}`: {}", variant.name, e.message), ..e })?;
         crate::graph::build_schedule(&scene, &plan).map_err(|e| SceneError { message: format!("variant `{}`: {}", variant.name, e.message), ..e })?;
-        names.push(variant.name.clone());
+        names.push((variant.name.clone(), plan));
     }
     Ok(names)
 }

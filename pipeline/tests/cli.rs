@@ -62,3 +62,28 @@ fn check_and_run_a_scene_from_the_command_line() {
     assert_eq!(o.status.code(), Some(1));
     assert!(shown.contains("bad.ron:4:") && shown.contains("meshs"), "{shown}");
 }
+
+/// `check --graph` prints the derived graph stage by stage: the quickstart's adjoints come after
+/// its losses in reverse stage order (each the adjoint of a forward system listed earlier in
+/// the opposite order), then the step; `check` alone names what it dropped and why.
+#[test]
+fn check_graph_lists_the_quickstart_adjoints_in_reverse_stage_order() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let o = faceforge(&["check", "--graph", "scenes/quickstart.ron"], &root);
+    let shown = text(&o);
+    assert!(o.status.success(), "{shown}");
+    let line_of = |needle: &str| shown.lines().position(|l| l.contains(needle)).unwrap_or_else(|| panic!("no `{needle}` in:\n{shown}"));
+    let forward = ["share_identity ", "pgn ", "reconstruct ", "sample_texture ", "swap_visible_texture ", "render_swapped "];
+    let adjoints: Vec<usize> = forward.iter().rev().map(|f| line_of(&format!("[adjoint of {}]", f.trim()))).collect();
+    assert!(adjoints.windows(2).all(|w| w[0] < w[1]), "adjoints in reverse stage order: {adjoints:?}\n{shown}");
+    let forwards: Vec<usize> = forward.iter().map(|f| line_of(&format!("  {f}"))).collect();
+    assert!(forwards.windows(2).all(|w| w[0] < w[1]) && forwards.last() < adjoints.first(), "{shown}");
+    assert!(line_of("[loss]") < adjoints[0] && adjoints.last() < Some(&line_of("  adam ")), "{shown}");
+    assert!(shown.contains("reads Grad<VertexColors>, Mesh, Pose, Image  →  writes Grad<Mesh>, Grad<Pose>  [adjoint of sample_texture]"), "{shown}");
+
+    let o = faceforge(&["check", "scenes/cest.ron", "--set", r#"losses={"landmark": 1.0, "regulariser": 1.0}"#], &root);
+    let shown = text(&o);
+    assert!(o.status.success(), "{shown}");
+    assert!(shown.contains("dropped render_reflectance: nothing reads ReflectanceRenders"), "{shown}");
+    assert!(shown.contains("note: `Illumination` (set by lighting) reaches no weighted loss"), "{shown}");
+}

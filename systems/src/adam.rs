@@ -11,9 +11,9 @@
 use crate::{parse_settings, Stage, SystemEntry};
 use bevy_ecs::prelude::*;
 use faceforge_components::{Coeffs, Grad, Illumination, Iteration, Model, Moments, OptimizerState, PinholeParams, PoseParams};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
-#[derive(Clone, Debug, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Units {
     /// Radians.
@@ -33,7 +33,7 @@ impl Default for Units {
     }
 }
 
-#[derive(Clone, Debug, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct AdamSettings {
     pub lr: f32,
@@ -82,8 +82,10 @@ pub fn entry() -> SystemEntry {
     SystemEntry {
         name: "adam",
         stage: Stage::Step,
-        reads: &["Grad<Coeffs>"],
-        writes: &["Coeffs", "PoseParams", "PinholeParams", "Illumination"],
+        reads: data![Grad<Coeffs>],
+        writes: data![Coeffs, PoseParams, PinholeParams, Illumination],
+        reads_if_present: data![Grad<PoseParams>, Grad<PinholeParams>, Grad<Illumination>],
+        adjoint: None,
         summary: "Adam step of every fitted parameter, learning rate halved every N iterations",
         build: |settings| {
             let settings: AdamSettings = parse_settings(settings)?;

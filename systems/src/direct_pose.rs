@@ -64,8 +64,10 @@ pub fn entry() -> SystemEntry {
     SystemEntry {
         name: "direct_pose",
         stage: Stage::Pgn,
-        reads: &["Coeffs", "Landmarks2d"],
-        writes: &["Pose", "PoseParams"],
+        reads: data![Coeffs, Landmarks2d],
+        writes: data![Pose, PoseParams],
+        reads_if_present: data![PoseParams],
+        adjoint: Some("direct_pose_backward"),
         summary: "pose as free parameters (yaw, pitch, roll, scale, translation): PGN's \"without PGN\"",
         build: |settings| {
             let settings: DirectPoseSettings = parse_settings(settings)?;
@@ -104,8 +106,10 @@ pub fn backward_entry() -> SystemEntry {
     SystemEntry {
         name: "direct_pose_backward",
         stage: Stage::BackwardPgn,
-        reads: &["Grad<Pose>", "PoseParams"],
-        writes: &["Grad<PoseParams>"],
+        reads: data![Grad<Pose>, PoseParams],
+        writes: data![Grad<PoseParams>],
+        reads_if_present: data![],
+        adjoint: None,
         summary: "adjoint of direct_pose: d pose → d yaw, pitch, roll, log scale, translation",
         build: |settings| {
             crate::parse_settings::<crate::NoSettings>(settings)?;

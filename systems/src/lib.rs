@@ -7,6 +7,13 @@ use bevy_ecs::system::ScheduleSystem;
 use faceforge_components::{accumulate, Albedo, Coeffs, Frame, Grad, Illumination, Landmarks3d, LossTerms, Mesh, PinholeParams, Pose, PoseParams, ReflectanceRenders, Rendered, RenderedSwaps, Subject, SwappedTextures, SynthesisedViews, VertexColors};
 use std::fmt;
 
+/// The data kinds of a registry line, by type: `data![Coeffs, Grad<Mesh>]` (defined before the
+/// modules so they can use it).
+#[macro_export]
+macro_rules! data {
+    ($($t:ty),* $(,)?) => { vec![$($crate::DataName::of::<$t>()),*] };
+}
+
 pub mod adam;
 pub mod direct_pose;
 pub mod lighting;
@@ -73,6 +80,11 @@ pub enum Stage {
 }
 
 impl Stage {
+    /// The adjoint stages (between the losses and the step).
+    pub fn is_adjoint(self) -> bool {
+        self > Stage::Loss && self < Stage::Step
+    }
+
     pub const ALL: [Stage; 17] = [
         Stage::Encode,
         Stage::Pgn,
@@ -166,8 +178,52 @@ pub fn sign(x: f32) -> f32 {
     }
 }
 
-/// A data kind a system reads or writes: a component's or resource's type name.
-pub type DataName = &'static str;
+/// A data kind a system reads or writes: a component's or resource's type, named by the type
+/// itself (`DataName::of::<Grad<Mesh>>()`, or `data![Grad<Mesh>]`), so renaming a component
+/// renames it in the registry too. Shown without module paths (`Grad<Mesh>`).
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct DataName(&'static str);
+
+impl DataName {
+    pub fn of<T: ?Sized + 'static>() -> Self {
+        DataName(std::any::type_name::<T>())
+    }
+
+    /// The type's name without module paths: `faceforge_components::Grad<faceforge_components::Mesh>`
+    /// → `Grad<Mesh>`.
+    pub fn short(&self) -> String {
+        let mut out = String::new();
+        let mut word = String::new();
+        for c in self.0.chars() {
+            if c.is_alphanumeric() || c == '_' || c == ':' {
+                word.push(c);
+            } else {
+                out.push_str(word.rsplit("::").next().unwrap_or(""));
+                word.clear();
+                out.push(c);
+            }
+        }
+        out.push_str(word.rsplit("::").next().unwrap_or(""));
+        out
+    }
+
+    /// Whether this is a gradient (`Grad<…>`).
+    pub fn is_gradient(&self) -> bool {
+        self.short().starts_with("Grad<")
+    }
+}
+
+impl fmt::Display for DataName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.short())
+    }
+}
+
+impl fmt::Debug for DataName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.short())
+    }
+}
 
 /// A system's bad `settings` in a scene.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -183,8 +239,17 @@ impl fmt::Display for SettingsError {
 pub struct SystemEntry {
     pub name: &'static str,
     pub stage: Stage,
-    pub reads: &'static [DataName],
-    pub writes: &'static [DataName],
+    /// What it needs: the graph refuses a scene where nothing upstream produces these.
+    pub reads: Vec<DataName>,
+    pub writes: Vec<DataName>,
+    /// What it reads when present (a frame's lighting, a visibility test): not required, but a
+    /// system that produces them is kept for it.
+    pub reads_if_present: Vec<DataName>,
+    /// The name of the system that carries this one's gradients back (a forward system's
+    /// adjoint); the graph inserts it where a gradient flows. `None` for a system no parameter's
+    /// gradient passes through (an oracle, a visibility test, an initialiser) or whose derivative
+    /// its consumers' adjoints carry (vertex normals, inside `render_backward`).
+    pub adjoint: Option<&'static str>,
     /// One line for `faceforge systems` and error messages.
     pub summary: &'static str,
     /// Checks the scene's settings (their RON text) for this system and returns the system

@@ -28,8 +28,10 @@ pub fn entry() -> SystemEntry {
     SystemEntry {
         name: "lighting",
         stage: Stage::Encode,
-        reads: &["Frame"],
-        writes: &["Illumination"],
+        reads: data![Frame],
+        writes: data![Illumination],
+        reads_if_present: data![],
+        adjoint: None,
         summary: "SH lighting per frame as free parameters (27 RGB, or 9 mono), started at ambient light",
         build: |settings| {
             let settings: LightingSettings = parse_settings(settings)?;

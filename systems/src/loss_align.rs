@@ -16,6 +16,7 @@ use crate::swap_pairs::{grey, system};
 use crate::{parse_settings, Stage, SystemEntry};
 use faceforge_kernels::flow::{self, FlowSettings};
 use faceforge_kernels::luminance;
+use faceforge_components::{Grad, Image, LossTerms, RenderedSwaps};
 
 /// λ_7 of MVF-Net.
 pub const WEIGHT: f32 = 0.1;
@@ -24,8 +25,10 @@ pub fn entry() -> SystemEntry {
     SystemEntry {
         name: "loss_align",
         stage: Stage::Loss,
-        reads: &["RenderedSwaps", "Image"],
-        writes: &["Grad<RenderedSwaps>", "LossTerms"],
+        reads: data![RenderedSwaps, Image],
+        writes: data![Grad<RenderedSwaps>, LossTerms],
+        reads_if_present: data![],
+        adjoint: None,
         summary: "optical-flow magnitude between I_B and I_{A→B}, both directions (MVF-Net Eq. 8)",
         build: |settings| {
             let settings: FlowSettings = parse_settings(settings)?;

@@ -5,6 +5,7 @@
 use crate::swap_pairs::{grey, system};
 use crate::{parse_settings, NoSettings, Stage, SystemEntry};
 use faceforge_kernels::{census, luminance};
+use faceforge_components::{Grad, Image, LossTerms, RenderedSwaps};
 
 /// λ_p of PGN.
 pub const WEIGHT: f32 = 0.2;
@@ -13,8 +14,10 @@ pub fn entry() -> SystemEntry {
     SystemEntry {
         name: "loss_census",
         stage: Stage::Loss,
-        reads: &["RenderedSwaps", "Image"],
-        writes: &["Grad<RenderedSwaps>", "LossTerms"],
+        reads: data![RenderedSwaps, Image],
+        writes: data![Grad<RenderedSwaps>, LossTerms],
+        reads_if_present: data![],
+        adjoint: None,
         summary: "7×7 soft census Hamming distance of I_j and I_{i→j} on M²ᵈ ⊙ W (PGN Eq. 9)",
         build: |settings| {
             parse_settings::<NoSettings>(settings)?;

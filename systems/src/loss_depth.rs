@@ -17,8 +17,10 @@ pub fn entry() -> SystemEntry {
     SystemEntry {
         name: "loss_depth",
         stage: Stage::Loss,
-        reads: &["SynthesisedViews", "Rendered"],
-        writes: &["Grad<SynthesisedViews>", "Grad<Rendered>", "LossTerms"],
+        reads: data![SynthesisedViews, Rendered],
+        writes: data![Grad<SynthesisedViews>, Grad<Rendered>, LossTerms],
+        reads_if_present: data![],
+        adjoint: None,
         summary: "scale-corrected depth agreement of each view with the others synthesised into it (MGCNet Eq. 4)",
         build: |settings| {
             parse_settings::<NoSettings>(settings)?;

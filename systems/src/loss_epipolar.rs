@@ -19,8 +19,10 @@ pub fn entry() -> SystemEntry {
     SystemEntry {
         name: "loss_epipolar",
         stage: Stage::Loss,
-        reads: &["Pose", "Landmarks2d"],
-        writes: &["Grad<Pose>", "LossTerms"],
+        reads: data![Pose, Landmarks2d],
+        writes: data![Grad<Pose>, LossTerms],
+        reads_if_present: data![],
+        adjoint: None,
         summary: "distance of each view's landmarks to the epipolar lines of another's (MGCNet Eq. 5)",
         build: |settings| {
             parse_settings::<NoSettings>(settings)?;

@@ -7,6 +7,7 @@ use crate::swap_pairs::{grey, system};
 use crate::{parse_settings, Stage, SystemEntry};
 use faceforge_kernels::flow::{self, FlowSettings};
 use faceforge_kernels::luminance;
+use faceforge_components::{Grad, Image, LossTerms, RenderedSwaps};
 
 /// λ_f of PGN.
 pub const WEIGHT: f32 = 0.2;
@@ -15,8 +16,10 @@ pub fn entry() -> SystemEntry {
     SystemEntry {
         name: "loss_flow",
         stage: Stage::Loss,
-        reads: &["RenderedSwaps", "Image"],
-        writes: &["Grad<RenderedSwaps>", "LossTerms"],
+        reads: data![RenderedSwaps, Image],
+        writes: data![Grad<RenderedSwaps>, LossTerms],
+        reads_if_present: data![],
+        adjoint: None,
         summary: "optical-flow magnitude between I_j and I_{i→j}, coarse-to-fine Lucas–Kanade (PGN Eq. 10)",
         build: |settings| {
             let settings: FlowSettings = parse_settings(settings)?;

@@ -16,8 +16,10 @@ pub fn entry() -> SystemEntry {
     SystemEntry {
         name: "loss_guidance",
         stage: Stage::Loss,
-        reads: &["Landmarks3d", "LandmarkTargets"],
-        writes: &["Grad<Landmarks3d>", "LossTerms"],
+        reads: data![Landmarks3d, LandmarkTargets],
+        writes: data![Grad<Landmarks3d>, LossTerms],
+        reads_if_present: data![],
+        adjoint: None,
         summary: "L1 between the network's landmarks X_UV and the annotations, 3D or 2D (PGN's training of its decoder)",
         build: |settings| {
             parse_settings::<crate::NoSettings>(settings)?;

@@ -44,8 +44,10 @@ pub fn entry() -> SystemEntry {
     SystemEntry {
         name: "loss_identity",
         stage: Stage::Loss,
-        reads: &["Rendered", "Image"],
-        writes: &["Grad<Rendered>", "LossTerms"],
+        reads: data![Rendered, Image],
+        writes: data![Grad<Rendered>, LossTerms],
+        reads_if_present: data![],
+        adjoint: None,
         summary: "1 − cosine of fixed features of the image and the render over it (MGCNet's identity loss, substitute network)",
         build: |settings| {
             let settings: IdentitySettings = parse_settings(settings)?;

@@ -144,8 +144,10 @@ pub fn entry() -> SystemEntry {
         name: "loss_landmark",
         stage: Stage::Loss,
         // (Frames may also carry `DenseLandmarks`; those without keep the 68-point path.)
-        reads: &["Mesh", "Pose", "Landmarks2d"],
-        writes: &["Grad<Mesh>", "Grad<Pose>", "LossTerms"],
+        reads: data![Mesh, Pose, Landmarks2d],
+        writes: data![Grad<Mesh>, Grad<Pose>, LossTerms],
+        reads_if_present: data![Landmarks3d],
+        adjoint: None,
         summary: "landmark loss: L1 in 2D or 3D (PGN Eq. 8), or weighted squared (MGCNet)",
         build: |settings| {
             let settings: LandmarkSettings = parse_settings(settings)?;

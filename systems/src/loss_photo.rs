@@ -11,6 +11,7 @@
 
 use crate::swap_pairs::system;
 use crate::{parse_settings, NoSettings, Stage, SystemEntry};
+use faceforge_components::{Grad, Image, LossTerms, RenderedSwaps};
 
 /// λ_6 of MVF-Net.
 pub const WEIGHT: f32 = 10.0;
@@ -40,8 +41,10 @@ pub fn entry() -> SystemEntry {
     SystemEntry {
         name: "loss_photo",
         stage: Stage::Loss,
-        reads: &["RenderedSwaps", "Image"],
-        writes: &["Grad<RenderedSwaps>", "LossTerms"],
+        reads: data![RenderedSwaps, Image],
+        writes: data![Grad<RenderedSwaps>, LossTerms],
+        reads_if_present: data![],
+        adjoint: None,
         summary: "summed squared RGB difference of I_B and I_{A→B} over the face (MVF-Net Eq. 7)",
         build: |settings| {
             parse_settings::<NoSettings>(settings)?;

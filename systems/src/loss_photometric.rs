@@ -4,6 +4,7 @@
 
 use crate::swap_pairs::system;
 use crate::{parse_settings, NoSettings, Stage, SystemEntry};
+use faceforge_components::{Grad, Image, LossTerms, RenderedSwaps};
 
 /// The ablation uses L_p− in place of L_p, at λ_p.
 pub const WEIGHT: f32 = 0.2;
@@ -12,8 +13,10 @@ pub fn entry() -> SystemEntry {
     SystemEntry {
         name: "loss_photometric",
         stage: Stage::Loss,
-        reads: &["RenderedSwaps", "Image"],
-        writes: &["Grad<RenderedSwaps>", "LossTerms"],
+        reads: data![RenderedSwaps, Image],
+        writes: data![Grad<RenderedSwaps>, LossTerms],
+        reads_if_present: data![],
+        adjoint: None,
         summary: "masked L1 of I_j and I_{i→j} (PGN's L_p− ablation)",
         build: |settings| {
             parse_settings::<NoSettings>(settings)?;

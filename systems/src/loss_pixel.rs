@@ -23,8 +23,10 @@ pub fn entry() -> SystemEntry {
     SystemEntry {
         name: "loss_pixel",
         stage: Stage::Loss,
-        reads: &["SynthesisedViews", "Image"],
-        writes: &["Grad<SynthesisedViews>", "LossTerms"],
+        reads: data![SynthesisedViews, Image],
+        writes: data![Grad<SynthesisedViews>, LossTerms],
+        reads_if_present: data![],
+        adjoint: None,
         summary: "covisible-masked RGB distance between each view and the others synthesised into it (MGCNet Eq. 3)",
         build: |settings| {
             parse_settings::<NoSettings>(settings)?;

@@ -35,8 +35,10 @@ pub fn entry() -> SystemEntry {
     SystemEntry {
         name: "loss_reflectance",
         stage: Stage::Loss,
-        reads: &["ReflectanceRenders", "Rendered", "Image"],
-        writes: &["Grad<ReflectanceRenders>", "LossTerms"],
+        reads: data![ReflectanceRenders, Rendered, Image],
+        writes: data![Grad<ReflectanceRenders>, LossTerms],
+        reads_if_present: data![],
+        adjoint: None,
         summary: "masked L1 of each frame against its re-renders with a partner's and its mirrored reflectance (CEST Eq. 8)",
         build: |settings| {
             parse_settings::<NoSettings>(settings)?;

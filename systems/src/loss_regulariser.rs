@@ -41,8 +41,10 @@ pub fn entry() -> SystemEntry {
     SystemEntry {
         name: "loss_regulariser",
         stage: Stage::Loss,
-        reads: &["Coeffs"],
-        writes: &["Grad<Coeffs>", "LossTerms"],
+        reads: data![Coeffs],
+        writes: data![Grad<Coeffs>, LossTerms],
+        reads_if_present: data![],
+        adjoint: None,
         summary: "prior on the coefficients in units of σ: L1 (PGN Eq. 12) or squared (MGCNet)",
         build: |settings| {
             let settings: RegulariserSettings = parse_settings(settings)?;

@@ -37,8 +37,10 @@ pub fn entry() -> SystemEntry {
     SystemEntry {
         name: "loss_render",
         stage: Stage::Loss,
-        reads: &["Rendered", "Image"],
-        writes: &["Grad<Rendered>", "LossTerms"],
+        reads: data![Rendered, Image],
+        writes: data![Grad<Rendered>, LossTerms],
+        reads_if_present: data![],
+        adjoint: None,
         summary: "skin-weighted L2 between the image and the render (MGCNet's render loss)",
         build: |settings| {
             parse_settings::<crate::NoSettings>(settings)?;

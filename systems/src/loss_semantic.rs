@@ -6,6 +6,7 @@ use crate::swap_pairs::{grey, system};
 use crate::{parse_settings, Stage, SystemEntry};
 use faceforge_kernels::{features, luminance};
 use serde::Deserialize;
+use faceforge_components::{Grad, Image, LossTerms, RenderedSwaps};
 
 /// λ_s of PGN.
 pub const WEIGHT: f32 = 10.0;
@@ -27,8 +28,10 @@ pub fn entry() -> SystemEntry {
     SystemEntry {
         name: "loss_semantic",
         stage: Stage::Loss,
-        reads: &["RenderedSwaps", "Image"],
-        writes: &["Grad<RenderedSwaps>", "LossTerms"],
+        reads: data![RenderedSwaps, Image],
+        writes: data![Grad<RenderedSwaps>, LossTerms],
+        reads_if_present: data![],
+        adjoint: None,
         summary: "1 − cosine of fixed oriented-gradient features of I_j and I_{i→j} (PGN Eq. 11)",
         build: |settings| {
             let settings: SemanticSettings = parse_settings(settings)?;

@@ -37,8 +37,10 @@ pub fn coefficients_entry() -> SystemEntry {
     SystemEntry {
         name: "loss_coefficients",
         stage: Stage::Loss,
-        reads: &["Coeffs", "GroundTruth"],
-        writes: &["Grad<Coeffs>", "LossTerms"],
+        reads: data![Coeffs, GroundTruth],
+        writes: data![Grad<Coeffs>, LossTerms],
+        reads_if_present: data![],
+        adjoint: None,
         summary: "L2 of identity and expression to the ground truth, in σ (MVF-Net's L_3DMM)",
         build: |settings| {
             parse_settings::<NoSettings>(settings)?;
@@ -65,8 +67,10 @@ pub fn pose_entry() -> SystemEntry {
     SystemEntry {
         name: "loss_pose",
         stage: Stage::Loss,
-        reads: &["PoseParams", "GroundTruth", "Image"],
-        writes: &["Grad<PoseParams>", "LossTerms"],
+        reads: data![PoseParams, GroundTruth, Image],
+        writes: data![Grad<PoseParams>, LossTerms],
+        reads_if_present: data![],
+        adjoint: None,
         summary: "L2 of the weak-perspective pose parameters to the ground truth (MVF-Net's L_pose)",
         build: |settings| {
             parse_settings::<NoSettings>(settings)?;

@@ -45,8 +45,10 @@ pub fn entry() -> SystemEntry {
     SystemEntry {
         name: NAME,
         stage: Stage::Loss,
-        reads: &["Mesh", "Pose", "GroundTruth"],
-        writes: &["Grad<Mesh>", "Grad<Pose>", "LossTerms"],
+        reads: data![Mesh, Pose, GroundTruth],
+        writes: data![Grad<Mesh>, Grad<Pose>, LossTerms],
+        reads_if_present: data![],
+        adjoint: None,
         summary: "3DDFA's vertex distance cost to the ground truth's posed mesh (2DASL's stage 2)",
         build: |settings| {
             parse_settings::<NoSettings>(settings)?;

@@ -5,13 +5,16 @@
 use crate::{parse_settings, Stage, SystemEntry, NoSettings};
 use bevy_ecs::prelude::*;
 use faceforge_components::{GroundTruth, Illumination};
+use faceforge_components::{Coeffs, Pose};
 
 pub fn coeffs_entry() -> SystemEntry {
     SystemEntry {
         name: "oracle_coeffs",
         stage: Stage::Encode,
-        reads: &["GroundTruth"],
-        writes: &["Coeffs"],
+        reads: data![GroundTruth],
+        writes: data![Coeffs],
+        reads_if_present: data![],
+        adjoint: None,
         summary: "the exact coefficients of synthetic data (upper bound, tests)",
         build: |settings| {
             parse_settings::<NoSettings>(settings)?;
@@ -29,8 +32,10 @@ pub fn pose_entry() -> SystemEntry {
     SystemEntry {
         name: "oracle_pose",
         stage: Stage::Pgn,
-        reads: &["GroundTruth"],
-        writes: &["Pose"],
+        reads: data![GroundTruth],
+        writes: data![Pose],
+        reads_if_present: data![],
+        adjoint: None,
         summary: "the exact pose of synthetic data (upper bound against PGN, tests)",
         build: |settings| {
             parse_settings::<NoSettings>(settings)?;
@@ -50,8 +55,10 @@ pub fn lighting_entry() -> SystemEntry {
     SystemEntry {
         name: "oracle_lighting",
         stage: Stage::Encode,
-        reads: &["GroundTruth"],
-        writes: &["Illumination"],
+        reads: data![GroundTruth],
+        writes: data![Illumination],
+        reads_if_present: data![],
+        adjoint: None,
         summary: "the exact SH lighting of synthetic data (upper bound, tests)",
         build: |settings| {
             parse_settings::<NoSettings>(settings)?;

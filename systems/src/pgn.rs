@@ -83,8 +83,10 @@ pub fn entry() -> SystemEntry {
     SystemEntry {
         name: "pgn",
         stage: Stage::Pgn,
-        reads: &["Coeffs", "Landmarks2d"],
-        writes: &["Pose"],
+        reads: data![Coeffs, Landmarks2d],
+        writes: data![Pose],
+        reads_if_present: data![],
+        adjoint: Some("pgn_backward"),
         summary: "pose in closed form from the landmarks (PGN Eq. 3–4)",
         build: |settings| {
             let settings: PgnSettings = parse_settings(settings)?;
@@ -109,8 +111,10 @@ pub fn backward_entry() -> SystemEntry {
     SystemEntry {
         name: "pgn_backward",
         stage: Stage::BackwardPgn,
-        reads: &["Grad<Pose>", "Coeffs", "Landmarks2d"],
-        writes: &["Grad<Coeffs>"],
+        reads: data![Grad<Pose>, Coeffs, Landmarks2d],
+        writes: data![Grad<Coeffs>],
+        reads_if_present: data![],
+        adjoint: None,
         summary: "adjoint of pgn: d pose → d landmark vertices → d identity and expression",
         build: |settings| {
             parse_settings::<crate::NoSettings>(settings)?;

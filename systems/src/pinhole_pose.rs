@@ -72,8 +72,10 @@ pub fn entry() -> SystemEntry {
     SystemEntry {
         name: NAME,
         stage: Stage::Pgn,
-        reads: &["Coeffs", "Landmarks2d", "Image"],
-        writes: &["Pose", "PinholeParams"],
+        reads: data![Coeffs, Landmarks2d, Image],
+        writes: data![Pose, PinholeParams],
+        reads_if_present: data![PoseParams, PinholeParams],
+        adjoint: Some("pinhole_pose_backward"),
         summary: "pinhole pose as free parameters (Euler angles, translation; known intrinsics): MGCNet's camera",
         build: |settings| {
             let settings: PinholePoseSettings = parse_settings(settings)?;
@@ -123,8 +125,10 @@ pub fn backward_entry() -> SystemEntry {
     SystemEntry {
         name: "pinhole_pose_backward",
         stage: Stage::BackwardPgn,
-        reads: &["Grad<Pose>", "PinholeParams"],
-        writes: &["Grad<PinholeParams>", "Grad<PoseParams>"],
+        reads: data![Grad<Pose>, PinholeParams],
+        writes: data![Grad<PinholeParams>, Grad<PoseParams>],
+        reads_if_present: data![],
+        adjoint: None,
         summary: "adjoint of pinhole_pose: d rotation, translation → d Euler angles, translation (→ a pose head's parameters)",
         build: |settings| {
             crate::parse_settings::<crate::NoSettings>(settings)?;

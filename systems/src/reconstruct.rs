@@ -43,8 +43,10 @@ pub fn entry() -> SystemEntry {
     SystemEntry {
         name: NAME,
         stage: Stage::Reconstruct,
-        reads: &["Coeffs"],
-        writes: &["Mesh", "Albedo"],
+        reads: data![Coeffs],
+        writes: data![Mesh, Albedo],
+        reads_if_present: data![],
+        adjoint: Some("reconstruct_backward"),
         summary: "coefficients → mesh and albedo, one batched decode per basis",
         build: |settings| {
             let settings: ReconstructSettings = parse_settings(settings)?;

@@ -11,8 +11,10 @@ pub fn entry() -> SystemEntry {
     SystemEntry {
         name: "reconstruct_backward",
         stage: Stage::BackwardReconstruct,
-        reads: &["Coeffs", "Grad<Mesh>"],
-        writes: &["Grad<Coeffs>"],
+        reads: data![Coeffs, Grad<Mesh>],
+        writes: data![Grad<Coeffs>],
+        reads_if_present: data![],
+        adjoint: None,
         summary: "adjoint of reconstruct: d mesh, d albedo → d coefficients",
         build: |settings| {
             parse_settings::<NoSettings>(settings)?;

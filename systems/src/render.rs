@@ -72,8 +72,10 @@ pub fn entry() -> SystemEntry {
     SystemEntry {
         name: NAME,
         stage: Stage::Render,
-        reads: &["Mesh", "Normals", "Albedo", "Pose"],
-        writes: &["Rendered"],
+        reads: data![Mesh, Normals, Albedo, Pose],
+        writes: data![Rendered],
+        reads_if_present: data![Illumination],
+        adjoint: Some("render_backward"),
         summary: "mesh, normals, albedo, pose (and SH lighting) → image, depth, triangle ids, barycentrics, mask",
         build: |settings| {
             let settings: RenderSettings = parse_settings(settings)?;

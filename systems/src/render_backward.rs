@@ -49,8 +49,10 @@ pub fn entry() -> SystemEntry {
     SystemEntry {
         name: "render_backward",
         stage: Stage::BackwardRender,
-        reads: &["Rendered", "Grad<Rendered>", "Mesh", "Normals", "Albedo", "Pose"],
-        writes: &["Grad<Mesh>", "Grad<Albedo>", "Grad<Illumination>", "Grad<Pose>"],
+        reads: data![Rendered, Grad<Rendered>, Mesh, Normals, Albedo, Pose],
+        writes: data![Grad<Mesh>, Grad<Albedo>, Grad<Illumination>, Grad<Pose>],
+        reads_if_present: data![Illumination],
+        adjoint: None,
         summary: "adjoint of render: d colour image and d depth map → d mesh, albedo, lighting, pose",
         build: |settings| {
             parse_settings::<NoSettings>(settings)?;

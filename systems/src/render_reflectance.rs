@@ -64,8 +64,10 @@ pub fn entry() -> SystemEntry {
     SystemEntry {
         name: "render_reflectance",
         stage: Stage::ViewSynthesis,
-        reads: &["Rendered", "Normals", "Albedo"],
-        writes: &["ReflectanceRenders"],
+        reads: data![Rendered, Normals, Albedo],
+        writes: data![ReflectanceRenders],
+        reads_if_present: data![Illumination],
+        adjoint: Some("render_reflectance_backward"),
         summary: "each frame re-rendered with a partner's and its own mirrored reflectance (CEST Eq. 8)",
         build: |settings| {
             let settings: ReflectanceSettings = parse_settings(settings)?;
@@ -101,8 +103,10 @@ pub fn backward_entry() -> SystemEntry {
     SystemEntry {
         name: "render_reflectance_backward",
         stage: Stage::BackwardViewSynthesis,
-        reads: &["ReflectanceRenders", "Grad<ReflectanceRenders>", "Rendered", "Mesh", "Normals", "Albedo", "Pose"],
-        writes: &["Grad<Mesh>", "Grad<Albedo>", "Grad<Illumination>", "Grad<Pose>"],
+        reads: data![ReflectanceRenders, Grad<ReflectanceRenders>, Rendered, Mesh, Normals, Albedo, Pose],
+        writes: data![Grad<Mesh>, Grad<Albedo>, Grad<Illumination>, Grad<Pose>],
+        reads_if_present: data![Illumination],
+        adjoint: None,
         summary: "adjoint of render_reflectance: d re-renders → d mesh, pose, lighting and the reflectances used",
         build: |settings| {
             parse_settings::<crate::NoSettings>(settings)?;

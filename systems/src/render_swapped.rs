@@ -26,8 +26,10 @@ pub fn entry() -> SystemEntry {
     SystemEntry {
         name: "render_swapped",
         stage: Stage::Render,
-        reads: &["Mesh", "Pose", "SwappedTextures"],
-        writes: &["RenderedSwaps"],
+        reads: data![Mesh, Pose, SwappedTextures],
+        writes: data![RenderedSwaps],
+        reads_if_present: data![],
+        adjoint: Some("render_swapped_backward"),
         summary: "each swapped texture drawn at the target frame's pose (I_{i→j})",
         build: |settings| {
             let settings: RenderSwappedSettings = parse_settings(settings)?;

@@ -12,8 +12,10 @@ pub fn entry() -> SystemEntry {
     SystemEntry {
         name: "sample_texture",
         stage: Stage::SampleTexture,
-        reads: &["Mesh", "Pose", "Image"],
-        writes: &["VertexColors"],
+        reads: data![Mesh, Pose, Image],
+        writes: data![VertexColors],
+        reads_if_present: data![],
+        adjoint: Some("sample_texture_backward"),
         summary: "image colour at every projected vertex (PGN Eq. 2, bilinear)",
         build: |settings| {
             parse_settings::<NoSettings>(settings)?;

@@ -31,8 +31,10 @@ pub fn entry() -> SystemEntry {
     SystemEntry {
         name: "share_identity",
         stage: Stage::Encode,
-        reads: &["Coeffs", "Subject"],
-        writes: &["Coeffs"],
+        reads: data![Coeffs, Subject],
+        writes: data![Coeffs],
+        reads_if_present: data![],
+        adjoint: Some("share_identity_backward"),
         summary: "one identity and albedo per subject, shared by its frames (PGN's multi-frame fusion)",
         build: |settings| {
             let settings: ShareSettings = parse_settings(settings)?;
@@ -75,8 +77,10 @@ pub fn backward_entry() -> SystemEntry {
     SystemEntry {
         name: "share_identity_backward",
         stage: Stage::BackwardEncode,
-        reads: &["Grad<Coeffs>"],
-        writes: &["Grad<Coeffs>"],
+        reads: data![Grad<Coeffs>],
+        writes: data![Grad<Coeffs>],
+        reads_if_present: data![],
+        adjoint: None,
         summary: "adjoint of share_identity: the frames' identity and albedo (and shared expression) gradients summed onto their subject",
         build: |settings| {
             parse_settings::<NoSettings>(settings)?;

@@ -17,8 +17,10 @@ pub fn render_swapped_entry() -> SystemEntry {
     SystemEntry {
         name: "render_swapped_backward",
         stage: Stage::BackwardRender,
-        reads: &["RenderedSwaps", "Grad<RenderedSwaps>", "SwappedTextures", "Mesh", "Pose"],
-        writes: &["Grad<SwappedTextures>", "Grad<Mesh>", "Grad<Pose>"],
+        reads: data![RenderedSwaps, Grad<RenderedSwaps>, SwappedTextures, Mesh, Pose],
+        writes: data![Grad<SwappedTextures>, Grad<Mesh>, Grad<Pose>],
+        reads_if_present: data![],
+        adjoint: None,
         summary: "adjoint of render_swapped: d I_{i→j} → d C_{i→j}, d mesh and pose of frame j",
         build: |settings| {
             parse_settings::<NoSettings>(settings)?;
@@ -69,8 +71,10 @@ pub fn swap_entry() -> SystemEntry {
     SystemEntry {
         name: "swap_visible_texture_backward",
         stage: Stage::BackwardSwapVisibleTexture,
-        reads: &["Grad<SwappedTextures>", "Visibility"],
-        writes: &["Grad<VertexColors>"],
+        reads: data![Grad<SwappedTextures>, Visibility],
+        writes: data![Grad<VertexColors>],
+        reads_if_present: data![],
+        adjoint: None,
         summary: "adjoint of swap_visible_texture: d C_{i→j} → d C_i ⊙ M_ij, d C_j ⊙ (1 − M_ij)",
         build: |settings| {
             parse_settings::<NoSettings>(settings)?;
@@ -110,8 +114,10 @@ pub fn sample_entry() -> SystemEntry {
     SystemEntry {
         name: "sample_texture_backward",
         stage: Stage::BackwardSampleTexture,
-        reads: &["Grad<VertexColors>", "Mesh", "Pose", "Image"],
-        writes: &["Grad<Mesh>", "Grad<Pose>"],
+        reads: data![Grad<VertexColors>, Mesh, Pose, Image],
+        writes: data![Grad<Mesh>, Grad<Pose>],
+        reads_if_present: data![],
+        adjoint: None,
         summary: "adjoint of sample_texture: d sampled colours → d mesh, d pose (where the image is sampled)",
         build: |settings| {
             parse_settings::<NoSettings>(settings)?;

@@ -37,8 +37,10 @@ pub fn entry() -> SystemEntry {
     SystemEntry {
         name: "swap_visible_texture",
         stage: Stage::SwapVisibleTexture,
-        reads: &["VertexColors", "Visibility"],
-        writes: &["SwappedTextures"],
+        reads: data![VertexColors, Visibility],
+        writes: data![SwappedTextures],
+        reads_if_present: data![],
+        adjoint: Some("swap_visible_texture_backward"),
         summary: "PGN Eq. 5–6: commonly visible texture from each other frame of the subject",
         build: |settings| {
             let settings: SwapSettings = parse_settings(settings)?;

@@ -10,8 +10,10 @@ pub fn entry() -> SystemEntry {
     SystemEntry {
         name: "vertex_normals",
         stage: Stage::Geometry,
-        reads: &["Mesh"],
-        writes: &["Normals"],
+        reads: data![Mesh],
+        writes: data![Normals],
+        reads_if_present: data![],
+        adjoint: None,
         summary: "mesh → unit vertex normals (area-weighted)",
         build: |settings| {
             parse_settings::<NoSettings>(settings)?;

@@ -87,8 +87,10 @@ pub fn entry() -> SystemEntry {
     SystemEntry {
         name: NAME,
         stage: Stage::ViewSynthesis,
-        reads: &["Rendered", "Pose", "Image", "Mesh"],
-        writes: &["SynthesisedViews"],
+        reads: data![Rendered, Pose, Image, Mesh],
+        writes: data![SynthesisedViews],
+        reads_if_present: data![Visibility],
+        adjoint: Some("view_synthesis_backward"),
         summary: "every other view of the subject synthesised into each view, with the covisible map (MGCNet Eq. 2)",
         build: |settings| {
             let settings: ViewSynthesisSettings = parse_settings(settings)?;
@@ -139,8 +141,10 @@ pub fn backward_entry() -> SystemEntry {
     SystemEntry {
         name: "view_synthesis_backward",
         stage: Stage::BackwardViewSynthesis,
-        reads: &["SynthesisedViews", "Grad<SynthesisedViews>", "Rendered", "Pose", "Image"],
-        writes: &["Grad<Rendered>", "Grad<Pose>"],
+        reads: data![SynthesisedViews, Grad<SynthesisedViews>, Rendered, Pose, Image],
+        writes: data![Grad<Rendered>, Grad<Pose>],
+        reads_if_present: data![],
+        adjoint: None,
         summary: "adjoint of view_synthesis: d synthesised colour and depth → d both depth maps, d both poses",
         build: |settings| {
             parse_settings::<crate::NoSettings>(settings)?;

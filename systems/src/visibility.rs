@@ -39,8 +39,10 @@ pub fn entry() -> SystemEntry {
     SystemEntry {
         name: "visibility",
         stage: Stage::SampleTexture,
-        reads: &["Mesh", "Normals", "Pose"],
-        writes: &["Visibility"],
+        reads: data![Mesh, Normals, Pose],
+        writes: data![Visibility],
+        reads_if_present: data![],
+        adjoint: None,
         summary: "per-vertex visibility by the normal test (PGN) or the z-buffer (MGCNet)",
         build: |settings| {
             let settings: VisibilitySettings = parse_settings(settings)?;
