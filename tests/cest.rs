@@ -161,7 +161,7 @@ fn the_scene_and_its_constraint_sweep_run_at_a_small_size() {
     assert!(m.albedo_255.is_some() && summary.loss_history.0.last().unwrap().contains_key("reflectance"));
 
     let table = sweep_into("cest_ablation.ron", &small, &dir.path().join("sweep"));
-    eprintln!("{}", faceforge::sweep::markdown(&table));
+    eprintln!("{}", faceforge::scene::sweep::markdown(&table));
     assert_eq!(table.rows.len(), 4);
     let albedo = |name: &str| table.rows.iter().find(|r| r.variant == name).unwrap_or_else(|| panic!("row {name}")).metrics.albedo_255.unwrap().mean;
     assert!(albedo("consistency only") < albedo("none (self-reconstruction)"), "albedo error: consistency {} vs none {}", albedo("consistency only"), albedo("none (self-reconstruction)"));
@@ -179,7 +179,7 @@ fn tiny_training() -> Vec<String> {
 #[test]
 fn the_conditional_chain_trains_and_the_cest_iest_sweep_runs_at_a_small_size() {
     let out = tempfile::tempdir().unwrap();
-    let summary = faceforge::train::train(&scene_into("cest_train.ron", &tiny_training(), &out.path().join("cest")), &Default::default(), false).unwrap();
+    let summary = faceforge::run::train::train(&scene_into("cest_train.ron", &tiny_training(), &out.path().join("cest")), &Default::default(), false).unwrap();
     let names: Vec<&str> = summary.losses.keys().map(String::as_str).collect();
     assert_eq!(names, ["landmark", "reflectance", "regulariser"]);
     assert!(summary.losses.values().all(|v| v.is_finite() && *v > 0.0), "{:?}", summary.losses);

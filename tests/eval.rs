@@ -3,7 +3,7 @@
 //! a broken landmark file is refused with its file and line.
 
 use faceforge::run::{load_model, run};
-use faceforge::synth::{generate, write};
+use faceforge::io::synth::{generate, write};
 use faceforge_e2e::{quickstart_into, scene_into};
 use faceforge_kernels::Backend;
 
@@ -62,7 +62,7 @@ fn eval_of_a_runs_files_reproduces_the_runs_metrics() {
 /// it (scan RMSE 0.96 of the mean face's, 0.90 at 96 px, 0.91 at the scene's full size).
 /// The AFLW2000-3D-like scene on the tiny model and the CPU backend, with `overrides`, run into
 /// a temporary folder: its metrics.
-fn small_aflw(overrides: &[&str]) -> faceforge::metrics::RunMetrics {
+fn small_aflw(overrides: &[&str]) -> faceforge::eval::metrics::RunMetrics {
     let out = tempfile::tempdir().unwrap();
     let overrides: Vec<String> = ["model.Procedural.preset=Tiny", "backend=Cpu"].iter().chain(overrides).map(|s| s.to_string()).collect();
     run(&scene_into("aflw_eval.ron", &overrides, out.path()), false).unwrap().metrics.unwrap()

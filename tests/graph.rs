@@ -2,7 +2,7 @@
 //! its graph was written by hand (recorded in `data/graph_before.json` before the graph derived
 //! its adjoints), and every sweep variant's graph is the hand-written one.
 
-use faceforge::graph::plan;
+use faceforge::scene::graph::plan;
 use faceforge::LoadedScene;
 use faceforge_e2e::scenes_dir;
 use std::collections::BTreeMap;
@@ -64,7 +64,7 @@ fn ci_losses(path: &Path) -> BTreeMap<String, u32> {
     let loaded = ci_sized(path, out.path());
     let options = faceforge::run::RunOptions { overwrite: true, ..Default::default() };
     let losses = if loaded.scene.learn.is_some() {
-        faceforge::train::train(&loaded, &options, false).unwrap_or_else(|e| panic!("{}: {e:#}", path.display())).losses
+        faceforge::run::train::train(&loaded, &options, false).unwrap_or_else(|e| panic!("{}: {e:#}", path.display())).losses
     } else {
         faceforge::run::run_with(&loaded, &options).unwrap_or_else(|e| panic!("{}: {e:#}", path.display())).losses
     };
@@ -83,11 +83,11 @@ fn record() {
     let mut scenes = serde_json::Map::new();
     let mut variants = serde_json::Map::new();
     for path in scene_files() {
-        if faceforge::sweep::is_sweep(&path) {
-            let sweep = faceforge::sweep::load(&path).unwrap();
+        if faceforge::scene::sweep::is_sweep(&path) {
+            let sweep = faceforge::scene::sweep::load(&path).unwrap();
             let base = LoadedScene::load(&path.parent().unwrap().join(&sweep.base)).unwrap();
             for v in &sweep.variants {
-                let scene = faceforge::sweep::variant_scene(&base, &sweep, v, &[]).unwrap();
+                let scene = faceforge::scene::sweep::variant_scene(&base, &sweep, v, &[]).unwrap();
                 variants.insert(format!("{} / {}", file_name(&path), v.name), serde_json::json!(planned_names(&scene)));
             }
         } else {
@@ -161,11 +161,11 @@ fn derived_graphs_equal_the_hand_written_ones() {
         checked += 1;
     };
     for path in scene_files() {
-        if faceforge::sweep::is_sweep(&path) {
-            let sweep = faceforge::sweep::load(&path).unwrap();
+        if faceforge::scene::sweep::is_sweep(&path) {
+            let sweep = faceforge::scene::sweep::load(&path).unwrap();
             let base = LoadedScene::load(&path.parent().unwrap().join(&sweep.base)).unwrap();
             for v in &sweep.variants {
-                let scene = faceforge::sweep::variant_scene(&base, &sweep, v, &[]).unwrap_or_else(|e| panic!("{e}"));
+                let scene = faceforge::scene::sweep::variant_scene(&base, &sweep, v, &[]).unwrap_or_else(|e| panic!("{e}"));
                 let key = format!("{} / {}", file_name(&path), v.name);
                 let was = names_of(&before["variants"][&key]);
                 compare(key, &scene, was);
@@ -187,7 +187,7 @@ fn derived_graphs_equal_the_hand_written_ones() {
 fn every_scene_gives_the_losses_it_gave_before_the_graph_derived_its_adjoints() {
     let before = recorded();
     let mut differ = Vec::new();
-    for path in scene_files().into_iter().filter(|p| !faceforge::sweep::is_sweep(p)) {
+    for path in scene_files().into_iter().filter(|p| !faceforge::scene::sweep::is_sweep(p)) {
         let key = file_name(&path);
         let was: BTreeMap<String, u32> = serde_json::from_value(before["scenes"][&key]["losses"].clone()).unwrap();
         let now = ci_losses(&path);
@@ -199,13 +199,13 @@ fn every_scene_gives_the_losses_it_gave_before_the_graph_derived_its_adjoints() 
     assert!(differ.is_empty(), "{}", differ.join("\n"));
 }
 
-fn pgn_fit_with(losses: &str) -> faceforge::graph::Plan {
+fn pgn_fit_with(losses: &str) -> faceforge::scene::graph::Plan {
     let mut loaded = LoadedScene::load(&scenes_dir().join("pgn_fit.ron")).unwrap();
     loaded.apply_overrides(&["outputs.images=false".to_string(), format!("losses={{{losses}}}")]).unwrap();
     plan(&loaded).unwrap_or_else(|e| panic!("{e}"))
 }
 
-fn removed(from: &faceforge::graph::Plan, to: &faceforge::graph::Plan) -> Vec<&'static str> {
+fn removed(from: &faceforge::scene::graph::Plan, to: &faceforge::scene::graph::Plan) -> Vec<&'static str> {
     from.names().into_iter().filter(|n| !to.names().contains(n)).collect()
 }
 

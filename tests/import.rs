@@ -5,8 +5,8 @@
 //! compressed). Each import must give back the arrays written — the same mean face, the same
 //! faces for the same coefficients — and run in a scene.
 
-use faceforge::import::{import, read_landmarks, ImportOptions, Layout};
-use faceforge::mat::{parse, write, MatType};
+use faceforge::io::import::{import, read_landmarks, ImportOptions, Layout};
+use faceforge::io::mat::{parse, write, MatType};
 use faceforge_components::{Coeffs, Frame};
 use faceforge_kernels::Backend;
 use faceforge_model::{MorphableModel, ModelSpec, Preset, SplitMix64};
@@ -137,7 +137,7 @@ fn deep3d_front_layout_imports_to_the_arrays_written() {
 fn bfm2017_layout_reads_through_hdf5_and_imports() {
     let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("data/bfm2017_fake.h5");
     let bytes = std::fs::read(&path).unwrap();
-    let sets = faceforge::hdf5::parse("bfm2017_fake.h5", &bytes).unwrap();
+    let sets = faceforge::io::hdf5::parse("bfm2017_fake.h5", &bytes).unwrap();
     let n = 30;
     let mean = &sets["/shape/model/mean"];
     assert_eq!(mean.shape, vec![3 * n]);
@@ -156,7 +156,7 @@ fn bfm2017_layout_reads_through_hdf5_and_imports() {
         assert!((norm - sd).abs() < 1e-5, "colour component {k}: {norm}");
     }
     let landmarks: Vec<u32> = (0..68).map(|i| i % 30).collect();
-    let imported = faceforge::import::import_hdf5("bfm2017_fake.h5", &sets, &ImportOptions { landmarks: Some(landmarks), ..Default::default() }).unwrap();
+    let imported = faceforge::io::import::import_hdf5("bfm2017_fake.h5", &sets, &ImportOptions { landmarks: Some(landmarks), ..Default::default() }).unwrap();
     let model = MorphableModel::from_bytes(&faceforge_model::file::encode(&imported), "bfm2017").unwrap();
     assert_eq!((model.n_vertices(), model.n_triangles(), model.n_id(), model.n_exp(), model.n_albedo()), (30, 40, 4, 3, 4));
     assert!(worst(model.mean_shape(), &mean.data) < 1e-4, "the mean face as written");
@@ -168,7 +168,7 @@ fn bfm2017_layout_reads_through_hdf5_and_imports() {
     let by_hand: Vec<f32> = (0..3 * n).map(|r| mean.data[r] + (0..4).map(|k| c[k] * basis[r * 4 + k]).sum::<f32>()).collect();
     assert!(worst(&drawn, &by_hand) < 1e-4);
     // Without landmarks: refused, saying what to pass.
-    let err = faceforge::import::import_hdf5("bfm2017_fake.h5", &sets, &ImportOptions::default()).unwrap_err().to_string();
+    let err = faceforge::io::import::import_hdf5("bfm2017_fake.h5", &sets, &ImportOptions::default()).unwrap_err().to_string();
     assert!(err.contains("--landmarks"), "{err}");
 }
 
@@ -187,6 +187,6 @@ fn a_dataset_declaring_more_than_the_file_holds_is_an_error() {
         }
     }
     assert!(changed > 0);
-    let err = faceforge::hdf5::parse("damaged.h5", &bytes).unwrap_err().to_string();
+    let err = faceforge::io::hdf5::parse("damaged.h5", &bytes).unwrap_err().to_string();
     assert!(err.contains("declares more than 1 GiB") || err.contains("more data than the file could hold"), "{err}");
 }

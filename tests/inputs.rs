@@ -6,7 +6,7 @@
 //! the wrong count) is skipped naming its file and line, and stops the run with `strict`.
 
 use faceforge::run::run;
-use faceforge::synth::{generate, write, SynthPreset, SynthSpec};
+use faceforge::io::synth::{generate, write, SynthPreset, SynthSpec};
 use faceforge_e2e::scene;
 use faceforge_kernels::Backend;
 use faceforge_model::{MorphableModel, ModelSpec, Preset};
@@ -32,7 +32,7 @@ fn folder_scene(images: &Path, out: &Path, shared: bool) -> faceforge::LoadedSce
     )
 }
 
-fn synthetic_folder(dir: &Path, subjects: u32, frames: u32, size: usize) -> Vec<faceforge::synth::SynthFrame> {
+fn synthetic_folder(dir: &Path, subjects: u32, frames: u32, size: usize) -> Vec<faceforge::io::synth::SynthFrame> {
     let model = MorphableModel::generate(&ModelSpec { preset: Preset::Tiny, ..ModelSpec::default() });
     let spec = SynthSpec { preset: SynthPreset::AflwLike, subjects, frames, size, seed: 3, landmark_noise: 0.5, ..SynthSpec::default() };
     let frames = generate(&model, &Backend::Cpu, &spec);
@@ -41,7 +41,7 @@ fn synthetic_folder(dir: &Path, subjects: u32, frames: u32, size: usize) -> Vec<
 }
 
 fn read_pts(path: &Path) -> Vec<[f32; 2]> {
-    faceforge::outputs::parse_pts(&path.display().to_string(), &std::fs::read_to_string(path).unwrap()).unwrap()
+    faceforge::io::outputs::parse_pts(&path.display().to_string(), &std::fs::read_to_string(path).unwrap()).unwrap()
 }
 
 #[test]

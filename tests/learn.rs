@@ -4,7 +4,7 @@
 //! of an uninterrupted one; `infer` reconstructs a folder, clips with one identity.
 
 use faceforge::run::{Interrupted, RunOptions};
-use faceforge::train::{resume, train, Session};
+use faceforge::run::train::{resume, train, Session};
 use faceforge::LoadedScene;
 use faceforge_e2e::{scene, scenes_dir};
 use faceforge_learn::Learner;
@@ -119,7 +119,7 @@ fn the_surrogate_gradient_equals_finite_differences_of_the_graph_loss() {
 
 /// PGN's step 1 at 64 px for 200 steps of 16 faces (about a minute), then step 2 for 60 steps:
 /// the held-out measurements of both.
-fn ci_sized_training(out: &Path) -> (faceforge::train::HeldOut, faceforge::train::HeldOut) {
+fn ci_sized_training(out: &Path) -> (faceforge::run::train::HeldOut, faceforge::run::train::HeldOut) {
     let (step1, step2) = (out.join("guidance"), out.join("heads"));
     let mut guidance = LoadedScene::load(&scenes_dir().join("pgn_train_guidance.ron")).unwrap();
     guidance
@@ -240,13 +240,13 @@ fn infer_reconstructs_a_folder_and_a_clip_with_one_identity() {
     let clip = images.join("clip");
     std::fs::create_dir_all(&clip).unwrap();
     let model = faceforge_model::MorphableModel::generate(&faceforge_model::ModelSpec { preset: faceforge_model::Preset::Tiny, ..Default::default() });
-    let spec = |subjects, frames, seed| faceforge::synth::SynthSpec { preset: faceforge::synth::SynthPreset::FlorenceLike, subjects, frames, size: 48, seed, ..Default::default() };
-    faceforge::synth::write(&images, &faceforge::synth::generate(&model, &faceforge_kernels::Backend::Cpu, &spec(2, 1, 1))).unwrap();
+    let spec = |subjects, frames, seed| faceforge::io::synth::SynthSpec { preset: faceforge::io::synth::SynthPreset::FlorenceLike, subjects, frames, size: 48, seed, ..Default::default() };
+    faceforge::io::synth::write(&images, &faceforge::io::synth::generate(&model, &faceforge_kernels::Backend::Cpu, &spec(2, 1, 1))).unwrap();
     std::fs::remove_file(images.join("s001_f000.pts")).unwrap();
-    faceforge::synth::write(&clip, &faceforge::synth::generate(&model, &faceforge_kernels::Backend::Cpu, &spec(1, 3, 2))).unwrap();
+    faceforge::io::synth::write(&clip, &faceforge::io::synth::generate(&model, &faceforge_kernels::Backend::Cpu, &spec(1, 3, 2))).unwrap();
     let out = dir.path().join("out");
     let tiny = faceforge::scene::ModelSource::Procedural(faceforge_model::ModelSpec { preset: faceforge_model::Preset::Tiny, ..Default::default() });
-    let result = faceforge::infer::infer(&tiny, &trained.join("weights.bpk"), &images, None, &out, false, 32).unwrap();
+    let result = faceforge::run::infer::infer(&tiny, &trained.join("weights.bpk"), &images, None, &out, false, 32).unwrap();
     assert_eq!((result.frames, result.subjects, result.skipped.len()), (5, 3, 0), "{result:?}");
     for name in ["s000_f000", "s001_f000", "clip_s000_f000", "clip_s000_f002"] {
         for ext in ["obj", "pts", "json"] {
@@ -264,14 +264,14 @@ fn infer_reconstructs_a_folder_and_a_clip_with_one_identity() {
     assert_eq!(crop("s001_f000")["offset"], serde_json::json!([0.0, 0.0]));
     assert!((crop("s001_f000")["scale"].as_f64().unwrap() - 32.0 / 48.0).abs() < 1e-6);
     assert_ne!(crop("s000_f000")["offset"], serde_json::json!([0.0, 0.0]));
-    let pts = faceforge::outputs::parse_pts("s000_f000.pts", &std::fs::read_to_string(out.join("s000_f000.pts")).unwrap()).unwrap();
+    let pts = faceforge::io::outputs::parse_pts("s000_f000.pts", &std::fs::read_to_string(out.join("s000_f000.pts")).unwrap()).unwrap();
     assert_eq!(pts.len(), 68);
     // Weights for another model are refused, naming the file and both sizes.
     let other = faceforge::scene::ModelSource::Procedural(faceforge_model::ModelSpec { preset: faceforge_model::Preset::Tiny, n_id: 7, ..Default::default() });
-    let err = format!("{:#}", faceforge::infer::infer(&other, &trained.join("weights.bpk"), &images, None, &dir.path().join("out2"), false, 32).unwrap_err());
+    let err = format!("{:#}", faceforge::run::infer::infer(&other, &trained.join("weights.bpk"), &images, None, &dir.path().join("out2"), false, 32).unwrap_err());
     // One subject at a time (the clip whole): the same reconstruction.
     let one = dir.path().join("one_at_a_time");
-    faceforge::infer::infer(&tiny, &trained.join("weights.bpk"), &images, None, &one, false, 1).unwrap();
+    faceforge::run::infer::infer(&tiny, &trained.join("weights.bpk"), &images, None, &one, false, 1).unwrap();
     for name in ["s000_f000", "s001_f000", "clip_s000_f001"] {
         let a: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(out.join(format!("{name}.json"))).unwrap()).unwrap();
         let b: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(one.join(format!("{name}.json"))).unwrap()).unwrap();
@@ -298,7 +298,7 @@ fn run_refuses_a_training_scene_and_train_a_fit_scene() {
     let mut fit = faceforge_e2e::quickstart_into(out.path());
     fit.apply_overrides(&["learn=None".to_string()]).unwrap();
     fit.scene.systems.push(faceforge::scene::SystemSpec { name: "encode".into(), settings: None, keep: false });
-    let err = faceforge::graph::plan(&fit).unwrap_err().to_string();
+    let err = faceforge::scene::graph::plan(&fit).unwrap_err().to_string();
     assert!(err.contains("reads `Learner`") && err.contains("faceforge train"), "{err}");
 }
 

@@ -46,8 +46,8 @@ pub fn scene_into(file: &str, overrides: &[String], out: &Path) -> LoadedScene {
 }
 
 /// A sweep of `scenes/` with `overrides` for every variant, writing into `out`.
-pub fn sweep_into(file: &str, overrides: &[String], out: &Path) -> faceforge::sweep::Table {
+pub fn sweep_into(file: &str, overrides: &[String], out: &Path) -> faceforge::scene::sweep::Table {
     let mut all = overrides.to_vec();
     all.push(format!("sweep.out={}", out.display()));
-    faceforge::sweep::sweep(&scenes_dir().join(file), &all, false).unwrap()
+    faceforge::scene::sweep::sweep(&scenes_dir().join(file), &all, false).unwrap()
 }

@@ -256,7 +256,7 @@ fn the_scene_and_its_ablation_sweep_run_at_a_small_size() {
     assert!(dir.path().join("scene/s000_f001.obj").exists());
 
     let table = sweep_into("mgcnet_ablation.ron", &small, &dir.path().join("sweep"));
-    eprintln!("{}", faceforge::sweep::markdown(&table));
+    eprintln!("{}", faceforge::scene::sweep::markdown(&table));
     assert_eq!(table.rows.len(), 9);
     let row = |name: &str| table.rows.iter().find(|r| r.variant == name).unwrap_or_else(|| panic!("row {name}"));
     let (baseline, scaled) = (row("2D feature (baseline)"), row("+ pixel + depth + epipolar, w_depth for mm (0.1)"));
@@ -287,7 +287,7 @@ fn mvfnet_scene_and_its_ablation_sweep_run_at_a_small_size() {
     assert!(m.per_vertex_mm.mean < 0.8 * m.mean_face_per_vertex_mm.mean, "per-vertex {} mm vs mean face {} mm", m.per_vertex_mm.mean, m.mean_face_per_vertex_mm.mean);
 
     let table = sweep_into("mvfnet_ablation.ron", &small, &dir.path().join("sweep"));
-    eprintln!("{}", faceforge::sweep::markdown(&table));
+    eprintln!("{}", faceforge::scene::sweep::markdown(&table));
     assert_eq!(table.rows.len(), 8);
     let row = |name: &str| &table.rows.iter().find(|r| r.variant == name).unwrap_or_else(|| panic!("row {name}")).metrics;
     let error = |name: &str| row(name).per_vertex_mm.mean;

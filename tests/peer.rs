@@ -15,7 +15,7 @@ fn landmark_fit(iterations: u32, out: &std::path::Path) -> faceforge::LoadedScen
 fn landmark_rows_fit_as_the_whole_mesh_does_and_the_export_holds_the_peers_inputs() {
     let dir = tempfile::tempdir().unwrap();
     let export = dir.path().join("export");
-    let results = faceforge::peer::landmark_fit(&landmark_fit(60, &dir.path().join("out")), Some(&export)).unwrap();
+    let results = faceforge::bench::peer::landmark_fit(&landmark_fit(60, &dir.path().join("out")), Some(&export)).unwrap();
     let [(full_name, full), (rows_name, rows)] = [&results[0], &results[1]];
     assert_eq!((*full_name, *rows_name), ("full mesh", "landmark rows only"));
     // The same fit either way: the loss curves agree to 1e-4 relative at every iteration.
@@ -64,7 +64,7 @@ fn a_landmark_rows_run_writes_the_whole_fitted_mesh() {
 fn the_training_step_export_holds_the_batch_and_the_network_size() {
     let dir = tempfile::tempdir().unwrap();
     let train = faceforge::LoadedScene::load(&faceforge_e2e::scenes_dir().join("pgn_train_guidance.ron")).unwrap();
-    let ms = faceforge::peer::training_step(&train, 64, 1, dir.path()).unwrap();
+    let ms = faceforge::bench::peer::training_step(&train, 64, 1, dir.path()).unwrap();
     assert!(ms.iter().all(|t| *t > 0.0));
     let manifest: serde_json::Value = serde_json::from_slice(&std::fs::read(dir.path().join("train_64.json")).unwrap()).unwrap();
     let batch = manifest["batch"].as_u64().unwrap() as usize;

@@ -12,8 +12,8 @@ use faceforge_model::{MorphableModel, ModelSpec, SplitMix64};
 fn closed_form_pose_from_the_model_landmarks_across_yaw() {
     let model = MorphableModel::generate(&ModelSpec::default());
     let x: Vec<[f32; 3]> = model.landmarks().iter().map(|&v| std::array::from_fn(|c| model.mean_shape()[3 * v as usize + c])).collect();
-    let f = 224.0 * 0.6 / faceforge::synth::FACE_WIDTH_MM;
-    let face_width_px = faceforge::synth::FACE_WIDTH_MM * f;
+    let f = 224.0 * 0.6 / faceforge::io::synth::FACE_WIDTH_MM;
+    let face_width_px = faceforge::io::synth::FACE_WIDTH_MM * f;
     let mut rng = SplitMix64::new(9);
     let mut worst_exact = 0.0f32;
     let mut worst_noisy = 0.0f32;
@@ -88,11 +88,11 @@ fn the_ablation_sweep_runs_and_the_full_loss_beats_landmarks_alone_on_depth() {
         "iterations=80".to_string(),
         "backend=Cpu".to_string(),
     ];
-    let table = faceforge::sweep::sweep(&scenes_dir().join("pgn_ablation.ron"), &extra, false).unwrap();
+    let table = faceforge::scene::sweep::sweep(&scenes_dir().join("pgn_ablation.ron"), &extra, false).unwrap();
     assert_eq!(table.rows.len(), 11);
     let row = |name: &str| table.rows.iter().find(|r| r.variant == name).unwrap_or_else(|| panic!("row {name}"));
     let (landmarks, full) = (row("L_l + L_r"), row("+ L_p + L_s + L_f (full)"));
-    eprintln!("{}", faceforge::sweep::markdown(&table));
+    eprintln!("{}", faceforge::scene::sweep::markdown(&table));
     assert!(full.metrics.depth_mm.mean < landmarks.metrics.depth_mm.mean, "depth error: full {} mm, landmarks only {} mm", full.metrics.depth_mm.mean, landmarks.metrics.depth_mm.mean);
     let md = std::fs::read_to_string(dir.path().join("table.md")).unwrap();
     assert!(md.contains("| + L_p + L_s + L_f (full) |") && md.contains("mean face"), "{md}");

@@ -5,12 +5,12 @@
 //! its 468 dense landmarks onto FaceMesh's (RMS over all of them). A photo
 //! without a face and an undecodable file in the same batch are skipped and listed.
 
-use faceforge::reconstruct::{reconstruct, ReconstructOptions};
+use faceforge::run::reconstruct::{reconstruct, ReconstructOptions};
 use faceforge::run::RunOptions;
 use std::path::PathBuf;
 
 fn read_pts(path: &std::path::Path) -> Vec<[f32; 2]> {
-    faceforge::outputs::parse_pts(&path.display().to_string(), &std::fs::read_to_string(path).unwrap()).unwrap()
+    faceforge::io::outputs::parse_pts(&path.display().to_string(), &std::fs::read_to_string(path).unwrap()).unwrap()
 }
 
 #[test]
@@ -43,7 +43,7 @@ fn a_portrait_comes_out_as_a_textured_face_on_its_landmarks_and_bad_inputs_are_s
     assert!(mtl.contains("map_Kd obama_texture.png"), "{mtl}");
     // The overlay is drawn at the photo's resolution around the face, not at the 192-px crop.
     let overlay = image::open(out.join("obama_overlay.png")).unwrap();
-    assert!(overlay.width() >= faceforge::overlay::MIN_SIDE as u32 && overlay.width() == overlay.height(), "overlay {}×{}", overlay.width(), overlay.height());
+    assert!(overlay.width() >= faceforge::report::overlay::MIN_SIDE as u32 && overlay.width() == overlay.height(), "overlay {}×{}", overlay.width(), overlay.height());
     let report = std::fs::read_to_string(out.join("report.html")).unwrap();
     assert!(report.contains("grey.png") && report.contains("no face found"), "the report lists the skipped inputs");
 
@@ -88,7 +88,7 @@ fn every_face_of_a_group_picture_is_found_and_reconstructed_on_request() {
 
     let out = scratch.path().join("detected");
     let options = faceforge_detect::DetectOptions { max_faces: 5, ..Default::default() };
-    let summary = faceforge::detect::detect(std::slice::from_ref(&picture), &out, &options, false).unwrap();
+    let summary = faceforge::run::detect::detect(std::slice::from_ref(&picture), &out, &options, false).unwrap();
     assert_eq!((summary.images, summary.faces), (1, 2));
     for k in 0..2 {
         assert_eq!(read_pts(&out.join(format!("group_face{k}.pts"))).len(), 68);

@@ -1,6 +1,6 @@
 //! End-to-end: the scenes users copy, the graph checks that protect them, and a real run.
 
-use faceforge::graph::{build_schedule, plan};
+use faceforge::scene::graph::{build_schedule, plan};
 use faceforge::run::run;
 use faceforge::LoadedScene;
 use faceforge_e2e::{quickstart_into, scene, scenes_dir};
@@ -11,9 +11,9 @@ fn every_scene_in_scenes_checks() {
     let mut count = 0;
     for entry in std::fs::read_dir(scenes_dir()).unwrap() {
         let path = entry.unwrap().path();
-        if path.extension().is_some_and(|e| e == "ron") && faceforge::sweep::is_sweep(&path) {
+        if path.extension().is_some_and(|e| e == "ron") && faceforge::scene::sweep::is_sweep(&path) {
             // Every variant of a sweep is a scene that checks.
-            let variants = faceforge::sweep::check(&path, &[]).unwrap_or_else(|e| panic!("{e}"));
+            let variants = faceforge::scene::sweep::check(&path, &[]).unwrap_or_else(|e| panic!("{e}"));
             assert!(!variants.is_empty());
             count += 1;
         } else if path.extension().is_some_and(|e| e == "ron") {

@@ -2,7 +2,7 @@
 //! checked against the image where the face is seen, filled from the mirror side where it is
 //! not; and the OBJ + MTL + PNG a run writes, read back.
 
-use faceforge::synth::{generate, SynthPreset, SynthSpec};
+use faceforge::io::synth::{generate, SynthPreset, SynthSpec};
 use faceforge_systems::unwrap::{unwrap, Unseen};
 use faceforge_components::{Coeffs, Frame, Image};
 use faceforge_kernels::Backend;

@@ -2,7 +2,7 @@
 //! after a short training; the scene and its Table 2 sweep train at a small size.
 
 use burn::tensor::{Tensor, TensorData};
-use faceforge::train::Session;
+use faceforge::run::train::Session;
 use faceforge_components::{Frame, GroundTruth, Image};
 use faceforge_e2e::{frames_by_name, scene_into};
 use faceforge_learn::critic::{discriminator_loss, AlphaScale};
@@ -97,7 +97,7 @@ fn tiny() -> Vec<String> {
 fn the_2dasl_scenes_and_the_table_2_sweep_train_at_a_small_size() {
     let out = tempfile::tempdir().unwrap();
     let options = faceforge::run::RunOptions::default();
-    let stage1 = faceforge::train::train(&scene_into("2dasl.ron", &tiny(), &out.path().join("stage1")), &options, false).unwrap();
+    let stage1 = faceforge::run::train::train(&scene_into("2dasl.ron", &tiny(), &out.path().join("stage1")), &options, false).unwrap();
     let names: Vec<&str> = stage1.losses.keys().map(String::as_str).collect();
     assert_eq!(names, ["consistency_2d", "consistency_3d", "cycle", "self_critic", "weighted_coefficients"]);
     assert!(stage1.losses.values().all(|v| v.is_finite()));
@@ -105,7 +105,7 @@ fn the_2dasl_scenes_and_the_table_2_sweep_train_at_a_small_size() {
 
     let mut overrides = tiny();
     overrides.push(format!("learn.init={:?}", stage1.weights.display().to_string()));
-    let stage2 = faceforge::train::train(&scene_into("2dasl_stage2.ron", &overrides, &out.path().join("stage2")), &options, false).unwrap();
+    let stage2 = faceforge::run::train::train(&scene_into("2dasl_stage2.ron", &overrides, &out.path().join("stage2")), &options, false).unwrap();
     assert!(stage2.losses.get("vertex_distance").is_some_and(|v| v.is_finite() && *v > 0.0), "{:?}", stage2.losses);
     assert!(!stage2.losses.contains_key("weighted_coefficients"));
 

@@ -2,7 +2,7 @@
 //! bytes rarely form a header, so the input also damages a small valid file (plain or
 //! compressed, XOR at chosen offsets) before it is read.
 #![no_main]
-use faceforge::mat::{parse, write, MatType};
+use faceforge::io::mat::{parse, write, MatType};
 use libfuzzer_sys::fuzz_target;
 
 fn check(bytes: &[u8]) {

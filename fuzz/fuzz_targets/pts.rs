@@ -4,7 +4,7 @@ use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
     let text = String::from_utf8_lossy(data);
-    if let Err(e) = faceforge::outputs::parse_pts("fuzz.pts", &text) {
+    if let Err(e) = faceforge::io::outputs::parse_pts("fuzz.pts", &text) {
         assert!(e.line >= 1, "{e}");
     }
 });

@@ -2,8 +2,8 @@
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
-use faceforge::graph::plan;
-use faceforge::outputs::{write_obj, MeshView};
+use faceforge::scene::graph::plan;
+use faceforge::io::outputs::{write_obj, MeshView};
 use faceforge::LoadedScene;
 use faceforge_model::{MorphableModel, ModelSpec, Preset};
 use std::path::PathBuf;
@@ -371,7 +371,7 @@ fn model_source(name: &str) -> anyhow::Result<faceforge::scene::ModelSource> {
 }
 
 /// Per-frame errors against the ground truth, and their means.
-fn metrics_text(m: &faceforge::metrics::RunMetrics) -> String {
+fn metrics_text(m: &faceforge::eval::metrics::RunMetrics) -> String {
     let mut s = String::from("frame        yaw/pitch/roll fitted (true), °          pose err °  landmarks px  per-vertex mm  depth mm\n");
     let ypr = |a: Option<[f32; 3]>| a.map_or("-".to_string(), |a| format!("{:6.1} {:5.1} {:5.1}", a[0], a[1], a[2]));
     for f in &m.frames {
@@ -425,20 +425,20 @@ fn load_scene(path: &std::path::Path, overrides: &[String]) -> anyhow::Result<Lo
 
 fn execute(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
-        Command::Check { scene, overrides, graph } if faceforge::sweep::is_sweep(&scene) => {
-            let variants = faceforge::sweep::check(&scene, &overrides)?;
+        Command::Check { scene, overrides, graph } if faceforge::scene::sweep::is_sweep(&scene) => {
+            let variants = faceforge::scene::sweep::check(&scene, &overrides)?;
             println!("{}: ok — {} variants", scene.display(), variants.len());
             for (name, plan) in variants {
                 println!("{name}: {}", plan.names().join(" → "));
-                print!("{}", if graph { faceforge::graph::describe(&plan) } else { faceforge::graph::notes(&plan) });
+                print!("{}", if graph { faceforge::scene::graph::describe(&plan) } else { faceforge::scene::graph::notes(&plan) });
             }
         }
         Command::Check { scene, overrides, graph } => {
             let loaded = load_scene(&scene, &overrides)?;
             let plan = plan(&loaded)?;
-            faceforge::graph::build_schedule(&loaded, &plan)?;
+            faceforge::scene::graph::build_schedule(&loaded, &plan)?;
             println!("{}: ok — {}", scene.display(), plan.names().join(" → "));
-            print!("{}", if graph { faceforge::graph::describe(&plan) } else { faceforge::graph::notes(&plan) });
+            print!("{}", if graph { faceforge::scene::graph::describe(&plan) } else { faceforge::scene::graph::notes(&plan) });
         }
         Command::Run { scene, mut overrides, quiet, force, resume, strict } => {
             if strict {
@@ -481,21 +481,21 @@ fn execute(cli: Cli) -> anyhow::Result<()> {
             faceforge::run::interrupt_on_ctrl_c();
             let options = faceforge::run::RunOptions { progress: !quiet, overwrite: force, ..Default::default() };
             let summary = match (resume, scene) {
-                (Some(dir), _) => faceforge::train::resume(&dir, &overrides, &options)?,
-                (None, Some(scene)) => faceforge::train::train(&load_scene(&scene, &overrides)?, &options, false)?,
+                (Some(dir), _) => faceforge::run::train::resume(&dir, &overrides, &options)?,
+                (None, Some(scene)) => faceforge::run::train::train(&load_scene(&scene, &overrides)?, &options, false)?,
                 (None, None) => unreachable!("clap requires a scene or --resume"),
             };
-            print!("{}", faceforge::train::summary_text(&summary));
+            print!("{}", faceforge::run::train::summary_text(&summary));
         }
         Command::Reconstruct { inputs, out, scene, overrides, strict, quiet, force } => {
             faceforge::run::interrupt_on_ctrl_c();
             let run = faceforge::run::RunOptions { progress: !quiet, overwrite: force, ..Default::default() };
-            let summary = faceforge::reconstruct::reconstruct(&faceforge::reconstruct::ReconstructOptions { inputs, out, scene, overrides, strict, run })?;
-            print!("{}", faceforge::reconstruct::summary_text(&summary));
+            let summary = faceforge::run::reconstruct::reconstruct(&faceforge::run::reconstruct::ReconstructOptions { inputs, out, scene, overrides, strict, run })?;
+            print!("{}", faceforge::run::reconstruct::summary_text(&summary));
         }
         Command::Detect { inputs, out, max_faces, min_score, strict } => {
             let options = faceforge_detect::DetectOptions { max_faces: max_faces.max(1), min_score, ..Default::default() };
-            let summary = faceforge::detect::detect(&inputs, &out, &options, strict)?;
+            let summary = faceforge::run::detect::detect(&inputs, &out, &options, strict)?;
             println!("{} faces in {} images in {:.2} s; wrote {} files to {}", summary.faces, summary.images, summary.seconds, summary.files.len(), out.display());
             for s in &summary.skipped {
                 println!("  skipped {}: {}", s.file.display(), s.reason);
@@ -503,15 +503,15 @@ fn execute(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Infer { weights, images, landmarks, out, model, force, batch } => {
             let model = model_source(&model)?;
-            let result = faceforge::infer::infer(&model, &weights, &images, landmarks.as_deref(), &out, force, batch)?;
+            let result = faceforge::run::infer::infer(&model, &weights, &images, landmarks.as_deref(), &out, force, batch)?;
             println!("{} images reconstructed ({} subjects) in {:.2} s, {:.1} images/s; {} skipped; wrote {}", result.frames, result.subjects, result.seconds, result.frames as f64 / result.seconds.max(1e-9), result.skipped.len(), out.display());
             for s in &result.skipped {
                 println!("  skipped {}: {}", s.file.display(), s.reason);
             }
         }
         Command::Sweep { file, overrides, quiet } => {
-            let table = faceforge::sweep::sweep(&file, &overrides, !quiet)?;
-            print!("{}", faceforge::sweep::markdown(&table));
+            let table = faceforge::scene::sweep::sweep(&file, &overrides, !quiet)?;
+            print!("{}", faceforge::scene::sweep::markdown(&table));
             println!("report: {}", table.out.join("report.html").display());
         }
         Command::Eval { results, truth, model, out } => {
@@ -525,20 +525,20 @@ fn execute(cli: Cli) -> anyhow::Result<()> {
             println!("wrote {}", evaluation.files.iter().map(|f| f.display().to_string()).collect::<Vec<_>>().join(", "));
         }
         Command::Systems => {
-            for e in faceforge::graph::registry() {
+            for e in faceforge::scene::graph::registry() {
                 let names = |d: &[faceforge_systems::DataName]| d.iter().map(|d| d.short()).collect::<Vec<_>>().join(", ");
                 let adjoint = e.adjoint.map_or(String::new(), |a| format!(" (adjoint: {a})"));
                 println!("{:<30} {:<26} reads {:<36} writes {:<38} {}{adjoint}", e.name, format!("{:?}", e.stage), names(&e.reads), names(&e.writes), e.summary);
             }
         }
         Command::Synth { preset, out, subjects, frames, size, seed, noise, occluders, focal, model } => {
-            let preset = faceforge::synth::SynthPreset::parse(&preset)
+            let preset = faceforge::io::synth::SynthPreset::parse(&preset)
                 .with_context(|| format!("unknown preset `{preset}`; presets: aflw-like, florence-like, facewarehouse-like, mvf-like"))?;
             let model_preset = Preset::parse(&model).with_context(|| format!("unknown model preset `{model}`; presets: tiny, default, bfm"))?;
             let model = MorphableModel::generate(&ModelSpec { preset: model_preset, ..ModelSpec::default() });
-            let spec = faceforge::synth::SynthSpec { preset, subjects, frames, size, seed, landmark_noise: noise, occluders, yaws: Vec::new(), focal, changing_lighting: false, dense_landmarks: false };
-            let frames = faceforge::synth::generate(&model, &faceforge_kernels::Backend::Cpu, &spec);
-            let files = faceforge::synth::write(&out, &frames).with_context(|| format!("writing to {}", out.display()))?;
+            let spec = faceforge::io::synth::SynthSpec { preset, subjects, frames, size, seed, landmark_noise: noise, occluders, yaws: Vec::new(), focal, changing_lighting: false, dense_landmarks: false };
+            let frames = faceforge::io::synth::generate(&model, &faceforge_kernels::Backend::Cpu, &spec);
+            let files = faceforge::io::synth::write(&out, &frames).with_context(|| format!("writing to {}", out.display()))?;
             println!("wrote {} frames ({files} files) to {}", frames.len(), out.display());
         }
         Command::Bench { command: BenchCommand::Detect { image, repeats, record } } => {
@@ -581,7 +581,7 @@ fn execute(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Bench { command: BenchCommand::Peer { scene, export, overrides, train_scene, train_sizes, repeats } } => {
             let loaded = load_scene(&scene, &overrides)?;
-            for (name, t) in faceforge::peer::landmark_fit(&loaded, export.as_deref())? {
+            for (name, t) in faceforge::bench::peer::landmark_fit(&loaded, export.as_deref())? {
                 println!(
                     "{} ({name}): {} frames × {} iterations in {:.2} s, ms per iteration {:.3} / {:.3} / {:.3} (min / median / max), final loss {:.4}",
                     scene.display(), t.frames, t.iterations, t.seconds, t.ms[0], t.ms[1], t.ms[2], t.losses.last().copied().unwrap_or(f32::NAN)
@@ -590,7 +590,7 @@ fn execute(cli: Cli) -> anyhow::Result<()> {
             if let Some(dir) = export {
                 let train = load_scene(&train_scene, &[])?;
                 for size in train_sizes {
-                    let ms = faceforge::peer::training_step(&train, size, repeats.max(1), &dir)?;
+                    let ms = faceforge::bench::peer::training_step(&train, size, repeats.max(1), &dir)?;
                     println!("{} at {size}²: ms per training step {:.1} / {:.1} / {:.1} (min / median / max)", train_scene.display(), ms[0], ms[1], ms[2]);
                 }
                 println!("peer inputs and this run's numbers: {}", dir.display());
@@ -629,20 +629,20 @@ fn execute(cli: Cli) -> anyhow::Result<()> {
                 println!("  {} bytes, every array checksum verified", model.bytes().len());
             }
             ModelCommand::Import { layout, file, out, landmarks, one_based, n_id, n_exp, n_tex } => {
-                let layout = faceforge::import::Layout::parse(&layout).with_context(|| format!("unknown layout `{layout}`; layouts: bfm2009, bfm2017, deep3d"))?;
+                let layout = faceforge::io::import::Layout::parse(&layout).with_context(|| format!("unknown layout `{layout}`; layouts: bfm2009, bfm2017, deep3d"))?;
                 let name = file.display().to_string();
                 let bytes = std::fs::read(&file).with_context(|| format!("reading {name}"))?;
                 let landmarks = match landmarks {
                     Some(path) => {
                         let text = std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
-                        Some(faceforge::import::read_landmarks(&path.display().to_string(), &text, one_based)?)
+                        Some(faceforge::io::import::read_landmarks(&path.display().to_string(), &text, one_based)?)
                     }
                     None => None,
                 };
-                let options = faceforge::import::ImportOptions { landmarks, n_id, n_exp, n_tex };
+                let options = faceforge::io::import::ImportOptions { landmarks, n_id, n_exp, n_tex };
                 let model_arrays = match layout {
-                    faceforge::import::Layout::Bfm2017 => faceforge::import::import_hdf5(&name, &faceforge::hdf5::parse(&name, &bytes)?, &options)?,
-                    _ => faceforge::import::import(layout, &name, &faceforge::mat::parse(&name, &bytes)?, &options)?,
+                    faceforge::io::import::Layout::Bfm2017 => faceforge::io::import::import_hdf5(&name, &faceforge::io::hdf5::parse(&name, &bytes)?, &options)?,
+                    _ => faceforge::io::import::import(layout, &name, &faceforge::io::mat::parse(&name, &bytes)?, &options)?,
                 };
                 let bytes = faceforge_model::file::encode(&model_arrays);
                 let model = MorphableModel::from_bytes(&bytes, &out.display().to_string())?;
@@ -665,7 +665,7 @@ fn execute(cli: Cli) -> anyhow::Result<()> {
             }
             ModelCommand::Views { file, out } => {
                 let model = MorphableModel::open(&file)?;
-                let png = faceforge::views::turned_png(&model, model.mean_shape(), Some(model.mean_albedo()), 320);
+                let png = faceforge::report::views::turned_png(&model, model.mean_shape(), Some(model.mean_albedo()), 320);
                 faceforge_model::atomic_write(&out, &png).with_context(|| format!("writing {}", out.display()))?;
                 println!("wrote {}", out.display());
             }

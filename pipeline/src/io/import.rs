@@ -13,9 +13,9 @@
 //! mouth regions are the vertices near those landmarks. Triangles are turned counter-clockwise
 //! as seen from the camera (+z).
 
-use crate::alignment::NearestGrid;
-use crate::hdf5::Dataset;
-use crate::mat::MatArray;
+use crate::eval::alignment::NearestGrid;
+use crate::io::hdf5::Dataset;
+use crate::io::mat::MatArray;
 use anyhow::{bail, Context};
 use faceforge_model::face::{REGION_EYE, REGION_MOUTH, REGION_NOSE, REGION_SKIN};
 use faceforge_model::ModelArrays;

@@ -5,7 +5,7 @@
 //! the report. Sub-folders are clips or multi-view sets: their frames share one identity (the
 //! network fuses their features).
 
-use crate::inputs::{FolderSpec, Skipped};
+use crate::io::inputs::{FolderSpec, Skipped};
 use crate::run::{continue_prepared, prepare_with_model, RunOptions};
 use crate::scene::ModelSource;
 use crate::LoadedScene;
@@ -55,7 +55,7 @@ pub fn infer(model: &ModelSource, weights: &Path, images: &Path, landmarks: Opti
     let folder = FolderSpec {
         path: images.to_path_buf(),
         // The network finds the landmarks itself: `.pts` files, when given, only frame the crop.
-        landmarks: crate::inputs::LandmarkSource::Files,
+        landmarks: crate::io::inputs::LandmarkSource::Files,
         pts_dir: landmarks.map(Path::to_path_buf),
         size: learner.info.network.input,
         require_landmarks: false,

@@ -5,75 +5,25 @@
 //! (burn's record), the loss history, and the network measured on held-out frames against the
 //! mean-face baseline.
 
-use crate::data;
-use crate::graph::{build_schedule, plan};
-use crate::metrics::{mean_of_bin_means, nme_2d, pose_error, yaw_bin, Spread};
+use crate::run::data;
+use crate::scene::graph::{build_schedule, plan};
+use crate::eval::metrics::{mean_of_bin_means, nme_2d, pose_error, yaw_bin, Spread};
 use crate::report::{run_html, run_markdown, LossHistory, RunReport};
 use crate::run::{load_model, peak_memory_mb};
 use crate::scene::{DataSpec, LoadedScene};
-use crate::synth::SynthSpec;
+use crate::io::synth::SynthSpec;
 use anyhow::{bail, Context};
 use bevy_ecs::prelude::{Entity, Or, Schedule, With, World};
 use faceforge_components::{Coeffs, Frame, GroundTruth, Iteration, LossTerms, Landmarks2d, Landmarks3d, Pose, Subject};
 use faceforge_kernels::{project, Backend};
-use faceforge_learn::{Learner, NetworkSpec, Trained};
+use crate::scene::learn::LearnSpec;
+use faceforge_learn::{Learner, Trained};
 use faceforge_model::{atomic_write, MorphableModel, SplitMix64};
 use faceforge_systems::{registry, StageErrors};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::Instant;
-
-/// The `learn` section of a scene.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct LearnSpec {
-    pub network: NetworkSpec,
-    /// Which parts the steps update (PGN's step 1: `Guidance`; steps 2 and 3: `Heads`).
-    pub trained: Trained,
-    /// The network regresses the pose itself (the joint baseline of PGN's Fig. 1; MVF-Net's and
-    /// MGCNet's per-view pose).
-    pub pose_head: bool,
-    /// Albedo and 27 RGB SH lighting heads (MGCNet).
-    pub appearance: bool,
-    /// The expression fused over a subject's frames like the identity (MVF-Net's triplets).
-    pub shared_expression: bool,
-    /// 2DASL's self-critic, trained beside the regressor.
-    pub critic: bool,
-    /// CEST's conditional chain (viewpoint → shape on the aligned crop → reflectance from the
-    /// unwrapped texture → light), run by `encode_conditional`.
-    pub conditional: bool,
-    /// One set of 9 SH coefficients for all colours (CEST).
-    pub mono_lighting: bool,
-    /// Weights to start from (a previous step's `weights.bpk`); fresh weights when absent.
-    pub init: Option<PathBuf>,
-    /// Adam's learning rate (PGN: 1e-4), halved every `halve_every` steps (0: never).
-    pub learning_rate: f64,
-    pub halve_every: u32,
-    /// The share of each batch's frames trained with 2D annotations only (their 3D ones
-    /// dropped), as PGN mixes 300W-LP with in-the-wild images in step 1.
-    pub two_d_fraction: f32,
-    /// Subjects of the held-out set the network is measured on at the end.
-    pub held_out: u32,
-}
-
-impl Default for LearnSpec {
-    fn default() -> Self {
-        Self { network: NetworkSpec::default(), trained: Trained::Guidance, pose_head: false, appearance: false, shared_expression: false, critic: false, conditional: false, mono_lighting: false, init: None, learning_rate: 1e-4, halve_every: 0, two_d_fraction: 0.0, held_out: 16 }
-    }
-}
-
-impl LearnSpec {
-    /// The learning rate at `step`.
-    pub fn heads(&self) -> faceforge_learn::Heads {
-        faceforge_learn::Heads { pose: self.pose_head, appearance: self.appearance, shared_expression: self.shared_expression, critic: self.critic, conditional: self.conditional, mono_lighting: self.mono_lighting }
-    }
-
-    pub fn rate(&self, step: u32) -> f64 {
-        let halvings = step.checked_div(self.halve_every).unwrap_or(0);
-        self.learning_rate * 0.5f64.powi(halvings as i32)
-    }
-}
 
 /// The batch of step `step`: the scene's synthetic spec with a seed of its own.
 pub fn batch_spec(spec: &SynthSpec, step: u32) -> SynthSpec {
@@ -371,7 +321,8 @@ fn write_report(loaded: &LoadedScene, s: &TrainSummary) -> anyhow::Result<()> {
         }
     }
     facts.push(("peak memory".into(), s.peak_memory_mb.map_or("–".into(), |mb| format!("{mb:.0} MB"))));
-    let report = RunReport { title: loaded.name(), facts, metrics: None, losses: &s.loss_history, images: &[], heat_map: None };
+    let graph = crate::scene::graph::plan(loaded).ok().map(|p| crate::scene::graph::svg(&p));
+    let report = RunReport { title: loaded.name(), facts, metrics: None, losses: &s.loss_history, images: &[], heat_map: None, graph };
     for (name, text) in [
         ("report.md", run_markdown(&report)),
         ("report.html", run_html(&report)),
@@ -401,7 +352,7 @@ pub fn evaluate(mut learner: Learner, model: &std::sync::Arc<MorphableModel>, ba
     learner.configure(trained, false);
     world.insert_resource(learner);
     // In stage order: pgn must see the landmarks and coefficients encode wrote.
-    let mut schedule = crate::graph::staged_schedule();
+    let mut schedule = crate::scene::graph::staged_schedule();
     // A pose head's output is read as the data's camera: weak perspective, or the calibrated
     // pinhole camera of `focal` data (MGCNet).
     let pose_system = match (guide, spec.focal > 0.0) {
@@ -430,7 +381,7 @@ pub fn evaluate(mut learner: Learner, model: &std::sync::Arc<MorphableModel>, ba
         mean_face: f32,
         pose: Option<f32>,
         subs: [f32; 3],
-        shape: crate::metrics::FrameMetrics,
+        shape: crate::eval::metrics::FrameMetrics,
         /// Predicted and mean albedo against the truth (1/255), with an albedo head.
         albedo: Option<[f32; 2]>,
     }
@@ -441,7 +392,7 @@ pub fn evaluate(mut learner: Learner, model: &std::sync::Arc<MorphableModel>, ba
         let true_pose = truth.pose.as_ref().with_context(|| format!("frame {} has no true pose", frame.name))?;
         let exact = projected_landmarks(model, &truth.coeffs, true_pose);
         let nme = |p: &[[f32; 2]]| nme_2d(p, &exact) as f32;
-        let yaw = crate::metrics::ypr_deg(Some(true_pose)).map_or(0.0, |a| a[0]);
+        let yaw = crate::eval::metrics::ypr_deg(Some(true_pose)).map_or(0.0, |a| a[0]);
         let with = |id: bool, exp: bool| Coeffs { id: if id { truth.coeffs.id.clone() } else { coeffs.id.clone() }, exp: if exp { truth.coeffs.exp.clone() } else { coeffs.exp.clone() }, tex: coeffs.tex.clone() };
         rows.push(Row {
             yaw,
@@ -452,20 +403,20 @@ pub fn evaluate(mut learner: Learner, model: &std::sync::Arc<MorphableModel>, ba
             subs: [nme(&projected_landmarks(model, coeffs, true_pose)), nme(&projected_landmarks(model, &with(true, false), pose)), nme(&projected_landmarks(model, &with(false, true), pose))],
             shape: {
                 let (predicted, truth_shape) = (decode(coeffs), decode(&truth.coeffs));
-                let p = crate::metrics::Prediction { shape: &predicted, landmarks_2d: None, pose: Some(pose) };
-                let t = crate::metrics::Truth { shape: &truth_shape, landmarks_2d: None, pose: Some(true_pose) };
-                crate::metrics::measure_frame(model, &frame.name, &p, &t, &mean_shape).0
+                let p = crate::eval::metrics::Prediction { shape: &predicted, landmarks_2d: None, pose: Some(pose) };
+                let t = crate::eval::metrics::Truth { shape: &truth_shape, landmarks_2d: None, pose: Some(true_pose) };
+                crate::eval::metrics::measure_frame(model, &frame.name, &p, &t, &mean_shape).0
             },
             albedo: (coeffs.tex.len() == model.n_albedo() && truth.coeffs.tex.len() == model.n_albedo() && model.n_albedo() > 0).then(|| {
                 let albedo = |tex: &[f32]| faceforge_systems::reconstruct::decode_albedo_cpu(model, 1, tex);
                 let true_albedo = albedo(&truth.coeffs.tex);
-                [crate::metrics::albedo_rms_255(&albedo(&coeffs.tex), &true_albedo), crate::metrics::albedo_rms_255(model.mean_albedo(), &true_albedo)]
+                [crate::eval::metrics::albedo_rms_255(&albedo(&coeffs.tex), &true_albedo), crate::eval::metrics::albedo_rms_255(model.mean_albedo(), &true_albedo)]
             }),
         });
     }
     let binned = |f: &dyn Fn(&Row) -> Option<f32>| -> Option<f32> { mean_of_bin_means(&rows.iter().filter_map(|r| f(r).map(|v| (r.yaw, v))).collect::<Vec<_>>()) };
     let heads_trained = learner.trained != Trained::Guidance || !guide;
-    let by_yaw = crate::metrics::YAW_BINS
+    let by_yaw = crate::eval::metrics::YAW_BINS
         .iter()
         .enumerate()
         .filter_map(|(b, range)| {
@@ -509,7 +460,7 @@ pub fn evaluate(mut learner: Learner, model: &std::sync::Arc<MorphableModel>, ba
 /// data (the mean face at the mean pose, a prediction that ignores the image).
 fn mean_landmarks(model: &MorphableModel, backend: &Backend, spec: &SynthSpec) -> anyhow::Result<Vec<[f32; 2]>> {
     let sample = SynthSpec { seed: spec.seed ^ 0xBA5E_11E5, subjects: 64.max(spec.subjects), ..spec.clone() };
-    let frames = crate::synth::generate(model, backend, &sample);
+    let frames = crate::io::synth::generate(model, backend, &sample);
     let n = model.landmarks().len();
     let mut sum = vec![[0.0f32; 2]; n];
     for f in &frames {

@@ -1,8 +1,8 @@
 //! Feeding the World: one entity per subject and one per frame, from the scene's data source.
 
 use crate::scene::{DataSpec, SampledData};
-use crate::inputs::{self, FolderSpec, Skipped};
-use crate::synth::{self, SynthSpec};
+use crate::io::inputs::{self, FolderSpec, Skipped};
+use crate::io::synth::{self, SynthSpec};
 use bevy_ecs::prelude::*;
 use faceforge_components::{Coeffs, DenseLandmarks, Frame, GroundTruth, Image, Landmarks2d, Landmarks3d, SkinMask, Subject};
 use faceforge_kernels::Backend;

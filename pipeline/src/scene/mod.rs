@@ -2,6 +2,10 @@
 //! the losses and their weights, the optimiser, the iterations, the outputs and the seed.
 //! Unknown keys are errors; every error names the file, line and column.
 
+pub mod graph;
+pub mod learn;
+pub mod sweep;
+
 use faceforge_kernels::BackendChoice;
 use faceforge_model::ModelSpec;
 use ron::extensions::Extensions;
@@ -41,7 +45,7 @@ pub struct Scene {
     pub outputs: OutputSpec,
     /// Learn mode (`faceforge train`): the network and what its steps train.
     #[serde(default)]
-    pub learn: Option<crate::train::LearnSpec>,
+    pub learn: Option<learn::LearnSpec>,
 }
 
 fn one() -> u32 {
@@ -56,10 +60,10 @@ pub enum DataSpec {
     Sampled(SampledData),
     /// Rendered synthetic frames with exact ground truth (see `synth`): images, noisy 2D
     /// landmarks and the truth; coefficients start at the model's mean.
-    Synthetic(crate::synth::SynthSpec),
+    Synthetic(crate::io::synth::SynthSpec),
     /// Photos: an image or a folder, with landmarks from the built-in detector or from 68-point
     /// `.pts` files (see `inputs`); coefficients start at the model's mean.
-    Folder(crate::inputs::FolderSpec),
+    Folder(crate::io::inputs::FolderSpec),
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]

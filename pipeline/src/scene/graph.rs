@@ -385,3 +385,105 @@ pub fn describe(plan: &Plan) -> String {
     out.extend(plan.unreached.iter().map(|u| format!("note: {u}\n")));
     out
 }
+
+/// The derived graph drawn as an inline SVG for the run's report: a row per stage, a box per
+/// system (forward blue, losses orange, adjoints red, the step grey, dropped systems dashed), an
+/// edge from each system to the systems that read what it writes (gradients in red). Hovering a
+/// box or an edge shows what it reads and writes or carries.
+pub fn svg(plan: &Plan) -> String {
+    use crate::report::svg::escape;
+    use std::fmt::Write;
+    const ROW: f32 = 62.0;
+    const LABEL: f32 = 190.0;
+    const BOX_W: f32 = 184.0;
+    const BOX_H: f32 = 28.0;
+    const GAP: f32 = 14.0;
+    const TOP: f32 = 40.0;
+    // (name, fill, stroke, dashed, tooltip) per box, a row per stage that has any.
+    let rows: Vec<(Stage, Vec<(&str, &str, &str, bool, String)>)> = Stage::ALL
+        .iter()
+        .map(|&stage| {
+            let planned = plan.systems.iter().filter(|p| p.entry.stage == stage).map(|p| {
+                let (fill, stroke) = match p.origin {
+                    Origin::Scene => ("#dbe6f1", "#4e79a7"),
+                    Origin::Loss => ("#fde3c8", "#f28e2b"),
+                    Origin::Adjoint(_) => ("#f8d3d4", "#e15759"),
+                    Origin::Step => ("#eeeeee", "#79706e"),
+                };
+                let reads: Vec<DataName> = p.entry.reads.iter().chain(&p.entry.reads_if_present).copied().collect();
+                (p.entry.name, fill, stroke, false, format!("{}: reads {}; writes {}", p.entry.name, list(&reads), list(&p.entry.writes)))
+            });
+            let dropped = plan.dropped.iter().filter(|d| d.stage == stage).map(|d| (d.name, "#ffffff", "#9a9a9a", true, format!("{}: dropped, {}", d.name, d.reason)));
+            (stage, planned.chain(dropped).collect::<Vec<_>>())
+        })
+        .filter(|(_, boxes)| !boxes.is_empty())
+        .collect();
+    let widest = rows.iter().map(|(_, b)| b.len()).max().unwrap_or(1) as f32;
+    let width = (LABEL + widest * (BOX_W + GAP) + GAP).max(760.0);
+    let height = TOP + rows.len() as f32 * ROW + 10.0;
+    // Box centres by system name.
+    let mut at = std::collections::HashMap::new();
+    for (r, (_, boxes)) in rows.iter().enumerate() {
+        let span = boxes.len() as f32 * (BOX_W + GAP) - GAP;
+        let x0 = LABEL + (width - LABEL - span) / 2.0;
+        for (i, b) in boxes.iter().enumerate() {
+            at.insert(b.0, (x0 + i as f32 * (BOX_W + GAP) + BOX_W / 2.0, TOP + r as f32 * ROW + BOX_H / 2.0));
+        }
+    }
+    let mut out = String::new();
+    let _ = write!(out, r#"<svg xmlns="http://www.w3.org/2000/svg" class="graph" width="{width:.0}" height="{height:.0}" viewBox="0 0 {width:.0} {height:.0}" font-family="sans-serif" font-size="12">"#);
+    let legend = [("forward", "#dbe6f1", "#4e79a7"), ("loss", "#fde3c8", "#f28e2b"), ("adjoint", "#f8d3d4", "#e15759"), ("step", "#eeeeee", "#79706e"), ("dropped", "#ffffff", "#9a9a9a")];
+    for (i, (name, fill, stroke)) in legend.iter().enumerate() {
+        let x = 10.0 + i as f32 * 110.0;
+        let _ = write!(out, r#"<rect x="{x}" y="8" width="16" height="12" fill="{fill}" stroke="{stroke}"/><text x="{}" y="18">{name}</text>"#, x + 22.0);
+    }
+    // Edges first, under the boxes: from the last earlier-stage writer of each thing a system
+    // reads; into the adjoints and the step, only the gradients (the forward values they also
+    // read would cross the whole picture).
+    for p in &plan.systems {
+        let mut from: std::collections::BTreeMap<&str, Vec<String>> = Default::default();
+        let backward = p.entry.stage > Stage::Loss;
+        for d in p.entry.reads.iter().chain(&p.entry.reads_if_present).filter(|d| !backward || d.is_gradient()) {
+            // A gradient adds up from every earlier writer; a value is the last one's.
+            let writers = plan.systems.iter().filter(|w| w.entry.stage < p.entry.stage && w.entry.writes.contains(d));
+            let last = writers.clone().map(|w| w.entry.stage).max();
+            for w in writers.filter(|w| d.is_gradient() || Some(w.entry.stage) == last) {
+                from.entry(w.entry.name).or_default().push(d.short());
+            }
+        }
+        let Some(&(x1, y1)) = at.get(p.entry.name) else { continue };
+        for (source, carried) in from {
+            let (x0, y0) = at[source];
+            let colour = if p.entry.stage > Stage::Loss { "#e15759" } else { "#8c8c8c" };
+            let (ya, yb) = (y0 + BOX_H / 2.0, y1 - BOX_H / 2.0);
+            let bend = ((yb - ya) / 2.0).max(20.0);
+            let _ = write!(
+                out,
+                r#"<path d="M{x0:.1},{ya:.1} C{x0:.1},{:.1} {x1:.1},{:.1} {x1:.1},{yb:.1}" fill="none" stroke="{colour}" stroke-opacity="0.55" stroke-width="1.3"><title>{} → {}: {}</title></path>"#,
+                ya + bend,
+                yb - bend,
+                source,
+                p.entry.name,
+                escape(&carried.join(", "))
+            );
+        }
+    }
+    for (r, (stage, boxes)) in rows.iter().enumerate() {
+        let y = TOP + r as f32 * ROW;
+        let _ = write!(out, r##"<text x="10" y="{:.1}" fill="#555">{stage:?}</text>"##, y + BOX_H / 2.0 + 4.0);
+        for (name, fill, stroke, dashed, tip) in boxes {
+            let (cx, _) = at[name];
+            let dash = if *dashed { r#" stroke-dasharray="4 3""# } else { "" };
+            let colour = if *dashed { "#9a9a9a" } else { "#222" };
+            let _ = write!(
+                out,
+                r#"<g><title>{}</title><rect x="{:.1}" y="{y:.1}" width="{BOX_W}" height="{BOX_H}" rx="5" fill="{fill}" stroke="{stroke}"{dash}/><text x="{cx:.1}" y="{:.1}" text-anchor="middle" fill="{colour}">{name}</text></g>"#,
+                escape(tip),
+                cx - BOX_W / 2.0,
+                y + BOX_H / 2.0 + 4.0
+            );
+        }
+    }
+    out.push_str("</svg>");
+    out
+}

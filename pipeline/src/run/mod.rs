@@ -1,15 +1,21 @@
 //! `faceforge run`: scene → checked graph → World → schedule × iterations → outputs.
 
-use crate::data;
-use crate::inputs::Skipped;
-use crate::graph::{build_schedule, plan};
-use crate::outputs::{landmarks_2d, landmarks_3d, mtl_text, overlay, png_bytes, pts_text, write_obj, write_ply, MeshView};
+pub mod checkpoint;
+pub mod data;
+pub mod detect;
+pub mod infer;
+pub mod reconstruct;
+pub mod train;
+
+use crate::io::inputs::Skipped;
+use crate::scene::graph::{build_schedule, plan};
+use crate::io::outputs::{landmarks_2d, landmarks_3d, mtl_text, overlay, png_bytes, pts_text, write_obj, write_ply, MeshView};
 use faceforge_systems::unwrap::{unwrap as unwrap_texture, Unseen};
 use crate::scene::{LoadedScene, MeshFormat, ModelSource};
 use anyhow::{bail, Context};
 use bevy_ecs::world::World;
 use faceforge_components::{Albedo, Coeffs, Compute, Crop, DenseLandmarks, Frame, Image, Iteration, Landmarks2d, LossTerms, LossWeights, Mesh, Model, OptimizerState, Pose, Rendered, RenderedSwaps};
-use crate::metrics::{measure, RunMetrics};
+use crate::eval::metrics::{measure, RunMetrics};
 use crate::report::{error_map, heat_map_max, heat_map_png, run_html, run_markdown, FrameImages, LossHistory, RunReport, MAX_FRAME_STRIPS};
 use faceforge_kernels::Backend;
 use faceforge_model::{atomic_write, MorphableModel};
@@ -214,7 +220,7 @@ pub(crate) fn check_output_folder(dir: &std::path::Path, overwrite: bool) -> any
         return Ok(());
     }
     let entries = std::fs::read_dir(dir).map(|d| d.count()).unwrap_or(0);
-    if let Some(f) = ["run.json", crate::checkpoint::FILE].iter().find(|f| dir.join(f).exists()) {
+    if let Some(f) = ["run.json", crate::run::checkpoint::FILE].iter().find(|f| dir.join(f).exists()) {
         bail!("the output folder {} holds a previous run ({f}): pass --force to overwrite it, or --resume {} to continue it", dir.display(), dir.display());
     }
     if entries > 0 {
@@ -248,7 +254,7 @@ pub fn continue_prepared(loaded: &LoadedScene, prepared: Prepared, options: &Run
 /// Continues the run whose output folder is `dir` from its checkpoint, to the scene's last
 /// iteration (`overrides`, e.g. `iterations=500`, apply to the scene it ran).
 pub fn resume(dir: &std::path::Path, overrides: &[String], options: &RunOptions) -> anyhow::Result<RunSummary> {
-    let checkpoint = crate::checkpoint::load(dir)?;
+    let checkpoint = crate::run::checkpoint::load(dir)?;
     let mut loaded = LoadedScene { scene: checkpoint.scene.clone(), file: checkpoint.scene_file.clone(), source: String::new() };
     loaded.apply_overrides(overrides)?;
     loaded.scene.outputs.dir = dir.to_path_buf();
@@ -256,7 +262,7 @@ pub fn resume(dir: &std::path::Path, overrides: &[String], options: &RunOptions)
         bail!("the run in {} is finished ({} of {} iterations): pass --set iterations=N with N > {} to go on", dir.display(), checkpoint.iteration, loaded.scene.iterations, checkpoint.iteration);
     }
     let mut prepared = prepare(&loaded)?;
-    crate::checkpoint::restore(&mut prepared.world, &checkpoint)?;
+    crate::run::checkpoint::restore(&mut prepared.world, &checkpoint)?;
     tracing::info!("resuming {} at iteration {} of {}", dir.display(), checkpoint.iteration, loaded.scene.iterations);
     continue_run(&loaded, prepared, checkpoint.iteration, LossHistory(checkpoint.loss_history), options)
 }
@@ -273,7 +279,7 @@ fn continue_run(loaded: &LoadedScene, mut prepared: Prepared, start: u32, histor
     let (loss_history, stopped) = iterate_with(&mut prepared, start..end, options.progress, history, |world, done, history| {
         let interrupted = interrupted() || options.stop_after == Some(done);
         if !options.no_checkpoints && (interrupted || (every > 0 && done % every == 0 && done < end)) {
-            crate::checkpoint::save(&out_dir, &crate::checkpoint::capture(world, loaded, done, &history.0))?;
+            crate::run::checkpoint::save(&out_dir, &crate::run::checkpoint::capture(world, loaded, done, &history.0))?;
         }
         Ok(interrupted && done < end)
     })?;
@@ -282,7 +288,7 @@ fn continue_run(loaded: &LoadedScene, mut prepared: Prepared, start: u32, histor
         return Err(Interrupted { iteration: done, of: end, dir: out_dir.display().to_string(), command: "run" }.into());
     }
     if !options.no_checkpoints {
-        crate::checkpoint::save(&out_dir, &crate::checkpoint::capture(&mut prepared.world, loaded, end, &loss_history.0))?;
+        crate::run::checkpoint::save(&out_dir, &crate::run::checkpoint::capture(&mut prepared.world, loaded, end, &loss_history.0))?;
     }
     finish(loaded, prepared, loss_history, started)
 }
@@ -314,7 +320,7 @@ fn finish(loaded: &LoadedScene, prepared: Prepared, loss_history: LossHistory, s
         let textured = mesh.is_some() && pose.is_some() && scene.outputs.meshes.contains(&MeshFormat::Obj) && scene.outputs.texture > 0;
         // A crop of a photo, read again at the photo's resolution for those two (once a frame).
         let source = match (crop, image) {
-            (Some(c), Some(im)) if overlay_wanted || textured => crate::overlay::source_view(c, im.width),
+            (Some(c), Some(im)) if overlay_wanted || textured => crate::report::overlay::source_view(c, im.width),
             _ => None,
         };
         if let Some(r) = rendered {
@@ -329,7 +335,7 @@ fn finish(loaded: &LoadedScene, prepared: Prepared, loss_history: LossHistory, s
             let overlay_png = match (mesh, pose, &source) {
                 _ if !overlay_wanted => None,
                 (Some(m), Some(p), Some(view)) => {
-                    let o = crate::overlay::at_source(&model, &m.positions, p, view, &marks, targets.map_or(&[][..], |t| &t.points));
+                    let o = crate::report::overlay::at_source(&model, &m.positions, p, view, &marks, targets.map_or(&[][..], |t| &t.points));
                     Some(png_bytes(&o.rgb, o.width, o.height))
                 }
                 _ => input.map(|im| png_bytes(&overlay(&im.rgb, im.width, im.height, &r.color, &r.mask, &marks), im.width, im.height)),
@@ -366,7 +372,7 @@ fn finish(loaded: &LoadedScene, prepared: Prepared, loss_history: LossHistory, s
                 (Some(im), Some(p)) if textured => {
                     // From the photo at its resolution when the frame is a crop of one.
                     let (im, p) = match &source {
-                        Some(view) => (&view.image, crate::overlay::magnified(p, view.k)),
+                        Some(view) => (&view.image, crate::report::overlay::magnified(p, view.k)),
                         None => (im, p.clone()),
                     };
                     let (rgb, sources) = unwrap_texture(&model, &mesh.positions, &p, im, scene.outputs.texture, Unseen::MirrorThenAlbedo(colors.unwrap_or(model.mean_albedo())));
@@ -384,9 +390,9 @@ fn finish(loaded: &LoadedScene, prepared: Prepared, loss_history: LossHistory, s
             };
             if scene.outputs.images && source.is_some() {
                 // A photo's face turned, to see its shape from the side.
-                let colours = texture_rgb.as_ref().map(|t| crate::views::colours_from_texture(&model, t, scene.outputs.texture));
+                let colours = texture_rgb.as_ref().map(|t| crate::report::views::colours_from_texture(&model, t, scene.outputs.texture));
                 let path = out_dir.join(format!("{}_views.png", frame.name));
-                atomic_write(&path, &crate::views::turned_png(&model, &mesh.positions, colours.as_deref().or(colors), 320)).with_context(|| format!("writing {}", path.display()))?;
+                atomic_write(&path, &crate::report::views::turned_png(&model, &mesh.positions, colours.as_deref().or(colors), 320)).with_context(|| format!("writing {}", path.display()))?;
                 files.push(path);
             }
             let view = MeshView { positions: &mesh.positions, colors, material: material.as_deref() };
@@ -462,6 +468,7 @@ fn finish(loaded: &LoadedScene, prepared: Prepared, loss_history: LossHistory, s
             let max = heat_map_max(&m.vertex_errors_mm);
             (heat_map_png(&model, &m.vertex_errors_mm, max, 256), max)
         }),
+        graph: crate::scene::graph::plan(loaded).ok().map(|p| crate::scene::graph::svg(&p)),
     };
     for (name, text) in [("report.md", run_markdown(&report)), ("report.html", run_html(&report)), ("losses.csv", loss_history.csv())] {
         let path = out_dir.join(name);

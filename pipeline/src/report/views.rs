@@ -2,7 +2,7 @@
 //! lit grey clay and, when a texture is given, wearing it. A fit can match the photo from the
 //! front and still be a mask from the side; this picture shows which.
 
-use crate::outputs::png_bytes;
+use crate::io::outputs::png_bytes;
 use faceforge_components::Pose;
 use faceforge_kernels::normals::{self, Adjacency};
 use faceforge_kernels::rasterize::RasterShape;
@@ -47,7 +47,7 @@ pub fn turned_png(model: &MorphableModel, positions: &[f32], colours: Option<&[f
         camera[3] = side as f32 / 2.0 - (camera[0] * middle[0] + camera[1] * middle[1] + camera[2] * middle[2]);
         camera[7] = side as f32 / 2.0 - (camera[4] * middle[0] + camera[5] * middle[1] + camera[6] * middle[2]);
         // The overlay's light, turning with the camera.
-        let light = crate::overlay::light(&pose);
+        let light = crate::report::overlay::light(&pose);
         let shade: Vec<f32> = normals.chunks(3).map(|nv| 0.25 + 0.75 * (0..3).map(|c| nv[c] * light[c]).sum::<f32>().max(0.0)).collect();
         let clay: Vec<f32> = shade.iter().flat_map(|s| [0.86, 0.84, 0.80].map(|c| c * s)).collect();
         let painted: Option<Vec<f32>> = colours.map(|col| col.chunks(3).zip(&shade).flat_map(|(rgb, s)| rgb.iter().map(move |c| c * (0.55 + 0.45 * s))).collect());

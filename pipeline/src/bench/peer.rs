@@ -43,7 +43,7 @@ pub const VARIANTS: [(&str, &str); 2] = [("full mesh", "(albedo: false, vertices
 /// into its manifest.
 pub fn landmark_fit(loaded: &LoadedScene, export: Option<&Path>) -> anyhow::Result<Vec<(&'static str, FitTiming)>> {
     let scene = &loaded.scene;
-    let names = crate::graph::plan(loaded)?.names();
+    let names = crate::scene::graph::plan(loaded)?.names();
     if names != PEER_SYSTEMS {
         bail!("{}: the peer implements the graph {PEER_SYSTEMS:?}, this scene's is {names:?}", loaded.file);
     }
@@ -148,11 +148,11 @@ fn write_manifest(dir: &Path, manifest: &serde_json::Value) -> anyhow::Result<()
 pub fn training_step(loaded: &LoadedScene, size: usize, repeats: usize, dir: &Path) -> anyhow::Result<[f64; 3]> {
     let mut s = loaded.clone();
     s.apply_overrides(&[format!("data.Synthetic.size={size}"), format!("learn.network.input={size}")])?;
-    let names = crate::graph::plan(&s)?.names();
+    let names = crate::scene::graph::plan(&s)?.names();
     if names != ["encode", "loss_guidance", "encode_backward", "encoder_step"] {
         bail!("{}: the peer implements PGN's step 1 (encode, loss_guidance, encode_backward, encoder_step), not {names:?}", loaded.file);
     }
-    let mut session = crate::train::Session::new(&s, None)?;
+    let mut session = crate::run::train::Session::new(&s, None)?;
     let learn = session.learn.clone();
     let net = &learn.network;
     if learn.trained != faceforge_learn::Trained::Guidance || net.landmarks != faceforge_learn::LandmarkHead::UvMap || net.landmark_map || learn.pose_head || learn.appearance || learn.critic || learn.conditional {

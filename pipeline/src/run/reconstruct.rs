@@ -3,14 +3,14 @@
 //! `Folder` data source takes the inputs, so the detector finds the landmarks that have no
 //! `.pts` file.
 
-use crate::inputs::FolderSpec;
+use crate::io::inputs::FolderSpec;
 use crate::run::{run_with, RunOptions, RunSummary};
 use crate::scene::{DataSpec, LoadedScene};
 use anyhow::Context;
 use std::path::{Path, PathBuf};
 
 /// The built-in fit.
-pub const BUILT_IN_SCENE: &str = include_str!("../../scenes/reconstruct.ron");
+pub const BUILT_IN_SCENE: &str = include_str!("../../../scenes/reconstruct.ron");
 
 #[derive(Clone, Debug, Default)]
 pub struct ReconstructOptions {

@@ -4,7 +4,7 @@
 //! from it. The crop the fit saw is small (160–224 px); at that size a face comes out tiny and
 //! blurred, so both use between `MIN_SIDE` and `MAX_SIDE` pixels of the photo.
 
-use crate::inputs::{decode_image, resample};
+use crate::io::inputs::{decode_image, resample};
 use faceforge_components::{Crop, Image, Pose};
 use faceforge_kernels::normals::{self, Adjacency};
 use faceforge_kernels::project::CameraModel;

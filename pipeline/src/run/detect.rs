@@ -3,8 +3,8 @@
 //! crop, the presence and the 468 FaceMesh points, all in the photo's pixels. One bad input
 //! never stops the rest: it is skipped and listed (`strict` makes it an error).
 
-use crate::inputs::{decode_image, frame_name, list, FolderSpec, Skipped};
-use crate::outputs::pts_text;
+use crate::io::inputs::{decode_image, frame_name, list, FolderSpec, Skipped};
+use crate::io::outputs::pts_text;
 use anyhow::Context;
 use faceforge_detect::{DetectOptions, Face};
 use faceforge_model::atomic_write;

@@ -4,6 +4,8 @@
 //! model's bases kept on the device, as the reconstruct systems do; the other ops move their
 //! inputs and outputs at each call.
 
+pub mod peer;
+
 use faceforge_kernels::interpolate;
 use faceforge_kernels::project::{self, CameraModel};
 use faceforge_kernels::rasterize::{self, RasterShape};
@@ -44,7 +46,7 @@ fn make_batch(model: &MorphableModel, batch: usize, size: usize, seed: u64) -> B
     let cameras = (0..batch)
         .flat_map(|_| {
             let yaw = rng.range(-60.0, 60.0) as f32;
-            let f = 0.6 * size as f32 / crate::synth::FACE_WIDTH_MM;
+            let f = 0.6 * size as f32 / crate::io::synth::FACE_WIDTH_MM;
             Pose::weak_from_angles(yaw, 0.0, 0.0, f, [size as f32 / 2.0, size as f32 / 2.0]).camera().1
         })
         .collect();
@@ -261,7 +263,7 @@ pub fn train_step(scene: &crate::LoadedScene, sizes: &[usize], repeats: usize) -
     for &size in sizes {
         let mut s = scene.clone();
         s.apply_overrides(&[format!("data.Synthetic.size={size}"), format!("learn.network.input={size}")])?;
-        let mut session = crate::train::Session::new(&s, None)?;
+        let mut session = crate::run::train::Session::new(&s, None)?;
         let frames = session.feed(0)?;
         let trained = session.world.resource::<faceforge_learn::Learner>().trained;
         let mut time = |training: bool| -> anyhow::Result<[f64; 3]> {
@@ -286,14 +288,14 @@ pub fn infer(spec: &faceforge_learn::NetworkSpec, images: u32, batch: usize) -> 
     let root = tempfile_dir()?;
     let model_source = crate::scene::ModelSource::default();
     let model = crate::run::load_model(&model_source)?;
-    let synth = crate::synth::SynthSpec { subjects: images, frames: 1, size: spec.input, seed: 1, ..crate::synth::SynthSpec::default() };
-    crate::synth::write(&root.join("images"), &crate::synth::generate(&model, &Backend::Cpu, &synth))?;
+    let synth = crate::io::synth::SynthSpec { subjects: images, frames: 1, size: spec.input, seed: 1, ..crate::io::synth::SynthSpec::default() };
+    crate::io::synth::write(&root.join("images"), &crate::io::synth::generate(&model, &Backend::Cpu, &synth))?;
     faceforge_learn::Learner::new(spec, &model, faceforge_learn::Heads::default())?.save_weights(&root.join("weights.bpk"))?;
     let mut rows = Vec::new();
     let mut baseline = None;
     for b in [1, batch] {
         let out = root.join(format!("out_{b}"));
-        let result = crate::infer::infer(&model_source, &root.join("weights.bpk"), &root.join("images"), None, &out, false, b)?;
+        let result = crate::run::infer::infer(&model_source, &root.join("weights.bpk"), &root.join("images"), None, &out, false, b)?;
         let ms = 1e3 * result.seconds / result.frames.max(1) as f64;
         let case = format!("batch {b}: {} images in {:.2} s, {:.1} images/s", result.frames, result.seconds, 1e3 / ms);
         rows.push(Row { case, ms: [ms; 3], baseline: baseline.clone() });
@@ -343,10 +345,10 @@ fn tempfile_dir() -> anyhow::Result<std::path::PathBuf> {
 /// and at its own size, ms per image, against the built-in reconstruct fit that follows them
 /// (its iterations on the same photo, native CPU).
 pub fn detect(image: &std::path::Path, repeats: usize) -> anyhow::Result<Vec<Row>> {
-    let photo = crate::inputs::decode_image(image).with_context(|| format!("reading {}", image.display()))?;
+    let photo = crate::io::inputs::decode_image(image).with_context(|| format!("reading {}", image.display()))?;
     let detector = faceforge_detect::shared()?;
-    let options = crate::reconstruct::ReconstructOptions { inputs: vec![image.to_path_buf()], overrides: vec!["backend=Cpu".into()], ..Default::default() };
-    let scene = crate::reconstruct::scene(&options)?;
+    let options = crate::run::reconstruct::ReconstructOptions { inputs: vec![image.to_path_buf()], overrides: vec!["backend=Cpu".into()], ..Default::default() };
+    let scene = crate::run::reconstruct::scene(&options)?;
     let iterations = scene.scene.iterations;
     let mut prepared = crate::run::prepare(&scene)?;
     let fit = timed(1, || crate::run::iterate(&mut prepared, iterations, false).map(|_| ()))?;

@@ -7,10 +7,13 @@
 //! `NAME.pts` (the 68 landmarks in the image) and `NAME.json` (a `pose`), both optional. A frame
 //! of the truth without a result is listed as missing, not silently dropped.
 
-use crate::metrics::{measure_frame, Prediction, RunMetrics, Truth};
-use crate::outputs::{parse_obj_vertices, parse_pts};
+pub mod alignment;
+pub mod metrics;
+
+use crate::eval::metrics::{measure_frame, Prediction, RunMetrics, Truth};
+use crate::io::outputs::{parse_obj_vertices, parse_pts};
 use crate::report::{heat_map_max, heat_map_png, run_html, run_markdown, FrameImages, LossHistory, RunReport, MAX_FRAME_STRIPS};
-use crate::synth::SynthTruth;
+use crate::io::synth::SynthTruth;
 use anyhow::{bail, Context};
 use faceforge_components::{Frame, Pose};
 use faceforge_kernels::Backend;
@@ -108,6 +111,7 @@ pub fn evaluate(model: &MorphableModel, results: &Path, truth: &Path, out: &Path
         losses: &LossHistory::default(),
         images: &strips,
         heat_map: Some((heat_map_png(model, &metrics.vertex_errors_mm, max, 256), max)),
+        graph: None,
     };
     let mut files = Vec::new();
     for (name, text) in [("metrics.json", serde_json::to_string_pretty(&metrics)?), ("report.md", run_markdown(&report)), ("report.html", run_html(&report))] {

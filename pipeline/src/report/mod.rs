@@ -2,9 +2,13 @@
 //! (and per sweep, its variants side by side). Plots are inline SVG (`svg.rs`), images inline
 //! PNG data; the page opens offline and links nowhere outside its folder.
 
-use crate::metrics::{ced, RunMetrics, Spread, YAW_BINS};
-use crate::outputs::png_bytes;
-use crate::svg::{colormap, colour_bar, escape, BarPlot, LinePlot, Series};
+pub mod overlay;
+pub mod svg;
+pub mod views;
+
+use crate::eval::metrics::{ced, RunMetrics, Spread, YAW_BINS};
+use crate::io::outputs::png_bytes;
+use crate::report::svg::{colormap, colour_bar, escape, BarPlot, LinePlot, Series};
 use base64::Engine;
 use faceforge_components::Pose;
 use faceforge_kernels::normals::Adjacency;
@@ -147,6 +151,8 @@ pub struct RunReport<'a> {
     pub images: &'a [FrameImages],
     /// The per-vertex error heat map (PNG) and its scale (mm).
     pub heat_map: Option<(Vec<u8>, f32)>,
+    /// The derived graph, drawn (SVG).
+    pub graph: Option<String>,
 }
 
 /// The accuracy table's rows: (metric, fit, mean face).
@@ -273,7 +279,7 @@ pub fn run_html(r: &RunReport) -> String {
     }
     if let Some(m) = r.metrics {
         body.push_str("<h2>Cumulative error distributions</h2><div class=\"plots\">");
-        let column = |f: &dyn Fn(&crate::metrics::FrameMetrics) -> Option<f32>| m.frames.iter().filter_map(f).collect::<Vec<f32>>();
+        let column = |f: &dyn Fn(&crate::eval::metrics::FrameMetrics) -> Option<f32>| m.frames.iter().filter_map(f).collect::<Vec<f32>>();
         if m.frames.iter().any(|f| f.nme_2d.is_some()) {
             body.push_str(&ced_plot("CED, 2D landmarks", "NME (%)", vec![("fit".into(), column(&|f| f.nme_2d))]));
         }
@@ -296,6 +302,10 @@ pub fn run_html(r: &RunReport) -> String {
             body.push_str("</div>");
         }
         body.push_str(&colour_bar(ERROR_MAP_MAX, "photometric error"));
+    }
+    if let Some(graph) = &r.graph {
+        body.push_str("<h2>Graph</h2><p>The systems this run ran, a row per stage: the scene's forward systems, the weighted losses, the adjoints the graph derived and the step; dashed, those it dropped because nothing read what they write. Hover for what each reads and writes.</p>");
+        let _ = write!(body, "<div class=\"graph\" style=\"overflow-x: auto\">{graph}</div>");
     }
     if let Some(m) = r.metrics {
         body.push_str("<h2>Per frame</h2>");

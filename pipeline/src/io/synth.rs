@@ -12,7 +12,7 @@ use faceforge_components::{Coeffs, Frame, PinholeParams, Pose};
 use faceforge_kernels::normals::{self, Adjacency};
 use faceforge_kernels::rasterize::RasterShape;
 use faceforge_kernels::Backend;
-use crate::outputs::{png_bytes, pts_text};
+use crate::io::outputs::{png_bytes, pts_text};
 use faceforge_model::{atomic_write, MorphableModel, SplitMix64};
 use faceforge_systems::reconstruct::decode_batch;
 use faceforge_systems::render::{render_batch, shade_vertices, RenderBatch};

@@ -6,7 +6,7 @@
 //! each variant's network and tabulates it on its held-out frames (NME by yaw bin, pose and
 //! shape error), as the learn-mode papers' ablations do.
 
-use crate::metrics::RunMetrics;
+use crate::eval::metrics::RunMetrics;
 use crate::report::{sweep_html, sweep_markdown_table, LossHistory, VariantReport};
 use crate::run::run;
 use crate::scene::{LoadedScene, SceneError, SystemSpec};
@@ -68,7 +68,7 @@ pub struct Row {
 #[derive(Debug, Clone, Serialize)]
 pub struct TrainingRow {
     pub variant: String,
-    pub held_out: crate::train::HeldOut,
+    pub held_out: crate::run::train::HeldOut,
     pub losses: BTreeMap<String, f32>,
     pub seconds: f64,
     pub folder: String,
@@ -129,15 +129,15 @@ pub fn is_sweep(path: &Path) -> bool {
 }
 
 /// Checks every variant's graph without running it; returns the variants' names and graphs.
-pub fn check(path: &Path, extra: &[String]) -> Result<Vec<(String, crate::graph::Plan)>, SceneError> {
+pub fn check(path: &Path, extra: &[String]) -> Result<Vec<(String, crate::scene::graph::Plan)>, SceneError> {
     let sweep = load(path)?;
     let base = LoadedScene::load(&path.parent().unwrap_or(Path::new(".")).join(&sweep.base))?;
     let extra: Vec<String> = extra.iter().filter(|o| !o.starts_with("sweep.")).cloned().collect();
     let mut names = Vec::new();
     for variant in &sweep.variants {
         let scene = variant_scene(&base, &sweep, variant, &extra)?;
-        let plan = crate::graph::plan(&scene).map_err(|e| SceneError { message: format!("variant `{}`: {}", variant.name, e.message), ..e })?;
-        crate::graph::build_schedule(&scene, &plan).map_err(|e| SceneError { message: format!("variant `{}`: {}", variant.name, e.message), ..e })?;
+        let plan = crate::scene::graph::plan(&scene).map_err(|e| SceneError { message: format!("variant `{}`: {}", variant.name, e.message), ..e })?;
+        crate::scene::graph::build_schedule(&scene, &plan).map_err(|e| SceneError { message: format!("variant `{}`: {}", variant.name, e.message), ..e })?;
         names.push((variant.name.clone(), plan));
     }
     Ok(names)
@@ -163,7 +163,7 @@ pub fn sweep(path: &Path, extra: &[String], show_progress: bool) -> anyhow::Resu
         tracing::info!("variant {}", variant.name);
         if scene.scene.learn.is_some() {
             let options = crate::run::RunOptions { progress: show_progress, overwrite: true, ..Default::default() };
-            let summary = crate::train::train(&scene, &options, false).with_context(|| format!("variant `{}`", variant.name))?;
+            let summary = crate::run::train::train(&scene, &options, false).with_context(|| format!("variant `{}`", variant.name))?;
             trainings.push(TrainingRow { variant: variant.name.clone(), held_out: summary.held_out, losses: summary.losses, seconds: summary.seconds, folder: slug(&variant.name) });
             continue;
         }

@@ -14,7 +14,7 @@
 //! A frame is measured from a `Prediction` and a `Truth`, so a run (from its World) and
 //! `faceforge eval` (from files) measure alike.
 
-use crate::alignment::{crop, horn, icp_point_to_plane, surface_distances};
+use crate::eval::alignment::{crop, horn, icp_point_to_plane, surface_distances};
 use bevy_ecs::world::World;
 use faceforge_components::{Albedo, Frame, GroundTruth, Mesh, Pose};
 use faceforge_kernels::normals::{self, Adjacency};
@@ -86,7 +86,7 @@ fn vertex(positions: &[f32], v: usize) -> [f32; 3] {
 }
 
 fn landmark_points(model: &MorphableModel, positions: &[f32]) -> Vec<f32> {
-    crate::outputs::landmarks_3d(model, positions).concat()
+    crate::io::outputs::landmarks_3d(model, positions).concat()
 }
 
 /// The distance between the outer eye corners (landmarks 36 and 45), mm.
@@ -477,7 +477,7 @@ mod tests {
         assert!((60.0..120.0).contains(&eyes), "outer interocular {eyes} mm");
         let truth_only = |shape: &[f32]| measure_frame(&m, "f", &Prediction { shape, landmarks_2d: None, pose: None }, &Truth { shape: truth, landmarks_2d: None, pose: None }, truth).0;
         // Moved 1.5 mm along z: the alignment removes it, error 0.
-        let moved = crate::alignment::Rigid { r: crate::alignment::Rigid::default().r, t: [0.0, 0.0, 1.5] }.apply_all(truth);
+        let moved = crate::eval::alignment::Rigid { r: crate::eval::alignment::Rigid::default().r, t: [0.0, 0.0, 1.5] }.apply_all(truth);
         let frame = truth_only(&moved);
         assert!(frame.nme_3d < 1e-4 && frame.scan.rmse_mm < 1e-3, "{frame:?}");
         // The scan is the truth within 95 mm of its nose tip: the forehead's top and the chin's
@@ -505,10 +505,10 @@ mod tests {
         let axis = [0.3f64, 1.0, 0.2];
         let norm = (axis.iter().map(|v| v * v).sum::<f64>()).sqrt();
         let angle = 10f64.to_radians();
-        let known = crate::alignment::Rigid { r: crate::alignment::rotation_from_vector(axis.map(|v| v / norm * angle)), t: [3.0, 4.0, 0.0] };
+        let known = crate::eval::alignment::Rigid { r: crate::eval::alignment::rotation_from_vector(axis.map(|v| v / norm * angle)), t: [3.0, 4.0, 0.0] };
         let target = known.apply_all(face);
         let normals = vertex_normals(&m, &target);
-        let found = icp_point_to_plane(face, &target, &normals, crate::alignment::Rigid::default(), 100);
+        let found = icp_point_to_plane(face, &target, &normals, crate::eval::alignment::Rigid::default(), 100);
         let error = found.transform.after(&known.inverse());
         let (plane, _) = surface_distances(&found.transform.apply_all(face), &target, &normals);
         let rmse = (plane.iter().map(|d| d * d).sum::<f64>() / plane.len() as f64).sqrt();

@@ -11,7 +11,7 @@
 //! wrong count is skipped and listed with the file, the line and the reason (`strict: true`
 //! makes each an error instead).
 
-use crate::outputs::parse_pts_lines;
+use crate::io::outputs::parse_pts_lines;
 use anyhow::Context;
 use faceforge_components::Crop;
 use faceforge_detect::DetectOptions;
