@@ -28,7 +28,7 @@ const SCENE: &str = r#"Scene(
     data: Synthetic(preset: FacewarehouseLike, subjects: 1, frames: 1, size: 160, seed: 11, landmark_noise: 0.0),
     model: Procedural(preset: Tiny),
     backend: Cpu,
-    systems: [(name: "oracle_lighting"), (name: "oracle_pose"), (name: "reconstruct"), (name: "vertex_normals"), (name: "render")],
+    systems: [(name: "oracle_lighting"), (name: "oracle_pose"), (name: "reconstruct"), (name: "vertex_normals"), (name: "render", keep: true)],
     outputs: (dir: "unused"),
 )"#;
 
@@ -149,7 +149,7 @@ const SWAP_SCENE: &str = r#"Scene(
     systems: [
         (name: "oracle_pose"), (name: "reconstruct"), (name: "vertex_normals"),
         (name: "sample_texture"), (name: "visibility", settings: (method: ZBuffer)),
-        (name: "swap_visible_texture"), (name: "render_swapped"),
+        (name: "swap_visible_texture"), (name: "render_swapped", keep: true),
     ],
     outputs: (dir: "unused"),
 )"#;

@@ -23,7 +23,7 @@ fn truth_scene(frames: u32, losses: &str) -> Prepared {
     systems: [
         (name: "oracle_coeffs"), (name: "oracle_pose"), (name: "oracle_lighting"),
         (name: "reconstruct", settings: (albedo: true)), (name: "vertex_normals"), (name: "render"),
-        (name: "render_reflectance", settings: (consistency: true, symmetry: true, own: true)),
+        (name: "render_reflectance", keep: true, settings: (consistency: true, symmetry: true, own: true)),
     ],
     losses: {{{losses}}},
     optimizer: NoStep,

@@ -20,8 +20,8 @@ fn synthetic(preset: &str, subjects: u32, visibility: &str, model: &str, size: u
     systems: [
         (name: "oracle_coeffs"), (name: "oracle_lighting"), (name: "oracle_pose"),
         (name: "reconstruct"), (name: "vertex_normals"),
-        (name: "sample_texture"), (name: "visibility", settings: (method: {visibility})),
-        (name: "render"),
+        (name: "sample_texture", keep: true), (name: "visibility", keep: true, settings: (method: {visibility})),
+        (name: "render", keep: true),
     ],
     outputs: (dir: "unused"),
 )"#
@@ -157,7 +157,7 @@ fn the_normal_test_and_the_zbuffer_agree_frontally_and_part_at_high_yaw() {
 fn the_swapped_texture_drawn_at_the_target_pose_reproduces_the_target() {
     let text = synthetic("MvfLike", 1, "ZBuffer", "Tiny", 896)
         .replace("landmark_noise: 0.0)", "landmark_noise: 0.0, frames: 2, yaws: [0.0, 20.0])")
-        .replace(r#"(name: "render"),"#, r#"(name: "render"), (name: "swap_visible_texture"), (name: "render_swapped"),"#);
+        .replace(r#"(name: "render", keep: true),"#, r#"(name: "render", keep: true), (name: "swap_visible_texture"), (name: "render_swapped", keep: true),"#);
     let mut p = prepare(&scene(&text, "swap.ron")).unwrap();
     iterate(&mut p, 1, false).unwrap();
     let (n, triangles) = (p.model.n_vertices(), p.model.triangles().to_vec());

@@ -431,7 +431,7 @@ pub fn svg(plan: &Plan) -> String {
         }
     }
     let mut out = String::new();
-    let _ = write!(out, r#"<svg xmlns="http://www.w3.org/2000/svg" class="graph" width="{width:.0}" height="{height:.0}" viewBox="0 0 {width:.0} {height:.0}" font-family="sans-serif" font-size="12">"#);
+    let _ = write!(out, r#"<svg class="graph" width="{width:.0}" height="{height:.0}" viewBox="0 0 {width:.0} {height:.0}" font-family="sans-serif" font-size="12">"#);
     let legend = [("forward", "#dbe6f1", "#4e79a7"), ("loss", "#fde3c8", "#f28e2b"), ("adjoint", "#f8d3d4", "#e15759"), ("step", "#eeeeee", "#79706e"), ("dropped", "#ffffff", "#9a9a9a")];
     for (i, (name, fill, stroke)) in legend.iter().enumerate() {
         let x = 10.0 + i as f32 * 110.0;
