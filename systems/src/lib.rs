@@ -333,3 +333,25 @@ pub fn parse_settings<T: serde::de::DeserializeOwned + Default>(settings: Option
             .map_err(|e| SettingsError(format!("{} (at {}:{} of the settings)", e.code, e.span.start.line, e.span.start.col))),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn data_names_come_from_the_types_and_show_without_module_paths() {
+        assert_eq!(DataName::of::<Grad<Mesh>>().to_string(), "Grad<Mesh>");
+        assert!(std::any::type_name::<Grad<Mesh>>().starts_with("faceforge_components::"));
+        assert_eq!(data![Coeffs, Grad<Pose>].iter().map(DataName::short).collect::<Vec<_>>(), ["Coeffs", "Grad<Pose>"]);
+        assert!(DataName::of::<Grad<Coeffs>>().is_gradient() && !DataName::of::<Coeffs>().is_gradient());
+    }
+
+    #[test]
+    fn every_adjoint_named_in_the_registry_exists_and_runs_in_an_adjoint_stage() {
+        let all = registry();
+        for e in all.iter().filter(|e| e.adjoint.is_some()) {
+            let adjoint = all.iter().find(|a| Some(a.name) == e.adjoint).unwrap_or_else(|| panic!("{}: no adjoint {:?}", e.name, e.adjoint));
+            assert!(adjoint.stage.is_adjoint() && !e.stage.is_adjoint(), "{} → {}", e.name, adjoint.name);
+        }
+    }
+}
