@@ -48,7 +48,8 @@ fn ci_sized(path: &Path, out: &Path) -> LoadedScene {
             set.push(format!("data.Folder.path={:?}", photo.display().to_string()));
             set.push("data.Folder.size=96".to_string());
         }
-        faceforge::scene::DataSpec::Sampled(_) => {}
+        // (No recorded scene reads a video.)
+        faceforge::scene::DataSpec::Sampled(_) | faceforge::scene::DataSpec::Video(_) => {}
     }
     if loaded.scene.learn.is_some() {
         set.push("learn.init=None".to_string());
@@ -172,8 +173,11 @@ fn derived_graphs_equal_the_hand_written_ones() {
             }
         } else {
             let key = file_name(&path);
-            let was = names_of(&before["scenes"][&key]["systems"]);
-            compare(key, &LoadedScene::load(&path).unwrap(), was);
+            // Scenes written after the record have no hand-written graph to equal.
+            if before["scenes"].get(&key).is_some() {
+                let was = names_of(&before["scenes"][&key]["systems"]);
+                compare(key, &LoadedScene::load(&path).unwrap(), was);
+            }
         }
     }
     assert!(mismatches.is_empty(), "{}", mismatches.join("\n"));
@@ -187,8 +191,14 @@ fn derived_graphs_equal_the_hand_written_ones() {
 fn every_scene_gives_the_losses_it_gave_before_the_graph_derived_its_adjoints() {
     let before = recorded();
     let mut differ = Vec::new();
+    let recorded_scenes = before["scenes"].as_object().unwrap().len();
+    let mut compared = 0;
     for path in scene_files().into_iter().filter(|p| !faceforge::scene::sweep::is_sweep(p)) {
         let key = file_name(&path);
+        if before["scenes"].get(&key).is_none() {
+            continue; // written after the record
+        }
+        compared += 1;
         let was: BTreeMap<String, u32> = serde_json::from_value(before["scenes"][&key]["losses"].clone()).unwrap();
         let now = ci_losses(&path);
         if now != was {
@@ -197,6 +207,7 @@ fn every_scene_gives_the_losses_it_gave_before_the_graph_derived_its_adjoints() 
         }
     }
     assert!(differ.is_empty(), "{}", differ.join("\n"));
+    assert_eq!(compared, recorded_scenes, "every recorded scene is still in scenes/");
 }
 
 fn pgn_fit_with(losses: &str) -> faceforge::scene::graph::Plan {

@@ -8,6 +8,11 @@ pub fn scenes_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../scenes")
 }
 
+/// The repository's `examples/` folder (the example portraits).
+pub fn examples_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples")
+}
+
 /// A scene from text, as if read from `name`.
 pub fn scene(text: &str, name: &str) -> LoadedScene {
     LoadedScene::from_str(text, name).unwrap_or_else(|e| panic!("{e}"))

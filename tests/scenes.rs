@@ -64,7 +64,7 @@ fn unknown_system_and_loss_list_the_known_ones() {
 
     let loaded = scene(&GOOD.replace("    outputs:", "    losses: {\"censsus\": 0.2},\n    outputs:"), "loss.ron");
     let err = plan(&loaded).unwrap_err();
-    assert!(err.to_string().contains("unknown loss `censsus`; known losses: landmark, guidance, regulariser, render, pixel, depth, epipolar, identity, reflectance, photometric, photo, align, census, flow, semantic, coefficients, vertex_distance, pose, weighted_coefficients, self_supervision, self_critic"), "{err}");
+    assert!(err.to_string().contains("unknown loss `censsus`; known losses: landmark, guidance, regulariser, render, pixel, depth, epipolar, identity, reflectance, photometric, photo, align, census, flow, semantic, coefficients, vertex_distance, temporal, pose, weighted_coefficients, self_supervision, self_critic"), "{err}");
     assert_eq!(err.position.map(|p| p.0), Some(6));
 }
 

@@ -27,6 +27,22 @@ pub fn roi_from_detection(d: &Detection) -> RotatedRect {
     RotatedRect { center: [d.bbox[0] + d.bbox[2] / 2.0, d.bbox[1] + d.bbox[3] / 2.0], width: side, height: side, rotation: level(d.keypoints[0], d.keypoints[1]) }
 }
 
+/// The landmark crop for the next video frame from this frame's 468 points (MediaPipe's tracking
+/// mode, `face_landmarks_to_roi`): centred on the points' bounding box, its longer side × 1.5,
+/// turned by the line between the outer eye corners (points 33 → 263).
+pub fn roi_from_landmarks(points: &[[f32; 3]]) -> RotatedRect {
+    let (mut lo, mut hi) = ([f32::MAX; 2], [f32::MIN; 2]);
+    for p in points {
+        for c in 0..2 {
+            lo[c] = lo[c].min(p[c]);
+            hi[c] = hi[c].max(p[c]);
+        }
+    }
+    let side = (hi[0] - lo[0]).max(hi[1] - lo[1]) * CROP_SCALE;
+    let rotation = level([points[33][0], points[33][1]], [points[263][0], points[263][1]]);
+    RotatedRect { center: [(lo[0] + hi[0]) / 2.0, (lo[1] + hi[1]) / 2.0], width: side, height: side, rotation }
+}
+
 /// The landmarker's input tensor for a crop, NHWC.
 pub fn input(image: &RgbImage, roi: &RotatedRect) -> Vec<f32> {
     warp::to_tensor(image, roi, (INPUT, INPUT), Border::Replicate, (0.0, 1.0))

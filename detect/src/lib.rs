@@ -142,6 +142,52 @@ impl FaceDetector {
     }
 }
 
+/// What the tracker made of a frame.
+#[derive(Clone, Debug)]
+pub enum Tracked {
+    /// The face, and whether the detector had to find it (the first frame, or the landmarker lost
+    /// it from the previous frame's crop).
+    Found { face: Face, detected: bool },
+    /// No face: neither the previous frame's crop nor the detector found one.
+    Lost,
+}
+
+/// MediaPipe's tracking mode for a clip: the detector finds the face on the first frame; each
+/// later frame's landmark crop comes from the previous frame's landmarks; when the landmarker's
+/// presence score falls below `min_presence` the detector runs again. One face per clip (the
+/// best-scoring).
+#[derive(Debug, Default)]
+pub struct Tracker {
+    pub options: DetectOptions,
+    previous: Option<Face>,
+}
+
+impl Tracker {
+    pub fn new(options: DetectOptions) -> Self {
+        Self { options, previous: None }
+    }
+
+    pub fn next(&mut self, detector: &FaceDetector, image: &RgbImage) -> anyhow::Result<Tracked> {
+        if let Some(previous) = self.previous.take() {
+            let roi = facemesh::roi_from_landmarks(&previous.points);
+            let (points, presence) = detector.landmarks(image, &roi)?;
+            if presence >= self.options.min_presence {
+                let face = Face { detection: previous.detection, roi, points, presence };
+                self.previous = Some(face.clone());
+                return Ok(Tracked::Found { face, detected: false });
+            }
+        }
+        let one = DetectOptions { max_faces: 1, ..self.options };
+        Ok(match detector.faces(image, &one)?.into_iter().next() {
+            Some(face) => {
+                self.previous = Some(face.clone());
+                Tracked::Found { face, detected: true }
+            }
+            None => Tracked::Lost,
+        })
+    }
+}
+
 static SHARED: std::sync::OnceLock<FaceDetector> = std::sync::OnceLock::new();
 
 /// One detector for the whole process, loaded on first use (loading and optimising the two

@@ -70,7 +70,8 @@ enum Command {
     /// an image), fits the model to it and writes a textured OBJ (MTL + PNG), PLY, landmarks,
     /// coefficients and pose, an overlay at the photo's resolution, and a report.
     Reconstruct {
-        /// Photos (PNG/JPEG) or folders (one sub-folder per person: its photos share an identity).
+        /// Photos (PNG/JPEG), folders (one sub-folder per person: its photos share an identity) or
+        /// video clips (mp4, mov, mkv, avi, webm: decoded by ffmpeg, the face tracked).
         #[arg(required = true)]
         inputs: Vec<PathBuf>,
         /// Output folder (default: out/NAME, after the first input).
@@ -159,7 +160,7 @@ enum Command {
     /// Render synthetic faces with exact ground truth: PNG images, iBUG .pts landmarks and the
     /// truth (coefficients, pose, lighting, 3D landmarks) as RON.
     Synth {
-        /// aflw-like, florence-like, facewarehouse-like or mvf-like.
+        /// aflw-like, florence-like, facewarehouse-like, mvf-like or clip-like.
         preset: String,
         #[arg(long)]
         out: PathBuf,
@@ -533,10 +534,10 @@ fn execute(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Synth { preset, out, subjects, frames, size, seed, noise, occluders, focal, model } => {
             let preset = faceforge::io::synth::SynthPreset::parse(&preset)
-                .with_context(|| format!("unknown preset `{preset}`; presets: aflw-like, florence-like, facewarehouse-like, mvf-like"))?;
+                .with_context(|| format!("unknown preset `{preset}`; presets: aflw-like, florence-like, facewarehouse-like, mvf-like, clip-like"))?;
             let model_preset = Preset::parse(&model).with_context(|| format!("unknown model preset `{model}`; presets: tiny, default, bfm"))?;
             let model = MorphableModel::generate(&ModelSpec { preset: model_preset, ..ModelSpec::default() });
-            let spec = faceforge::io::synth::SynthSpec { preset, subjects, frames, size, seed, landmark_noise: noise, occluders, yaws: Vec::new(), focal, changing_lighting: false, dense_landmarks: false };
+            let spec = faceforge::io::synth::SynthSpec { preset, subjects, frames, size, seed, landmark_noise: noise, occluders, yaws: Vec::new(), focal, changing_lighting: false, dense_landmarks: false, motion: 1.0 };
             let frames = faceforge::io::synth::generate(&model, &faceforge_kernels::Backend::Cpu, &spec);
             let files = faceforge::io::synth::write(&out, &frames).with_context(|| format!("writing to {}", out.display()))?;
             println!("wrote {} frames ({files} files) to {}", frames.len(), out.display());

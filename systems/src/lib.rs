@@ -33,6 +33,7 @@ pub mod loss_regulariser;
 pub mod loss_render;
 pub mod loss_semantic;
 pub mod loss_supervised;
+pub mod loss_temporal;
 pub mod loss_vertex_distance;
 pub mod oracle;
 pub mod pgn;
@@ -311,6 +312,7 @@ pub fn registry() -> Vec<SystemEntry> {
         loss_semantic::entry(),
         loss_supervised::coefficients_entry(),
         loss_vertex_distance::entry(),
+        loss_temporal::entry(),
         loss_supervised::pose_entry(),
         adam::entry(),
     ]

@@ -7,10 +7,16 @@
 //! cannot see left out of its mask (here they keep B's own colours, so they compare equal), and
 //! only over the pairs with its frontal view: `anchor: Some(1)` keeps the pairs whose source or
 //! target is the frame of that index — (B, A→B), (B, C→B), (A, B→A), (C, B→C).
+//!
+//! A clip has too many pairs for all of them (n(n−1) per iteration): `pairs: Neighbours(k)` takes,
+//! for each target frame, the k frames before and after it in time; `Random(k)`, k other frames
+//! drawn at random each iteration (CEST's stochastic O(n) sampling). Random(k)'s draw is a
+//! function of the iteration and the frame, so a resumed run draws what an uninterrupted one
+//! would (its RNG state is the checkpoint's iteration).
 
 use crate::{parse_settings, Stage, SystemEntry};
 use bevy_ecs::prelude::*;
-use faceforge_components::{Frame, SwappedTextures, VertexColors, Visibility};
+use faceforge_components::{Frame, Iteration, SwappedTextures, VertexColors, Visibility};
 use serde::Deserialize;
 use std::collections::BTreeMap;
 
@@ -19,6 +25,41 @@ use std::collections::BTreeMap;
 pub struct SwapSettings {
     /// Only the pairs that include the frame of this index (all ordered pairs when absent).
     pub anchor: Option<u32>,
+    /// Which source frames each target frame is compared with.
+    pub pairs: Pairs,
+}
+
+/// The pair schedule: which frames i give a target frame j its swap i → j.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+pub enum Pairs {
+    /// Every other frame of the subject: n(n−1) pairs.
+    #[default]
+    All,
+    /// The k frames before and the k after, in time: about 2kn pairs.
+    Neighbours(u32),
+    /// k other frames drawn at random, anew each iteration: kn pairs.
+    Random(u32),
+}
+
+/// The positions (in time order, among `n` frames) of the sources of target `j`.
+pub fn sources(pairs: Pairs, n: usize, j: usize, draw: u64) -> Vec<usize> {
+    match pairs {
+        Pairs::All => (0..n).filter(|&i| i != j).collect(),
+        Pairs::Neighbours(k) => (j.saturating_sub(k as usize)..(j + k as usize + 1).min(n)).filter(|&i| i != j).collect(),
+        Pairs::Random(k) => {
+            // A partial Fisher–Yates shuffle of the other frames.
+            let mut others: Vec<usize> = (0..n).filter(|&i| i != j).collect();
+            let mut rng = faceforge_model::SplitMix64::new(draw);
+            let k = (k as usize).min(others.len());
+            for a in 0..k {
+                let b = a + (rng.next_u64() % (others.len() - a) as u64) as usize;
+                others.swap(a, b);
+            }
+            others.truncate(k);
+            others.sort_unstable();
+            others
+        }
+    }
 }
 
 /// C_{i→j} for one pair.
@@ -44,19 +85,21 @@ pub fn entry() -> SystemEntry {
         summary: "PGN Eq. 5–6: commonly visible texture from each other frame of the subject",
         build: |settings| {
             let settings: SwapSettings = parse_settings(settings)?;
-            Ok((move |frames: Query<(Entity, &Frame, &VertexColors, &Visibility)>, mut commands: Commands| {
+            Ok((move |iteration: Option<Res<Iteration>>, frames: Query<(Entity, &Frame, &VertexColors, &Visibility)>, mut commands: Commands| {
+                let iteration = iteration.map_or(0, |i| i.0) as u64;
                 let mut subjects: BTreeMap<u32, Vec<_>> = BTreeMap::new();
                 for row in &frames {
                     subjects.entry(row.1.subject_id).or_default().push(row);
                 }
-                for rows in subjects.values_mut() {
+                for (subject, rows) in subjects.iter_mut() {
                     rows.sort_by_key(|r| r.1.index);
                     for (j, target) in rows.iter().enumerate() {
-                        let from = rows
-                            .iter()
-                            .enumerate()
-                            .filter(|(i, source)| *i != j && settings.anchor.is_none_or(|a| source.1.index == a || target.1.index == a))
-                            .map(|(_, source)| (source.0, source.1.index, swap(&source.2.rgb, &source.3.visible, &target.2.rgb, &target.3.visible)))
+                        let draw = (iteration << 32) ^ ((*subject as u64) << 20) ^ target.1.index as u64;
+                        let from = sources(settings.pairs, rows.len(), j, draw)
+                            .into_iter()
+                            .map(|i| &rows[i])
+                            .filter(|source| settings.anchor.is_none_or(|a| source.1.index == a || target.1.index == a))
+                            .map(|source| (source.0, source.1.index, swap(&source.2.rgb, &source.3.visible, &target.2.rgb, &target.3.visible)))
                             .collect();
                         commands.entity(target.0).insert(SwappedTextures { from });
                     }
@@ -69,7 +112,23 @@ pub fn entry() -> SystemEntry {
 
 #[cfg(test)]
 mod tests {
-    use super::swap;
+    use super::{sources, swap, Pairs};
+
+    #[test]
+    fn the_pair_schedules_count_all_neighbour_and_random_pairs() {
+        let count = |pairs: Pairs, n: usize| (0..n).map(|j| sources(pairs, n, j, j as u64).len()).sum::<usize>();
+        assert_eq!(count(Pairs::All, 10), 90);
+        // k = 1: the ends have one neighbour, the rest two.
+        assert_eq!(count(Pairs::Neighbours(1), 10), 18);
+        assert_eq!(count(Pairs::Neighbours(1), 100), 198);
+        assert_eq!(count(Pairs::Random(2), 100), 200);
+        assert_eq!(sources(Pairs::Neighbours(2), 10, 0, 0), [1, 2]);
+        // Random: k distinct other frames, the same for the same draw, another for another.
+        let a = sources(Pairs::Random(3), 50, 7, 11);
+        assert!(a.len() == 3 && !a.contains(&7) && a.windows(2).all(|w| w[0] < w[1]));
+        assert_eq!(a, sources(Pairs::Random(3), 50, 7, 11));
+        assert!((12..20).any(|d| sources(Pairs::Random(3), 50, 7, d) != a));
+    }
 
     #[test]
     fn commonly_visible_vertices_take_the_source_colour_the_rest_keep_their_own() {

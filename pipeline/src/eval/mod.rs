@@ -9,6 +9,7 @@
 
 pub mod alignment;
 pub mod metrics;
+pub mod stability;
 
 use crate::eval::metrics::{measure_frame, Prediction, RunMetrics, Truth};
 use crate::io::outputs::{parse_obj_vertices, parse_pts};
@@ -112,6 +113,7 @@ pub fn evaluate(model: &MorphableModel, results: &Path, truth: &Path, out: &Path
         images: &strips,
         heat_map: Some((heat_map_png(model, &metrics.vertex_errors_mm, max, 256), max)),
         graph: None,
+        clips: &[],
     };
     let mut files = Vec::new();
     for (name, text) in [("metrics.json", serde_json::to_string_pretty(&metrics)?), ("report.md", run_markdown(&report)), ("report.html", run_html(&report))] {

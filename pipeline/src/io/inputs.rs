@@ -12,6 +12,7 @@
 //! makes each an error instead).
 
 use crate::io::outputs::parse_pts_lines;
+use crate::io::video::{self, FrameSelection};
 use anyhow::Context;
 use faceforge_components::Crop;
 use faceforge_detect::DetectOptions;
@@ -74,6 +75,45 @@ pub struct FolderSpec {
     pub require_landmarks: bool,
     /// Stop at the first bad input instead of skipping it.
     pub strict: bool,
+    /// Which frames of a video input to read (every N-th, at most M).
+    pub video: FrameSelection,
+}
+
+/// A video clip as the data (`data: Video(path: "clip.mp4", every: 2, max_frames: 300)`): one
+/// subject, its frames in order, the face tracked from frame to frame (docs/io.md).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct VideoSpec {
+    pub path: PathBuf,
+    pub every: u32,
+    pub max_frames: u32,
+    pub detect: DetectOptions,
+    pub size: usize,
+    pub crop_scale: f32,
+    pub strict: bool,
+}
+
+impl Default for VideoSpec {
+    fn default() -> Self {
+        let folder = FolderSpec::default();
+        Self { path: PathBuf::new(), every: 1, max_frames: 0, detect: folder.detect, size: folder.size, crop_scale: folder.crop_scale, strict: false }
+    }
+}
+
+impl VideoSpec {
+    /// The same input as a folder spec naming the clip.
+    pub fn folder(&self) -> FolderSpec {
+        FolderSpec {
+            path: self.path.clone(),
+            landmarks: LandmarkSource::Detect,
+            detect: self.detect,
+            size: self.size,
+            crop_scale: self.crop_scale,
+            strict: self.strict,
+            video: FrameSelection { every: self.every, max_frames: self.max_frames },
+            ..FolderSpec::default()
+        }
+    }
 }
 
 impl Default for FolderSpec {
@@ -89,6 +129,7 @@ impl Default for FolderSpec {
             crop_scale: 1.6,
             require_landmarks: true,
             strict: false,
+            video: FrameSelection::default(),
         }
     }
 }
@@ -118,6 +159,11 @@ pub struct Skipped {
 
 fn is_image(path: &Path) -> bool {
     path.is_file() && path.extension().and_then(|e| e.to_str()).is_some_and(|e| IMAGE_EXTENSIONS.contains(&e.to_ascii_lowercase().as_str()))
+}
+
+/// An image or a video clip (a subject of its own).
+fn is_input(path: &Path) -> bool {
+    is_image(path) || video::is_video(path)
 }
 
 fn sorted_entries(dir: &Path) -> anyhow::Result<Vec<PathBuf>> {
@@ -156,7 +202,7 @@ fn list_one(path: &Path, layout: FolderLayout) -> anyhow::Result<Vec<Listed>> {
     Ok(match layout {
         FolderLayout::Subjects => {
             // Images beside the sub-folders are subjects of their own.
-            let mut out: Vec<Listed> = entries.iter().filter(|p| is_image(p)).map(|p| alone(p)).collect();
+            let mut out: Vec<Listed> = entries.iter().filter(|p| is_input(p)).map(|p| alone(p)).collect();
             for dir in folders {
                 for image in sorted_entries(dir)?.into_iter().filter(|p| is_image(p)) {
                     out.push(Listed { subject: safe_stem(dir), image, alone: false });
@@ -164,7 +210,7 @@ fn list_one(path: &Path, layout: FolderLayout) -> anyhow::Result<Vec<Listed>> {
             }
             out
         }
-        _ => entries.iter().filter(|p| is_image(p)).map(|p| alone(p)).collect(),
+        _ => entries.iter().filter(|p| is_input(p)).map(|p| alone(p)).collect(),
     })
 }
 
@@ -194,7 +240,7 @@ pub(crate) fn list(spec: &FolderSpec) -> anyhow::Result<Vec<Listed>> {
         }
     }
     if images.is_empty() {
-        anyhow::bail!("{} holds no images ({})", spec.path.display(), IMAGE_EXTENSIONS.join(", "));
+        anyhow::bail!("{} holds no images ({}) or videos ({})", spec.path.display(), IMAGE_EXTENSIONS.join(", "), video::VIDEO_EXTENSIONS.join(", "));
     }
     Ok(images)
 }
@@ -298,6 +344,79 @@ fn faces_of(spec: &FolderSpec, model: &MorphableModel, image_path: &Path, decode
     Ok(Ok(found.iter().map(|f| (f.ibug68(), Some(faceforge_components::DenseLandmarks { points: f.points.clone(), score: f.detection.score, depth: true }))).collect()))
 }
 
+/// A decoded picture in [0, 1] and where it came from (a file, or a clip's frame).
+struct Decoded {
+    rgb: Vec<f32>,
+    width: usize,
+    height: usize,
+    source: PathBuf,
+}
+
+impl Decoded {
+    fn new(image: image::RgbImage, source: &Path) -> Self {
+        let (width, height) = (image.width() as usize, image.height() as usize);
+        Self { rgb: image.into_raw().iter().map(|&b| b as f32 / 255.0).collect(), width, height, source: source.to_path_buf() }
+    }
+
+    /// The frame cut around one face's landmarks (the centred square when there are none).
+    fn crop(&self, spec: &FolderSpec, name: String, subject: String, points: &[[f32; 2]], dense: Option<faceforge_components::DenseLandmarks>) -> LoadedFrame {
+        let (width, height) = (self.width, self.height);
+        let (offset, scale) = if points.is_empty() {
+            let side = width.min(height) as f32;
+            ([(width as f32 - side) / 2.0, (height as f32 - side) / 2.0], spec.size as f32 / side)
+        } else {
+            crop_for(points, spec.size, spec.crop_scale)
+        };
+        let to_crop = |p: [f32; 2]| [(p[0] - offset[0]) * scale, (p[1] - offset[1]) * scale];
+        LoadedFrame {
+            name,
+            subject,
+            rgb: resample(&self.rgb, width, height, offset, scale, spec.size),
+            size: spec.size,
+            landmarks: points.iter().map(|&p| to_crop(p)).collect(),
+            dense: dense.map(|d| faceforge_components::DenseLandmarks {
+                points: d.points.iter().map(|p| { let [x, y] = to_crop([p[0], p[1]]); [x, y, p[2] * scale] }).collect(),
+                score: d.score,
+                depth: d.depth,
+            }),
+            crop: Crop { offset, scale, original_size: [width, height], source: self.source.display().to_string() },
+            source: self.source.clone(),
+        }
+    }
+}
+
+/// A clip's frames: decoded as they stream in, the face tracked from frame to frame, each frame
+/// cut around it. A frame where the face is lost is skipped and listed, never invented.
+fn load_video(spec: &FolderSpec, listed: &Listed, frames: &mut Vec<LoadedFrame>, skip: &mut impl FnMut(PathBuf, String) -> anyhow::Result<()>) -> anyhow::Result<()> {
+    let clip = &listed.image;
+    let (info, decoded) = match video::decode(clip, spec.video) {
+        Ok(started) => started,
+        Err(e) => return skip(clip.clone(), format!("{e:#}")),
+    };
+    let detector = faceforge_detect::shared()?;
+    let mut tracker = faceforge_detect::Tracker::new(spec.detect);
+    let (mut found, mut redetected) = (0usize, 0usize);
+    for frame in decoded {
+        let frame = match frame {
+            Ok(f) => f,
+            Err(e) => return skip(clip.clone(), format!("{e:#}")),
+        };
+        let name = format!("{}_f{:05}", listed.subject, frame.index);
+        let source = PathBuf::from(format!("{}#{}", clip.display(), frame.index));
+        match tracker.next(detector, &frame.image).with_context(|| format!("tracking the face in {}", source.display()))? {
+            faceforge_detect::Tracked::Found { face, detected } => {
+                redetected += usize::from(detected && found > 0);
+                found += 1;
+                let dense = faceforge_components::DenseLandmarks { points: face.points.clone(), score: face.detection.score, depth: true };
+                frames.push(Decoded::new(frame.image, &source).crop(spec, name, listed.subject.clone(), &face.ibug68(), Some(dense)));
+            }
+            faceforge_detect::Tracked::Lost => skip(source, format!("frame {} ({:.2} s): no face (lost by the tracker, not found by the detector)", frame.index, frame.seconds))?,
+        }
+    }
+    tracing::info!("{}: {}×{} at {:.2} fps, {found} frames with a face, the detector run again {redetected} times", clip.display(), info.width, info.height, info.fps);
+    Ok(())
+}
+
 /// Loads every image: the frames, and what was skipped with the reason. Errors only for what
 /// stops everything (an unreadable folder, a model without the 68 landmarks), or for any bad
 /// input when `strict`.
@@ -314,6 +433,10 @@ pub fn load(spec: &FolderSpec, model: &MorphableModel) -> anyhow::Result<(Vec<Lo
         Ok(())
     };
     for listed in list(spec)? {
+        if video::is_video(&listed.image) {
+            load_video(spec, &listed, &mut frames, &mut skip)?;
+            continue;
+        }
         let image_path = listed.image.clone();
         let decoded = match decode_image(&image_path) {
             Ok(im) => im,
@@ -329,17 +452,10 @@ pub fn load(spec: &FolderSpec, model: &MorphableModel) -> anyhow::Result<(Vec<Lo
                 continue;
             }
         };
-        let (width, height) = (decoded.width() as usize, decoded.height() as usize);
-        let rgb: Vec<f32> = decoded.into_raw().iter().map(|&b| b as f32 / 255.0).collect();
         let base_name = frame_name(&listed);
         let several = spec.detect.max_faces > 1 && faces.iter().any(|(_, dense)| dense.is_some());
+        let image = Decoded::new(decoded, &image_path);
         for (k, (points, dense)) in faces.into_iter().enumerate() {
-            let (offset, scale) = if points.is_empty() {
-                let side = width.min(height) as f32;
-                ([(width as f32 - side) / 2.0, (height as f32 - side) / 2.0], spec.size as f32 / side)
-            } else {
-                crop_for(&points, spec.size, spec.crop_scale)
-            };
             // Several faces of one image: each its own subject.
             let subject = if several { format!("{}_face{k}", listed.subject) } else { listed.subject.clone() };
             let mut name = if several { format!("{base_name}_face{k}") } else { base_name.clone() };
@@ -348,21 +464,7 @@ pub fn load(spec: &FolderSpec, model: &MorphableModel) -> anyhow::Result<(Vec<Lo
             if frames.iter().any(|f: &LoadedFrame| f.name == name) {
                 name = format!("{name}_{}", image_path.extension().map(|e| e.to_string_lossy().to_ascii_lowercase()).unwrap_or_default());
             }
-            let to_crop = |p: [f32; 2]| [(p[0] - offset[0]) * scale, (p[1] - offset[1]) * scale];
-            frames.push(LoadedFrame {
-                name,
-                subject,
-                rgb: resample(&rgb, width, height, offset, scale, spec.size),
-                size: spec.size,
-                landmarks: points.iter().map(|&p| to_crop(p)).collect(),
-                dense: dense.map(|d| faceforge_components::DenseLandmarks {
-                    points: d.points.iter().map(|p| { let [x, y] = to_crop([p[0], p[1]]); [x, y, p[2] * scale] }).collect(),
-                    score: d.score,
-                    depth: d.depth,
-                }),
-                crop: Crop { offset, scale, original_size: [width, height], source: image_path.display().to_string() },
-                source: image_path.clone(),
-            });
+            frames.push(image.crop(spec, name, subject, &points, dense));
         }
     }
     Ok((frames, skipped))

@@ -8,3 +8,4 @@ pub mod inputs;
 pub mod mat;
 pub mod outputs;
 pub mod synth;
+pub mod video;

@@ -6,7 +6,11 @@
 //! - `AflwLike`: single images, |yaw| spread evenly over the bins 0–30°, 30–60°, 60–90°;
 //! - `FlorenceLike`: neutral subjects, clips sweeping yaw from −80° to 80°, lighting changing;
 //! - `FacewarehouseLike`: identities × 20 expressions, near frontal;
-//! - `MvfLike`: left, front and right views (yaw −50°, 0°, 50°) of one expression.
+//! - `MvfLike`: left, front and right views (yaw −50°, 0°, 50°) of one expression;
+//! - `ClipLike`: a video clip with known smooth motion: one person turning (yaw ±30°, pitch ±8°,
+//!   roll ±4°, sinusoids), drifting a little and moving between two expressions, under one
+//!   lighting before one background; `motion` scales it (0: a still head, only the landmark
+//!   noise changes from frame to frame).
 
 use faceforge_components::{Coeffs, Frame, PinholeParams, Pose};
 use faceforge_kernels::normals::{self, Adjacency};
@@ -25,6 +29,7 @@ pub enum SynthPreset {
     FlorenceLike,
     FacewarehouseLike,
     MvfLike,
+    ClipLike,
 }
 
 impl SynthPreset {
@@ -34,6 +39,7 @@ impl SynthPreset {
             "florence-like" | "florencelike" => Some(Self::FlorenceLike),
             "facewarehouse-like" | "facewarehouselike" => Some(Self::FacewarehouseLike),
             "mvf-like" | "mvflike" => Some(Self::MvfLike),
+            "clip-like" | "cliplike" => Some(Self::ClipLike),
             _ => None,
         }
     }
@@ -45,6 +51,7 @@ impl SynthPreset {
             Self::FlorenceLike => 9,
             Self::FacewarehouseLike => 20,
             Self::MvfLike => 3,
+            Self::ClipLike => 30,
         }
     }
 }
@@ -75,11 +82,48 @@ pub struct SynthSpec {
     /// Give each frame the model's 468 dense points too (`DenseLandmarks`, as the detector does
     /// for a photo), with the same noise as the 68, so a fit takes the dense landmark path.
     pub dense_landmarks: bool,
+    /// `ClipLike`: the scale of the clip's motion (1: as described; 0: a still head).
+    pub motion: f32,
 }
 
 impl Default for SynthSpec {
     fn default() -> Self {
-        Self { preset: SynthPreset::AflwLike, subjects: 6, frames: 0, size: 224, seed: 0, landmark_noise: 1.5, occluders: 0.0, yaws: Vec::new(), focal: 0.0, changing_lighting: false, dense_landmarks: false }
+        Self { preset: SynthPreset::AflwLike, subjects: 6, frames: 0, size: 224, seed: 0, landmark_noise: 1.5, occluders: 0.0, yaws: Vec::new(), focal: 0.0, changing_lighting: false, dense_landmarks: false, motion: 1.0 }
+    }
+}
+
+/// A `ClipLike` subject's smooth motion, drawn from a generator of its own (the other presets'
+/// data stay as they were).
+struct ClipMotion {
+    phases: [f64; 4],
+    exp_from: Vec<f32>,
+    exp_to: Vec<f32>,
+    scale: f32,
+    centre: [f32; 2],
+    background_seed: u64,
+}
+
+impl ClipMotion {
+    fn draw(model: &MorphableModel, seed: u64, subject: u32, size: usize) -> Self {
+        let mut rng = SplitMix64::new(seed ^ 0x434c_4950_0000_0000 ^ subject as u64);
+        Self {
+            phases: [rng.range(0.0, 6.28), rng.range(0.0, 6.28), rng.range(0.0, 6.28), rng.range(0.0, 6.28)],
+            exp_from: rng.scaled_normals(model.exp_sigma(), 0.5),
+            exp_to: rng.scaled_normals(model.exp_sigma(), 0.5),
+            scale: 0.6 * size as f32 / FACE_WIDTH_MM * rng.range(0.9, 1.1) as f32,
+            centre: [size as f32 / 2.0, size as f32 / 2.0],
+            background_seed: rng.next_u64(),
+        }
+    }
+
+    /// Angles (degrees), expression, scale and centre at time `t` ∈ [0, 1] of the clip.
+    fn at(&self, t: f64, motion: f32, size: usize) -> ([f32; 3], Vec<f32>, f32, [f32; 2]) {
+        let wave = |cycles: f64, phase: f64| (std::f64::consts::TAU * cycles * t + phase).sin() as f32 * motion;
+        let angles = [30.0 * wave(0.75, self.phases[0]), 8.0 * wave(0.5, self.phases[1]), 4.0 * wave(1.0, self.phases[2])];
+        let w = 0.5 - 0.5 * wave(1.0, self.phases[3]);
+        let exp = self.exp_from.iter().zip(&self.exp_to).map(|(a, b)| a + w * (b - a)).collect();
+        let drift = 0.02 * size as f32 * wave(0.5, self.phases[3]);
+        (angles, exp, self.scale, [self.centre[0] + drift, self.centre[1] + 0.5 * drift])
     }
 }
 
@@ -137,6 +181,8 @@ fn angles(preset: SynthPreset, subject: u32, index: u32, frames: u32, rng: &mut 
             (-80.0 + 160.0 * t, rng.range(-10.0, 10.0), rng.range(-5.0, 5.0))
         }
         SynthPreset::FacewarehouseLike => (rng.range(-15.0, 15.0), rng.range(-10.0, 10.0), rng.range(-5.0, 5.0)),
+        // Its own smooth motion replaces these (`ClipMotion`).
+        SynthPreset::ClipLike => (0.0, 0.0, 0.0),
         SynthPreset::MvfLike => ([-50.0, 0.0, 50.0][(index % 3) as usize] + rng.range(-5.0, 5.0), rng.range(-5.0, 5.0), rng.range(-3.0, 3.0)),
     };
     [yaw as f32, pitch as f32, roll as f32]
@@ -188,10 +234,14 @@ pub fn generate(model: &MorphableModel, backend: &Backend, spec: &SynthSpec) -> 
         let tex = rng.scaled_normals(model.albedo_sigma(), 1.0);
         let subject_exp = rng.scaled_normals(model.exp_sigma(), 1.0);
         let subject_light = lighting(&mut rng);
+        let clip = (spec.preset == SynthPreset::ClipLike).then(|| ClipMotion::draw(model, spec.seed, s, size));
         for f in 0..frames_per_subject {
-            let exp = match spec.preset {
-                SynthPreset::FlorenceLike => vec![0.0; model.n_exp()],
-                SynthPreset::MvfLike => subject_exp.clone(),
+            let t = f as f64 / (frames_per_subject.max(2) - 1) as f64;
+            let clip_now = clip.as_ref().map(|c| c.at(t, spec.motion, size));
+            let exp = match (spec.preset, &clip_now) {
+                (_, Some((_, exp, _, _))) => exp.clone(),
+                (SynthPreset::FlorenceLike, _) => vec![0.0; model.n_exp()],
+                (SynthPreset::MvfLike, _) => subject_exp.clone(),
                 _ => rng.scaled_normals(model.exp_sigma(), 1.0),
             };
             let sh = match spec.preset {
@@ -200,7 +250,7 @@ pub fn generate(model: &MorphableModel, backend: &Backend, spec: &SynthSpec) -> 
                 SynthPreset::FacewarehouseLike | SynthPreset::MvfLike if spec.changing_lighting => {
                     lighting(&mut SplitMix64::new(spec.seed ^ 0x4c49_4748_5400_0000 ^ ((s as u64) << 16 | f as u64)))
                 }
-                SynthPreset::FacewarehouseLike | SynthPreset::MvfLike => subject_light.clone(),
+                SynthPreset::FacewarehouseLike | SynthPreset::MvfLike | SynthPreset::ClipLike => subject_light.clone(),
                 _ => lighting(&mut rng),
             };
             let coeffs = Coeffs { id: id.clone(), exp, tex: tex.clone() };
@@ -209,8 +259,11 @@ pub fn generate(model: &MorphableModel, backend: &Backend, spec: &SynthSpec) -> 
                 angle[0] = spec.yaws[f as usize % spec.yaws.len()];
             }
             // The face's width spans about 60 % of the image, near the centre.
-            let scale = 0.6 * size as f32 / FACE_WIDTH_MM * rng.range(0.9, 1.1) as f32;
-            let centre = [size as f32 / 2.0 + rng.range(-0.04, 0.04) as f32 * size as f32, size as f32 / 2.0 + rng.range(-0.04, 0.04) as f32 * size as f32];
+            let mut scale = 0.6 * size as f32 / FACE_WIDTH_MM * rng.range(0.9, 1.1) as f32;
+            let mut centre = [size as f32 / 2.0 + rng.range(-0.04, 0.04) as f32 * size as f32, size as f32 / 2.0 + rng.range(-0.04, 0.04) as f32 * size as f32];
+            if let Some((clip_angles, _, clip_scale, clip_centre)) = &clip_now {
+                (angle, scale, centre) = (*clip_angles, *clip_scale, *clip_centre);
+            }
             let pose = if spec.focal > 0.0 {
                 let (f, c) = (spec.focal * size as f32, size as f32 / 2.0);
                 let distance = f / scale;
@@ -230,6 +283,9 @@ pub fn generate(model: &MorphableModel, backend: &Backend, spec: &SynthSpec) -> 
             let drawn = render_batch(backend, model.triangles(), n, raster_shape, &RenderBatch { positions: &shape, colors: &colors, camera_model, cameras: &camera });
 
             let mut image = background(size, &mut rng);
+            if let Some(c) = &clip {
+                image = background(size, &mut SplitMix64::new(c.background_seed));
+            }
             let mut face_mask = drawn.raster.mask();
             for p in 0..size * size {
                 if face_mask[p] > 0.0 {

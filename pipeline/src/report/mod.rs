@@ -153,6 +153,8 @@ pub struct RunReport<'a> {
     pub heat_map: Option<(Vec<u8>, f32)>,
     /// The derived graph, drawn (SVG).
     pub graph: Option<String>,
+    /// Each clip's stability (subjects of three frames or more).
+    pub clips: &'a [crate::eval::stability::ClipStability],
 }
 
 /// The accuracy table's rows: (metric, fit, mean face).
@@ -194,6 +196,12 @@ pub fn run_markdown(r: &RunReport) -> String {
         s.push_str("\n## Frames\n\n| frame | |yaw| (°) | 2D NME (%) | 3D NME (%) | per-vertex (mm) | scan RMSE (mm) | pose (°) |\n|---|---|---|---|---|---|---|\n");
         for f in &m.frames {
             let _ = writeln!(s, "| {} | {} | {} | {:.3} | {:.3} | {:.3} | {} |", f.frame, opt(f.yaw(), 1), opt(f.nme_2d, 3), f.nme_3d, f.per_vertex_mm, f.scan.rmse_mm, opt(f.pose_deg, 2));
+        }
+    }
+    if !r.clips.is_empty() {
+        s.push_str("\n## Clips (jitter: RMS second difference of the landmarks over time, % of the interocular distance)\n\n| clip | frames | jitter, detector (%) | jitter, fit (%) | jitter, vertices (mm) | error to the truth (%) |\n|---|---|---|---|---|---|\n");
+        for c in r.clips {
+            let _ = writeln!(s, "| {} | {} | {} | {} | {} | {} |", c.subject, c.frames, opt(c.jitter_detector, 3), opt(c.jitter_fit, 3), opt(c.jitter_vertices_mm, 3), opt(c.error_to_truth, 3));
         }
     }
     if let Some(last) = r.losses.0.last().filter(|l| !l.is_empty()) {
@@ -238,6 +246,19 @@ fn loss_plot(title: &str, series: Vec<Series>) -> String {
 fn ced_plot(title: &str, x_label: &str, curves: Vec<(String, Vec<f32>)>) -> String {
     let series = curves.into_iter().map(|(name, errors)| Series { name, points: std::iter::once((0.0, 0.0)).chain(ced(&errors).into_iter().map(|(e, f)| (e, 100.0 * f))).collect() }).collect();
     LinePlot { title: title.into(), x_label: x_label.into(), y_label: "frames with smaller error (%)".into(), steps: true, y_range: Some((0.0, 100.0)), series, ..Default::default() }.svg()
+}
+
+/// A clip's head angles and jitter over its frames.
+fn clip_plots(c: &crate::eval::stability::ClipStability) -> String {
+    let over_frames = |name: &str, value: &dyn Fn(&crate::eval::stability::ClipFrame) -> Option<f32>| Series {
+        name: name.into(),
+        points: c.per_frame.iter().enumerate().filter_map(|(t, f)| value(f).map(|v| (t as f32, v))).collect(),
+    };
+    let angles = ["yaw", "pitch", "roll"].iter().enumerate().map(|(a, name)| over_frames(name, &|f| f.ypr_deg.map(|d| d[a]))).collect();
+    let jitter = vec![over_frames("fit", &|f| f.jitter_fit), over_frames("detector", &|f| f.jitter_detector)];
+    let title = |what: &str| format!("{}: {what}", c.subject);
+    LinePlot { title: title("head angles"), x_label: "frame".into(), y_label: "degrees".into(), series: angles, ..Default::default() }.svg()
+        + &LinePlot { title: title("jitter"), x_label: "frame".into(), y_label: "|Δ² landmarks| (% interocular)".into(), series: jitter, ..Default::default() }.svg()
 }
 
 fn yaw_plot(m: &RunMetrics) -> String {
@@ -302,6 +323,18 @@ pub fn run_html(r: &RunReport) -> String {
             body.push_str("</div>");
         }
         body.push_str(&colour_bar(ERROR_MAP_MAX, "photometric error"));
+    }
+    if !r.clips.is_empty() {
+        body.push_str("<h2>Clips</h2><p>Jitter: the RMS over frames and landmarks of the second difference over time of the 2D landmarks in the video's pixels, in % of the outer interocular distance; for the vertices, of the fitted shape (mm). Error to the truth: RMS landmark distance to the true trajectory (synthetic clips).</p>");
+        let rows: Vec<Vec<String>> = r
+            .clips
+            .iter()
+            .map(|c| vec![escape(&c.subject), c.frames.to_string(), opt(c.jitter_detector, 3), opt(c.jitter_fit, 3), opt(c.jitter_vertices_mm, 3), opt(c.error_to_truth, 3)])
+            .collect();
+        body.push_str(&html_table(&["clip", "frames", "jitter, detector (%)", "jitter, fit (%)", "jitter, vertices (mm)", "error to the truth (%)"], &rows));
+        for c in r.clips.iter().take(MAX_FRAME_STRIPS) {
+            let _ = write!(body, "<div class=\"plots\">{}</div>", clip_plots(c));
+        }
     }
     if let Some(graph) = &r.graph {
         body.push_str("<h2>Graph</h2><p>The systems this run ran, a row per stage: the scene's forward systems, the weighted losses, the adjoints the graph derived and the step; dashed, those it dropped because nothing read what they write. Hover for what each reads and writes.</p>");

@@ -15,6 +15,7 @@ pub fn populate(world: &mut World, data: &DataSpec, model: &MorphableModel, back
         DataSpec::Sampled(spec) => (populate_sampled(world, spec, model, seed), Vec::new()),
         DataSpec::Synthetic(spec) => (populate_synthetic(world, spec, model, backend), Vec::new()),
         DataSpec::Folder(spec) => populate_folder(world, spec, model)?,
+        DataSpec::Video(spec) => populate_folder(world, &spec.folder(), model)?,
     })
 }
 

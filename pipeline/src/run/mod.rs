@@ -442,9 +442,15 @@ fn finish(loaded: &LoadedScene, prepared: Prepared, loss_history: LossHistory, s
     }
 
     let metrics = measure(&mut world, &model);
-    if let Some(m) = &metrics {
+    let clips = crate::eval::stability::measure_clips(&mut world, &model);
+    if metrics.is_some() || !clips.is_empty() {
+        // The accuracy against the truth (when there is one) and each clip's stability.
+        let mut json = metrics.as_ref().map_or(Ok(serde_json::json!({})), serde_json::to_value)?;
+        if !clips.is_empty() {
+            json["clips"] = serde_json::to_value(&clips)?;
+        }
         let path = out_dir.join("metrics.json");
-        atomic_write(&path, serde_json::to_string_pretty(m)?.as_bytes()).with_context(|| format!("writing {}", path.display()))?;
+        atomic_write(&path, serde_json::to_string_pretty(&json)?.as_bytes()).with_context(|| format!("writing {}", path.display()))?;
         files.push(path);
     }
     let seconds = start.elapsed().as_secs_f64();
@@ -469,6 +475,7 @@ fn finish(loaded: &LoadedScene, prepared: Prepared, loss_history: LossHistory, s
             (heat_map_png(&model, &m.vertex_errors_mm, max, 256), max)
         }),
         graph: crate::scene::graph::plan(loaded).ok().map(|p| crate::scene::graph::svg(&p)),
+        clips: &clips,
     };
     for (name, text) in [("report.md", run_markdown(&report)), ("report.html", run_html(&report)), ("losses.csv", loss_history.csv())] {
         let path = out_dir.join(name);

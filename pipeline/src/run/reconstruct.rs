@@ -1,7 +1,8 @@
-//! `faceforge reconstruct`: photos or folders in, a textured 3D face per face out. The fit graph
-//! is the built-in `scenes/reconstruct.ron` (compiled in) or the scene the user names; its
-//! `Folder` data source takes the inputs, so the detector finds the landmarks that have no
-//! `.pts` file.
+//! `faceforge reconstruct`: photos, folders or video clips in, a textured 3D face per face (per
+//! frame of a clip) out. The fit graph is the built-in `scenes/reconstruct.ron` (photos) or
+//! `scenes/reconstruct_clip.ron` (when an input is a video), compiled in, or the scene the user
+//! names; its data source takes the inputs, so the detector finds the landmarks that have no
+//! `.pts` file and tracks the face through a clip.
 
 use crate::io::inputs::FolderSpec;
 use crate::run::{run_with, RunOptions, RunSummary};
@@ -9,8 +10,10 @@ use crate::scene::{DataSpec, LoadedScene};
 use anyhow::Context;
 use std::path::{Path, PathBuf};
 
-/// The built-in fit.
+/// The built-in fit of photos.
 pub const BUILT_IN_SCENE: &str = include_str!("../../../scenes/reconstruct.ron");
+/// The built-in fit of a video clip (temporal term, census over neighbouring frames).
+pub const BUILT_IN_CLIP_SCENE: &str = include_str!("../../../scenes/reconstruct_clip.ron");
 
 #[derive(Clone, Debug, Default)]
 pub struct ReconstructOptions {
@@ -36,10 +39,12 @@ pub fn scene(options: &ReconstructOptions) -> anyhow::Result<LoadedScene> {
     let (first, rest) = options.inputs.split_first().context("no input: name photos or folders")?;
     let mut loaded = match &options.scene {
         Some(path) => LoadedScene::load(path)?,
+        None if options.inputs.iter().any(|p| crate::io::video::is_video(p)) => LoadedScene::from_str(BUILT_IN_CLIP_SCENE, "the built-in reconstruct_clip scene")?,
         None => LoadedScene::from_str(BUILT_IN_SCENE, "the built-in reconstruct scene")?,
     };
     let mut folder = match &loaded.scene.data {
         DataSpec::Folder(f) => f.clone(),
+        DataSpec::Video(v) => v.folder(),
         _ => FolderSpec::default(),
     };
     folder.path = first.clone();

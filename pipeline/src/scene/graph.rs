@@ -30,7 +30,7 @@ pub fn data_provides(data: &DataSpec) -> Vec<DataName> {
     match data {
         DataSpec::Sampled(_) => data![Frame, Subject, Coeffs, GroundTruth],
         DataSpec::Synthetic(_) => data![Frame, Subject, Coeffs, GroundTruth, Image, Landmarks2d, Landmarks3d, SkinMask],
-        DataSpec::Folder(_) => data![Frame, Subject, Coeffs, Image, Landmarks2d, Crop],
+        DataSpec::Folder(_) | DataSpec::Video(_) => data![Frame, Subject, Coeffs, Image, Landmarks2d, Crop],
     }
 }
 

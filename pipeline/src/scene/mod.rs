@@ -64,6 +64,9 @@ pub enum DataSpec {
     /// Photos: an image or a folder, with landmarks from the built-in detector or from 68-point
     /// `.pts` files (see `inputs`); coefficients start at the model's mean.
     Folder(crate::io::inputs::FolderSpec),
+    /// A video clip (mp4, mov, mkv, avi, webm), decoded by the system's ffmpeg: one subject, the
+    /// face tracked from frame to frame; coefficients start at the model's mean.
+    Video(crate::io::inputs::VideoSpec),
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
