@@ -197,3 +197,58 @@ fn neighbour_pairs_cost_linearly_and_fit_a_short_clip_as_all_pairs_do() {
     let (all, neighbours) = (per_vertex("All"), per_vertex("Neighbours(1)"));
     assert!((neighbours - all).abs() <= 0.1 * all, "per-vertex error: all pairs {all:.3} mm, neighbours {neighbours:.3} mm");
 }
+
+/// loss_temporal's gradients, through direct_pose and reconstruct's adjoints, against central
+/// differences of the loss: the expression and the pose parameters of a middle frame of a moving
+/// four-frame clip (the term is smooth: squares of second differences).
+#[test]
+fn the_temporal_gradients_match_central_differences() {
+    use bevy_ecs::prelude::*;
+    use faceforge::run::{iterate, prepare};
+    use faceforge_components::{Coeffs, Frame, Grad, LossTerms, PoseParams};
+    let text = r#"Scene(
+        data: Synthetic(preset: ClipLike, subjects: 1, frames: 4, size: 96, seed: 8, landmark_noise: 1.0),
+        model: Procedural(preset: Tiny),
+        backend: Cpu,
+        systems: [(name: "direct_pose"), (name: "reconstruct", settings: (albedo: false))],
+        losses: {"temporal": 1.0},
+        optimizer: NoStep,
+        outputs: (dir: "unused"),
+    )"#;
+    let mut p = prepare(&scene(text, "temporal_gradient.ron")).unwrap();
+    iterate(&mut p, 1, false).unwrap();
+    let entity = {
+        let mut q = p.world.query::<(Entity, &Frame)>();
+        q.iter(&p.world).find(|(_, f)| f.index == 1).unwrap().0
+    };
+    // Off the smooth path: the middle frame's expression moved.
+    let mut coeffs = p.world.get::<Coeffs>(entity).unwrap().clone();
+    coeffs.exp.iter_mut().enumerate().for_each(|(k, e)| *e += 0.3 * (k as f32 * 0.7).sin());
+    let pose = p.world.get::<PoseParams>(entity).unwrap().clone();
+    let total = |p: &mut faceforge::run::Prepared, c: &Coeffs, q: &PoseParams| -> f64 {
+        p.world.entity_mut(entity).insert((c.clone(), q.clone()));
+        iterate(p, 1, false).unwrap();
+        p.world.resource::<LossTerms>().total() as f64
+    };
+    total(&mut p, &coeffs, &pose);
+    let (g_exp, g_pose) = (p.world.get::<Grad<Coeffs>>(entity).unwrap().value.exp.clone(), p.world.get::<Grad<PoseParams>>(entity).unwrap().value.clone());
+    let mut pairs = Vec::new();
+    for k in 0..4 {
+        let h = 1e-2;
+        let (mut up, mut down) = (coeffs.clone(), coeffs.clone());
+        up.exp[k] += h;
+        down.exp[k] -= h;
+        pairs.push(((total(&mut p, &up, &pose) - total(&mut p, &down, &pose)) / (2.0 * h as f64), g_exp[k] as f64));
+    }
+    for a in 0..3 {
+        let h = 1e-3;
+        let (mut up, mut down) = (pose.clone(), pose.clone());
+        up.angles[a] += h;
+        down.angles[a] -= h;
+        pairs.push(((total(&mut p, &coeffs, &up) - total(&mut p, &coeffs, &down)) / (2.0 * h as f64), g_pose.angles[a] as f64));
+    }
+    assert!(pairs[..4].iter().any(|p| p.1.abs() > 1e-3) && pairs[4..].iter().any(|p| p.1.abs() > 1e-3), "both parts have a gradient: {pairs:?}");
+    for (numeric, analytic) in &pairs {
+        assert!((numeric - analytic).abs() <= 1e-2 * analytic.abs().max(1e-3 * pairs.iter().fold(0.0f64, |m, p| m.max(p.1.abs()))), "{pairs:?}");
+    }
+}
