@@ -301,6 +301,12 @@ impl Default for OptimizerState {
     }
 }
 
+/// When a video frame was shown: seconds from the clip's start.
+#[derive(Component, Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Timestamp {
+    pub seconds: f64,
+}
+
 /// Where a frame's image came from: crop pixel p shows the original image at p / scale + offset
 /// (continuous coordinates, pixel centres at i + ½), so outputs map back to the original.
 #[derive(Component, Clone, Debug, PartialEq, Serialize, Deserialize)]

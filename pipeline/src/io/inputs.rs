@@ -148,6 +148,8 @@ pub struct LoadedFrame {
     /// The detector's 468 points in crop pixels, when the landmarks came from it.
     pub dense: Option<faceforge_components::DenseLandmarks>,
     pub crop: Crop,
+    /// A video frame's time in its clip.
+    pub seconds: Option<f64>,
 }
 
 /// An input left out, and why.
@@ -381,6 +383,7 @@ impl Decoded {
             }),
             crop: Crop { offset, scale, original_size: [width, height], source: self.source.display().to_string() },
             source: self.source.clone(),
+            seconds: None,
         }
     }
 }
@@ -408,7 +411,8 @@ fn load_video(spec: &FolderSpec, listed: &Listed, frames: &mut Vec<LoadedFrame>,
                 redetected += usize::from(detected && found > 0);
                 found += 1;
                 let dense = faceforge_components::DenseLandmarks { points: face.points.clone(), score: face.detection.score, depth: true };
-                frames.push(Decoded::new(frame.image, &source).crop(spec, name, listed.subject.clone(), &face.ibug68(), Some(dense)));
+                let cut = Decoded::new(frame.image, &source).crop(spec, name, listed.subject.clone(), &face.ibug68(), Some(dense));
+                frames.push(LoadedFrame { seconds: Some(frame.seconds), ..cut });
             }
             faceforge_detect::Tracked::Lost => skip(source, format!("frame {} ({:.2} s): no face (lost by the tracker, not found by the detector)", frame.index, frame.seconds))?,
         }

@@ -8,4 +8,5 @@ pub mod inputs;
 pub mod mat;
 pub mod outputs;
 pub mod synth;
+pub mod gltf;
 pub mod video;

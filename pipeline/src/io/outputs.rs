@@ -235,3 +235,53 @@ mod tests {
         assert_eq!(parse_obj_vertices("m.obj", "v 1 2 3\nv 4 5 6\nf 1 2 1\n").unwrap(), vec![1.0, 2.0, 3.0, 4.0, 5.0, 6.0]);
     }
 }
+
+/// Per subject of two frames or more (a clip): `SUBJECT.glb` (io/gltf.rs; textured with
+/// `textures`' image for that subject, `size`² texels) and `SUBJECT_animation.csv` (per frame: the
+/// time, yaw, pitch and roll in degrees, the pose's camera parameters and the expression). Frames
+/// without a time are placed at 25 fps.
+pub fn write_clip_animations(
+    world: &mut bevy_ecs::world::World,
+    model: &MorphableModel,
+    dir: &Path,
+    textures: &std::collections::HashMap<u32, (f32, Vec<f32>)>,
+    size: usize,
+) -> anyhow::Result<Vec<std::path::PathBuf>> {
+    use anyhow::Context;
+    use faceforge_components::{Coeffs, Crop, Frame, Pose, Subject, Timestamp};
+    let names: std::collections::BTreeMap<u32, String> = world.query::<&Subject>().iter(world).map(|s| (s.id, s.name.clone())).collect();
+    let mut clips: std::collections::BTreeMap<u32, Vec<(u32, String, crate::io::gltf::AnimationFrame, Vec<f32>)>> = Default::default();
+    for (frame, coeffs, pose, crop, time) in world.query::<(&Frame, &Coeffs, &Pose, Option<&Crop>, Option<&Timestamp>)>().iter(world) {
+        let seconds = time.map_or(frame.index as f64 / 25.0, |t| t.seconds) as f32;
+        let animated = crate::io::gltf::AnimationFrame { seconds, exp: coeffs.exp.clone(), pose: pose.clone(), crop: crop.cloned() };
+        clips.entry(frame.subject_id).or_default().push((frame.index, frame.name.clone(), animated, coeffs.id.clone()));
+    }
+    let mut files = Vec::new();
+    for (subject, mut rows) in clips.into_iter().filter(|(_, rows)| rows.len() >= 2) {
+        rows.sort_by_key(|r| r.0);
+        let name = names.get(&subject).cloned().unwrap_or_else(|| format!("subject{subject}"));
+        let frames: Vec<crate::io::gltf::AnimationFrame> = rows.iter().map(|r| r.2.clone()).collect();
+        let png = textures.get(&subject).map(|(_, rgb)| png_bytes(rgb, size, size));
+        let glb = crate::io::gltf::clip_glb(model, &crate::io::gltf::ClipGltf { name: &name, identity: &rows[0].3, frames: &frames, texture_png: png.as_deref() })?;
+        let mut csv = String::from("frame,seconds,yaw,pitch,roll,camera");
+        for k in 0..model.n_exp() {
+            let _ = write!(csv, ",exp{k}");
+        }
+        csv.push('\n');
+        for (_, frame_name, f, _) in &rows {
+            let [yaw, pitch, roll] = crate::eval::metrics::ypr_deg(Some(&f.pose)).unwrap_or([f32::NAN; 3]);
+            let camera: Vec<String> = f.pose.camera().1.iter().map(|v| v.to_string()).collect();
+            let _ = write!(csv, "{frame_name},{},{yaw},{pitch},{roll},{}", f.seconds, camera.join(" "));
+            for e in &f.exp {
+                let _ = write!(csv, ",{e}");
+            }
+            csv.push('\n');
+        }
+        for (file, bytes) in [(format!("{name}.glb"), glb), (format!("{name}_animation.csv"), csv.into_bytes())] {
+            let path = dir.join(file);
+            atomic_write(&path, &bytes).with_context(|| format!("writing {}", path.display()))?;
+            files.push(path);
+        }
+    }
+    Ok(files)
+}

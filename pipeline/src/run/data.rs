@@ -53,6 +53,9 @@ fn populate_folder(world: &mut World, spec: &FolderSpec, model: &MorphableModel)
         if let Some(dense) = &f.dense {
             entity.insert(dense.clone());
         }
+        if let Some(seconds) = f.seconds {
+            entity.insert(faceforge_components::Timestamp { seconds });
+        }
     }
     Ok((frames.len(), skipped))
 }

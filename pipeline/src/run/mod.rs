@@ -303,6 +303,8 @@ fn finish(loaded: &LoadedScene, prepared: Prepared, loss_history: LossHistory, s
     let out_dir = scene.outputs.dir.clone();
     let mut files = Vec::new();
     let mut strips = Vec::new();
+    // Per subject, the texture of its most frontal frame (for the clip's glTF).
+    let mut frontal: std::collections::HashMap<u32, (f32, Vec<f32>)> = Default::default();
     let names: std::collections::HashMap<bevy_ecs::entity::Entity, String> =
         world.query::<(bevy_ecs::entity::Entity, &Frame)>().iter(&world).map(|(e, f)| (e, f.name.clone())).collect();
     let mut q = world.query::<(&Frame, Option<&Mesh>, Option<&Albedo>, &Coeffs, Option<&Rendered>, Option<&Image>, Option<&RenderedSwaps>, Option<&Pose>, Option<&Crop>, Option<&Landmarks2d>, Option<&DenseLandmarks>)>();
@@ -383,6 +385,10 @@ fn finish(loaded: &LoadedScene, prepared: Prepared, loss_history: LossHistory, s
                         atomic_write(&path, &bytes).with_context(|| format!("writing {}", path.display()))?;
                         files.push(path);
                     }
+                    let yaw = crate::eval::metrics::ypr_deg(pose).map_or(f32::MAX, |a| a[0].abs());
+                    if scene.outputs.animation && frontal.get(&frame.subject_id).is_none_or(|(best, _)| yaw < *best) {
+                        frontal.insert(frame.subject_id, (yaw, rgb.clone()));
+                    }
                     texture_rgb = Some(rgb);
                     Some(mtl)
                 }
@@ -441,6 +447,9 @@ fn finish(loaded: &LoadedScene, prepared: Prepared, loss_history: LossHistory, s
         }
     }
 
+    if scene.outputs.animation {
+        files.extend(crate::io::outputs::write_clip_animations(&mut world, &model, &out_dir, &frontal, scene.outputs.texture)?);
+    }
     let metrics = measure(&mut world, &model);
     let clips = crate::eval::stability::measure_clips(&mut world, &model);
     if metrics.is_some() || !clips.is_empty() {

@@ -149,6 +149,12 @@ pub struct OutputSpec {
     /// frame has an image and a pose; 0: no texture.
     #[serde(default = "default_texture")]
     pub texture: usize,
+    /// Per subject of two frames or more (a clip), `SUBJECT.glb`: the identity mesh with its
+    /// texture, the expression basis as morph targets, the head's motion and expression as an
+    /// animation at the clip's frame rate (25 fps for frames without times), and
+    /// `SUBJECT_animation.csv` (pose and expression per frame).
+    #[serde(default)]
+    pub animation: bool,
     /// Write `checkpoint.json` every this many iterations (0: only on Ctrl-C and at the end).
     #[serde(default = "default_checkpoint_every")]
     pub checkpoint_every: u32,
