@@ -309,4 +309,18 @@ fn a_clip_comes_out_as_an_animated_gltf_that_reproduces_the_fitted_meshes() {
     }
     let csv = std::fs::read_to_string(out.path().join("s000_animation.csv")).unwrap();
     assert_eq!(csv.lines().count(), 7, "a header and a line per frame");
+
+    // The offline viewer page, in headless Chromium (Debian's `chromium`, installed by .ci/run):
+    // three.js's GLTFLoader reads the same file and finds the mesh, the targets and the keyframes.
+    let profile = tempfile::tempdir().unwrap();
+    let page = format!("file://{}", out.path().join("s000_viewer.html").display());
+    let dom = Command::new("chromium")
+        .args(["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking", "--disable-component-update", "--disable-sync", "--virtual-time-budget=5000", "--dump-dom"])
+        .arg(format!("--user-data-dir={}", profile.path().display()))
+        .arg(&page)
+        .output()
+        .expect("chromium runs (Debian's chromium package, installed by .ci/run)");
+    let dom = String::from_utf8_lossy(&dom.stdout);
+    let expected = format!("s000: loaded {} vertices, {} morph targets, 6 keyframes, 0.20 s", model.n_vertices(), model.n_exp());
+    assert!(dom.contains(&expected), "the viewer says: {}", dom.lines().find(|l| l.contains("status")).unwrap_or(&dom));
 }

@@ -114,6 +114,7 @@ pub fn evaluate(model: &MorphableModel, results: &Path, truth: &Path, out: &Path
         heat_map: Some((heat_map_png(model, &metrics.vertex_errors_mm, max, 256), max)),
         graph: None,
         clips: &[],
+        viewers: Vec::new(),
     };
     let mut files = Vec::new();
     for (name, text) in [("metrics.json", serde_json::to_string_pretty(&metrics)?), ("report.md", run_markdown(&report)), ("report.html", run_html(&report))] {

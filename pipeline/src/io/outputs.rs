@@ -236,7 +236,8 @@ mod tests {
     }
 }
 
-/// Per subject of two frames or more (a clip): `SUBJECT.glb` (io/gltf.rs; textured with
+/// Per subject of two frames or more (a clip): `SUBJECT.glb` and its offline viewer page
+/// (`SUBJECT_viewer.html`, report/viewer.rs) (io/gltf.rs; textured with
 /// `textures`' image for that subject, `size`² texels) and `SUBJECT_animation.csv` (per frame: the
 /// time, yaw, pitch and roll in degrees, the pose's camera parameters and the expression). Frames
 /// without a time are placed at 25 fps.
@@ -277,6 +278,7 @@ pub fn write_clip_animations(
             }
             csv.push('\n');
         }
+        files.extend(crate::report::viewer::write_viewer(dir, &name, &glb)?);
         for (file, bytes) in [(format!("{name}.glb"), glb), (format!("{name}_animation.csv"), csv.into_bytes())] {
             let path = dir.join(file);
             atomic_write(&path, &bytes).with_context(|| format!("writing {}", path.display()))?;

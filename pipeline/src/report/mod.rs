@@ -4,6 +4,7 @@
 
 pub mod overlay;
 pub mod svg;
+pub mod viewer;
 pub mod views;
 
 use crate::eval::metrics::{ced, RunMetrics, Spread, YAW_BINS};
@@ -155,6 +156,8 @@ pub struct RunReport<'a> {
     pub graph: Option<String>,
     /// Each clip's stability (subjects of three frames or more).
     pub clips: &'a [crate::eval::stability::ClipStability],
+    /// The clips' animated-glTF viewer pages (file names in the output folder).
+    pub viewers: Vec<String>,
 }
 
 /// The accuracy table's rows: (metric, fit, mean face).
@@ -332,6 +335,9 @@ pub fn run_html(r: &RunReport) -> String {
             .map(|c| vec![escape(&c.subject), c.frames.to_string(), opt(c.jitter_detector, 3), opt(c.jitter_fit, 3), opt(c.jitter_vertices_mm, 3), opt(c.error_to_truth, 3)])
             .collect();
         body.push_str(&html_table(&["clip", "frames", "jitter, detector (%)", "jitter, fit (%)", "jitter, vertices (mm)", "error to the truth (%)"], &rows));
+        for v in &r.viewers {
+            let _ = write!(body, "<p>Animated glTF: <a href=\"{0}\">{0}</a> (plays offline; the <code>.glb</code> beside it opens in Blender or any glTF viewer).</p>", escape(v));
+        }
         for c in r.clips.iter().take(MAX_FRAME_STRIPS) {
             let _ = write!(body, "<div class=\"plots\">{}</div>", clip_plots(c));
         }

@@ -485,6 +485,7 @@ fn finish(loaded: &LoadedScene, prepared: Prepared, loss_history: LossHistory, s
         }),
         graph: crate::scene::graph::plan(loaded).ok().map(|p| crate::scene::graph::svg(&p)),
         clips: &clips,
+        viewers: files.iter().filter_map(|f| f.file_name()?.to_str().filter(|n| n.ends_with("_viewer.html")).map(str::to_string)).collect(),
     };
     for (name, text) in [("report.md", run_markdown(&report)), ("report.html", run_html(&report)), ("losses.csv", loss_history.csv())] {
         let path = out_dir.join(name);

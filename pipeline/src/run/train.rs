@@ -322,7 +322,7 @@ fn write_report(loaded: &LoadedScene, s: &TrainSummary) -> anyhow::Result<()> {
     }
     facts.push(("peak memory".into(), s.peak_memory_mb.map_or("–".into(), |mb| format!("{mb:.0} MB"))));
     let graph = crate::scene::graph::plan(loaded).ok().map(|p| crate::scene::graph::svg(&p));
-    let report = RunReport { title: loaded.name(), facts, metrics: None, losses: &s.loss_history, images: &[], heat_map: None, graph, clips: &[] };
+    let report = RunReport { title: loaded.name(), facts, metrics: None, losses: &s.loss_history, images: &[], heat_map: None, graph, clips: &[], viewers: Vec::new() };
     for (name, text) in [
         ("report.md", run_markdown(&report)),
         ("report.html", run_html(&report)),
