@@ -110,7 +110,7 @@ struct Buffers {
 impl Buffers {
     /// `bytes` as a buffer view (4-byte aligned); its index.
     fn view(&mut self, bytes: &[u8], target: Option<u32>) -> usize {
-        while self.bin.len() % 4 != 0 {
+        while !self.bin.len().is_multiple_of(4) {
             self.bin.push(0);
         }
         let mut v = json!({"buffer": 0, "byteOffset": self.bin.len(), "byteLength": bytes.len()});
@@ -220,14 +220,14 @@ pub fn clip_glb(model: &MorphableModel, clip: &ClipGltf) -> anyhow::Result<Vec<u
     }
     gltf["meshes"][0]["primitives"] = json!([primitive]);
     let Buffers { mut bin, views, accessors } = b;
-    while bin.len() % 4 != 0 {
+    while !bin.len().is_multiple_of(4) {
         bin.push(0);
     }
     gltf["buffers"] = json!([{"byteLength": bin.len()}]);
     gltf["bufferViews"] = json!(views);
     gltf["accessors"] = json!(accessors);
     let mut text = serde_json::to_vec(&gltf)?;
-    while text.len() % 4 != 0 {
+    while !text.len().is_multiple_of(4) {
         text.push(b' ');
     }
     let total = 12 + 8 + text.len() + 8 + bin.len();

@@ -204,38 +204,6 @@ pub fn png_bytes(rgb: &[f32], width: usize, height: usize) -> Vec<u8> {
     out
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn pts_is_ibug_and_png_decodes_to_the_quantised_image() {
-        let text = pts_text(&[[1.5, 2.25], [100.0, 0.125]]);
-        assert_eq!(text, "version: 1\nn_points:  2\n{\n1.500 2.250\n100.000 0.125\n}\n");
-
-        assert_eq!(parse_pts("a.pts", &text).unwrap(), vec![[1.5, 2.25], [100.0, 0.125]]);
-
-        let rgb: Vec<f32> = (0..4 * 3 * 3).map(|i| i as f32 / 35.0).collect();
-        let png = png_bytes(&rgb, 4, 3);
-        let back = image::load_from_memory(&png).unwrap().to_rgb8();
-        assert_eq!((back.width(), back.height()), (4, 3));
-        for (got, want) in back.as_raw().iter().zip(&rgb) {
-            assert_eq!(*got, (want * 255.0).round() as u8);
-        }
-    }
-
-    #[test]
-    fn readers_name_the_file_and_line_of_a_bad_value() {
-        let bad = "version: 1\nn_points: 2\n{\n1 2\n3 x\n}\n";
-        assert_eq!(parse_pts("f.pts", bad).unwrap_err().to_string(), "f.pts:5: `3 x` is not two numbers");
-        let short = "version: 1\nn_points: 3\n{\n1 2\n3 4\n}\n";
-        assert_eq!(parse_pts("f.pts", short).unwrap_err().to_string(), "f.pts:6: 2 points, but the header says n_points: 3");
-        let obj = "# mesh\nv 1 2 3 0.5 0.5 0.5\nvt 0 1\nv 4 5 nan\n";
-        assert_eq!(parse_obj_vertices("m.obj", obj).unwrap_err().to_string(), "m.obj:4: vertex `v 4 5 nan` needs three finite coordinates");
-        assert_eq!(parse_obj_vertices("m.obj", "v 1 2 3\nv 4 5 6\nf 1 2 1\n").unwrap(), vec![1.0, 2.0, 3.0, 4.0, 5.0, 6.0]);
-    }
-}
-
 /// Per subject of two frames or more (a clip): `SUBJECT.glb` and its offline viewer page
 /// (`SUBJECT_viewer.html`, report/viewer.rs) (io/gltf.rs; textured with
 /// `textures`' image for that subject, `size`² texels) and `SUBJECT_animation.csv` (per frame: the
@@ -286,4 +254,36 @@ pub fn write_clip_animations(
         }
     }
     Ok(files)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pts_is_ibug_and_png_decodes_to_the_quantised_image() {
+        let text = pts_text(&[[1.5, 2.25], [100.0, 0.125]]);
+        assert_eq!(text, "version: 1\nn_points:  2\n{\n1.500 2.250\n100.000 0.125\n}\n");
+
+        assert_eq!(parse_pts("a.pts", &text).unwrap(), vec![[1.5, 2.25], [100.0, 0.125]]);
+
+        let rgb: Vec<f32> = (0..4 * 3 * 3).map(|i| i as f32 / 35.0).collect();
+        let png = png_bytes(&rgb, 4, 3);
+        let back = image::load_from_memory(&png).unwrap().to_rgb8();
+        assert_eq!((back.width(), back.height()), (4, 3));
+        for (got, want) in back.as_raw().iter().zip(&rgb) {
+            assert_eq!(*got, (want * 255.0).round() as u8);
+        }
+    }
+
+    #[test]
+    fn readers_name_the_file_and_line_of_a_bad_value() {
+        let bad = "version: 1\nn_points: 2\n{\n1 2\n3 x\n}\n";
+        assert_eq!(parse_pts("f.pts", bad).unwrap_err().to_string(), "f.pts:5: `3 x` is not two numbers");
+        let short = "version: 1\nn_points: 3\n{\n1 2\n3 4\n}\n";
+        assert_eq!(parse_pts("f.pts", short).unwrap_err().to_string(), "f.pts:6: 2 points, but the header says n_points: 3");
+        let obj = "# mesh\nv 1 2 3 0.5 0.5 0.5\nvt 0 1\nv 4 5 nan\n";
+        assert_eq!(parse_obj_vertices("m.obj", obj).unwrap_err().to_string(), "m.obj:4: vertex `v 4 5 nan` needs three finite coordinates");
+        assert_eq!(parse_obj_vertices("m.obj", "v 1 2 3\nv 4 5 6\nf 1 2 1\n").unwrap(), vec![1.0, 2.0, 3.0, 4.0, 5.0, 6.0]);
+    }
 }

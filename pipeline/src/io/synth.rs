@@ -107,7 +107,7 @@ impl ClipMotion {
     fn draw(model: &MorphableModel, seed: u64, subject: u32, size: usize) -> Self {
         let mut rng = SplitMix64::new(seed ^ 0x434c_4950_0000_0000 ^ subject as u64);
         Self {
-            phases: [rng.range(0.0, 6.28), rng.range(0.0, 6.28), rng.range(0.0, 6.28), rng.range(0.0, 6.28)],
+            phases: std::array::from_fn(|_| rng.range(0.0, std::f64::consts::TAU)),
             exp_from: rng.scaled_normals(model.exp_sigma(), 0.5),
             exp_to: rng.scaled_normals(model.exp_sigma(), 0.5),
             scale: 0.6 * size as f32 / FACE_WIDTH_MM * rng.range(0.9, 1.1) as f32,

@@ -147,10 +147,10 @@ pub fn decode(path: &Path, selection: FrameSelection) -> anyhow::Result<(VideoIn
             k += 1;
         }
         drop(stdout);
-        if let Ok(out) = child.wait_with_output() {
-            if !out.status.success() {
-                let _ = sender.send(Err(anyhow::anyhow!("{}: ffmpeg failed: {}", file.display(), String::from_utf8_lossy(&out.stderr).trim())));
-            }
+        if let Ok(out) = child.wait_with_output()
+            && !out.status.success()
+        {
+            let _ = sender.send(Err(anyhow::anyhow!("{}: ffmpeg failed: {}", file.display(), String::from_utf8_lossy(&out.stderr).trim())));
         }
     });
     Ok((info, receiver))
