@@ -382,3 +382,29 @@ fn random_pairs_resume_as_an_uninterrupted_run() {
     let worst = exp(straight.path()).iter().zip(exp(split.path())).map(|(a, b)| (a - b).abs()).fold(0.0, f64::max);
     assert!(worst < 1e-5, "expression differs by {worst}");
 }
+
+/// `faceforge reconstruct CLIP.mp4` takes the built-in clip fit (scenes/reconstruct_clip.ron):
+/// per frame with a face the fitted landmarks in the video's pixels, per clip the animated glTF,
+/// its viewer and CSV, and the clip's stability in metrics.json; the grey frame is skipped.
+#[test]
+fn reconstruct_takes_a_video_through_the_built_in_clip_fit() {
+    let dir = tempfile::tempdir().unwrap();
+    let clip = slow_clip(dir.path(), 6, 3);
+    let out = dir.path().join("out");
+    let options = faceforge::run::reconstruct::ReconstructOptions {
+        inputs: vec![clip],
+        out: Some(out.clone()),
+        overrides: vec!["iterations=3".into(), "model.Procedural.preset=Tiny".into(), "backend=Cpu".into()],
+        ..Default::default()
+    };
+    let summary = faceforge::run::reconstruct::reconstruct(&options).unwrap();
+    assert_eq!((summary.frames, summary.skipped.len()), (5, 1), "{:?}", summary.skipped);
+    for file in ["slow_f00000.pts", "slow_f00005.pts", "slow.glb", "slow_viewer.html", "slow_animation.csv", "metrics.json"] {
+        assert!(out.join(file).exists(), "{file} written");
+    }
+    // The landmarks are in the video's pixels (320²), not the 192-px crop's.
+    let pts = faceforge::io::outputs::parse_pts("slow_f00000.pts", &std::fs::read_to_string(out.join("slow_f00000.pts")).unwrap()).unwrap();
+    assert!(pts.iter().any(|p| p[0] > 192.0 || p[1] > 192.0) && pts.iter().all(|p| p[0] < 320.0 && p[1] < 320.0), "{pts:?}");
+    let metrics: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(out.join("metrics.json")).unwrap()).unwrap();
+    assert_eq!(metrics["clips"][0]["frames"], 5);
+}
