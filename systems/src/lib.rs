@@ -167,6 +167,21 @@ pub(crate) fn add_geometry_grad(d_positions: &[f32], d_pose: &Pose, g_mesh: &mut
     add_pose_grad(&mut g_pose.value, d_pose);
 }
 
+/// Adds the gradient of some vertices' positions (xyz per listed vertex) into a frame's whole-mesh
+/// gradient of `n_vertices`, and a pose gradient: what the landmark-based losses write.
+pub(crate) fn add_vertex_grad(vertices: &[u32], d_positions: &[f32], d_pose: &Pose, n_vertices: usize, g_mesh: &mut Grad<Mesh>, g_pose: &mut Grad<Pose>) {
+    let d_mesh = &mut g_mesh.value.positions;
+    if d_mesh.is_empty() {
+        d_mesh.resize(3 * n_vertices, 0.0);
+    }
+    for (l, &v) in vertices.iter().enumerate() {
+        for c in 0..3 {
+            d_mesh[3 * v as usize + c] += d_positions[3 * l + c];
+        }
+    }
+    add_pose_grad(&mut g_pose.value, d_pose);
+}
+
 /// The sign, 0 at 0: the subgradient of |x| the L1 losses use (`f32::signum` gives 1 at +0, which
 /// would push a parameter sitting at zero, e.g. every coefficient of the mean face).
 pub fn sign(x: f32) -> f32 {

@@ -229,16 +229,7 @@ pub fn entry() -> SystemEntry {
                         d_camera.iter_mut().zip(dc).for_each(|(a, b)| *a += b);
                     }
                     // Straight into the mesh gradient, at the landmark vertices only.
-                    let d_mesh = &mut g_mesh.value.positions;
-                    if d_mesh.is_empty() {
-                        d_mesh.resize(mesh.positions.len(), 0.0);
-                    }
-                    for (l, &v) in vertices.iter().enumerate() {
-                        for c in 0..3 {
-                            d_mesh[3 * v as usize + c] += d_positions[3 * l + c];
-                        }
-                    }
-                    crate::add_pose_grad(&mut g_pose.value, &pose.from_camera(&d_camera));
+                    crate::add_vertex_grad(vertices, &d_positions, &pose.from_camera(&d_camera), mesh.positions.len() / 3, &mut g_mesh, &mut g_pose);
                 }
                 terms.terms.insert("landmark".into(), lambda * total / count);
                 Ok(())

@@ -122,16 +122,7 @@ pub fn entry() -> SystemEntry {
                         let d_projected: Vec<f32> = d_p.iter().flat_map(|g| [g[0] * scale, g[1] * scale, 0.0, 0.0]).collect();
                         let (camera_model, camera) = pose.camera();
                         let (d_positions, d_camera) = project::backward_cpu(camera_model, positions, &camera, &d_projected, n);
-                        let d_mesh = &mut g_mesh.value.positions;
-                        if d_mesh.is_empty() {
-                            d_mesh.resize(3 * m.n_vertices(), 0.0);
-                        }
-                        for (l, &v) in vertices.iter().enumerate() {
-                            for c in 0..3 {
-                                d_mesh[3 * v as usize + c] += d_positions[3 * l + c];
-                            }
-                        }
-                        crate::add_pose_grad(&mut g_pose.value, &pose.from_camera(&d_camera));
+                        crate::add_vertex_grad(vertices, &d_positions, &pose.from_camera(&d_camera), m.n_vertices(), &mut g_mesh, &mut g_pose);
                         accumulate(&mut g_coeffs.value.exp, &d_e.iter().map(|g| g * scale).collect::<Vec<_>>());
                     }
                 }
