@@ -252,6 +252,7 @@ impl fmt::Display for SettingsError {
 }
 
 /// One registry line: everything the graph builder needs to know about a system.
+#[derive(Clone)]
 pub struct SystemEntry {
     pub name: &'static str,
     pub stage: Stage,

@@ -74,6 +74,8 @@ pub struct Prepared {
     pub frames: usize,
     /// Inputs left out (unreadable images, images without landmarks), with the reason.
     pub skipped: Vec<Skipped>,
+    /// The derived graph, drawn for the report (SVG).
+    pub graph: String,
 }
 
 /// A World with the resources every run's systems read (no frames yet).
@@ -115,7 +117,7 @@ pub fn prepare_with_model(loaded: &LoadedScene, model: Arc<MorphableModel>) -> a
     let mut world = new_world(&model, &backend, &scene.losses);
     let (frames, skipped) = data::populate(&mut world, &scene.data, &model, &backend, scene.seed)?;
     tracing::info!("{frames} frames ({} inputs skipped), {} systems, {} iterations", skipped.len(), plan.systems.len(), scene.iterations);
-    Ok(Prepared { world, schedule, model, backend, frames, skipped })
+    Ok(Prepared { world, schedule, model, backend, frames, skipped, graph: crate::scene::graph::svg(&plan) })
 }
 
 /// Runs the schedule `iterations` times, stopping at the first error a system reports; returns
@@ -296,7 +298,7 @@ fn continue_run(loaded: &LoadedScene, mut prepared: Prepared, start: u32, histor
 /// Writes a finished run's outputs, metrics and report.
 fn finish(loaded: &LoadedScene, prepared: Prepared, loss_history: LossHistory, start: Instant) -> anyhow::Result<RunSummary> {
     let scene = &loaded.scene;
-    let Prepared { mut world, model, backend, frames, skipped, .. } = prepared;
+    let Prepared { mut world, model, backend, frames, skipped, graph, .. } = prepared;
     // A landmark fit decoded only the landmark vertices: the outputs and metrics get whole meshes.
     faceforge_systems::reconstruct::decode_full_meshes(&mut world).map_err(|e| anyhow::anyhow!("{e}"))?;
     // `continue_run` made the folder before the first checkpoint.
@@ -483,7 +485,7 @@ fn finish(loaded: &LoadedScene, prepared: Prepared, loss_history: LossHistory, s
             let max = heat_map_max(&m.vertex_errors_mm);
             (heat_map_png(&model, &m.vertex_errors_mm, max, 256), max)
         }),
-        graph: crate::scene::graph::plan(loaded).ok().map(|p| crate::scene::graph::svg(&p)),
+        graph: Some(graph),
         clips: &clips,
         viewers: files.iter().filter_map(|f| f.file_name()?.to_str().filter(|n| n.ends_with("_viewer.html")).map(str::to_string)).collect(),
     };

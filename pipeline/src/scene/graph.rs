@@ -104,9 +104,9 @@ impl Plan {
     }
 }
 
-/// A fresh registry entry by name.
-fn take(name: &str) -> Option<SystemEntry> {
-    registry().into_iter().find(|e| e.name == name)
+/// A registry entry by name.
+fn take(all: &[SystemEntry], name: &str) -> Option<SystemEntry> {
+    all.iter().find(|e| e.name == name).cloned()
 }
 
 fn known_names(entries: &[SystemEntry]) -> String {
@@ -126,7 +126,7 @@ pub fn plan(loaded: &LoadedScene) -> Result<Plan, SceneError> {
 
     for spec in &scene.systems {
         let needle = format!("\"{}\"", spec.name);
-        let Some(entry) = take(&spec.name) else {
+        let Some(entry) = take(&all, &spec.name) else {
             return Err(loaded.error_at(&needle, format!("unknown system `{}`; known systems: {}", spec.name, known_names(&all))));
         };
         if let Some(forward) = all.iter().find(|e| e.adjoint == Some(entry.name)) {
@@ -157,7 +157,7 @@ pub fn plan(loaded: &LoadedScene) -> Result<Plan, SceneError> {
             return Err(loaded.error_at(&format!("\"{name}\""), format!("unknown loss `{name}`; known losses: {}", known.join(", "))));
         }
         if !planned.iter().any(|p| p.entry.name == system) {
-            planned.push(PlannedSystem { entry: take(&system).expect("checked above"), origin: Origin::Loss, settings: None });
+            planned.push(PlannedSystem { entry: take(&all, &system).expect("checked above"), origin: Origin::Loss, settings: None });
         }
     }
     planned.sort_by_key(|p| p.entry.stage);
@@ -176,21 +176,21 @@ pub fn plan(loaded: &LoadedScene) -> Result<Plan, SceneError> {
         (Some(_), Some(Optimizer::Adam(_))) => {
             return Err(loaded.error_at("optimizer", "learn mode steps the network at `learn.learning_rate`; remove `optimizer`".into()))
         }
-        (Some(_), None) => Some(PlannedSystem { entry: take("encoder_step").expect("learn's registry has the step"), origin: Origin::Step, settings: None }),
+        (Some(_), None) => Some(PlannedSystem { entry: take(&all, "encoder_step").expect("learn's registry has the step"), origin: Origin::Step, settings: None }),
         (None, optimizer) if !scene.losses.is_empty() => {
             let settings = match optimizer {
                 Some(Optimizer::Adam(s)) => Some(ron::to_string(s).map_err(|e| loaded.error_at("optimizer", e.to_string()))?),
                 _ => None,
             };
-            Some(PlannedSystem { entry: take("adam").expect("the registry has adam"), origin: Origin::Step, settings })
+            Some(PlannedSystem { entry: take(&all, "adam").expect("the registry has adam"), origin: Origin::Step, settings })
         }
         (None, _) => None,
     };
     let parameters: Vec<DataName> = match scene.learn {
         Some(_) => data![Learner],
-        None => take("adam").expect("the registry has adam").writes,
+        None => take(&all, "adam").expect("the registry has adam").writes,
     };
-    let (adjoints, live) = derive_adjoints(&planned, &parameters);
+    let (adjoints, live) = derive_adjoints(&all, &planned, &parameters);
     let unreached = unreached_parameters(loaded, &planned, &dropped, &parameters, &live);
     planned.extend(adjoints);
     planned.extend(step);
@@ -270,7 +270,7 @@ fn drop_unused(loaded: &LoadedScene, planned: &mut Vec<PlannedSystem>, keep: &BT
 /// The adjoints a gradient flows through, last forward stage first: a forward system's adjoint
 /// joins when the system depends on a free parameter and a loss or a later adjoint writes a
 /// gradient its adjoint reads. Returns them and every gradient that flows.
-fn derive_adjoints(planned: &[PlannedSystem], parameters: &[DataName]) -> (Vec<PlannedSystem>, BTreeSet<DataName>) {
+fn derive_adjoints(all: &[SystemEntry], planned: &[PlannedSystem], parameters: &[DataName]) -> (Vec<PlannedSystem>, BTreeSet<DataName>) {
     // Forward: which systems' inputs depend on a free parameter.
     let mut depends: BTreeSet<DataName> = parameters.iter().copied().collect();
     let mut dependent = BTreeSet::new();
@@ -284,7 +284,7 @@ fn derive_adjoints(planned: &[PlannedSystem], parameters: &[DataName]) -> (Vec<P
     let mut live: BTreeSet<DataName> = planned.iter().filter(|p| p.origin == Origin::Loss).flat_map(|p| p.entry.writes.iter().copied()).filter(DataName::is_gradient).collect();
     let mut adjoints = Vec::new();
     for p in planned.iter().rev().filter(|p| dependent.contains(p.entry.name)) {
-        let Some(adjoint) = p.entry.adjoint.and_then(take) else { continue };
+        let Some(adjoint) = p.entry.adjoint.and_then(|name| take(all, name)) else { continue };
         if adjoint.reads.iter().chain(&adjoint.reads_if_present).any(|r| live.contains(r)) {
             live.extend(adjoint.writes.iter().copied());
             adjoints.push(PlannedSystem { entry: adjoint, origin: Origin::Adjoint(p.entry.name), settings: None });
