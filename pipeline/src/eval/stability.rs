@@ -6,7 +6,7 @@
 //! interocular distance).
 
 use bevy_ecs::world::World;
-use faceforge_components::{Crop, Frame, GroundTruth, Landmarks2d, Mesh, Pose, Subject};
+use faceforge_components::{Coeffs, Crop, Frame, GroundTruth, Landmarks2d, Mesh, Pose, Subject};
 use faceforge_model::MorphableModel;
 use serde::Serialize;
 use std::collections::BTreeMap;
@@ -66,10 +66,35 @@ fn interocular(tracks: &[Vec<[f32; 2]>]) -> f32 {
     d / tracks.len().max(1) as f32
 }
 
-/// Every subject with at least three fitted frames: its stability.
+/// The RMS second difference of vertex tracks, fed one frame's positions at a time (only the
+/// last two are kept, so a long clip's records need no meshes).
+#[derive(Default)]
+struct VertexJitter {
+    last: [Vec<f32>; 2],
+    sum: f64,
+    count: usize,
+}
+
+impl VertexJitter {
+    fn push(&mut self, positions: Vec<f32>) {
+        if self.last[0].len() == positions.len() && self.last[1].len() == positions.len() {
+            // Per vertex: the squared length of its 3D second difference.
+            self.sum += positions.iter().zip(&self.last[1]).zip(&self.last[0]).map(|((c, b), a)| ((a - 2.0 * b + c) as f64).powi(2)).sum::<f64>();
+            self.count += positions.len() / 3;
+        }
+        self.last = [std::mem::take(&mut self.last[1]), positions];
+    }
+
+    fn rms(&self) -> Option<f32> {
+        (self.count > 0).then(|| (self.sum / self.count as f64).sqrt() as f32)
+    }
+}
+
+/// Every subject with at least three fitted frames: its stability. A frame without a `Mesh` (a
+/// long clip's record, fitted in windows) is decoded from its coefficients.
 pub fn measure_clips(world: &mut World, m: &MorphableModel) -> Vec<ClipStability> {
     let names: BTreeMap<u32, String> = world.query::<&Subject>().iter(world).map(|s| (s.id, s.name.clone())).collect();
-    let mut q = world.query::<(&Frame, &Mesh, &Pose, Option<&Landmarks2d>, Option<&Crop>, Option<&GroundTruth>)>();
+    let mut q = world.query::<(&Frame, Option<&Mesh>, &Coeffs, &Pose, Option<&Landmarks2d>, Option<&Crop>, Option<&GroundTruth>)>();
     let mut clips: BTreeMap<u32, Vec<_>> = BTreeMap::new();
     for row in q.iter(world) {
         clips.entry(row.0.subject_id).or_default().push(row);
@@ -80,20 +105,32 @@ pub fn measure_clips(world: &mut World, m: &MorphableModel) -> Vec<ClipStability
             continue;
         }
         rows.sort_by_key(|r| r.0.index);
-        let fit: Vec<Vec<[f32; 2]>> = rows.iter().map(|(_, mesh, pose, _, crop, _)| in_original(&crate::eval::metrics::project_landmarks(m, &mesh.positions, pose), *crop)).collect();
-        let detected: Option<Vec<Vec<[f32; 2]>>> = rows.iter().map(|(_, _, _, marks, crop, _)| marks.filter(|l| l.points.len() == m.landmarks().len()).map(|l| in_original(&l.points, *crop))).collect();
+        let mut vertex_jitter = VertexJitter::default();
+        let mut fit: Vec<Vec<[f32; 2]>> = Vec::with_capacity(rows.len());
+        for (frame, mesh, coeffs, pose, _, crop, _) in &rows {
+            let positions = match mesh {
+                Some(mesh) => mesh.positions.clone(),
+                None => match faceforge_systems::reconstruct::decode_batch(&faceforge_kernels::Backend::Cpu, m, None, &[(frame, coeffs)], false) {
+                    Ok((shape, _)) => shape,
+                    Err(e) => {
+                        tracing::warn!("{}: no stability ({e})", frame.name);
+                        return out;
+                    }
+                },
+            };
+            fit.push(in_original(&crate::eval::metrics::project_landmarks(m, &positions, pose), *crop));
+            vertex_jitter.push(positions);
+        }
+        let detected: Option<Vec<Vec<[f32; 2]>>> = rows.iter().map(|(_, _, _, _, marks, crop, _)| marks.filter(|l| l.points.len() == m.landmarks().len()).map(|l| in_original(&l.points, *crop))).collect();
         let iod = interocular(detected.as_deref().unwrap_or(&fit)).max(1e-6);
         let percent = |v: Option<f32>| v.map(|v| 100.0 * v / iod);
         let (jitter_fit, fit_frames) = second_difference_rms(&fit);
         let (jitter_detector, detector_frames) = detected.as_deref().map_or((None, vec![None; rows.len()]), second_difference_rms);
-        // The vertices: xyz tracks, as three 2D-like passes over (x, y) and (z, 0).
-        let vertices: Vec<Vec<[f32; 2]>> = rows.iter().map(|(_, mesh, ..)| mesh.positions.chunks(3).flat_map(|p| [[p[0], p[1]], [p[2], 0.0]]).collect()).collect();
-        // Two entries per vertex: the RMS over entries is the per-vertex RMS / √2.
-        let jitter_vertices_mm = second_difference_rms(&vertices).0.map(|v| v * 2f32.sqrt());
+        let jitter_vertices_mm = vertex_jitter.rms();
         let error_to_truth = rows
             .iter()
             .zip(&fit)
-            .map(|((frame, _, _, _, crop, truth), fitted)| {
+            .map(|((frame, _, _, _, _, crop, truth), fitted)| {
                 let truth = (*truth)?;
                 let pose = truth.pose.as_ref()?;
                 let (shape, _) = faceforge_systems::reconstruct::decode_batch(&faceforge_kernels::Backend::Cpu, m, None, &[(frame, &truth.coeffs)], false).ok()?;
@@ -105,7 +142,7 @@ pub fn measure_clips(world: &mut World, m: &MorphableModel) -> Vec<ClipStability
         let per_frame = rows
             .iter()
             .enumerate()
-            .map(|(t, (frame, _, pose, ..))| ClipFrame { frame: frame.name.clone(), ypr_deg: crate::eval::metrics::ypr_deg(Some(pose)), jitter_fit: percent(fit_frames[t]), jitter_detector: percent(detector_frames[t]) })
+            .map(|(t, (frame, _, _, pose, ..))| ClipFrame { frame: frame.name.clone(), ypr_deg: crate::eval::metrics::ypr_deg(Some(pose)), jitter_fit: percent(fit_frames[t]), jitter_detector: percent(detector_frames[t]) })
             .collect();
         out.push(ClipStability {
             subject: names.get(&subject).cloned().unwrap_or_else(|| subject.to_string()),

@@ -388,9 +388,15 @@ impl Decoded {
     }
 }
 
-/// A clip's frames: decoded as they stream in, the face tracked from frame to frame, each frame
-/// cut around it. A frame where the face is lost is skipped and listed, never invented.
-fn load_video(spec: &FolderSpec, listed: &Listed, frames: &mut Vec<LoadedFrame>, skip: &mut impl FnMut(PathBuf, String) -> anyhow::Result<()>) -> anyhow::Result<()> {
+/// A clip's frames, handed to `emit` one by one as they are decoded: the face tracked from frame
+/// to frame, each frame cut around it. A frame where the face is lost is skipped and listed,
+/// never invented.
+pub(crate) fn stream_video(
+    spec: &FolderSpec,
+    listed: &Listed,
+    emit: &mut impl FnMut(LoadedFrame) -> anyhow::Result<()>,
+    skip: &mut impl FnMut(PathBuf, String) -> anyhow::Result<()>,
+) -> anyhow::Result<()> {
     let clip = &listed.image;
     let (info, decoded) = match video::decode(clip, spec.video) {
         Ok(started) => started,
@@ -412,7 +418,7 @@ fn load_video(spec: &FolderSpec, listed: &Listed, frames: &mut Vec<LoadedFrame>,
                 found += 1;
                 let dense = faceforge_components::DenseLandmarks { points: face.points.clone(), score: face.detection.score, depth: true };
                 let cut = Decoded::new(frame.image, &source).crop(spec, name, listed.subject.clone(), &face.ibug68(), Some(dense));
-                frames.push(LoadedFrame { seconds: Some(frame.seconds), ..cut });
+                emit(LoadedFrame { seconds: Some(frame.seconds), ..cut })?;
             }
             faceforge_detect::Tracked::Lost => skip(source, format!("frame {} ({:.2} s): no face (lost by the tracker, not found by the detector)", frame.index, frame.seconds))?,
         }
@@ -438,7 +444,10 @@ pub fn load(spec: &FolderSpec, model: &MorphableModel) -> anyhow::Result<(Vec<Lo
     };
     for listed in list(spec)? {
         if video::is_video(&listed.image) {
-            load_video(spec, &listed, &mut frames, &mut skip)?;
+            stream_video(spec, &listed, &mut |f| {
+                frames.push(f);
+                Ok(())
+            }, &mut skip)?;
             continue;
         }
         let image_path = listed.image.clone();

@@ -1,7 +1,7 @@
 //! Feeding the World: one entity per subject and one per frame, from the scene's data source.
 
 use crate::scene::{DataSpec, SampledData};
-use crate::io::inputs::{self, FolderSpec, Skipped};
+use crate::io::inputs::{self, FolderSpec, LoadedFrame, Skipped};
 use crate::io::synth::{self, SynthSpec};
 use bevy_ecs::prelude::*;
 use faceforge_components::{Coeffs, DenseLandmarks, Frame, GroundTruth, Image, Landmarks2d, Landmarks3d, SkinMask, Subject};
@@ -29,9 +29,16 @@ fn populate_folder(world: &mut World, spec: &FolderSpec, model: &MorphableModel)
     if frames.is_empty() {
         anyhow::bail!("no usable image in {} ({} skipped: {})", spec.path.display(), skipped.len(), skipped.iter().map(|s| format!("{}: {}", s.file.display(), s.reason)).collect::<Vec<_>>().join("; "));
     }
+    spawn_loaded(world, &frames, model);
+    Ok((frames.len(), skipped))
+}
+
+/// Spawns loaded frames (and a subject per subject name) with coefficients at the model's mean;
+/// returns the subjects' entities in order.
+pub(crate) fn spawn_loaded(world: &mut World, frames: &[LoadedFrame], model: &MorphableModel) -> Vec<Entity> {
     let mut subjects: Vec<(String, Entity)> = Vec::new();
     let mut counts: Vec<u32> = Vec::new();
-    for f in &frames {
+    for f in frames {
         let id = match subjects.iter().position(|(name, _)| name == &f.subject) {
             Some(i) => i,
             None => {
@@ -57,7 +64,7 @@ fn populate_folder(world: &mut World, spec: &FolderSpec, model: &MorphableModel)
             entity.insert(faceforge_components::Timestamp { seconds });
         }
     }
-    Ok((frames.len(), skipped))
+    subjects.into_iter().map(|(_, e)| e).collect()
 }
 
 /// Synthetic frames: the image, the noisy landmarks, the ground truth, and coefficients at the

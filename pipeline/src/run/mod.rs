@@ -6,6 +6,7 @@ pub mod detect;
 pub mod infer;
 pub mod reconstruct;
 pub mod train;
+pub mod windows;
 
 use crate::io::inputs::Skipped;
 use crate::scene::graph::{build_schedule, plan};
@@ -48,6 +49,18 @@ pub struct RunSummary {
     pub loss_history: LossHistory,
     /// The process's peak resident memory so far (MB; Linux), when the run ended.
     pub peak_memory_mb: Option<f64>,
+    /// A clip fitted in windows: how (absent when every frame was fitted at once).
+    pub windows: Option<WindowsDone>,
+}
+
+/// How a run fitted its clips in windows.
+#[derive(Debug, Clone, Serialize)]
+pub struct WindowsDone {
+    pub windows: usize,
+    pub frames: u32,
+    pub overlap: u32,
+    /// The most frames one window's World held (the run's memory is bounded by it).
+    pub most_held: usize,
 }
 
 /// The process's peak resident set size in MB (`VmHWM` of /proc/self/status), on Linux.
@@ -242,6 +255,12 @@ pub fn run_with(loaded: &LoadedScene, options: &RunOptions) -> anyhow::Result<Ru
         bail!("{}: the scene has a `learn` section: it trains a network, run it with `faceforge train`", loaded.file);
     }
     check_output_folder(&loaded.scene.outputs.dir, options.overwrite)?;
+    if let Some(window) = &loaded.scene.window {
+        match windows::clips_of(&loaded.scene.data)? {
+            Some((spec, _)) => return windows::run_windows(loaded, window, &spec, options),
+            None => tracing::warn!("{}: `window` fits video clips in windows, and the data is not only clips: every frame is fitted at once", loaded.file),
+        }
+    }
     let prepared = prepare(loaded)?;
     continue_run(loaded, prepared, 0, LossHistory::default(), options)
 }
@@ -271,7 +290,7 @@ pub fn resume(dir: &std::path::Path, overrides: &[String], options: &RunOptions)
 
 /// Iterates from `start` to the scene's end (checkpointing every `outputs.checkpoint_every`, on
 /// Ctrl-C and at `stop_after`), then writes the outputs.
-fn continue_run(loaded: &LoadedScene, mut prepared: Prepared, start: u32, history: LossHistory, options: &RunOptions) -> anyhow::Result<RunSummary> {
+pub(crate) fn continue_run(loaded: &LoadedScene, mut prepared: Prepared, start: u32, history: LossHistory, options: &RunOptions) -> anyhow::Result<RunSummary> {
     let started = Instant::now();
     let scene = &loaded.scene;
     let out_dir = scene.outputs.dir.clone();
@@ -297,20 +316,43 @@ fn continue_run(loaded: &LoadedScene, mut prepared: Prepared, start: u32, histor
 
 /// Writes a finished run's outputs, metrics and report.
 fn finish(loaded: &LoadedScene, prepared: Prepared, loss_history: LossHistory, start: Instant) -> anyhow::Result<RunSummary> {
-    let scene = &loaded.scene;
     let Prepared { mut world, model, backend, frames, skipped, graph, .. } = prepared;
     // A landmark fit decoded only the landmark vertices: the outputs and metrics get whole meshes.
     faceforge_systems::reconstruct::decode_full_meshes(&mut world).map_err(|e| anyhow::anyhow!("{e}"))?;
-    // `continue_run` made the folder before the first checkpoint.
+    let mut written = Written::default();
+    write_frames(&loaded.scene, &mut world, &model, &|_| true, &mut written)?;
+    let facts = RunFacts { backend: backend.describe(), frames, skipped, graph, windows: None };
+    write_run(loaded, &mut world, &model, facts, loss_history, start, written)
+}
+
+/// What a run's per-frame outputs gave its summary: the files, the report's image strips, and
+/// per subject the texture of its most frontal frame (for the clip's glTF).
+#[derive(Default)]
+pub(crate) struct Written {
+    pub files: Vec<PathBuf>,
+    pub strips: Vec<FrameImages>,
+    pub frontal: std::collections::HashMap<u32, (f32, Vec<f32>)>,
+}
+
+/// What the report and `run.json` say of a run besides its outputs.
+pub(crate) struct RunFacts {
+    pub backend: String,
+    pub frames: usize,
+    pub skipped: Vec<Skipped>,
+    pub graph: String,
+    /// A clip fitted in windows: how.
+    pub windows: Option<WindowsDone>,
+}
+
+/// Writes the outputs of the frames of `world` that `only` selects (meshes, textures,
+/// landmarks, coefficients, images), into `written`.
+pub(crate) fn write_frames(scene: &crate::scene::Scene, world: &mut World, model: &MorphableModel, only: &dyn Fn(&Frame) -> bool, written: &mut Written) -> anyhow::Result<()> {
     let out_dir = scene.outputs.dir.clone();
-    let mut files = Vec::new();
-    let mut strips = Vec::new();
-    // Per subject, the texture of its most frontal frame (for the clip's glTF).
-    let mut frontal: std::collections::HashMap<u32, (f32, Vec<f32>)> = Default::default();
+    let Written { files, strips, frontal } = written;
     let names: std::collections::HashMap<bevy_ecs::entity::Entity, String> =
-        world.query::<(bevy_ecs::entity::Entity, &Frame)>().iter(&world).map(|(e, f)| (e, f.name.clone())).collect();
+        world.query::<(bevy_ecs::entity::Entity, &Frame)>().iter(world).map(|(e, f)| (e, f.name.clone())).collect();
     let mut q = world.query::<(&Frame, Option<&Mesh>, Option<&Albedo>, &Coeffs, Option<&Rendered>, Option<&Image>, Option<&RenderedSwaps>, Option<&Pose>, Option<&Crop>, Option<&Landmarks2d>, Option<&DenseLandmarks>)>();
-    let mut rows: Vec<_> = q.iter(&world).collect();
+    let mut rows: Vec<_> = q.iter(world).filter(|row| only(row.0)).collect();
     rows.sort_by(|a, b| a.0.name.cmp(&b.0.name));
     for (frame, mesh, albedo, coeffs, rendered, image, swaps, pose, crop, targets, detected) in rows {
         let mut write = |path: PathBuf, bytes: &[u8]| -> anyhow::Result<()> {
@@ -328,7 +370,7 @@ fn finish(loaded: &LoadedScene, prepared: Prepared, loss_history: LossHistory, s
             _ => None,
         };
         if let Some(r) = rendered {
-            let marks = landmarks_2d(&model, &r.projected);
+            let marks = landmarks_2d(model, &r.projected);
             if scene.outputs.landmarks {
                 // In the original image's pixels when the frame is a crop of it.
                 let original: Vec<[f32; 2]> = marks.iter().map(|p| crop.map_or(*p, |c| c.to_original(*p))).collect();
@@ -339,7 +381,7 @@ fn finish(loaded: &LoadedScene, prepared: Prepared, loss_history: LossHistory, s
             let overlay_png = match (mesh, pose, &source) {
                 _ if !overlay_wanted => None,
                 (Some(m), Some(p), Some(view)) => {
-                    let o = crate::report::overlay::at_source(&model, &m.positions, p, view, &marks, targets.map_or(&[][..], |t| &t.points));
+                    let o = crate::report::overlay::at_source(model, &m.positions, p, view, &marks, targets.map_or(&[][..], |t| &t.points));
                     Some(png_bytes(&o.rgb, o.width, o.height))
                 }
                 _ => input.map(|im| png_bytes(&overlay(&im.rgb, im.width, im.height, &r.color, &r.mask, &marks), im.width, im.height)),
@@ -379,7 +421,7 @@ fn finish(loaded: &LoadedScene, prepared: Prepared, loss_history: LossHistory, s
                         Some(view) => (&view.image, crate::report::overlay::magnified(p, view.k)),
                         None => (im, p.clone()),
                     };
-                    let (rgb, sources) = unwrap_texture(&model, &mesh.positions, &p, im, scene.outputs.texture, Unseen::MirrorThenAlbedo(colors.unwrap_or(model.mean_albedo())));
+                    let (rgb, sources) = unwrap_texture(model, &mesh.positions, &p, im, scene.outputs.texture, Unseen::MirrorThenAlbedo(colors.unwrap_or(model.mean_albedo())));
                     tracing::debug!("{}: texture {:.0} % from the image, {:.0} % mirrored, {:.0} % from the model", frame.name, 100.0 * sources.image, 100.0 * sources.mirrored, 100.0 * sources.model);
                     let (png, mtl) = (format!("{}_texture.png", frame.name), format!("{}.mtl", frame.name));
                     for (file, bytes) in [(&png, png_bytes(&rgb, scene.outputs.texture, scene.outputs.texture)), (&mtl, mtl_text(&png).into_bytes())] {
@@ -398,9 +440,9 @@ fn finish(loaded: &LoadedScene, prepared: Prepared, loss_history: LossHistory, s
             };
             if scene.outputs.images && source.is_some() {
                 // A photo's face turned, to see its shape from the side.
-                let colours = texture_rgb.as_ref().map(|t| crate::report::views::colours_from_texture(&model, t, scene.outputs.texture));
+                let colours = texture_rgb.as_ref().map(|t| crate::report::views::colours_from_texture(model, t, scene.outputs.texture));
                 let path = out_dir.join(format!("{}_views.png", frame.name));
-                atomic_write(&path, &crate::report::views::turned_png(&model, &mesh.positions, colours.as_deref().or(colors), 320)).with_context(|| format!("writing {}", path.display()))?;
+                atomic_write(&path, &crate::report::views::turned_png(model, &mesh.positions, colours.as_deref().or(colors), 320)).with_context(|| format!("writing {}", path.display()))?;
                 files.push(path);
             }
             let view = MeshView { positions: &mesh.positions, colors, material: material.as_deref() };
@@ -410,8 +452,8 @@ fn finish(loaded: &LoadedScene, prepared: Prepared, loss_history: LossHistory, s
                     MeshFormat::Ply => out_dir.join(format!("{}.ply", frame.name)),
                 };
                 match format {
-                    MeshFormat::Obj => write_obj(&path, &model, &view),
-                    MeshFormat::Ply => write_ply(&path, &model, &view),
+                    MeshFormat::Obj => write_obj(&path, model, &view),
+                    MeshFormat::Ply => write_ply(&path, model, &view),
                 }
                 .with_context(|| format!("writing {}", path.display()))?;
                 files.push(path);
@@ -426,7 +468,7 @@ fn finish(loaded: &LoadedScene, prepared: Prepared, loss_history: LossHistory, s
                 "coefficients": coeffs,
                 "pose": pose,
                 "crop": crop,
-                "landmarks_3d": mesh.map(|m| landmarks_3d(&model, &m.positions)),
+                "landmarks_3d": mesh.map(|m| landmarks_3d(model, &m.positions)),
                 // The fitted model's FaceMesh 468 points (its dense landmarks), projected, in the
                 // original image's pixels.
                 "dense_landmarks_2d": rendered.filter(|_| !model.dense_landmarks().is_empty()).map(|r| {
@@ -449,11 +491,22 @@ fn finish(loaded: &LoadedScene, prepared: Prepared, loss_history: LossHistory, s
         }
     }
 
+    Ok(())
+}
+
+/// Writes what a run says as a whole, from the World of its fitted frames (or of their records,
+/// for a clip fitted in windows): the clips' animations, the metrics and stability, the report,
+/// the losses and `run.json`.
+pub(crate) fn write_run(loaded: &LoadedScene, world: &mut World, model: &MorphableModel, facts: RunFacts, loss_history: LossHistory, start: Instant, written: Written) -> anyhow::Result<RunSummary> {
+    let scene = &loaded.scene;
+    let out_dir = scene.outputs.dir.clone();
+    let Written { mut files, strips, frontal } = written;
+    let RunFacts { backend, frames, skipped, graph, windows } = facts;
     if scene.outputs.animation {
-        files.extend(crate::io::outputs::write_clip_animations(&mut world, &model, &out_dir, &frontal, scene.outputs.texture)?);
+        files.extend(crate::io::outputs::write_clip_animations(world, model, &out_dir, &frontal, scene.outputs.texture)?);
     }
-    let metrics = measure(&mut world, &model);
-    let clips = crate::eval::stability::measure_clips(&mut world, &model);
+    let metrics = measure(world, model);
+    let clips = crate::eval::stability::measure_clips(world, model);
     if metrics.is_some() || !clips.is_empty() {
         // The accuracy against the truth (when there is one) and each clip's stability.
         let mut json = metrics.as_ref().map_or(Ok(serde_json::json!({})), serde_json::to_value)?;
@@ -469,13 +522,16 @@ fn finish(loaded: &LoadedScene, prepared: Prepared, loss_history: LossHistory, s
         title: loaded.name(),
         facts: vec![
             ("scene".into(), loaded.file.clone()),
-            ("backend".into(), backend.describe()),
+            ("backend".into(), backend.clone()),
             ("model".into(), format!("{} ({} vertices)", model.origin(), model.n_vertices())),
             ("frames × iterations".into(), format!("{frames} × {}", scene.iterations)),
-            ("time".into(), format!("{seconds:.1} s")),
-            ("peak memory".into(), peak_memory_mb().map_or("–".into(), |mb| format!("{mb:.0} MB"))),
         ]
         .into_iter()
+        .chain(windows.as_ref().map(|w| ("windows".to_string(), format!("{} of up to {} frames ({} shared with the next), at most {} frames held at once", w.windows, w.frames, w.overlap, w.most_held))))
+        .chain([
+            ("time".into(), format!("{seconds:.1} s")),
+            ("peak memory".into(), peak_memory_mb().map_or("–".into(), |mb| format!("{mb:.0} MB"))),
+        ])
         .chain((!skipped.is_empty()).then(|| ("skipped inputs".to_string(), skipped.iter().map(|s| format!("{}: {}", s.file.display(), s.reason)).collect::<Vec<_>>().join("; "))))
         .collect(),
         metrics: metrics.as_ref(),
@@ -483,7 +539,7 @@ fn finish(loaded: &LoadedScene, prepared: Prepared, loss_history: LossHistory, s
         images: &strips,
         heat_map: metrics.as_ref().filter(|m| !m.vertex_errors_mm.is_empty()).map(|m| {
             let max = heat_map_max(&m.vertex_errors_mm);
-            (heat_map_png(&model, &m.vertex_errors_mm, max, 256), max)
+            (heat_map_png(model, &m.vertex_errors_mm, max, 256), max)
         }),
         graph: Some(graph),
         clips: &clips,
@@ -496,7 +552,7 @@ fn finish(loaded: &LoadedScene, prepared: Prepared, loss_history: LossHistory, s
     }
     let summary = RunSummary {
         scene: loaded.name(),
-        backend: backend.describe(),
+        backend,
         model: model.origin().to_string(),
         frames,
         skipped,
@@ -508,6 +564,7 @@ fn finish(loaded: &LoadedScene, prepared: Prepared, loss_history: LossHistory, s
         files,
         loss_history,
         peak_memory_mb: peak_memory_mb(),
+        windows,
     };
     atomic_write(&out_dir.join("run.json"), serde_json::to_string_pretty(&summary)?.as_bytes())?;
     Ok(summary)

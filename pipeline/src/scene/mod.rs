@@ -46,6 +46,31 @@ pub struct Scene {
     /// Learn mode (`faceforge train`): the network and what its steps train.
     #[serde(default)]
     pub learn: Option<learn::LearnSpec>,
+    /// A clip longer than this is fitted in overlapping windows of its frames, streamed from the
+    /// decoder, so memory stays flat in the clip's length (`run/windows.rs`); absent: every
+    /// frame at once.
+    #[serde(default)]
+    pub window: Option<Window>,
+}
+
+/// `window: (frames: 100, overlap: 10, iterations: 60)`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Window {
+    /// Frames fitted together.
+    pub frames: u32,
+    /// Frames a window shares with the next: fitted again there, so the motion joins smoothly
+    /// (the temporal term sees across the seam); their outputs come from the later window.
+    pub overlap: u32,
+    /// Iterations of every window after the first, which starts from the identity and the
+    /// expressions of the one before (0: the scene's `iterations`).
+    pub iterations: u32,
+}
+
+impl Default for Window {
+    fn default() -> Self {
+        Self { frames: 100, overlap: 10, iterations: 0 }
+    }
 }
 
 fn one() -> u32 {
