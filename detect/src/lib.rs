@@ -160,31 +160,51 @@ pub enum Tracked {
 pub struct Tracker {
     pub options: DetectOptions,
     previous: Option<Face>,
+    /// Time spent so far in the detector and in the landmarker (for `faceforge bench video`).
+    pub spent: TrackTimes,
+}
+
+#[derive(Clone, Copy, Debug, Default)]
+pub struct TrackTimes {
+    pub detect: std::time::Duration,
+    pub landmarks: std::time::Duration,
 }
 
 impl Tracker {
     pub fn new(options: DetectOptions) -> Self {
-        Self { options, previous: None }
+        Self { options, previous: None, spent: TrackTimes::default() }
     }
 
     pub fn next(&mut self, detector: &FaceDetector, image: &RgbImage) -> anyhow::Result<Tracked> {
         if let Some(previous) = self.previous.take() {
             let roi = facemesh::roi_from_landmarks(&previous.points);
-            let (points, presence) = detector.landmarks(image, &roi)?;
+            let (points, presence) = self.landmarks(detector, image, &roi)?;
             if presence >= self.options.min_presence {
                 let face = Face { detection: previous.detection, roi, points, presence };
                 self.previous = Some(face.clone());
                 return Ok(Tracked::Found { face, detected: false });
             }
         }
-        let one = DetectOptions { max_faces: 1, ..self.options };
-        Ok(match detector.faces(image, &one)?.into_iter().next() {
-            Some(face) => {
-                self.previous = Some(face.clone());
-                Tracked::Found { face, detected: true }
-            }
-            None => Tracked::Lost,
-        })
+        // `faces` with one face, timed in its two parts.
+        let started = std::time::Instant::now();
+        let best = detector.detect(image, self.options.min_score)?.into_iter().next();
+        self.spent.detect += started.elapsed();
+        let Some(detection) = best else { return Ok(Tracked::Lost) };
+        let roi = facemesh::roi_from_detection(&detection);
+        let (points, presence) = self.landmarks(detector, image, &roi)?;
+        if presence < self.options.min_presence {
+            return Ok(Tracked::Lost);
+        }
+        let face = Face { detection, roi, points, presence };
+        self.previous = Some(face.clone());
+        Ok(Tracked::Found { face, detected: true })
+    }
+
+    fn landmarks(&mut self, detector: &FaceDetector, image: &RgbImage, roi: &RotatedRect) -> anyhow::Result<(Vec<[f32; 3]>, f32)> {
+        let started = std::time::Instant::now();
+        let found = detector.landmarks(image, roi);
+        self.spent.landmarks += started.elapsed();
+        found
     }
 }
 

@@ -232,6 +232,22 @@ enum BenchCommand {
         #[arg(long)]
         record: Option<PathBuf>,
     },
+    /// `reconstruct CLIP.mp4` on a synthetic clip it renders and encodes (a face moving in a
+    /// 640×480 frame): frames per second and each stage's share, with the landmark and temporal
+    /// terms only and with the built-in census over neighbouring frames.
+    Video {
+        #[arg(long, default_value_t = 300)]
+        frames: u32,
+        #[arg(long, default_value_t = 640)]
+        width: u32,
+        #[arg(long, default_value_t = 480)]
+        height: u32,
+        /// More scene overrides for both variants (e.g. `iterations=100`).
+        #[arg(long = "set")]
+        overrides: Vec<String>,
+        #[arg(long)]
+        record: Option<PathBuf>,
+    },
     /// One learn-mode training step (a batch of the scene's frames through the network, the
     /// graph and burn's backward and Adam) per input size, against the forward pass alone.
     Train {
@@ -566,6 +582,15 @@ fn execute(cli: Cli) -> anyhow::Result<()> {
             let title = format!("one training step of {} (burn flex on the CPU), ms per step, {repeats} repeats", scene.display());
             let table = faceforge::bench::rows_table("ms/step", &faceforge::bench::train_step(&loaded, &sizes, repeats.max(1))?);
             report_bench(&title, &table, record.as_deref())?;
+        }
+        Command::Bench { command: BenchCommand::Video { frames, width, height, overrides, record } } => {
+            let dir = faceforge::bench::tempfile_dir()?;
+            let clip = faceforge::bench::video::make_clip(&dir, frames, width, height)?;
+            let runs = faceforge::bench::video::run(&clip, &dir, &faceforge::bench::video::VARIANTS, &overrides);
+            std::fs::remove_dir_all(&dir).ok();
+            let runs = runs?;
+            let title = format!("reconstruct CLIP.mp4 ({frames} frames, {width}×{height}{}), frames per second and each stage's share", if overrides.is_empty() { String::new() } else { format!(" with {}", overrides.join(" ")) });
+            report_bench(&title, &faceforge::bench::video::table(&runs), record.as_deref())?;
         }
         Command::Bench { command: BenchCommand::Infer { images, size, batch, record } } => {
             let spec = faceforge_learn::NetworkSpec { input: size, ..Default::default() };

@@ -5,6 +5,7 @@
 //! inputs and outputs at each call.
 
 pub mod peer;
+pub mod video;
 
 use faceforge_kernels::interpolate;
 use faceforge_kernels::project::{self, CameraModel};
@@ -334,7 +335,7 @@ pub fn run_clip(scene: &crate::LoadedScene, frames: u32) -> anyhow::Result<Vec<R
 }
 
 /// A fresh folder under the system's temporary directory.
-fn tempfile_dir() -> anyhow::Result<std::path::PathBuf> {
+pub fn tempfile_dir() -> anyhow::Result<std::path::PathBuf> {
     let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos());
     let dir = std::env::temp_dir().join(format!("faceforge-bench-{}-{nanos}", std::process::id()));
     std::fs::create_dir_all(&dir)?;

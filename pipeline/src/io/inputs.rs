@@ -12,6 +12,7 @@
 //! makes each an error instead).
 
 use crate::io::outputs::parse_pts_lines;
+use crate::run::clock;
 use crate::io::video::{self, FrameSelection};
 use anyhow::Context;
 use faceforge_components::Crop;
@@ -405,7 +406,9 @@ pub(crate) fn stream_video(
     let detector = faceforge_detect::shared()?;
     let mut tracker = faceforge_detect::Tracker::new(spec.detect);
     let (mut found, mut redetected) = (0usize, 0usize);
+    let mut waited = std::time::Instant::now();
     for frame in decoded {
+        clock::add(clock::Stage::Decode, waited.elapsed());
         let frame = match frame {
             Ok(f) => f,
             Err(e) => return skip(clip.clone(), format!("{e:#}")),
@@ -417,12 +420,15 @@ pub(crate) fn stream_video(
                 redetected += usize::from(detected && found > 0);
                 found += 1;
                 let dense = faceforge_components::DenseLandmarks { points: face.points.clone(), score: face.detection.score, depth: true };
-                let cut = Decoded::new(frame.image, &source).crop(spec, name, listed.subject.clone(), &face.ibug68(), Some(dense));
+                let cut = clock::time(clock::Stage::Decode, || Decoded::new(frame.image, &source).crop(spec, name, listed.subject.clone(), &face.ibug68(), Some(dense)));
                 emit(LoadedFrame { seconds: Some(frame.seconds), ..cut })?;
             }
             faceforge_detect::Tracked::Lost => skip(source, format!("frame {} ({:.2} s): no face (lost by the tracker, not found by the detector)", frame.index, frame.seconds))?,
         }
+        waited = std::time::Instant::now();
     }
+    clock::add(clock::Stage::Detect, tracker.spent.detect);
+    clock::add(clock::Stage::Landmarks, tracker.spent.landmarks);
     tracing::info!("{}: {}×{} at {:.2} fps, {found} frames with a face, the detector run again {redetected} times", clip.display(), info.width, info.height, info.fps);
     Ok(())
 }

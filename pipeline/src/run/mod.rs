@@ -1,6 +1,7 @@
 //! `faceforge run`: scene → checked graph → World → schedule × iterations → outputs.
 
 pub mod checkpoint;
+pub mod clock;
 pub mod data;
 pub mod detect;
 pub mod infer;
@@ -9,7 +10,7 @@ pub mod train;
 pub mod windows;
 
 use crate::io::inputs::Skipped;
-use crate::scene::graph::{build_schedule, plan};
+use crate::scene::graph::{build_after_last, build_schedule, plan};
 use crate::io::outputs::{landmarks_2d, landmarks_3d, mtl_text, overlay, png_bytes, pts_text, write_obj, write_ply, MeshView};
 use faceforge_systems::unwrap::{unwrap as unwrap_texture, Unseen};
 use crate::scene::{LoadedScene, MeshFormat, ModelSource};
@@ -82,6 +83,8 @@ pub fn load_model(source: &ModelSource) -> anyhow::Result<MorphableModel> {
 pub struct Prepared {
     pub world: World,
     pub schedule: bevy_ecs::schedule::Schedule,
+    /// The systems only the outputs need, run once after the last iteration (`finish_fit`).
+    pub after_last: Option<bevy_ecs::schedule::Schedule>,
     pub model: Arc<MorphableModel>,
     pub backend: Backend,
     pub frames: usize,
@@ -113,7 +116,7 @@ pub fn prepare(loaded: &LoadedScene) -> anyhow::Result<Prepared> {
 pub fn prepare_with_model(loaded: &LoadedScene, model: Arc<MorphableModel>) -> anyhow::Result<Prepared> {
     let scene = &loaded.scene;
     let plan = plan(loaded)?;
-    let schedule = build_schedule(loaded, &plan)?;
+    let (schedule, after_last) = (build_schedule(loaded, &plan)?, build_after_last(loaded, &plan)?);
 
     let backend = Backend::select(scene.backend)?;
     tracing::info!("backend: {}", backend.describe());
@@ -130,13 +133,29 @@ pub fn prepare_with_model(loaded: &LoadedScene, model: Arc<MorphableModel>) -> a
     let mut world = new_world(&model, &backend, &scene.losses);
     let (frames, skipped) = data::populate(&mut world, &scene.data, &model, &backend, scene.seed)?;
     tracing::info!("{frames} frames ({} inputs skipped), {} systems, {} iterations", skipped.len(), plan.systems.len(), scene.iterations);
-    Ok(Prepared { world, schedule, model, backend, frames, skipped, graph: crate::scene::graph::svg(&plan) })
+    Ok(Prepared { world, schedule, after_last, model, backend, frames, skipped, graph: crate::scene::graph::svg(&plan) })
+}
+
+/// After the last iteration: the whole meshes (a landmark fit decoded only the landmark
+/// vertices) and the systems only the outputs need.
+pub fn finish_fit(p: &mut Prepared) -> anyhow::Result<()> {
+    faceforge_systems::reconstruct::decode_full_meshes(&mut p.world).map_err(|e| anyhow::anyhow!("{e}"))?;
+    if let Some(schedule) = &mut p.after_last {
+        schedule.run(&mut p.world);
+        let errors = std::mem::take(&mut p.world.resource_mut::<StageErrors>().0);
+        if let Some(first) = errors.first() {
+            bail!("after the last iteration: {first}");
+        }
+    }
+    Ok(())
 }
 
 /// Runs the schedule `iterations` times, stopping at the first error a system reports; returns
 /// every iteration's loss terms.
 pub fn iterate(p: &mut Prepared, iterations: u32, show_progress: bool) -> anyhow::Result<LossHistory> {
-    Ok(iterate_with(p, 0..iterations, show_progress, LossHistory::default(), |_, _, _| Ok(false))?.0)
+    let history = iterate_with(p, 0..iterations, show_progress, LossHistory::default(), |_, _, _| Ok(false))?.0;
+    finish_fit(p)?;
+    Ok(history)
 }
 
 /// The progress bar of runs and trainings (hidden unless asked for), at `start` of `len`.
@@ -297,6 +316,7 @@ pub(crate) fn continue_run(loaded: &LoadedScene, mut prepared: Prepared, start: 
     std::fs::create_dir_all(&out_dir).with_context(|| format!("creating the output folder {}", out_dir.display()))?;
     let every = scene.outputs.checkpoint_every;
     let end = scene.iterations.max(start);
+    let fit_started = Instant::now();
     let (loss_history, stopped) = iterate_with(&mut prepared, start..end, options.progress, history, |world, done, history| {
         let interrupted = interrupted() || options.stop_after == Some(done);
         if !options.no_checkpoints && (interrupted || (every > 0 && done % every == 0 && done < end)) {
@@ -304,6 +324,7 @@ pub(crate) fn continue_run(loaded: &LoadedScene, mut prepared: Prepared, start: 
         }
         Ok(interrupted && done < end)
     })?;
+    clock::add(clock::Stage::Fit, fit_started.elapsed());
     if stopped {
         let done = loss_history.0.len() as u32;
         return Err(Interrupted { iteration: done, of: end, dir: out_dir.display().to_string(), command: "run" }.into());
@@ -311,14 +332,13 @@ pub(crate) fn continue_run(loaded: &LoadedScene, mut prepared: Prepared, start: 
     if !options.no_checkpoints {
         crate::run::checkpoint::save(&out_dir, &crate::run::checkpoint::capture(&mut prepared.world, loaded, end, &loss_history.0))?;
     }
-    finish(loaded, prepared, loss_history, started)
+    clock::time(clock::Stage::Write, || finish(loaded, prepared, loss_history, started))
 }
 
 /// Writes a finished run's outputs, metrics and report.
-fn finish(loaded: &LoadedScene, prepared: Prepared, loss_history: LossHistory, start: Instant) -> anyhow::Result<RunSummary> {
+fn finish(loaded: &LoadedScene, mut prepared: Prepared, loss_history: LossHistory, start: Instant) -> anyhow::Result<RunSummary> {
+    finish_fit(&mut prepared)?;
     let Prepared { mut world, model, backend, frames, skipped, graph, .. } = prepared;
-    // A landmark fit decoded only the landmark vertices: the outputs and metrics get whole meshes.
-    faceforge_systems::reconstruct::decode_full_meshes(&mut world).map_err(|e| anyhow::anyhow!("{e}"))?;
     let mut written = Written::default();
     write_frames(&loaded.scene, &mut world, &model, &|_| true, &mut written)?;
     let facts = RunFacts { backend: backend.describe(), frames, skipped, graph, windows: None };

@@ -11,8 +11,8 @@
 
 use crate::io::inputs::{list, stream_video, FolderSpec, LoadedFrame, Skipped};
 use crate::report::LossHistory;
-use crate::run::{continue_run, interrupted, iterate_with, load_model, new_world, write_frames, write_run, Prepared, RunFacts, RunOptions, RunSummary, WindowsDone, Written};
-use crate::scene::graph::{build_schedule, plan, svg, Plan};
+use crate::run::{clock, continue_run, finish_fit, interrupted, iterate_with, load_model, new_world, write_frames, write_run, Prepared, RunFacts, RunOptions, RunSummary, WindowsDone, Written};
+use crate::scene::graph::{build_after_last, build_schedule, plan, svg, Plan};
 use crate::scene::{DataSpec, LoadedScene, Window};
 use anyhow::{bail, Context};
 use bevy_ecs::entity::Entity;
@@ -110,10 +110,11 @@ impl Windowed<'_> {
         drop(frames);
         let iterations = if self.windows == 0 || self.window.iterations == 0 { scene.iterations } else { self.window.iterations };
         tracing::info!("window {}: frames {first}..={last} of clip {} ({} held as context), {iterations} iterations", self.windows + 1, self.clip, held.len());
-        let schedule = build_schedule(self.loaded, self.plan)?;
+        let (schedule, after_last) = (build_schedule(self.loaded, self.plan)?, build_after_last(self.loaded, self.plan)?);
         let n = self.buffer.len();
-        let mut prepared = Prepared { world, schedule, model: self.model.clone(), backend: self.backend.clone(), frames: n, skipped: Vec::new(), graph: String::new() };
+        let mut prepared = Prepared { world, schedule, after_last, model: self.model.clone(), backend: self.backend.clone(), frames: n, skipped: Vec::new(), graph: String::new() };
         let history = std::mem::take(&mut self.history);
+        let fit_started = std::time::Instant::now();
         // One identity per clip, the first window's: later windows fit the new frames'
         // expression and pose only. What the step moves of the identity, the albedo and the
         // context's expressions is undone after each iteration.
@@ -130,15 +131,16 @@ impl Windowed<'_> {
             }
             Ok(interrupted())
         })?;
+        clock::add(clock::Stage::Fit, fit_started.elapsed());
         self.history = history;
         if stopped {
             bail!("interrupted in window {} (frames {first}..={last}); the frames before {first} are written, a windowed fit starts again from the clip's beginning", self.windows + 1);
         }
+        clock::time(clock::Stage::Write, || finish_fit(&mut prepared))?;
         let mut world = prepared.world;
-        faceforge_systems::reconstruct::decode_full_meshes(&mut world).map_err(|e| anyhow::anyhow!("{e}"))?;
         let context = self.carried.as_ref().map(|c| c.context.clone()).unwrap_or_default();
         let new = |f: &Frame| !context.contains_key(&f.index);
-        write_frames(scene, &mut world, &self.model, &new, &mut self.written)?;
+        clock::time(clock::Stage::Write, || write_frames(scene, &mut world, &self.model, &new, &mut self.written))?;
 
         let mut q = world.query::<(&Frame, &Coeffs, Option<&Pose>, Option<&Crop>, Option<&Timestamp>, Option<&Landmarks2d>)>();
         let mut rows: Vec<_> = q.iter(&world).collect();
@@ -260,8 +262,8 @@ pub fn run_windows(loaded: &LoadedScene, window: &Window, spec: &FolderSpec, opt
             let frames: Vec<LoadedFrame> = w.buffer.drain(..).map(|(_, f)| f).collect();
             let mut world = new_world(&model, &backend, &scene.losses);
             crate::run::data::spawn_loaded(&mut world, &frames, &model);
-            let schedule = build_schedule(loaded, &plan)?;
-            let prepared = Prepared { world, schedule, model, backend, frames: frames.len(), skipped, graph: svg(&plan) };
+            let (schedule, after_last) = (build_schedule(loaded, &plan)?, build_after_last(loaded, &plan)?);
+            let prepared = Prepared { world, schedule, after_last, model, backend, frames: frames.len(), skipped, graph: svg(&plan) };
             drop(frames);
             return continue_run(loaded, prepared, 0, LossHistory::default(), options);
         }
@@ -281,5 +283,5 @@ pub fn run_windows(loaded: &LoadedScene, window: &Window, spec: &FolderSpec, opt
         windows: Some(WindowsDone { windows: w.windows, frames: window.frames, overlap: window.overlap, most_held: w.most_held }),
     };
     let Windowed { mut records, written, history, .. } = w;
-    write_run(loaded, &mut records, &model, facts, history, started, written)
+    clock::time(clock::Stage::Write, || write_run(loaded, &mut records, &model, facts, history, started, written))
 }

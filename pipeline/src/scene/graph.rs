@@ -74,6 +74,10 @@ pub struct PlannedSystem {
     pub origin: Origin,
     /// Its settings, as RON text.
     pub settings: Option<String>,
+    /// Only the run's outputs read what it writes (no loss does): it runs once, after the last
+    /// iteration, instead of in every one (e.g. `render` for the fitted landmarks of a landmark
+    /// fit).
+    pub after_last: bool,
 }
 
 /// A forward system the scene names that the graph left out, and why.
@@ -148,7 +152,7 @@ pub fn plan(loaded: &LoadedScene) -> Result<Plan, SceneError> {
             keep.insert(entry.name);
         }
         let origin = if entry.stage == Stage::Loss { Origin::Loss } else { Origin::Scene };
-        planned.push(PlannedSystem { entry, origin, settings: spec.settings.as_deref().map(|raw| raw.get_ron().to_string()) });
+        planned.push(PlannedSystem { entry, origin, settings: spec.settings.as_deref().map(|raw| raw.get_ron().to_string()), after_last: false });
     }
     for name in scene.losses.keys() {
         let system = format!("loss_{name}");
@@ -157,7 +161,7 @@ pub fn plan(loaded: &LoadedScene) -> Result<Plan, SceneError> {
             return Err(loaded.error_at(&format!("\"{name}\""), format!("unknown loss `{name}`; known losses: {}", known.join(", "))));
         }
         if !planned.iter().any(|p| p.entry.name == system) {
-            planned.push(PlannedSystem { entry: take(&all, &system).expect("checked above"), origin: Origin::Loss, settings: None });
+            planned.push(PlannedSystem { entry: take(&all, &system).expect("checked above"), origin: Origin::Loss, settings: None, after_last: false });
         }
     }
     planned.sort_by_key(|p| p.entry.stage);
@@ -168,6 +172,9 @@ pub fn plan(loaded: &LoadedScene) -> Result<Plan, SceneError> {
         return Err(loaded.error_at("iterations", "iterations must be at least 1".into()));
     }
     let dropped = drop_unused(loaded, &mut planned, &keep);
+    if scene.learn.is_none() && !scene.losses.is_empty() {
+        mark_after_last(&mut planned, &keep);
+    }
 
     // The step and the parameters it moves: the network in learn mode, the fitted parameters
     // (Adam's writes) in fit mode.
@@ -176,13 +183,13 @@ pub fn plan(loaded: &LoadedScene) -> Result<Plan, SceneError> {
         (Some(_), Some(Optimizer::Adam(_))) => {
             return Err(loaded.error_at("optimizer", "learn mode steps the network at `learn.learning_rate`; remove `optimizer`".into()))
         }
-        (Some(_), None) => Some(PlannedSystem { entry: take(&all, "encoder_step").expect("learn's registry has the step"), origin: Origin::Step, settings: None }),
+        (Some(_), None) => Some(PlannedSystem { entry: take(&all, "encoder_step").expect("learn's registry has the step"), origin: Origin::Step, settings: None, after_last: false }),
         (None, optimizer) if !scene.losses.is_empty() => {
             let settings = match optimizer {
                 Some(Optimizer::Adam(s)) => Some(ron::to_string(s).map_err(|e| loaded.error_at("optimizer", e.to_string()))?),
                 _ => None,
             };
-            Some(PlannedSystem { entry: take(&all, "adam").expect("the registry has adam"), origin: Origin::Step, settings })
+            Some(PlannedSystem { entry: take(&all, "adam").expect("the registry has adam"), origin: Origin::Step, settings, after_last: false })
         }
         (None, _) => None,
     };
@@ -267,6 +274,21 @@ fn drop_unused(loaded: &LoadedScene, planned: &mut Vec<PlannedSystem>, keep: &BT
     dropped
 }
 
+/// Marks the forward systems that no loss needs, directly or through a later system (and that
+/// the scene does not `keep`): only the outputs read them, so they run once after the last
+/// iteration.
+fn mark_after_last(planned: &mut [PlannedSystem], keep: &BTreeSet<&'static str>) {
+    let mut needed: BTreeSet<DataName> = BTreeSet::new();
+    for p in planned.iter_mut().rev() {
+        let e = &p.entry;
+        if p.origin == Origin::Loss || keep.contains(e.name) || e.writes.iter().any(|w| needed.contains(w)) {
+            needed.extend(e.reads.iter().chain(&e.reads_if_present).copied());
+        } else {
+            p.after_last = true;
+        }
+    }
+}
+
 /// The adjoints a gradient flows through, last forward stage first: a forward system's adjoint
 /// joins when the system depends on a free parameter and a loss or a later adjoint writes a
 /// gradient its adjoint reads. Returns them and every gradient that flows.
@@ -287,7 +309,7 @@ fn derive_adjoints(all: &[SystemEntry], planned: &[PlannedSystem], parameters: &
         let Some(adjoint) = p.entry.adjoint.and_then(|name| take(all, name)) else { continue };
         if adjoint.reads.iter().chain(&adjoint.reads_if_present).any(|r| live.contains(r)) {
             live.extend(adjoint.writes.iter().copied());
-            adjoints.push(PlannedSystem { entry: adjoint, origin: Origin::Adjoint(p.entry.name), settings: None });
+            adjoints.push(PlannedSystem { entry: adjoint, origin: Origin::Adjoint(p.entry.name), settings: None, after_last: false });
         }
     }
     (adjoints, live)
@@ -331,12 +353,27 @@ pub fn staged_schedule() -> Schedule {
     schedule
 }
 
-/// Builds the schedule: one `SystemSet` per stage, chained in `Stage` order, each system
-/// configured with its settings.
+/// Builds an iteration's schedule: one `SystemSet` per stage, chained in `Stage` order, each
+/// system configured with its settings (all but those that run after the last iteration).
 pub fn build_schedule(loaded: &LoadedScene, plan: &Plan) -> Result<Schedule, SceneError> {
     let mut schedule = staged_schedule();
     schedule.add_systems(faceforge_systems::clear_gradients.before(Stage::Encode));
-    for p in &plan.systems {
+    add_systems(loaded, plan.systems.iter().filter(|p| !p.after_last), &mut schedule)?;
+    Ok(schedule)
+}
+
+/// The schedule of the systems that run once after the last iteration, if any.
+pub fn build_after_last(loaded: &LoadedScene, plan: &Plan) -> Result<Option<Schedule>, SceneError> {
+    if !plan.systems.iter().any(|p| p.after_last) {
+        return Ok(None);
+    }
+    let mut schedule = staged_schedule();
+    add_systems(loaded, plan.systems.iter().filter(|p| p.after_last), &mut schedule)?;
+    Ok(Some(schedule))
+}
+
+fn add_systems<'a>(loaded: &LoadedScene, systems: impl Iterator<Item = &'a PlannedSystem>, schedule: &mut Schedule) -> Result<(), SceneError> {
+    for p in systems {
         let configs = (p.entry.build)(p.settings.as_deref()).map_err(|e| {
             let (needle, what) = match p.origin {
                 Origin::Step => ("optimizer".to_string(), "optimizer".to_string()),
@@ -346,7 +383,7 @@ pub fn build_schedule(loaded: &LoadedScene, plan: &Plan) -> Result<Schedule, Sce
         })?;
         schedule.add_systems(configs);
     }
-    Ok(schedule)
+    Ok(())
 }
 
 /// The dropped systems and the parameters no loss reaches, one line each.
@@ -370,6 +407,7 @@ pub fn describe(plan: &Plan) -> String {
         out.push_str(&format!("{stage:?}\n"));
         for p in here {
             let why = match p.origin {
+                Origin::Scene if p.after_last => "  [once, after the last iteration: only the outputs read it]".into(),
                 Origin::Scene => String::new(),
                 Origin::Loss => "  [loss]".into(),
                 Origin::Adjoint(of) => format!("  [adjoint of {of}]"),
@@ -411,7 +449,8 @@ pub fn svg(plan: &Plan) -> String {
                     Origin::Step => ("#eeeeee", "#79706e"),
                 };
                 let reads: Vec<DataName> = p.entry.reads.iter().chain(&p.entry.reads_if_present).copied().collect();
-                (p.entry.name, fill, stroke, false, format!("{}: reads {}; writes {}", p.entry.name, list(&reads), list(&p.entry.writes)))
+                let when = if p.after_last { " (once, after the last iteration)" } else { "" };
+                (p.entry.name, fill, stroke, false, format!("{}{when}: reads {}; writes {}", p.entry.name, list(&reads), list(&p.entry.writes)))
             });
             let dropped = plan.dropped.iter().filter(|d| d.stage == stage).map(|d| (d.name, "#ffffff", "#9a9a9a", true, format!("{}: dropped, {}", d.name, d.reason)));
             (stage, planned.chain(dropped).collect::<Vec<_>>())
