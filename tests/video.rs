@@ -412,12 +412,13 @@ fn reconstruct_takes_a_video_through_the_built_in_clip_fit() {
 /// A clip longer than its scene's `window` is fitted window by window (frames streamed from the
 /// decoder, each window's World dropped before the next): every frame is written once, the
 /// clip keeps one identity, no window holds more than `window.frames` frames, and the motion is as
-/// steady as the fit of all frames at once, the seams included.
+/// steady as the fit of all frames at once, the seams included. A windowed run stopped mid-clip
+/// resumes to the same files.
 #[test]
-fn a_long_clip_is_fitted_in_windows_as_steadily_as_all_at_once() {
+fn a_long_clip_is_fitted_in_windows_as_steadily_as_all_at_once_and_resumes_mid_clip() {
     let dir = tempfile::tempdir().unwrap();
     let clip = slow_clip(dir.path(), 16, usize::MAX);
-    let fit = |window: &str, out: &Path| {
+    let text = |window: &str, out: &Path| {
         let text = format!(
             r#"Scene(
                 data: Video(path: {clip:?}, size: 128),
@@ -432,8 +433,9 @@ fn a_long_clip_is_fitted_in_windows_as_steadily_as_all_at_once() {
             clip = clip.display().to_string(),
             out = out.display().to_string()
         );
-        faceforge::run::run(&scene(&text, "windows.ron"), false).unwrap()
+        scene(&text, "windows.ron")
     };
+    let fit = |window: &str, out: &Path| faceforge::run::run(&text(window, out), false).unwrap();
     let (whole_dir, windows_dir) = (dir.path().join("whole"), dir.path().join("windows"));
     let whole = fit("", &whole_dir);
     let windowed = fit("window: (frames: 6, overlap: 2, iterations: 100),", &windows_dir);
@@ -471,4 +473,21 @@ fn a_long_clip_is_fitted_in_windows_as_steadily_as_all_at_once() {
         .fold(0f32, f32::max);
     eprintln!("fitted landmarks: windows vs all at once, worst frame {worst:.2} px RMS");
     assert!(worst < 0.5, "the windows' landmarks are {worst:.2} px RMS from the whole fit's");
+
+    // Stopped in its second window and resumed from `windows.json`: the same files as the run
+    // never stopped, bit for bit (the clip is tracked again; the windows before are not refitted).
+    let stopped_dir = dir.path().join("stopped");
+    let options = faceforge::run::RunOptions { stop_after: Some(250), ..Default::default() };
+    let err = faceforge::run::run_with(&text("window: (frames: 6, overlap: 2, iterations: 100),", &stopped_dir), &options).unwrap_err();
+    let stopped = err.downcast_ref::<faceforge::run::Interrupted>().unwrap_or_else(|| panic!("{err:#}"));
+    assert_eq!((stopped.window, stopped.iteration), (Some(2), 50), "{err}");
+    let resumed = faceforge::run::resume(&stopped_dir, &[], &faceforge::run::RunOptions::default()).unwrap();
+    assert_eq!(resumed.frames, 16);
+    for k in 0..16 {
+        assert_eq!(record(&stopped_dir, k), record(&windows_dir, k), "frame {k}'s record after the resume");
+    }
+    for file in ["slow.glb", "slow_animation.csv"] {
+        assert!(std::fs::read(stopped_dir.join(file)).unwrap() == std::fs::read(windows_dir.join(file)).unwrap(), "{file} after the resume");
+    }
+    assert_eq!(clip_metrics(&stopped_dir), clip_metrics(&windows_dir), "the clip's stability after the resume");
 }

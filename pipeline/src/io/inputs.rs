@@ -154,7 +154,7 @@ pub struct LoadedFrame {
 }
 
 /// An input left out, and why.
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Skipped {
     pub file: PathBuf,
     pub reason: String,

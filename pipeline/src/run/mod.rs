@@ -238,10 +238,12 @@ pub fn interrupted() -> bool {
 
 /// A run that stopped before its last iteration, with a checkpoint to resume from.
 #[derive(Debug, thiserror::Error)]
-#[error("stopped after iteration {iteration} of {of}; checkpoint in {dir}; continue with `faceforge {command} --resume {dir}`")]
+#[error("stopped after iteration {iteration} of {of}{}; checkpoint in {dir}; continue with `faceforge {command} --resume {dir}`", window.map_or(String::new(), |w| format!(" of window {w} (the windows before it are kept)")))]
 pub struct Interrupted {
     pub iteration: u32,
     pub of: u32,
+    /// A clip fitted in windows: the window it stopped in (counted from 1).
+    pub window: Option<usize>,
     pub dir: String,
     /// The command that continues it: `run` or `train`.
     pub command: &'static str,
@@ -254,7 +256,7 @@ pub(crate) fn check_output_folder(dir: &std::path::Path, overwrite: bool) -> any
         return Ok(());
     }
     let entries = std::fs::read_dir(dir).map(|d| d.count()).unwrap_or(0);
-    if let Some(f) = ["run.json", crate::run::checkpoint::FILE].iter().find(|f| dir.join(f).exists()) {
+    if let Some(f) = ["run.json", crate::run::checkpoint::FILE, windows::FILE].iter().find(|f| dir.join(f).exists()) {
         bail!("the output folder {} holds a previous run ({f}): pass --force to overwrite it, or --resume {} to continue it", dir.display(), dir.display());
     }
     if entries > 0 {
@@ -294,6 +296,9 @@ pub fn continue_prepared(loaded: &LoadedScene, prepared: Prepared, options: &Run
 /// Continues the run whose output folder is `dir` from its checkpoint, to the scene's last
 /// iteration (`overrides`, e.g. `iterations=500`, apply to the scene it ran).
 pub fn resume(dir: &std::path::Path, overrides: &[String], options: &RunOptions) -> anyhow::Result<RunSummary> {
+    if windows::has_checkpoint(dir) && !dir.join(crate::run::checkpoint::FILE).exists() {
+        return windows::resume(dir, overrides, options);
+    }
     let checkpoint = crate::run::checkpoint::load(dir)?;
     let mut loaded = LoadedScene { scene: checkpoint.scene.clone(), file: checkpoint.scene_file.clone(), source: String::new() };
     loaded.apply_overrides(overrides)?;
@@ -327,7 +332,7 @@ pub(crate) fn continue_run(loaded: &LoadedScene, mut prepared: Prepared, start: 
     clock::add(clock::Stage::Fit, fit_started.elapsed());
     if stopped {
         let done = loss_history.0.len() as u32;
-        return Err(Interrupted { iteration: done, of: end, dir: out_dir.display().to_string(), command: "run" }.into());
+        return Err(Interrupted { iteration: done, of: end, window: None, dir: out_dir.display().to_string(), command: "run" }.into());
     }
     if !options.no_checkpoints {
         crate::run::checkpoint::save(&out_dir, &crate::run::checkpoint::capture(&mut prepared.world, loaded, end, &loss_history.0))?;
@@ -352,6 +357,8 @@ pub(crate) struct Written {
     pub files: Vec<PathBuf>,
     pub strips: Vec<FrameImages>,
     pub frontal: std::collections::HashMap<u32, (f32, Vec<f32>)>,
+    /// The frame each of those textures is from (its `NAME_texture.png`).
+    pub frontal_frames: std::collections::HashMap<u32, String>,
 }
 
 /// What the report and `run.json` say of a run besides its outputs.
@@ -368,7 +375,7 @@ pub(crate) struct RunFacts {
 /// landmarks, coefficients, images), into `written`.
 pub(crate) fn write_frames(scene: &crate::scene::Scene, world: &mut World, model: &MorphableModel, only: &dyn Fn(&Frame) -> bool, written: &mut Written) -> anyhow::Result<()> {
     let out_dir = scene.outputs.dir.clone();
-    let Written { files, strips, frontal } = written;
+    let Written { files, strips, frontal, frontal_frames } = written;
     let names: std::collections::HashMap<bevy_ecs::entity::Entity, String> =
         world.query::<(bevy_ecs::entity::Entity, &Frame)>().iter(world).map(|(e, f)| (e, f.name.clone())).collect();
     let mut q = world.query::<(&Frame, Option<&Mesh>, Option<&Albedo>, &Coeffs, Option<&Rendered>, Option<&Image>, Option<&RenderedSwaps>, Option<&Pose>, Option<&Crop>, Option<&Landmarks2d>, Option<&DenseLandmarks>)>();
@@ -452,6 +459,7 @@ pub(crate) fn write_frames(scene: &crate::scene::Scene, world: &mut World, model
                     let yaw = crate::eval::metrics::ypr_deg(pose).map_or(f32::MAX, |a| a[0].abs());
                     if scene.outputs.animation && frontal.get(&frame.subject_id).is_none_or(|(best, _)| yaw < *best) {
                         frontal.insert(frame.subject_id, (yaw, rgb.clone()));
+                        frontal_frames.insert(frame.subject_id, frame.name.clone());
                     }
                     texture_rgb = Some(rgb);
                     Some(mtl)
@@ -520,7 +528,7 @@ pub(crate) fn write_frames(scene: &crate::scene::Scene, world: &mut World, model
 pub(crate) fn write_run(loaded: &LoadedScene, world: &mut World, model: &MorphableModel, facts: RunFacts, loss_history: LossHistory, start: Instant, written: Written) -> anyhow::Result<RunSummary> {
     let scene = &loaded.scene;
     let out_dir = scene.outputs.dir.clone();
-    let Written { mut files, strips, frontal } = written;
+    let Written { mut files, strips, frontal, .. } = written;
     let RunFacts { backend, frames, skipped, graph, windows } = facts;
     if scene.outputs.animation {
         files.extend(crate::io::outputs::write_clip_animations(world, model, &out_dir, &frontal, scene.outputs.texture)?);
