@@ -245,6 +245,9 @@ enum BenchCommand {
         /// More scene overrides for both variants (e.g. `iterations=100`).
         #[arg(long = "set")]
         overrides: Vec<String>,
+        /// Only the fast clip fit (the census variant takes about 20 minutes on 2 cores).
+        #[arg(long)]
+        fast_only: bool,
         #[arg(long)]
         record: Option<PathBuf>,
     },
@@ -583,10 +586,11 @@ fn execute(cli: Cli) -> anyhow::Result<()> {
             let table = faceforge::bench::rows_table("ms/step", &faceforge::bench::train_step(&loaded, &sizes, repeats.max(1))?);
             report_bench(&title, &table, record.as_deref())?;
         }
-        Command::Bench { command: BenchCommand::Video { frames, width, height, overrides, record } } => {
+        Command::Bench { command: BenchCommand::Video { frames, width, height, overrides, fast_only, record } } => {
             let dir = faceforge::bench::tempfile_dir()?;
             let clip = faceforge::bench::video::make_clip(&dir, frames, width, height)?;
-            let runs = faceforge::bench::video::run(&clip, &dir, &faceforge::bench::video::VARIANTS, &overrides);
+            let variants = &faceforge::bench::video::VARIANTS[..if fast_only { 1 } else { 2 }];
+            let runs = faceforge::bench::video::run(&clip, &dir, variants, &overrides);
             std::fs::remove_dir_all(&dir).ok();
             let runs = runs?;
             let title = format!("reconstruct CLIP.mp4 ({frames} frames, {width}×{height}{}), frames per second and each stage's share", if overrides.is_empty() { String::new() } else { format!(" with {}", overrides.join(" ")) });

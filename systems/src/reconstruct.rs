@@ -201,8 +201,9 @@ fn reconstruct_landmarks(bases: &LandmarkBases, frames: &Query<(Entity, &Frame, 
     Ok(())
 }
 
-/// Decodes the whole mesh of every frame marked `LandmarksOnly` from its coefficients (a
-/// landmark fit's final meshes, for the outputs and metrics), and removes the mark.
+/// Decodes the whole mesh (and the albedo, when the frame has none) of every frame marked
+/// `LandmarksOnly` from its coefficients (a landmark fit's final meshes, for the outputs and
+/// metrics), and removes the mark.
 pub fn decode_full_meshes(world: &mut World) -> Result<(), StageError> {
     let (model, backend) = (world.resource::<Model>().0.clone(), world.resource::<Compute>().0.clone());
     let mut q = world.query_filtered::<(Entity, &Frame, &Coeffs), With<LandmarksOnly>>();
@@ -211,9 +212,16 @@ pub fn decode_full_meshes(world: &mut World) -> Result<(), StageError> {
         return Ok(());
     }
     let pairs: Vec<(&Frame, &Coeffs)> = rows.iter().map(|(_, f, c)| (f, c)).collect();
-    let (shapes, _) = decode_batch(&backend, &model, None, &pairs, false)?;
-    for ((entity, _, _), positions) in rows.iter().zip(shapes.chunks(3 * model.n_vertices())) {
-        world.entity_mut(*entity).insert(Mesh { positions: positions.to_vec() }).remove::<LandmarksOnly>();
+    let (shapes, albedos) = decode_batch(&backend, &model, None, &pairs, true)?;
+    let albedos = albedos.unwrap_or_default();
+    for (k, ((entity, _, _), positions)) in rows.iter().zip(shapes.chunks(3 * model.n_vertices())).enumerate() {
+        let mut frame = world.entity_mut(*entity);
+        frame.insert(Mesh { positions: positions.to_vec() }).remove::<LandmarksOnly>();
+        // The albedo too (what the coefficients give; the mean when the fit left them), so the
+        // systems that run after the last iteration (`render` for the outputs) find it.
+        if !frame.contains::<Albedo>() {
+            frame.insert(Albedo { rgb: albedos[3 * model.n_vertices() * k..3 * model.n_vertices() * (k + 1)].to_vec() });
+        }
     }
     Ok(())
 }

@@ -35,7 +35,7 @@ fn populate_folder(world: &mut World, spec: &FolderSpec, model: &MorphableModel)
 
 /// Spawns loaded frames (and a subject per subject name) with coefficients at the model's mean;
 /// returns the subjects' entities in order.
-pub(crate) fn spawn_loaded(world: &mut World, frames: &[LoadedFrame], model: &MorphableModel) -> Vec<Entity> {
+pub(crate) fn spawn_loaded<'a>(world: &mut World, frames: impl IntoIterator<Item = &'a LoadedFrame>, model: &MorphableModel) -> Vec<Entity> {
     let mut subjects: Vec<(String, Entity)> = Vec::new();
     let mut counts: Vec<u32> = Vec::new();
     for f in frames {

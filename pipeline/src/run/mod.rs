@@ -278,7 +278,7 @@ pub fn run_with(loaded: &LoadedScene, options: &RunOptions) -> anyhow::Result<Ru
     check_output_folder(&loaded.scene.outputs.dir, options.overwrite)?;
     if let Some(window) = &loaded.scene.window {
         match windows::clips_of(&loaded.scene.data)? {
-            Some((spec, _)) => return windows::run_windows(loaded, window, &spec, options),
+            Some(spec) => return windows::run_windows(loaded, window, &spec, options),
             None => tracing::warn!("{}: `window` fits video clips in windows, and the data is not only clips: every frame is fitted at once", loaded.file),
         }
     }
@@ -357,7 +357,7 @@ pub(crate) struct Written {
     pub files: Vec<PathBuf>,
     pub strips: Vec<FrameImages>,
     pub frontal: std::collections::HashMap<u32, (f32, Vec<f32>)>,
-    /// The frame each of those textures is from (its `NAME_texture.png`).
+    /// The clip each of those textures is written for (as `CLIP_texture.png`).
     pub frontal_frames: std::collections::HashMap<u32, String>,
 }
 
@@ -378,10 +378,12 @@ pub(crate) fn write_frames(scene: &crate::scene::Scene, world: &mut World, model
     let Written { files, strips, frontal, frontal_frames } = written;
     let names: std::collections::HashMap<bevy_ecs::entity::Entity, String> =
         world.query::<(bevy_ecs::entity::Entity, &Frame)>().iter(world).map(|(e, f)| (e, f.name.clone())).collect();
+    let subject_names: std::collections::HashMap<bevy_ecs::entity::Entity, String> =
+        world.query::<(bevy_ecs::entity::Entity, &faceforge_components::Subject)>().iter(world).map(|(e, s)| (e, s.name.clone())).collect();
     let mut q = world.query::<(&Frame, Option<&Mesh>, Option<&Albedo>, &Coeffs, Option<&Rendered>, Option<&Image>, Option<&RenderedSwaps>, Option<&Pose>, Option<&Crop>, Option<&Landmarks2d>, Option<&DenseLandmarks>)>();
     let mut rows: Vec<_> = q.iter(world).filter(|row| only(row.0)).collect();
     rows.sort_by(|a, b| a.0.name.cmp(&b.0.name));
-    for (frame, mesh, albedo, coeffs, rendered, image, swaps, pose, crop, targets, detected) in rows {
+    for &(frame, mesh, albedo, coeffs, rendered, image, swaps, pose, crop, targets, detected) in &rows {
         let mut write = |path: PathBuf, bytes: &[u8]| -> anyhow::Result<()> {
             atomic_write(&path, bytes).with_context(|| format!("writing {}", path.display()))?;
             files.push(path);
@@ -456,11 +458,6 @@ pub(crate) fn write_frames(scene: &crate::scene::Scene, world: &mut World, model
                         atomic_write(&path, &bytes).with_context(|| format!("writing {}", path.display()))?;
                         files.push(path);
                     }
-                    let yaw = crate::eval::metrics::ypr_deg(pose).map_or(f32::MAX, |a| a[0].abs());
-                    if scene.outputs.animation && frontal.get(&frame.subject_id).is_none_or(|(best, _)| yaw < *best) {
-                        frontal.insert(frame.subject_id, (yaw, rgb.clone()));
-                        frontal_frames.insert(frame.subject_id, frame.name.clone());
-                    }
                     texture_rgb = Some(rgb);
                     Some(mtl)
                 }
@@ -518,7 +515,36 @@ pub(crate) fn write_frames(scene: &crate::scene::Scene, world: &mut World, model
             files.push(path);
         }
     }
-
+    if scene.outputs.animation && scene.outputs.texture > 0 {
+        // Per clip, the texture of its most frontal frame (for its glTF), unwrapped once per
+        // call for the best frame here when it beats the clip's best so far; kept on disk as
+        // CLIP_texture.png.
+        let mut best: BTreeMap<u32, (f32, usize)> = BTreeMap::new();
+        for (k, row) in rows.iter().enumerate() {
+            let (frame, Some(_), _, _, _, Some(_), _, Some(pose), ..) = *row else { continue };
+            let yaw = crate::eval::metrics::ypr_deg(Some(pose)).map_or(f32::MAX, |a| a[0].abs());
+            if best.get(&frame.subject_id).is_none_or(|(b, _)| yaw < *b) && frontal.get(&frame.subject_id).is_none_or(|(b, _)| yaw < *b) {
+                best.insert(frame.subject_id, (yaw, k));
+            }
+        }
+        for (subject_id, (yaw, k)) in best {
+            let (frame, Some(mesh), albedo, _, _, Some(image), _, Some(pose), crop, ..) = rows[k] else { continue };
+            let (im, p) = match crop.and_then(|c| crate::report::overlay::source_view(c, image.width)) {
+                Some(view) => (view.image, crate::report::overlay::magnified(pose, view.k)),
+                None => (image.clone(), pose.clone()),
+            };
+            let colors = albedo.map_or(model.mean_albedo(), |a| a.rgb.as_slice());
+            let (rgb, _) = unwrap_texture(model, &mesh.positions, &p, &im, scene.outputs.texture, Unseen::MirrorThenAlbedo(colors));
+            let clip = subject_names.get(&frame.subject).cloned().unwrap_or_else(|| format!("subject{subject_id}"));
+            let path = out_dir.join(format!("{clip}_texture.png"));
+            atomic_write(&path, &png_bytes(&rgb, scene.outputs.texture, scene.outputs.texture)).with_context(|| format!("writing {}", path.display()))?;
+            if !files.contains(&path) {
+                files.push(path);
+            }
+            frontal.insert(subject_id, (yaw, rgb));
+            frontal_frames.insert(subject_id, clip);
+        }
+    }
     Ok(())
 }
 

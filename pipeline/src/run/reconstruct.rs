@@ -65,7 +65,12 @@ pub fn reconstruct(options: &ReconstructOptions) -> anyhow::Result<RunSummary> {
 pub fn summary_text(s: &RunSummary) -> String {
     let mut text = format!("reconstructed {} faces in {:.1} s on {}; {} inputs skipped\n", s.frames, s.seconds, s.backend, s.skipped.len());
     let name_of = |p: &PathBuf| p.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-    let mut faces: Vec<String> = s.files.iter().map(name_of).filter_map(|n| n.strip_suffix(".obj").map(str::to_string)).collect();
+    // A face per OBJ, or per landmark file when no meshes were asked for (a clip's frames).
+    let faces_by = |suffix: &str| -> Vec<String> { s.files.iter().map(name_of).filter_map(|n| n.strip_suffix(suffix).map(str::to_string)).collect() };
+    let mut faces = faces_by(".obj");
+    if faces.is_empty() {
+        faces = faces_by(".pts");
+    }
     faces.sort();
     // A file belongs to the face with the longest name it starts with (`a` and `a_2` apart).
     let owner = |file: &str| faces.iter().filter(|f| file.strip_prefix(f.as_str()).is_some_and(|rest| rest.starts_with(['.', '_']))).max_by_key(|f| f.len()).cloned();

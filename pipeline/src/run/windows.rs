@@ -5,9 +5,11 @@
 //! context, fixed where they were written, so its temporal term joins the motion across the seam.
 //! A window starts from the one before: the identity and albedo are the first window's and stay
 //! fixed (one identity per clip; later windows fit expression and pose), and each new frame
-//! starts from the expression of the frame before it (the warm start). The run's summary (the clip's animation, stability,
-//! report) comes from a small record per frame (coefficients, pose, crop, landmarks), not from
-//! the frames. A single clip no longer than one window is fitted all at once, as without windows.
+//! starts from the expression of the frame before it (the warm start). The run's summary (the
+//! clip's animation, stability, report) comes from a small record per frame (coefficients, pose,
+//! crop, landmarks), not from the frames. A single clip no longer than one window is fitted all
+//! at once, as without windows. After each window, `windows.json` holds what `run --resume`
+//! needs to go on from the next one.
 
 use crate::io::inputs::{list, stream_video, FolderSpec, LoadedFrame, Skipped};
 use crate::report::LossHistory;
@@ -29,16 +31,16 @@ use std::time::Instant;
 /// A windowed run's checkpoint, written after every window.
 pub const FILE: &str = "windows.json";
 
-/// The clips of a scene's data when it is nothing but video clips (a `Video`, or a `Folder`
-/// listing only videos): the folder spec to stream them with, and how many there are.
-pub fn clips_of(data: &DataSpec) -> anyhow::Result<Option<(FolderSpec, usize)>> {
+/// The folder spec to stream a scene's clips with, when its data is nothing but video clips (a
+/// `Video`, or a `Folder` listing only videos).
+pub fn clips_of(data: &DataSpec) -> anyhow::Result<Option<FolderSpec>> {
     let spec = match data {
         DataSpec::Video(v) => v.folder(),
         DataSpec::Folder(f) => f.clone(),
         _ => return Ok(None),
     };
     let listed = list(&spec)?;
-    Ok(listed.iter().all(|l| crate::io::video::is_video(&l.image)).then_some((spec, listed.len())))
+    Ok(listed.iter().all(|l| crate::io::video::is_video(&l.image)).then_some(spec))
 }
 
 /// What one window leaves the next: the shared identity and albedo, the expressions of its last
@@ -77,8 +79,8 @@ pub struct WindowsCheckpoint {
     carried: Option<Carried>,
     records: Vec<Record>,
     files: Vec<PathBuf>,
-    /// Per clip, the most frontal frame written so far: its yaw and name (its texture is
-    /// `NAME_texture.png`).
+    /// Per clip, the yaw of the most frontal frame written so far and the clip's name (its
+    /// texture is `CLIP_texture.png`).
     frontal: BTreeMap<u32, (f32, String)>,
     history: Vec<BTreeMap<String, f32>>,
     skipped: Vec<Skipped>,
@@ -144,8 +146,7 @@ impl Windowed<'_> {
         let scene = &self.loaded.scene;
         let (first, last) = (self.buffer[0].0, self.buffer[self.buffer.len() - 1].0);
         let mut world = new_world(&self.model, &self.backend, &scene.losses);
-        let frames: Vec<LoadedFrame> = self.buffer.iter().map(|(_, f)| f.clone()).collect();
-        let subject = spawn_loaded_one_subject(&mut world, &frames, &self.model, self.clip)?;
+        let subject = spawn_loaded_one_subject(&mut world, self.buffer.iter().map(|(_, f)| f), &self.model, self.clip)?;
         // The context frames' expressions, held where they were written.
         let mut held: Vec<(Entity, Vec<f32>)> = Vec::new();
         let mut q = world.query::<(Entity, &mut Frame, &mut Coeffs)>();
@@ -166,8 +167,7 @@ impl Windowed<'_> {
         if let Some(c) = &self.carried {
             world.entity_mut(subject).insert(c.shared.clone());
         }
-        self.most_held = self.most_held.max(frames.len());
-        drop(frames);
+        self.most_held = self.most_held.max(self.buffer.len());
         let iterations = if self.windows == 0 || self.window.iterations == 0 { scene.iterations } else { self.window.iterations };
         tracing::info!("window {}: frames {first}..={last} of clip {} ({} held as context), {iterations} iterations", self.windows + 1, self.clip, held.len());
         let (schedule, after_last) = (build_schedule(self.loaded, self.plan)?, build_after_last(self.loaded, self.plan)?);
@@ -195,7 +195,7 @@ impl Windowed<'_> {
         clock::add(clock::Stage::Fit, fit_started.elapsed());
         self.history = history;
         if stopped {
-            let done = self.history.0.len() as u32 - self.checkpoint_iterations();
+            let done = self.history.0.len() as u32 - self.saved_iterations;
             return Err(crate::run::Interrupted { iteration: done, of: iterations, window: Some(self.windows + 1), dir: scene.outputs.dir.display().to_string(), command: "run" }.into());
         }
         clock::time(clock::Stage::Write, || finish_fit(&mut prepared))?;
@@ -234,11 +234,6 @@ impl Windowed<'_> {
         self.windows += 1;
         self.buffer.drain(..n - overlap);
         self.save(false)
-    }
-
-    /// Iterations in the last checkpoint's history (a stopped window's are not kept).
-    fn checkpoint_iterations(&self) -> u32 {
-        self.saved_iterations
     }
 
     fn save(&mut self, finished: bool) -> anyhow::Result<()> {
@@ -295,7 +290,7 @@ impl Windowed<'_> {
 }
 
 /// Spawns one clip's frames (a single subject, numbered `clip`); returns the subject.
-fn spawn_loaded_one_subject(world: &mut World, frames: &[LoadedFrame], model: &MorphableModel, clip: u32) -> anyhow::Result<Entity> {
+fn spawn_loaded_one_subject<'a>(world: &mut World, frames: impl IntoIterator<Item = &'a LoadedFrame>, model: &MorphableModel, clip: u32) -> anyhow::Result<Entity> {
     let subjects = crate::run::data::spawn_loaded(world, frames, model);
     let [subject] = subjects[..] else { bail!("a window holds frames of {} clips", subjects.len()) };
     world.get_mut::<Subject>(subject).context("the window's subject")?.id = clip;
@@ -332,7 +327,7 @@ pub fn resume(dir: &Path, overrides: &[String], options: &RunOptions) -> anyhow:
     loaded.apply_overrides(overrides)?;
     loaded.scene.outputs.dir = dir.to_path_buf();
     let window = loaded.scene.window.clone().with_context(|| format!("{}: the scene has no `window`", path.display()))?;
-    let (spec, _) = clips_of(&loaded.scene.data)?.with_context(|| format!("{}: the data is not video clips", path.display()))?;
+    let spec = clips_of(&loaded.scene.data)?.with_context(|| format!("{}: the data is not video clips", path.display()))?;
     tracing::info!("resuming {} after window {} (clip {}, {} frames fitted)", dir.display(), checkpoint.windows, checkpoint.clip, checkpoint.fitted);
     go_on(&loaded, &window, &spec, options, Some(checkpoint))
 }
