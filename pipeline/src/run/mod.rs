@@ -578,7 +578,11 @@ pub(crate) fn write_run(loaded: &LoadedScene, world: &mut World, model: &Morphab
             ("scene".into(), loaded.file.clone()),
             ("backend".into(), backend.clone()),
             ("model".into(), format!("{} ({} vertices)", model.origin(), model.n_vertices())),
-            ("frames × iterations".into(), format!("{frames} × {}", scene.iterations)),
+            ("frames × iterations".into(), match (&windows, &scene.window) {
+                // A windowed run: the first window's iterations, then the later windows'.
+                (Some(_), Some(w)) if w.iterations > 0 => format!("{frames} × {} (first window), {} (later windows)", scene.iterations, w.iterations),
+                _ => format!("{frames} × {}", scene.iterations),
+            }),
         ]
         .into_iter()
         .chain(windows.as_ref().map(|w| ("windows".to_string(), format!("{} of up to {} frames ({} shared with the next), at most {} frames held at once", w.windows, w.frames, w.overlap, w.most_held))))
