@@ -128,15 +128,18 @@ impl FaceDetector {
         Ok((facemesh::project(&raw, roi), 1.0 / (1.0 + (-logit).exp())))
     }
 
+    /// The face whose landmarks the crop `roi` holds, when the landmarker finds it present.
+    pub fn face_in(&self, image: &RgbImage, detection: Detection, roi: RotatedRect, min_presence: f32) -> anyhow::Result<Option<Face>> {
+        let (points, presence) = self.landmarks(image, &roi)?;
+        Ok((presence >= min_presence).then_some(Face { detection, roi, points, presence }))
+    }
+
     /// Detection and landmarks: the faces the options ask for, best-scoring first.
     pub fn faces(&self, image: &RgbImage, options: &DetectOptions) -> anyhow::Result<Vec<Face>> {
         let mut faces = Vec::new();
         for detection in self.detect(image, options.min_score)?.into_iter().take(options.max_faces) {
             let roi = facemesh::roi_from_detection(&detection);
-            let (points, presence) = self.landmarks(image, &roi)?;
-            if presence >= options.min_presence {
-                faces.push(Face { detection, roi, points, presence });
-            }
+            faces.extend(self.face_in(image, detection, roi, options.min_presence)?);
         }
         Ok(faces)
     }
@@ -178,9 +181,7 @@ impl Tracker {
     pub fn next(&mut self, detector: &FaceDetector, image: &RgbImage) -> anyhow::Result<Tracked> {
         if let Some(previous) = self.previous.take() {
             let roi = facemesh::roi_from_landmarks(&previous.points);
-            let (points, presence) = self.landmarks(detector, image, &roi)?;
-            if presence >= self.options.min_presence {
-                let face = Face { detection: previous.detection, roi, points, presence };
+            if let Some(face) = self.face_in(detector, image, previous.detection, roi)? {
                 self.previous = Some(face.clone());
                 return Ok(Tracked::Found { face, detected: false });
             }
@@ -191,18 +192,19 @@ impl Tracker {
         self.spent.detect += started.elapsed();
         let Some(detection) = best else { return Ok(Tracked::Lost) };
         let roi = facemesh::roi_from_detection(&detection);
-        let (points, presence) = self.landmarks(detector, image, &roi)?;
-        if presence < self.options.min_presence {
-            return Ok(Tracked::Lost);
-        }
-        let face = Face { detection, roi, points, presence };
-        self.previous = Some(face.clone());
-        Ok(Tracked::Found { face, detected: true })
+        Ok(match self.face_in(detector, image, detection, roi)? {
+            Some(face) => {
+                self.previous = Some(face.clone());
+                Tracked::Found { face, detected: true }
+            }
+            None => Tracked::Lost,
+        })
     }
 
-    fn landmarks(&mut self, detector: &FaceDetector, image: &RgbImage, roi: &RotatedRect) -> anyhow::Result<(Vec<[f32; 3]>, f32)> {
+    /// `FaceDetector::face_in`, timed.
+    fn face_in(&mut self, detector: &FaceDetector, image: &RgbImage, detection: Detection, roi: RotatedRect) -> anyhow::Result<Option<Face>> {
         let started = std::time::Instant::now();
-        let found = detector.landmarks(image, roi);
+        let found = detector.face_in(image, detection, roi, self.options.min_presence);
         self.spent.landmarks += started.elapsed();
         found
     }
