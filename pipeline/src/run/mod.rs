@@ -278,7 +278,7 @@ pub fn run_with(loaded: &LoadedScene, options: &RunOptions) -> anyhow::Result<Ru
     check_output_folder(&loaded.scene.outputs.dir, options.overwrite)?;
     if let Some(window) = &loaded.scene.window {
         match windows::clips_of(&loaded.scene.data)? {
-            Some(spec) => return windows::run_windows(loaded, window, &spec, options),
+            Some(clips) => return windows::run_windows(loaded, window, clips, options),
             None => tracing::warn!("{}: `window` fits video clips in windows, and the data is not only clips: every frame is fitted at once", loaded.file),
         }
     }
@@ -357,8 +357,6 @@ pub(crate) struct Written {
     pub files: Vec<PathBuf>,
     pub strips: Vec<FrameImages>,
     pub frontal: std::collections::HashMap<u32, (f32, Vec<f32>)>,
-    /// The clip each of those textures is written for (as `CLIP_texture.png`).
-    pub frontal_frames: std::collections::HashMap<u32, String>,
 }
 
 /// What the report and `run.json` say of a run besides its outputs.
@@ -375,7 +373,7 @@ pub(crate) struct RunFacts {
 /// landmarks, coefficients, images), into `written`.
 pub(crate) fn write_frames(scene: &crate::scene::Scene, world: &mut World, model: &MorphableModel, only: &dyn Fn(&Frame) -> bool, written: &mut Written) -> anyhow::Result<()> {
     let out_dir = scene.outputs.dir.clone();
-    let Written { files, strips, frontal, frontal_frames } = written;
+    let Written { files, strips, frontal } = written;
     let names: std::collections::HashMap<bevy_ecs::entity::Entity, String> =
         world.query::<(bevy_ecs::entity::Entity, &Frame)>().iter(world).map(|(e, f)| (e, f.name.clone())).collect();
     let subject_names: std::collections::HashMap<bevy_ecs::entity::Entity, String> =
@@ -445,12 +443,7 @@ pub(crate) fn write_frames(scene: &crate::scene::Scene, world: &mut World, model
             let mut texture_rgb = None;
             let material = match (image, pose) {
                 (Some(im), Some(p)) if textured => {
-                    // From the photo at its resolution when the frame is a crop of one.
-                    let (im, p) = match &source {
-                        Some(view) => (&view.image, crate::report::overlay::magnified(p, view.k)),
-                        None => (im, p.clone()),
-                    };
-                    let (rgb, sources) = unwrap_texture(model, &mesh.positions, &p, im, scene.outputs.texture, Unseen::MirrorThenAlbedo(colors.unwrap_or(model.mean_albedo())));
+                    let (rgb, sources) = frame_texture(model, &mesh.positions, p, im, source.as_ref(), colors.unwrap_or(model.mean_albedo()), scene.outputs.texture);
                     tracing::debug!("{}: texture {:.0} % from the image, {:.0} % mirrored, {:.0} % from the model", frame.name, 100.0 * sources.image, 100.0 * sources.mirrored, 100.0 * sources.model);
                     let (png, mtl) = (format!("{}_texture.png", frame.name), format!("{}.mtl", frame.name));
                     for (file, bytes) in [(&png, png_bytes(&rgb, scene.outputs.texture, scene.outputs.texture)), (&mtl, mtl_text(&png).into_bytes())] {
@@ -529,12 +522,9 @@ pub(crate) fn write_frames(scene: &crate::scene::Scene, world: &mut World, model
         }
         for (subject_id, (yaw, k)) in best {
             let (frame, Some(mesh), albedo, _, _, Some(image), _, Some(pose), crop, ..) = rows[k] else { continue };
-            let (im, p) = match crop.and_then(|c| crate::report::overlay::source_view(c, image.width)) {
-                Some(view) => (view.image, crate::report::overlay::magnified(pose, view.k)),
-                None => (image.clone(), pose.clone()),
-            };
+            let source = crop.and_then(|c| crate::report::overlay::source_view(c, image.width));
             let colors = albedo.map_or(model.mean_albedo(), |a| a.rgb.as_slice());
-            let (rgb, _) = unwrap_texture(model, &mesh.positions, &p, &im, scene.outputs.texture, Unseen::MirrorThenAlbedo(colors));
+            let (rgb, _) = frame_texture(model, &mesh.positions, pose, image, source.as_ref(), colors, scene.outputs.texture);
             let clip = subject_names.get(&frame.subject).cloned().unwrap_or_else(|| format!("subject{subject_id}"));
             let path = out_dir.join(format!("{clip}_texture.png"));
             atomic_write(&path, &png_bytes(&rgb, scene.outputs.texture, scene.outputs.texture)).with_context(|| format!("writing {}", path.display()))?;
@@ -542,10 +532,18 @@ pub(crate) fn write_frames(scene: &crate::scene::Scene, world: &mut World, model
                 files.push(path);
             }
             frontal.insert(subject_id, (yaw, rgb));
-            frontal_frames.insert(subject_id, clip);
         }
     }
     Ok(())
+}
+
+/// A frame's texture: unwrapped from the photo at its resolution when the frame is a crop of one
+/// (`source`), else from the frame's image; what neither shows mirrored, else `colors`.
+fn frame_texture(model: &MorphableModel, positions: &[f32], pose: &Pose, image: &Image, source: Option<&crate::report::overlay::SourceView>, colors: &[f32], size: usize) -> (Vec<f32>, faceforge_systems::unwrap::TextureSources) {
+    match source {
+        Some(view) => unwrap_texture(model, positions, &crate::report::overlay::magnified(pose, view.k), &view.image, size, Unseen::MirrorThenAlbedo(colors)),
+        None => unwrap_texture(model, positions, pose, image, size, Unseen::MirrorThenAlbedo(colors)),
+    }
 }
 
 /// Writes what a run says as a whole, from the World of its fitted frames (or of their records,
@@ -554,7 +552,7 @@ pub(crate) fn write_frames(scene: &crate::scene::Scene, world: &mut World, model
 pub(crate) fn write_run(loaded: &LoadedScene, world: &mut World, model: &MorphableModel, facts: RunFacts, loss_history: LossHistory, start: Instant, written: Written) -> anyhow::Result<RunSummary> {
     let scene = &loaded.scene;
     let out_dir = scene.outputs.dir.clone();
-    let Written { mut files, strips, frontal, .. } = written;
+    let Written { mut files, strips, frontal } = written;
     let RunFacts { backend, frames, skipped, graph, windows } = facts;
     if scene.outputs.animation {
         files.extend(crate::io::outputs::write_clip_animations(world, model, &out_dir, &frontal, scene.outputs.texture)?);

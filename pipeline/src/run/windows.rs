@@ -11,7 +11,7 @@
 //! at once, as without windows. After each window, `windows.json` holds what `run --resume`
 //! needs to go on from the next one.
 
-use crate::io::inputs::{list, stream_video, FolderSpec, LoadedFrame, Skipped};
+use crate::io::inputs::{list, stream_video, FolderSpec, Listed, LoadedFrame, Skipped};
 use crate::report::LossHistory;
 use crate::run::{clock, continue_run, finish_fit, interrupted, iterate_with, load_model, new_world, write_frames, write_run, Prepared, RunFacts, RunOptions, RunSummary, WindowsDone, Written};
 use crate::scene::graph::{build_after_last, build_schedule, plan, svg, Plan};
@@ -31,16 +31,16 @@ use std::time::Instant;
 /// A windowed run's checkpoint, written after every window.
 pub const FILE: &str = "windows.json";
 
-/// The folder spec to stream a scene's clips with, when its data is nothing but video clips (a
-/// `Video`, or a `Folder` listing only videos).
-pub fn clips_of(data: &DataSpec) -> anyhow::Result<Option<FolderSpec>> {
+/// The folder spec to stream a scene's clips with, and the clips, when its data is nothing but
+/// video clips (a `Video`, or a `Folder` listing only videos).
+pub(crate) fn clips_of(data: &DataSpec) -> anyhow::Result<Option<(FolderSpec, Vec<Listed>)>> {
     let spec = match data {
         DataSpec::Video(v) => v.folder(),
         DataSpec::Folder(f) => f.clone(),
         _ => return Ok(None),
     };
     let listed = list(&spec)?;
-    Ok(listed.iter().all(|l| crate::io::video::is_video(&l.image)).then_some(spec))
+    Ok(listed.iter().all(|l| crate::io::video::is_video(&l.image)).then_some((spec, listed)))
 }
 
 /// What one window leaves the next: the shared identity and albedo, the expressions of its last
@@ -79,9 +79,9 @@ pub struct WindowsCheckpoint {
     carried: Option<Carried>,
     records: Vec<Record>,
     files: Vec<PathBuf>,
-    /// Per clip, the yaw of the most frontal frame written so far and the clip's name (its
-    /// texture is `CLIP_texture.png`).
-    frontal: BTreeMap<u32, (f32, String)>,
+    /// Per clip, the yaw of the most frontal frame written so far (its texture is
+    /// `CLIP_texture.png`).
+    frontal: BTreeMap<u32, f32>,
     history: Vec<BTreeMap<String, f32>>,
     skipped: Vec<Skipped>,
     windows: usize,
@@ -245,7 +245,7 @@ impl Windowed<'_> {
             carried: self.carried.clone(),
             records: self.records.clone(),
             files: self.written.files.clone(),
-            frontal: self.written.frontal.iter().filter_map(|(clip, (yaw, _))| Some((*clip, (*yaw, self.written.frontal_frames.get(clip)?.clone())))).collect(),
+            frontal: self.written.frontal.iter().map(|(clip, (yaw, _))| (*clip, *yaw)).collect(),
             history: self.history.0.clone(),
             skipped: self.skipped.clone(),
             windows: self.windows,
@@ -304,8 +304,8 @@ fn spawn_loaded_one_subject<'a>(world: &mut World, frames: impl IntoIterator<Ite
 /// Runs a scene whose data is video clips and which sets `window`: each clip streamed and fitted
 /// window by window; a single clip no longer than one window is fitted all at once (with the
 /// checkpoints of any run).
-pub fn run_windows(loaded: &LoadedScene, window: &Window, spec: &FolderSpec, options: &RunOptions) -> anyhow::Result<RunSummary> {
-    go_on(loaded, window, spec, options, None)
+pub(crate) fn run_windows(loaded: &LoadedScene, window: &Window, (spec, clips): (FolderSpec, Vec<Listed>), options: &RunOptions) -> anyhow::Result<RunSummary> {
+    go_on(loaded, window, &spec, &clips, options, None)
 }
 
 /// Whether `dir` holds a windowed run's checkpoint.
@@ -327,12 +327,12 @@ pub fn resume(dir: &Path, overrides: &[String], options: &RunOptions) -> anyhow:
     loaded.apply_overrides(overrides)?;
     loaded.scene.outputs.dir = dir.to_path_buf();
     let window = loaded.scene.window.clone().with_context(|| format!("{}: the scene has no `window`", path.display()))?;
-    let spec = clips_of(&loaded.scene.data)?.with_context(|| format!("{}: the data is not video clips", path.display()))?;
+    let (spec, clips) = clips_of(&loaded.scene.data)?.with_context(|| format!("{}: the data is not video clips", path.display()))?;
     tracing::info!("resuming {} after window {} (clip {}, {} frames fitted)", dir.display(), checkpoint.windows, checkpoint.clip, checkpoint.fitted);
-    go_on(&loaded, &window, &spec, options, Some(checkpoint))
+    go_on(&loaded, &window, &spec, &clips, options, Some(checkpoint))
 }
 
-fn go_on(loaded: &LoadedScene, window: &Window, spec: &FolderSpec, options: &RunOptions, from: Option<WindowsCheckpoint>) -> anyhow::Result<RunSummary> {
+fn go_on(loaded: &LoadedScene, window: &Window, spec: &FolderSpec, clips: &[Listed], options: &RunOptions, from: Option<WindowsCheckpoint>) -> anyhow::Result<RunSummary> {
     let scene = &loaded.scene;
     if window.frames < 2 || window.overlap >= window.frames {
         bail!("{}: window: `frames` must be at least 2 and `overlap` less than `frames` (got {} and {})", loaded.file, window.frames, window.overlap);
@@ -371,17 +371,16 @@ fn go_on(loaded: &LoadedScene, window: &Window, spec: &FolderSpec, options: &Run
             (w.records, w.skipped, w.history, w.carried) = (c.records.clone(), c.skipped.clone(), LossHistory(c.history.clone()), c.carried.clone());
             (w.windows, w.frames, w.most_held, w.saved_iterations) = (c.windows, c.frames, c.most_held, c.history.len() as u32);
             w.written.files.clone_from(&c.files);
-            for (clip, (yaw, name)) in &c.frontal {
+            for (clip, yaw) in &c.frontal {
+                let name = &c.records.iter().find(|r| r.clip == *clip).with_context(|| format!("{}: no frame of clip {clip}", FILE))?.subject;
                 let png = out_dir.join(format!("{name}_texture.png"));
                 let image = crate::io::inputs::decode_image(&png).with_context(|| format!("the clip's texture {}", png.display()))?;
                 w.written.frontal.insert(*clip, (*yaw, image.into_raw().iter().map(|&b| b as f32 / 255.0).collect()));
-                w.written.frontal_frames.insert(*clip, name.clone());
             }
             c.clip as usize
         }
         None => 0,
     };
-    let clips = list(spec)?;
     let single = clips.len() == 1;
     for (k, clip) in clips.iter().enumerate().skip(first_clip) {
         let resuming = from.as_ref().filter(|c| c.clip as usize == k);
