@@ -16,6 +16,25 @@ struct Cli {
     command: Command,
 }
 
+/// Which part of a sharded run this process does.
+#[derive(clap::Args, Clone, Debug, Default)]
+struct ShardArgs {
+    /// Fit only shard I of N (from 0) of a folder's subjects, into OUT/shard-I-of-N; started
+    /// again, it skips the subjects it finished. Without it: SLURM_ARRAY_TASK_ID, or
+    /// JOB_COMPLETION_INDEX (Kubernetes) with --shards.
+    #[arg(long, value_name = "I/N")]
+    shard: Option<String>,
+    /// How many shards, when the index comes from the environment.
+    #[arg(long, value_name = "N")]
+    shards: Option<u32>,
+}
+
+impl ShardArgs {
+    fn resolve(&self) -> anyhow::Result<Option<faceforge::run::shard::Shard>> {
+        faceforge::run::shard::Shard::from_args(self.shard.as_deref(), self.shards, &|name| std::env::var(name).ok())
+    }
+}
+
 #[derive(Subcommand)]
 enum Command {
     /// Check a scene (schema, graph, outputs), or every variant of a sweep, without running it;
@@ -49,6 +68,11 @@ enum Command {
         /// (`--set data.Folder.strict=true`).
         #[arg(long)]
         strict: bool,
+        #[command(flatten)]
+        shard: ShardArgs,
+        /// Stop after this many iterations (of this process), checkpointing as Ctrl-C does.
+        #[arg(long, value_name = "N")]
+        stop_after: Option<u32>,
     },
     /// Train a scene's network (learn mode: a `learn: (...)` section), writing weights.bpk, the
     /// loss history and the held-out measurement; Ctrl-C checkpoints and stops, `--resume`
@@ -89,6 +113,8 @@ enum Command {
         quiet: bool,
         #[arg(long)]
         force: bool,
+        #[command(flatten)]
+        shard: ShardArgs,
     },
     /// Find faces and their landmarks: per face NAME.pts (68 iBUG points) and NAME.json (box,
     /// score, keypoints, presence, the 468 FaceMesh points), in the photo's pixels.
@@ -129,6 +155,22 @@ enum Command {
         /// Frames through the network at once (whole subjects; memory grows with it).
         #[arg(long, default_value_t = 32)]
         batch: usize,
+        #[command(flatten)]
+        shard: ShardArgs,
+    },
+    /// Join the folders of a sharded run (`--shard I/N`) into one: per-frame files linked in,
+    /// metrics over all frames from the shards' records, the report, and run.json listing the
+    /// shards, the skipped inputs and what is missing.
+    Merge {
+        /// Shard folders (`OUT/shard-I-of-N`), or the run's folder holding them.
+        #[arg(required = true)]
+        dirs: Vec<PathBuf>,
+        /// The merged folder (default: the folder holding the shards).
+        #[arg(long)]
+        out: Option<PathBuf>,
+        /// Exit 0 even when shards or subjects are missing (they are listed either way).
+        #[arg(long)]
+        allow_missing: bool,
     },
     /// Run the variants of an ablation sweep file and write its table (Markdown and JSON).
     Sweep {
@@ -460,12 +502,12 @@ fn execute(cli: Cli) -> anyhow::Result<()> {
             println!("{}: ok — {}", scene.display(), plan.names().join(" → "));
             print!("{}", if graph { faceforge::scene::graph::describe(&plan) } else { faceforge::scene::graph::notes(&plan) });
         }
-        Command::Run { scene, mut overrides, quiet, force, resume, strict } => {
+        Command::Run { scene, mut overrides, quiet, force, resume, strict, shard, stop_after } => {
             if strict {
                 overrides.push("data.Folder.strict=true".into());
             }
             faceforge::run::interrupt_on_ctrl_c();
-            let options = faceforge::run::RunOptions { progress: !quiet, overwrite: force, ..Default::default() };
+            let options = faceforge::run::RunOptions { progress: !quiet, overwrite: force, shard: shard.resolve()?, stop_after, ..Default::default() };
             let summary = match (resume, scene) {
                 (Some(dir), _) => faceforge::run::resume(&dir, &overrides, &options)?,
                 (None, Some(scene)) => faceforge::run::run_with(&load_scene(&scene, &overrides)?, &options)?,
@@ -507,9 +549,9 @@ fn execute(cli: Cli) -> anyhow::Result<()> {
             };
             print!("{}", faceforge::run::train::summary_text(&summary));
         }
-        Command::Reconstruct { inputs, out, scene, overrides, strict, quiet, force } => {
+        Command::Reconstruct { inputs, out, scene, overrides, strict, quiet, force, shard } => {
             faceforge::run::interrupt_on_ctrl_c();
-            let run = faceforge::run::RunOptions { progress: !quiet, overwrite: force, ..Default::default() };
+            let run = faceforge::run::RunOptions { progress: !quiet, overwrite: force, shard: shard.resolve()?, ..Default::default() };
             let summary = faceforge::run::reconstruct::reconstruct(&faceforge::run::reconstruct::ReconstructOptions { inputs, out, scene, overrides, strict, run })?;
             print!("{}", faceforge::run::reconstruct::summary_text(&summary));
         }
@@ -521,12 +563,28 @@ fn execute(cli: Cli) -> anyhow::Result<()> {
                 println!("  skipped {}: {}", s.file.display(), s.reason);
             }
         }
-        Command::Infer { weights, images, landmarks, out, model, force, batch } => {
+        Command::Infer { weights, images, landmarks, out, model, force, batch, shard } => {
             let model = model_source(&model)?;
-            let result = faceforge::run::infer::infer(&model, &weights, &images, landmarks.as_deref(), &out, force, batch)?;
+            let result = faceforge::run::infer::infer(&model, &weights, &images, landmarks.as_deref(), &out, force, batch, shard.resolve()?)?;
             println!("{} images reconstructed ({} subjects) in {:.2} s, {:.1} images/s; {} skipped; wrote {}", result.frames, result.subjects, result.seconds, result.frames as f64 / result.seconds.max(1e-9), result.skipped.len(), out.display());
             for s in &result.skipped {
                 println!("  skipped {}: {}", s.file.display(), s.reason);
+            }
+        }
+        Command::Merge { dirs, out, allow_missing } => {
+            let summary = faceforge::run::merge::merge(&dirs, out.as_deref())?;
+            let merged = summary.merged.as_ref().expect("a merge says what it merged");
+            println!("merged {} into {}: {} frames, {} inputs skipped", merged.describe(), summary.out_dir.display(), summary.frames, summary.skipped.len());
+            if let Some(m) = &summary.metrics {
+                print!("{}", metrics_text(m));
+            }
+            println!("report: {}", summary.out_dir.join("report.html").display());
+            if !merged.complete() && !allow_missing {
+                let missing: Vec<String> = merged.missing_shards.iter().map(u32::to_string).collect();
+                anyhow::bail!(
+                    "the merge is incomplete ({}): run the missing shards (or start the unfinished ones again: they go on where they stopped) and merge again, or pass --allow-missing",
+                    if missing.is_empty() { format!("{} subjects unfinished", merged.missing_subjects.len()) } else { format!("shards {} missing", missing.join(", ")) }
+                );
             }
         }
         Command::Sweep { file, overrides, quiet } => {

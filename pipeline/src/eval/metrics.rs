@@ -382,12 +382,17 @@ pub fn albedo_rms_255(a: &[f32], b: &[f32]) -> f32 {
 
 /// Measures every frame that has a fitted mesh and a ground truth.
 pub fn measure(world: &mut World, m: &MorphableModel) -> Option<RunMetrics> {
+    let (frames, vertex_errors): (Vec<FrameMetrics>, Vec<Vec<f32>>) = measure_frames(world, m)?.into_iter().unzip();
+    (!frames.is_empty()).then(|| RunMetrics::from_frames(frames, &vertex_errors))
+}
+
+/// Each frame's metrics and per-vertex errors (mm), in name order: what `RunMetrics::from_frames`
+/// summarises. `None` when a truth does not decode with this model.
+pub fn measure_frames(world: &mut World, m: &MorphableModel) -> Option<Vec<(FrameMetrics, Vec<f32>)>> {
     let mut q = world.query::<(&Frame, &Mesh, &GroundTruth, Option<&Pose>, Option<&Albedo>)>();
-    let rows: Vec<_> = q.iter(world).collect();
-    if rows.is_empty() {
-        return None;
-    }
-    let (mut frames, mut vertex_errors) = (Vec::new(), Vec::new());
+    let mut rows: Vec<_> = q.iter(world).collect();
+    rows.sort_by(|a, b| a.0.name.cmp(&b.0.name));
+    let mut measured = Vec::new();
     for (frame, mesh, truth, pose, albedo) in rows {
         let (true_shape, true_albedo) = decode_batch(&Backend::Cpu, m, None, &[(frame, &truth.coeffs)], albedo.is_some()).ok()?;
         let predicted = Prediction { shape: &mesh.positions, landmarks_2d: pose.map(|p| project_landmarks(m, &mesh.positions, p)), pose };
@@ -396,10 +401,9 @@ pub fn measure(world: &mut World, m: &MorphableModel) -> Option<RunMetrics> {
         if let (Some(fitted), Some(truth)) = (albedo, true_albedo.as_ref()) {
             metrics.albedo_255 = Some([albedo_rms_255(&fitted.rgb, truth), albedo_rms_255(m.mean_albedo(), truth)]);
         }
-        frames.push(metrics);
-        vertex_errors.push(errors);
+        measured.push((metrics, errors));
     }
-    Some(RunMetrics::from_frames(frames, &vertex_errors))
+    Some(measured)
 }
 
 #[cfg(test)]

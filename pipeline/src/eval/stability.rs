@@ -15,7 +15,7 @@ use std::collections::BTreeMap;
 const OUTER_EYE_CORNERS: (usize, usize) = (36, 45);
 
 /// One frame of a clip, for the report's plots.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, serde::Deserialize)]
 pub struct ClipFrame {
     pub frame: String,
     /// Yaw, pitch, roll of the fitted head (degrees).
@@ -25,7 +25,7 @@ pub struct ClipFrame {
     pub jitter_detector: Option<f32>,
 }
 
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, serde::Deserialize)]
 pub struct ClipStability {
     pub subject: String,
     pub frames: usize,

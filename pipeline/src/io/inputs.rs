@@ -151,6 +151,9 @@ pub struct LoadedFrame {
     pub crop: Crop,
     /// A video frame's time in its clip.
     pub seconds: Option<f64>,
+    /// The truth `faceforge synth` wrote beside the image (`NAME.ron`), its pose moved into the
+    /// crop: a folder of synthetic faces is measured like synthetic data.
+    pub truth: Option<faceforge_components::GroundTruth>,
 }
 
 /// An input left out, and why.
@@ -182,6 +185,7 @@ fn file_safe(name: &str) -> String {
 
 /// One image to read: its subject, and whether it is a subject by itself (a loose image) or a
 /// frame of a sub-folder's subject.
+#[derive(Clone, Debug)]
 pub(crate) struct Listed {
     pub subject: String,
     pub image: PathBuf,
@@ -385,6 +389,7 @@ impl Decoded {
             crop: Crop { offset, scale, original_size: [width, height], source: self.source.display().to_string() },
             source: self.source.clone(),
             seconds: None,
+            truth: None,
         }
     }
 }
@@ -437,6 +442,21 @@ pub(crate) fn stream_video(
 /// stops everything (an unreadable folder, a model without the 68 landmarks), or for any bad
 /// input when `strict`.
 pub fn load(spec: &FolderSpec, model: &MorphableModel) -> anyhow::Result<(Vec<LoadedFrame>, Vec<Skipped>)> {
+    load_listed(spec, &list(spec)?, model)
+}
+
+/// The inputs of a folder grouped by subject, sorted by the subject's name: the units a run
+/// fits one at a time and a shard takes whole (a clip or a multi-view set is never split).
+pub(crate) fn subjects(spec: &FolderSpec) -> anyhow::Result<Vec<(String, Vec<Listed>)>> {
+    let mut subjects: std::collections::BTreeMap<String, Vec<Listed>> = std::collections::BTreeMap::new();
+    for listed in list(spec)? {
+        subjects.entry(listed.subject.clone()).or_default().push(listed);
+    }
+    Ok(subjects.into_iter().collect())
+}
+
+/// `load` of the listed images only (one subject's, when a run goes subject by subject).
+pub(crate) fn load_listed(spec: &FolderSpec, listed: &[Listed], model: &MorphableModel) -> anyhow::Result<(Vec<LoadedFrame>, Vec<Skipped>)> {
     if spec.size == 0 || !(spec.crop_scale > 0.0 && spec.crop_scale.is_finite()) {
         anyhow::bail!("data.Folder: `size` must be at least 1 and `crop_scale` a positive number (got {} and {})", spec.size, spec.crop_scale);
     }
@@ -448,9 +468,9 @@ pub fn load(spec: &FolderSpec, model: &MorphableModel) -> anyhow::Result<(Vec<Lo
         skipped.push(Skipped { file, reason });
         Ok(())
     };
-    for listed in list(spec)? {
+    for listed in listed {
         if video::is_video(&listed.image) {
-            stream_video(spec, &listed, &mut |f| {
+            stream_video(spec, listed, &mut |f| {
                 frames.push(f);
                 Ok(())
             }, &mut skip)?;
@@ -471,9 +491,10 @@ pub fn load(spec: &FolderSpec, model: &MorphableModel) -> anyhow::Result<(Vec<Lo
                 continue;
             }
         };
-        let base_name = frame_name(&listed);
+        let base_name = frame_name(listed);
         let several = spec.detect.max_faces > 1 && faces.iter().any(|(_, dense)| dense.is_some());
         let image = Decoded::new(decoded, &image_path);
+        let truth = if faces.len() == 1 { truth_beside(&image_path, model) } else { None };
         for (k, (points, dense)) in faces.into_iter().enumerate() {
             // Several faces of one image: each its own subject.
             let subject = if several { format!("{}_face{k}", listed.subject) } else { listed.subject.clone() };
@@ -483,10 +504,51 @@ pub fn load(spec: &FolderSpec, model: &MorphableModel) -> anyhow::Result<(Vec<Lo
             if frames.iter().any(|f: &LoadedFrame| f.name == name) {
                 name = format!("{name}_{}", image_path.extension().map(|e| e.to_string_lossy().to_ascii_lowercase()).unwrap_or_default());
             }
-            frames.push(image.crop(spec, name, subject, &points, dense));
+            let mut frame = image.crop(spec, name, subject, &points, dense);
+            frame.truth = truth.as_ref().map(|t| faceforge_components::GroundTruth { pose: t.pose.as_ref().map(|p| pose_in_crop(p, &frame.crop)), ..t.clone() });
+            frames.push(frame);
         }
     }
     Ok((frames, skipped))
+}
+
+/// The ground truth `faceforge synth` wrote beside an image (`NAME.ron`), when there is one for
+/// this model; another `.ron` there is left alone.
+fn truth_beside(image: &Path, model: &MorphableModel) -> Option<faceforge_components::GroundTruth> {
+    let path = image.with_extension("ron");
+    let text = std::fs::read_to_string(&path).ok()?;
+    let truth: crate::io::synth::SynthTruth = match ron::from_str(&text) {
+        Ok(t) => t,
+        Err(e) => {
+            tracing::debug!("{} is not the ground truth of a synthetic face ({e}); not measured", path.display());
+            return None;
+        }
+    };
+    let c = &truth.coeffs;
+    if (c.id.len(), c.exp.len(), c.tex.len()) != (model.n_id(), model.n_exp(), model.n_albedo()) {
+        tracing::warn!("{}: ground truth of another model ({} / {} / {} components, {} has {} / {} / {}); not measured", path.display(), c.id.len(), c.exp.len(), c.tex.len(), model.origin(), model.n_id(), model.n_exp(), model.n_albedo());
+        return None;
+    }
+    Some(faceforge_components::GroundTruth { coeffs: truth.coeffs, pose: Some(truth.pose), sh: Some(truth.sh) })
+}
+
+/// A pose in an image's pixels, moved into a crop of it (`(p − offset) · scale`).
+fn pose_in_crop(pose: &faceforge_components::Pose, crop: &Crop) -> faceforge_components::Pose {
+    use faceforge_components::Pose;
+    let (o, s) = (crop.offset, crop.scale);
+    match pose {
+        Pose::WeakPerspective { t } => Pose::WeakPerspective { t: [0, 1].map(|r| [t[r][0] * s, t[r][1] * s, t[r][2] * s, (t[r][3] - o[r]) * s]) },
+        // K's rows: u and v move by the offset (times the third row, w) and scale.
+        Pose::Pinhole { k, r, t } => {
+            let mut k2 = *k;
+            for row in 0..2 {
+                for c in 0..3 {
+                    k2[3 * row + c] = (k[3 * row + c] - o[row] * k[6 + c]) * s;
+                }
+            }
+            Pose::Pinhole { k: k2, r: *r, t: *t }
+        }
+    }
 }
 
 #[cfg(test)]

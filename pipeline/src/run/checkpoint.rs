@@ -101,14 +101,24 @@ pub fn capture(world: &mut World, loaded: &LoadedScene, iteration: u32, loss_his
 
 /// Writes `checkpoint.json` into `dir`, atomically.
 pub fn save(dir: &Path, checkpoint: &Checkpoint) -> anyhow::Result<()> {
-    let path = dir.join(FILE);
-    atomic_write(&path, serde_json::to_string(checkpoint)?.as_bytes()).with_context(|| format!("writing {}", path.display()))
+    save_as(&dir.join(FILE), checkpoint)
+}
+
+/// Writes a checkpoint to `path`, atomically (one subject's, in a run over a folder).
+pub fn save_as(path: &Path, checkpoint: &Checkpoint) -> anyhow::Result<()> {
+    atomic_write(path, serde_json::to_string(checkpoint)?.as_bytes()).with_context(|| format!("writing {}", path.display()))
 }
 
 /// Reads `dir/checkpoint.json`.
 pub fn load(dir: &Path) -> anyhow::Result<Checkpoint> {
     let path = dir.join(FILE);
-    let text = std::fs::read_to_string(&path).with_context(|| format!("reading {}: is {} the output folder of a run?", path.display(), dir.display()))?;
+    std::fs::metadata(&path).with_context(|| format!("reading {}: is {} the output folder of a run?", path.display(), dir.display()))?;
+    load_from(&path)
+}
+
+/// Reads a checkpoint file.
+pub fn load_from(path: &Path) -> anyhow::Result<Checkpoint> {
+    let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
     let checkpoint: Checkpoint = serde_json::from_str(&text).with_context(|| format!("{}: not a faceforge checkpoint", path.display()))?;
     if checkpoint.version != VERSION {
         bail!("{}: checkpoint version {} (this faceforge reads version {VERSION})", path.display(), checkpoint.version);

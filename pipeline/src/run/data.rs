@@ -63,6 +63,9 @@ pub(crate) fn spawn_loaded<'a>(world: &mut World, frames: impl IntoIterator<Item
         if let Some(seconds) = f.seconds {
             entity.insert(faceforge_components::Timestamp { seconds });
         }
+        if let Some(truth) = &f.truth {
+            entity.insert(truth.clone());
+        }
     }
     subjects.into_iter().map(|(_, e)| e).collect()
 }

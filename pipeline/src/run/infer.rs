@@ -6,7 +6,9 @@
 //! network fuses their features).
 
 use crate::io::inputs::{FolderSpec, Skipped};
-use crate::run::{continue_prepared, prepare_with_model, RunOptions};
+use crate::run::shard::Shard;
+use crate::run::subjects::{folder_of, run_folder, Lend};
+use crate::run::RunOptions;
 use crate::scene::ModelSource;
 use crate::LoadedScene;
 use anyhow::Context;
@@ -46,10 +48,11 @@ fn scene_text(out: &Path, pose_head: bool, batch: usize) -> String {
 }
 
 /// Reconstructs every image of `images` with the network in `weights`, `batch` frames at a time
-/// (whole subjects), into `out`.
-pub fn infer(model: &ModelSource, weights: &Path, images: &Path, landmarks: Option<&Path>, out: &Path, force: bool, batch: usize) -> anyhow::Result<InferResult> {
+/// (whole subjects), into `out` (a shard's subjects into its folder inside `out`).
+#[allow(clippy::too_many_arguments)]
+pub fn infer(model: &ModelSource, weights: &Path, images: &Path, landmarks: Option<&Path>, out: &Path, force: bool, batch: usize, shard: Option<Shard>) -> anyhow::Result<InferResult> {
     let started = std::time::Instant::now();
-    let model_arrays = std::sync::Arc::new(crate::run::load_model(model)?);
+    let model_arrays = crate::run::load_model(model)?;
     let mut learner = Learner::load(weights, &model_arrays)?;
     learner.configure(learner.trained, false);
     let folder = FolderSpec {
@@ -64,12 +67,25 @@ pub fn infer(model: &ModelSource, weights: &Path, images: &Path, landmarks: Opti
     let mut loaded = LoadedScene::from_str(&scene_text(out, learner.info.pose_head, batch), "inference scene").context("the inference scene")?;
     loaded.scene.data = crate::scene::DataSpec::Folder(folder);
     loaded.scene.model = model.clone();
-    let mut prepared = prepare_with_model(&loaded, model_arrays)?;
-    prepared.world.insert_resource(learner);
-    let frames = prepared.frames;
-    let skipped = prepared.skipped.clone();
-    let subjects = prepared.world.query::<&faceforge_components::Subject>().iter(&prepared.world).count();
-    let options = RunOptions { progress: false, overwrite: force, stop_after: None, no_checkpoints: true };
-    continue_prepared(&loaded, prepared, &options)?;
-    Ok(InferResult { frames, subjects, seconds: started.elapsed().as_secs_f64(), skipped })
+    let options = RunOptions { progress: false, overwrite: force, stop_after: None, no_checkpoints: true, shard };
+    let dir = options.shard.unwrap_or(Shard::WHOLE).folder(out);
+    let folder = folder_of(&loaded.scene.data).context("the inference scene reads a folder")?;
+    let summary = run_folder(&loaded, &folder, &dir, &options, false, &mut Lent(Some(learner)))?;
+    let subjects = crate::run::shard::read(&dir)?.mine().count();
+    Ok(InferResult { frames: summary.frames, subjects, seconds: started.elapsed().as_secs_f64(), skipped: summary.skipped })
+}
+
+/// The network, lent to each subject's World.
+struct Lent(Option<Learner>);
+
+impl Lend for Lent {
+    fn lend(&mut self, world: &mut bevy_ecs::world::World) {
+        if let Some(learner) = self.0.take() {
+            world.insert_resource(learner);
+        }
+    }
+
+    fn take_back(&mut self, world: &mut bevy_ecs::world::World) {
+        self.0 = world.remove_resource::<Learner>().or(self.0.take());
+    }
 }

@@ -5,7 +5,10 @@ pub mod clock;
 pub mod data;
 pub mod detect;
 pub mod infer;
+pub mod merge;
 pub mod reconstruct;
+pub mod shard;
+pub mod subjects;
 pub mod train;
 pub mod windows;
 
@@ -52,6 +55,12 @@ pub struct RunSummary {
     pub peak_memory_mb: Option<f64>,
     /// A clip fitted in windows: how (absent when every frame was fitted at once).
     pub windows: Option<WindowsDone>,
+    /// The part of a sharded run this folder holds (absent: not sharded).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub shard: Option<shard::Shard>,
+    /// Shards merged into this folder: each one, and the shards and subjects missing.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub merged: Option<merge::Merged>,
 }
 
 /// How a run fitted its clips in windows.
@@ -212,6 +221,9 @@ pub struct RunOptions {
     pub stop_after: Option<u32>,
     /// Write no checkpoint (a one-pass inference has nothing to resume).
     pub no_checkpoints: bool,
+    /// Fit only this shard's subjects of a folder, into its own folder inside the output
+    /// folder; started again, it goes on where it stopped.
+    pub shard: Option<shard::Shard>,
 }
 
 /// Set by Ctrl-C (see `interrupt_on_ctrl_c`): the run checkpoints and stops after the current
@@ -238,12 +250,14 @@ pub fn interrupted() -> bool {
 
 /// A run that stopped before its last iteration, with a checkpoint to resume from.
 #[derive(Debug, thiserror::Error)]
-#[error("stopped after iteration {iteration} of {of}{}; checkpoint in {dir}; continue with `faceforge {command} --resume {dir}`", window.map_or(String::new(), |w| format!(" of window {w} (the windows before it are kept)")))]
+#[error("stopped after iteration {iteration} of {of}{}{}; checkpoint in {dir}; continue with `faceforge {command} --resume {dir}`", window.map_or(String::new(), |w| format!(" of window {w} (the windows before it are kept)")), subject.as_ref().map_or(String::new(), |s| format!(" of subject {s} (the subjects before it are kept)")))]
 pub struct Interrupted {
     pub iteration: u32,
     pub of: u32,
     /// A clip fitted in windows: the window it stopped in (counted from 1).
     pub window: Option<usize>,
+    /// A run over a folder: the subject it stopped in.
+    pub subject: Option<String>,
     pub dir: String,
     /// The command that continues it: `run` or `train`.
     pub command: &'static str,
@@ -256,7 +270,7 @@ pub(crate) fn check_output_folder(dir: &std::path::Path, overwrite: bool) -> any
         return Ok(());
     }
     let entries = std::fs::read_dir(dir).map(|d| d.count()).unwrap_or(0);
-    if let Some(f) = ["run.json", crate::run::checkpoint::FILE, windows::FILE].iter().find(|f| dir.join(f).exists()) {
+    if let Some(f) = ["run.json", crate::run::checkpoint::FILE, windows::FILE, shard::FILE].iter().find(|f| dir.join(f).exists()) {
         bail!("the output folder {} holds a previous run ({f}): pass --force to overwrite it, or --resume {} to continue it", dir.display(), dir.display());
     }
     if entries > 0 {
@@ -275,13 +289,23 @@ pub fn run_with(loaded: &LoadedScene, options: &RunOptions) -> anyhow::Result<Ru
     if loaded.scene.learn.is_some() {
         bail!("{}: the scene has a `learn` section: it trains a network, run it with `faceforge train`", loaded.file);
     }
-    check_output_folder(&loaded.scene.outputs.dir, options.overwrite)?;
     if let Some(window) = &loaded.scene.window {
         match windows::clips_of(&loaded.scene.data)? {
-            Some(clips) => return windows::run_windows(loaded, window, clips, options),
+            Some(clips) => {
+                check_output_folder(&loaded.scene.outputs.dir, options.overwrite)?;
+                return windows::run_windows(loaded, window, clips, options);
+            }
             None => tracing::warn!("{}: `window` fits video clips in windows, and the data is not only clips: every frame is fitted at once", loaded.file),
         }
     }
+    if let Some(spec) = subjects::folder_of(&loaded.scene.data) {
+        let dir = options.shard.unwrap_or(shard::Shard::WHOLE).folder(&loaded.scene.outputs.dir);
+        return subjects::run_folder(loaded, &spec, &dir, options, false, &mut ());
+    }
+    if options.shard.is_some() {
+        bail!("{}: --shard splits a folder's subjects, and this scene's data is generated: write it to a folder first (`faceforge synth`) and run over that", loaded.file);
+    }
+    check_output_folder(&loaded.scene.outputs.dir, options.overwrite)?;
     let prepared = prepare(loaded)?;
     continue_run(loaded, prepared, 0, LossHistory::default(), options)
 }
@@ -298,6 +322,15 @@ pub fn continue_prepared(loaded: &LoadedScene, prepared: Prepared, options: &Run
 pub fn resume(dir: &std::path::Path, overrides: &[String], options: &RunOptions) -> anyhow::Result<RunSummary> {
     if windows::has_checkpoint(dir) && !dir.join(crate::run::checkpoint::FILE).exists() {
         return windows::resume(dir, overrides, options);
+    }
+    if dir.join(shard::FILE).exists() {
+        // A run over a folder: the subjects done are kept, the one it stopped in goes on.
+        let manifest = shard::read(dir)?;
+        let mut loaded = LoadedScene { scene: manifest.scene.clone(), file: manifest.scene_file.clone(), source: String::new() };
+        loaded.apply_overrides(overrides)?;
+        let spec = subjects::folder_of(&loaded.scene.data).with_context(|| format!("{}: the manifest's scene does not read a folder", dir.display()))?;
+        let options = RunOptions { shard: Some(manifest.shard), ..options.clone() };
+        return subjects::run_folder(&loaded, &spec, dir, &options, true, &mut ());
     }
     let checkpoint = crate::run::checkpoint::load(dir)?;
     let mut loaded = LoadedScene { scene: checkpoint.scene.clone(), file: checkpoint.scene_file.clone(), source: String::new() };
@@ -332,7 +365,7 @@ pub(crate) fn continue_run(loaded: &LoadedScene, mut prepared: Prepared, start: 
     clock::add(clock::Stage::Fit, fit_started.elapsed());
     if stopped {
         let done = loss_history.0.len() as u32;
-        return Err(Interrupted { iteration: done, of: end, window: None, dir: out_dir.display().to_string(), command: "run" }.into());
+        return Err(Interrupted { iteration: done, of: end, window: None, subject: None, dir: out_dir.display().to_string(), command: "run" }.into());
     }
     if !options.no_checkpoints {
         crate::run::checkpoint::save(&out_dir, &crate::run::checkpoint::capture(&mut prepared.world, loaded, end, &loss_history.0))?;
@@ -346,7 +379,7 @@ fn finish(loaded: &LoadedScene, mut prepared: Prepared, loss_history: LossHistor
     let Prepared { mut world, model, backend, frames, skipped, graph, .. } = prepared;
     let mut written = Written::default();
     write_frames(&loaded.scene, &mut world, &model, &|_| true, &mut written)?;
-    let facts = RunFacts { backend: backend.describe(), frames, skipped, graph, windows: None };
+    let facts = RunFacts { backend: backend.describe(), frames, skipped, graph, windows: None, shard: None, merged: None };
     write_run(loaded, &mut world, &model, facts, loss_history, start, written)
 }
 
@@ -367,6 +400,8 @@ pub(crate) struct RunFacts {
     pub graph: String,
     /// A clip fitted in windows: how.
     pub windows: Option<WindowsDone>,
+    pub shard: Option<shard::Shard>,
+    pub merged: Option<merge::Merged>,
 }
 
 /// Writes the outputs of the frames of `world` that `only` selects (meshes, textures,
@@ -551,14 +586,29 @@ fn frame_texture(model: &MorphableModel, positions: &[f32], pose: &Pose, image: 
 /// the losses and `run.json`.
 pub(crate) fn write_run(loaded: &LoadedScene, world: &mut World, model: &MorphableModel, facts: RunFacts, loss_history: LossHistory, start: Instant, written: Written) -> anyhow::Result<RunSummary> {
     let scene = &loaded.scene;
-    let out_dir = scene.outputs.dir.clone();
     let Written { mut files, strips, frontal } = written;
-    let RunFacts { backend, frames, skipped, graph, windows } = facts;
     if scene.outputs.animation {
-        files.extend(crate::io::outputs::write_clip_animations(world, model, &out_dir, &frontal, scene.outputs.texture)?);
+        files.extend(crate::io::outputs::write_clip_animations(world, model, &scene.outputs.dir, &frontal, scene.outputs.texture)?);
     }
-    let metrics = measure(world, model);
-    let clips = crate::eval::stability::measure_clips(world, model);
+    let measured = Measured { metrics: measure(world, model), clips: crate::eval::stability::measure_clips(world, model), losses: world.resource::<LossTerms>().terms.clone() };
+    write_summary(loaded, model, facts, measured, loss_history, start, files, strips)
+}
+
+/// What a run measured over all its frames.
+pub(crate) struct Measured {
+    pub metrics: Option<RunMetrics>,
+    pub clips: Vec<crate::eval::stability::ClipStability>,
+    /// The last iteration's loss terms.
+    pub losses: BTreeMap<String, f32>,
+}
+
+/// Writes the metrics, the report, the losses and `run.json` of a run (or of shards merged).
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn write_summary(loaded: &LoadedScene, model: &MorphableModel, facts: RunFacts, measured: Measured, loss_history: LossHistory, start: Instant, mut files: Vec<PathBuf>, strips: Vec<FrameImages>) -> anyhow::Result<RunSummary> {
+    let scene = &loaded.scene;
+    let out_dir = scene.outputs.dir.clone();
+    let RunFacts { backend, frames, skipped, graph, windows, shard, merged } = facts;
+    let Measured { metrics, clips, losses } = measured;
     if metrics.is_some() || !clips.is_empty() {
         // The accuracy against the truth (when there is one) and each clip's stability.
         let mut json = metrics.as_ref().map_or(Ok(serde_json::json!({})), serde_json::to_value)?;
@@ -584,6 +634,8 @@ pub(crate) fn write_run(loaded: &LoadedScene, world: &mut World, model: &Morphab
         ]
         .into_iter()
         .chain(windows.as_ref().map(|w| ("windows".to_string(), format!("{} of up to {} frames ({} shared with the next), at most {} frames held at once", w.windows, w.frames, w.overlap, w.most_held))))
+        .chain(shard.filter(|s| !s.is_whole()).map(|s| ("shard".to_string(), format!("{s}: every {}-th subject from the {}-th (merge the shards with `faceforge merge`)", s.count, s.index))))
+        .chain(merged.as_ref().map(|m| ("merged".to_string(), m.describe())))
         .chain([
             ("time".into(), format!("{seconds:.1} s")),
             ("peak memory".into(), peak_memory_mb().map_or("–".into(), |mb| format!("{mb:.0} MB"))),
@@ -597,7 +649,7 @@ pub(crate) fn write_run(loaded: &LoadedScene, world: &mut World, model: &Morphab
             let max = heat_map_max(&m.vertex_errors_mm);
             (heat_map_png(model, &m.vertex_errors_mm, max, 256), max)
         }),
-        graph: Some(graph),
+        graph: (!graph.is_empty()).then_some(graph),
         clips: &clips,
         viewers: files.iter().filter_map(|f| f.file_name()?.to_str().filter(|n| n.ends_with("_viewer.html")).map(str::to_string)).collect(),
     };
@@ -614,13 +666,15 @@ pub(crate) fn write_run(loaded: &LoadedScene, world: &mut World, model: &Morphab
         skipped,
         iterations: scene.iterations,
         seconds,
-        losses: world.resource::<LossTerms>().terms.clone(),
+        losses,
         metrics,
         out_dir: out_dir.clone(),
         files,
         loss_history,
         peak_memory_mb: peak_memory_mb(),
         windows,
+        shard,
+        merged,
     };
     atomic_write(&out_dir.join("run.json"), serde_json::to_string_pretty(&summary)?.as_bytes())?;
     Ok(summary)

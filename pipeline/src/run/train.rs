@@ -262,7 +262,7 @@ pub fn train(loaded: &LoadedScene, options: &crate::run::RunOptions, resume: boo
         }
         if interrupted && done < scene.iterations {
             bar.abandon();
-            return Err(crate::run::Interrupted { iteration: done, of: scene.iterations, window: None, dir: out_dir.display().to_string(), command: "train" }.into());
+            return Err(crate::run::Interrupted { iteration: done, of: scene.iterations, window: None, subject: None, dir: out_dir.display().to_string(), command: "train" }.into());
         }
     }
     bar.finish();

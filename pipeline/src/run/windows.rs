@@ -196,7 +196,7 @@ impl Windowed<'_> {
         self.history = history;
         if stopped {
             let done = self.history.0.len() as u32 - self.saved_iterations;
-            return Err(crate::run::Interrupted { iteration: done, of: iterations, window: Some(self.windows + 1), dir: scene.outputs.dir.display().to_string(), command: "run" }.into());
+            return Err(crate::run::Interrupted { iteration: done, of: iterations, window: Some(self.windows + 1), subject: None, dir: scene.outputs.dir.display().to_string(), command: "run" }.into());
         }
         clock::time(clock::Stage::Write, || finish_fit(&mut prepared))?;
         let mut world = prepared.world;
@@ -432,6 +432,8 @@ fn go_on(loaded: &LoadedScene, window: &Window, spec: &FolderSpec, clips: &[List
         skipped: w.skipped,
         graph: svg(&plan),
         windows: Some(WindowsDone { windows: w.windows, frames: window.frames, overlap: window.overlap, most_held: w.most_held }),
+        shard: None,
+        merged: None,
     };
     clock::time(clock::Stage::Write, || write_run(loaded, &mut records, &model, facts, w.history, started, w.written))
 }
