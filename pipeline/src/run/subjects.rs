@@ -97,7 +97,7 @@ pub fn read_record(path: &Path) -> anyhow::Result<SubjectRecord> {
 
 /// The folder a scene's data reads, when it is a folder (or a video file): the data a run goes
 /// through subject by subject.
-pub(crate) fn folder_of(data: &DataSpec) -> Option<FolderSpec> {
+pub fn folder_of(data: &DataSpec) -> Option<FolderSpec> {
     match data {
         DataSpec::Folder(f) => Some(f.clone()),
         DataSpec::Video(v) => Some(v.folder()),
@@ -106,10 +106,13 @@ pub(crate) fn folder_of(data: &DataSpec) -> Option<FolderSpec> {
 }
 
 /// The manifest of a folder: every subject by name, with its inputs.
-pub(crate) fn manifest(loaded: &LoadedScene, spec: &FolderSpec, shard: Shard) -> anyhow::Result<(Manifest, Vec<Vec<Listed>>)> {
-    let subjects = inputs::subjects(spec)?;
+pub fn manifest(loaded: &LoadedScene, spec: &FolderSpec, shard: Shard) -> anyhow::Result<Manifest> {
+    Ok(manifest_of(loaded, shard, &inputs::subjects(spec)?))
+}
+
+fn manifest_of(loaded: &LoadedScene, shard: Shard, subjects: &[(String, Vec<Listed>)]) -> Manifest {
     let entries = subjects.iter().map(|(name, listed)| ManifestSubject { name: name.clone(), inputs: listed.iter().map(|l| l.image.clone()).collect() }).collect();
-    Ok((Manifest::new(loaded, shard, entries), subjects.into_iter().map(|(_, l)| l).collect()))
+    Manifest::new(loaded, shard, entries)
 }
 
 /// Makes `dir` ready for the manifest's run: a new folder, or one this same part of the run
@@ -146,7 +149,8 @@ fn open_folder(dir: &Path, manifest: &Manifest, options: &RunOptions, resuming: 
 pub fn run_folder(loaded: &LoadedScene, spec: &FolderSpec, dir: &Path, options: &RunOptions, resuming: bool, lend: &mut dyn Lend) -> anyhow::Result<RunSummary> {
     let started = Instant::now();
     let shard = options.shard.unwrap_or(Shard::WHOLE);
-    let (manifest, listed) = manifest(loaded, spec, shard)?;
+    let listed = inputs::subjects(spec)?;
+    let manifest = manifest_of(loaded, shard, &listed);
     open_folder(dir, &manifest, options, resuming)?;
     std::fs::create_dir_all(dir.join(RECORDS)).with_context(|| format!("creating {}", dir.join(RECORDS).display()))?;
     manifest.save(dir)?;
@@ -178,7 +182,7 @@ pub fn run_folder(loaded: &LoadedScene, spec: &FolderSpec, dir: &Path, options: 
             bar.abandon();
             return Err(Interrupted { iteration: 0, of: loaded.scene.iterations, window: None, subject: Some(subject.name.clone()), dir: dir.display().to_string(), command: "run" }.into());
         }
-        let record = fitter.fit(position, &subject.name, &listed[position], lend).inspect_err(|_| bar.abandon())?;
+        let record = fitter.fit(position, &subject.name, &listed[position].1, lend).inspect_err(|_| bar.abandon())?;
         atomic_write(&path, serde_json::to_string(&record)?.as_bytes()).with_context(|| format!("writing {}", path.display()))?;
         let _ = std::fs::remove_file(checkpoint_path(dir, &subject.name));
         records.push(record);
