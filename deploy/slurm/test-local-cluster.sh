@@ -162,3 +162,4 @@ PY
 echo "$count per-frame files identical to the single process"
 elapsed=$((($(date +%s%N) - started) / 1000000))
 printf 'slurm test passed in %d.%03d s\n' $((elapsed / 1000)) $((elapsed % 1000))
+echo "slurm: 1 passed, 0 failed"

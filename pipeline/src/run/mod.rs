@@ -64,7 +64,7 @@ pub struct RunSummary {
 }
 
 /// How a run fitted its clips in windows.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
 pub struct WindowsDone {
     pub windows: usize,
     pub frames: u32,
@@ -270,7 +270,7 @@ pub(crate) fn check_output_folder(dir: &std::path::Path, overwrite: bool) -> any
         return Ok(());
     }
     let entries = std::fs::read_dir(dir).map(|d| d.count()).unwrap_or(0);
-    if let Some(f) = ["run.json", crate::run::checkpoint::FILE, windows::FILE, shard::FILE].iter().find(|f| dir.join(f).exists()) {
+    if let Some(f) = ["run.json", crate::run::checkpoint::FILE, shard::FILE].iter().find(|f| dir.join(f).exists()) {
         bail!("the output folder {} holds a previous run ({f}): pass --force to overwrite it, or --resume {} to continue it", dir.display(), dir.display());
     }
     if entries > 0 {
@@ -288,15 +288,6 @@ pub fn run(loaded: &LoadedScene, show_progress: bool) -> anyhow::Result<RunSumma
 pub fn run_with(loaded: &LoadedScene, options: &RunOptions) -> anyhow::Result<RunSummary> {
     if loaded.scene.learn.is_some() {
         bail!("{}: the scene has a `learn` section: it trains a network, run it with `faceforge train`", loaded.file);
-    }
-    if let Some(window) = &loaded.scene.window {
-        match windows::clips_of(&loaded.scene.data)? {
-            Some(clips) => {
-                check_output_folder(&loaded.scene.outputs.dir, options.overwrite)?;
-                return windows::run_windows(loaded, window, clips, options);
-            }
-            None => tracing::warn!("{}: `window` fits video clips in windows, and the data is not only clips: every frame is fitted at once", loaded.file),
-        }
     }
     if let Some(spec) = subjects::folder_of(&loaded.scene.data) {
         let dir = options.shard.unwrap_or(shard::Shard::WHOLE).folder(&loaded.scene.outputs.dir);
@@ -320,9 +311,6 @@ pub fn continue_prepared(loaded: &LoadedScene, prepared: Prepared, options: &Run
 /// Continues the run whose output folder is `dir` from its checkpoint, to the scene's last
 /// iteration (`overrides`, e.g. `iterations=500`, apply to the scene it ran).
 pub fn resume(dir: &std::path::Path, overrides: &[String], options: &RunOptions) -> anyhow::Result<RunSummary> {
-    if windows::has_checkpoint(dir) && !dir.join(crate::run::checkpoint::FILE).exists() {
-        return windows::resume(dir, overrides, options);
-    }
     if dir.join(shard::FILE).exists() {
         // A run over a folder: the subjects done are kept, the one it stopped in goes on.
         let manifest = shard::read(dir)?;

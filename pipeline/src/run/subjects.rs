@@ -21,7 +21,8 @@ use crate::io::inputs::{self, FolderSpec, Listed, Skipped};
 use crate::report::{FrameImages, LossHistory, MAX_FRAME_STRIPS};
 use crate::run::merge::Merged;
 use crate::run::shard::{self, Manifest, ManifestSubject, Shard};
-use crate::run::{check_output_folder, checkpoint, clock, data::spawn_loaded, finish_fit, interrupted, iterate_with, load_model, new_world, progress_bar, write_frames, write_summary, Interrupted, Measured, Prepared, RunFacts, RunOptions, RunSummary, Written};
+use crate::run::windows::{self, ClipFit};
+use crate::run::{check_output_folder, WindowsDone, checkpoint, clock, data::spawn_loaded, finish_fit, interrupted, iterate_with, load_model, new_world, progress_bar, write_frames, write_summary, Interrupted, Measured, Prepared, RunFacts, RunOptions, RunSummary, Written};
 use crate::scene::graph::{build_after_last, build_schedule, plan, svg, Plan};
 use crate::scene::{DataSpec, LoadedScene};
 use anyhow::{bail, Context};
@@ -57,6 +58,8 @@ pub struct SubjectRecord {
     pub history: Vec<BTreeMap<String, f32>>,
     /// The report's image strips of this subject's frames, as PNGs in `records/`.
     pub strips: Vec<StripFiles>,
+    /// A clip fitted in windows: how.
+    pub windows: Option<WindowsDone>,
     pub seconds: f64,
 }
 
@@ -162,8 +165,10 @@ pub fn run_folder(loaded: &LoadedScene, spec: &FolderSpec, dir: &Path, options: 
     here.scene.outputs.dir = dir.to_path_buf();
     let mine: Vec<(usize, &ManifestSubject)> = manifest.mine().collect();
     tracing::info!("{} of {} subjects{}", mine.len(), manifest.subjects.len(), if shard.is_whole() { String::new() } else { format!(" (shard {shard})") });
-    let mut fitter = Fitter { loaded: &here, spec, plan: &plan, model: model.clone(), backend: backend.clone(), options, dir, iterations: 0 };
-    let bar = progress_bar(options.progress, mine.len() as u32, 0);
+    // One subject: a bar over its iterations; more: a bar over the subjects.
+    let one = mine.len() == 1;
+    let mut fitter = Fitter { loaded: &here, spec, plan: &plan, model: model.clone(), backend: backend.clone(), options, dir, iterations: 0, progress: options.progress && one };
+    let bar = progress_bar(options.progress && !one, mine.len() as u32, 0);
     let mut records = Vec::with_capacity(mine.len());
     for (position, subject) in mine {
         bar.set_message(subject.name.clone());
@@ -182,9 +187,23 @@ pub fn run_folder(loaded: &LoadedScene, spec: &FolderSpec, dir: &Path, options: 
             bar.abandon();
             return Err(Interrupted { iteration: 0, of: loaded.scene.iterations, window: None, subject: Some(subject.name.clone()), dir: dir.display().to_string(), command: "run" }.into());
         }
-        let record = fitter.fit(position, &subject.name, &listed[position].1, lend).inspect_err(|_| bar.abandon())?;
+        let record = match fitter.fit(position, &subject.name, &listed[position].1, lend) {
+            Ok(record) => record,
+            Err(e) if e.is::<Interrupted>() || spec.strict => {
+                bar.abandon();
+                return Err(e);
+            }
+            // One subject that cannot be fitted does not stop the others: it is listed, with why.
+            Err(e) => {
+                tracing::warn!("{}: {e:#}; going on with the next subject", subject.name);
+                let file = subject.inputs.first().cloned().unwrap_or_default();
+                SubjectRecord { subject: subject.name.clone(), position, skipped: vec![Skipped { file, reason: format!("{e:#}") }], ..SubjectRecord::default() }
+            }
+        };
         atomic_write(&path, serde_json::to_string(&record)?.as_bytes()).with_context(|| format!("writing {}", path.display()))?;
-        let _ = std::fs::remove_file(checkpoint_path(dir, &subject.name));
+        for done in [checkpoint_path(dir, &subject.name), windows::checkpoint_path(dir, &subject.name)] {
+            let _ = std::fs::remove_file(done);
+        }
         records.push(record);
         bar.inc(1);
     }
@@ -195,24 +214,32 @@ pub fn run_folder(loaded: &LoadedScene, spec: &FolderSpec, dir: &Path, options: 
 }
 
 /// Fits one subject at a time.
-struct Fitter<'a> {
+pub(crate) struct Fitter<'a> {
     /// The scene, writing into the run's (or the shard's) folder.
-    loaded: &'a LoadedScene,
-    spec: &'a FolderSpec,
-    plan: &'a Plan,
-    model: Arc<MorphableModel>,
-    backend: Backend,
-    options: &'a RunOptions,
-    dir: &'a Path,
+    pub loaded: &'a LoadedScene,
+    pub spec: &'a FolderSpec,
+    pub plan: &'a Plan,
+    pub model: Arc<MorphableModel>,
+    pub backend: Backend,
+    pub options: &'a RunOptions,
+    pub dir: &'a Path,
     /// Iterations run by this process (for `stop_after`).
-    iterations: u32,
+    pub iterations: u32,
+    /// A progress bar over each fit's iterations.
+    pub progress: bool,
 }
 
 impl Fitter<'_> {
     fn fit(&mut self, position: usize, name: &str, listed: &[Listed], lend: &mut dyn Lend) -> anyhow::Result<SubjectRecord> {
         let started = Instant::now();
-        let (loaded, scene, options) = (self.loaded, &self.loaded.scene, self.options);
-        let (frames, skipped) = inputs::load_listed(self.spec, listed, &self.model)?;
+        let (loaded, scene) = (self.loaded, &self.loaded.scene);
+        let (frames, skipped) = match (&scene.window, listed) {
+            (Some(window), [clip]) if crate::io::video::is_video(&clip.image) => match windows::fit_clip(self, position, name, clip, window)? {
+                ClipFit::Windows(record) => return Ok(*record),
+                ClipFit::Whole { frames, skipped } => (frames, skipped),
+            },
+            _ => inputs::load_listed(self.spec, listed, &self.model)?,
+        };
         for s in &skipped {
             tracing::warn!("skipped {}: {}", s.file.display(), s.reason);
         }
@@ -225,46 +252,12 @@ impl Fitter<'_> {
         spawn_loaded(&mut world, &frames, &self.model);
         record.frames = frames.len();
         drop(frames);
-        lend.lend(&mut world);
-        let mut prepared = Prepared {
-            world,
-            schedule: build_schedule(loaded, self.plan)?,
-            after_last: build_after_last(loaded, self.plan)?,
-            model: self.model.clone(),
-            backend: self.backend.clone(),
-            frames: record.frames,
-            skipped: Vec::new(),
-            graph: String::new(),
-        };
-        let saved = checkpoint_path(self.dir, name);
-        let (start, history) = if saved.exists() {
-            let checkpoint = checkpoint::load_from(&saved)?;
-            checkpoint::restore(&mut prepared.world, &checkpoint).with_context(|| format!("going on with {name} from {}", saved.display()))?;
-            tracing::info!("{name}: going on from iteration {} of {}", checkpoint.iteration, scene.iterations);
-            (checkpoint.iteration, LossHistory(checkpoint.loss_history))
-        } else {
-            (0, LossHistory::default())
-        };
-        let (end, every) = (scene.iterations.max(start), scene.outputs.checkpoint_every);
-        let mut total = self.iterations;
-        let fit_started = Instant::now();
-        let fitted = iterate_with(&mut prepared, start..end, false, history, |world, done, history| {
-            total += 1;
-            let stop = interrupted() || options.stop_after == Some(total);
-            if !options.no_checkpoints && (stop || (every > 0 && done % every == 0 && done < end)) {
-                checkpoint::save_as(&saved, &checkpoint::capture(world, loaded, done, &history.0))?;
-            }
-            Ok(stop && done < end)
-        });
-        self.iterations = total;
-        clock::add(clock::Stage::Fit, fit_started.elapsed());
-        let (history, stopped) = fitted.with_context(|| format!("fitting {name}"))?;
-        if stopped {
-            lend.take_back(&mut prepared.world);
-            return Err(Interrupted { iteration: history.0.len() as u32, of: end, window: None, subject: Some(name.to_string()), dir: self.dir.display().to_string(), command: "run" }.into());
-        }
-        finish_fit(&mut prepared).with_context(|| format!("fitting {name}"))?;
+        let (schedule, after_last) = (build_schedule(loaded, self.plan)?, build_after_last(loaded, self.plan)?);
+        let mut prepared = Prepared { world, schedule, after_last, model: self.model.clone(), backend: self.backend.clone(), frames: record.frames, skipped: Vec::new(), graph: String::new() };
+        lend.lend(&mut prepared.world);
+        let fitted = self.iterate(&mut prepared, name);
         lend.take_back(&mut prepared.world);
+        let history = fitted?;
         let world = &mut prepared.world;
         let mut written = Written::default();
         write_frames(scene, world, &self.model, &|_| true, &mut written)?;
@@ -285,8 +278,44 @@ impl Fitter<'_> {
     }
 }
 
+impl Fitter<'_> {
+    /// Iterates a subject's World to the scene's end (from its checkpoint, when it has one),
+    /// checkpointing as the scene asks and at a stop, then runs what only the outputs need.
+    fn iterate(&mut self, prepared: &mut Prepared, name: &str) -> anyhow::Result<LossHistory> {
+        let (loaded, scene, options) = (self.loaded, &self.loaded.scene, self.options);
+        let saved = checkpoint_path(self.dir, name);
+        let (start, history) = if saved.exists() {
+            let checkpoint = checkpoint::load_from(&saved)?;
+            checkpoint::restore(&mut prepared.world, &checkpoint).with_context(|| format!("going on with {name} from {}", saved.display()))?;
+            tracing::info!("{name}: going on from iteration {} of {}", checkpoint.iteration, scene.iterations);
+            (checkpoint.iteration, LossHistory(checkpoint.loss_history))
+        } else {
+            (0, LossHistory::default())
+        };
+        let (end, every) = (scene.iterations.max(start), scene.outputs.checkpoint_every);
+        let mut total = self.iterations;
+        let fit_started = Instant::now();
+        let fitted = iterate_with(prepared, start..end, self.progress, history, |world, done, history| {
+            total += 1;
+            let stop = interrupted() || options.stop_after == Some(total);
+            if !options.no_checkpoints && (stop || (every > 0 && done % every == 0 && done < end)) {
+                checkpoint::save_as(&saved, &checkpoint::capture(world, loaded, done, &history.0))?;
+            }
+            Ok(stop && done < end)
+        });
+        self.iterations = total;
+        clock::add(clock::Stage::Fit, fit_started.elapsed());
+        let (history, stopped) = fitted.with_context(|| format!("fitting {name}"))?;
+        if stopped {
+            return Err(Interrupted { iteration: history.0.len() as u32, of: end, window: None, subject: Some(name.to_string()), dir: self.dir.display().to_string(), command: "run" }.into());
+        }
+        finish_fit(prepared).with_context(|| format!("fitting {name}"))?;
+        Ok(history)
+    }
+}
+
 /// Writes a frame's report pictures into `records/`.
-fn save_strip(dir: &Path, strip: &FrameImages) -> anyhow::Result<StripFiles> {
+pub(crate) fn save_strip(dir: &Path, strip: &FrameImages) -> anyhow::Result<StripFiles> {
     let save = |kind: &str, png: &Option<Vec<u8>>| -> anyhow::Result<Option<String>> {
         let Some(png) = png else { return Ok(None) };
         let name = format!("{}.{kind}.png", strip.name);
@@ -349,6 +378,8 @@ pub(crate) fn summarize(loaded: &LoadedScene, model: &MorphableModel, records: &
         losses: history.last().cloned().unwrap_or_default(),
     };
     let files = records.iter().flat_map(|(_, r)| r.files.iter().map(|f| out_dir.join(f))).collect();
-    let facts = RunFacts { backend, frames, skipped, graph, windows: None, shard, merged };
+    // Clips fitted in windows: how many windows, and the most frames one held.
+    let windows = records.iter().filter_map(|(_, r)| r.windows.clone()).reduce(|a, b| WindowsDone { windows: a.windows + b.windows, most_held: a.most_held.max(b.most_held), ..a });
+    let facts = RunFacts { backend, frames, skipped, graph, windows, shard, merged };
     write_summary(loaded, model, facts, measured, LossHistory(history), started, files, strips)
 }

@@ -1,46 +1,40 @@
 //! Long clips fitted in overlapping windows (`window: (frames: 100, overlap: 10)`), so memory
-//! stays flat in a clip's length. The decoder streams the frames; each window of `frames` frames
-//! is fitted as a clip of its own (one identity, expression and pose per frame), then its new
-//! frames are written and forgotten, all but the last `overlap`: the next window holds those as
-//! context, fixed where they were written, so its temporal term joins the motion across the seam.
-//! A window starts from the one before: the identity and albedo are the first window's and stay
-//! fixed (one identity per clip; later windows fit expression and pose), and each new frame
-//! starts from the expression of the frame before it (the warm start). The run's summary (the
-//! clip's animation, stability, report) comes from a small record per frame (coefficients, pose,
-//! crop, landmarks), not from the frames. A single clip no longer than one window is fitted all
-//! at once, as without windows. After each window, `windows.json` holds what `run --resume`
-//! needs to go on from the next one.
+//! stays flat in a clip's length. A run over a folder fits each clip as one of its subjects
+//! (`subjects.rs`); this file fits a clip longer than one window.
+//!
+//! The decoder streams the frames. Each window of `frames` frames is fitted as a clip of its own
+//! (one identity, expression and pose per frame). Then its new frames are written and forgotten,
+//! all but the last `overlap`: the next window holds those as context, fixed where they were
+//! written, so its temporal term joins the motion across the seam.
+//!
+//! A window starts from the one before. The identity and albedo are the first window's and stay
+//! fixed (one identity per clip; later windows fit expression and pose). Each new frame starts
+//! from the expression of the frame before it (the warm start).
+//!
+//! The clip's summary (its animation, stability, the subject's record) comes from a small record
+//! per frame (coefficients, pose, crop, landmarks), not from the frames. A clip no longer than one
+//! window is fitted all at once, as without windows. After each window,
+//! `records/NAME.windows.json` holds what is needed to go on from the next one.
 
-use crate::io::inputs::{list, stream_video, FolderSpec, Listed, LoadedFrame, Skipped};
+use crate::io::inputs::{stream_video, Listed, LoadedFrame, Skipped};
 use crate::report::LossHistory;
-use crate::run::{clock, continue_run, finish_fit, interrupted, iterate_with, load_model, new_world, write_frames, write_run, Prepared, RunFacts, RunOptions, RunSummary, WindowsDone, Written};
-use crate::scene::graph::{build_after_last, build_schedule, plan, svg, Plan};
-use crate::scene::{DataSpec, LoadedScene, Scene, Window};
+use crate::run::subjects::{save_strip, Fitter, SubjectRecord, RECORDS};
+use crate::run::{clock, finish_fit, interrupted, iterate_with, new_world, write_frames, Prepared, WindowsDone, Written};
+use crate::scene::graph::{build_after_last, build_schedule};
+use crate::scene::Window;
 use anyhow::{bail, Context};
 use bevy_ecs::entity::Entity;
 use bevy_ecs::world::World;
 use faceforge_components::{Coeffs, Crop, Frame, Landmarks2d, LossTerms, Pose, Subject, Timestamp};
-use faceforge_kernels::Backend;
 use faceforge_model::{atomic_write, MorphableModel};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::time::Instant;
 
-/// A windowed run's checkpoint, written after every window.
-pub const FILE: &str = "windows.json";
-
-/// The folder spec to stream a scene's clips with, and the clips, when its data is nothing but
-/// video clips (a `Video`, or a `Folder` listing only videos).
-pub(crate) fn clips_of(data: &DataSpec) -> anyhow::Result<Option<(FolderSpec, Vec<Listed>)>> {
-    let spec = match data {
-        DataSpec::Video(v) => v.folder(),
-        DataSpec::Folder(f) => f.clone(),
-        _ => return Ok(None),
-    };
-    let listed = list(&spec)?;
-    Ok(listed.iter().all(|l| crate::io::video::is_video(&l.image)).then_some((spec, listed)))
+/// A clip's windows checkpoint, beside its record-to-be.
+pub(crate) fn checkpoint_path(dir: &Path, subject: &str) -> PathBuf {
+    dir.join(RECORDS).join(format!("{subject}.windows.json"))
 }
 
 /// What one window leaves the next: the shared identity and albedo, the expressions of its last
@@ -56,7 +50,6 @@ struct Carried {
 /// One written frame, as the run's summary reads it (about 2 KB).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 struct Record {
-    clip: u32,
     subject: String,
     index: u32,
     name: String,
@@ -67,62 +60,53 @@ struct Record {
     landmarks: Option<Vec<[f32; 2]>>,
 }
 
-/// What a windowed run has done, after each window (`windows.json`): enough to go on from the
-/// next window as if never stopped. f32 values round-trip through JSON exactly.
+/// What a clip's windows have done, after each window: enough to go on from the next window as
+/// if never stopped. f32 values round-trip through JSON exactly.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct WindowsCheckpoint {
-    pub scene_file: String,
-    pub scene: Scene,
-    /// The clip in progress, and how many of its frames (with a face) were fitted.
-    clip: u32,
+struct WindowsCheckpoint {
+    /// How many of the clip's frames (with a face) were fitted.
     fitted: u32,
     carried: Option<Carried>,
     records: Vec<Record>,
     files: Vec<PathBuf>,
-    /// Per clip, the yaw of the most frontal frame written so far (its texture is
-    /// `CLIP_texture.png`).
-    frontal: BTreeMap<u32, f32>,
+    /// The yaw of the most frontal frame written so far (its texture is `CLIP_texture.png`).
+    frontal: Option<f32>,
     history: Vec<BTreeMap<String, f32>>,
     skipped: Vec<Skipped>,
     windows: usize,
     frames: usize,
     most_held: usize,
-    /// Every clip done and the summary written.
-    pub finished: bool,
 }
 
-/// A windowed fit in progress.
-struct Windowed<'a> {
-    loaded: &'a LoadedScene,
-    plan: &'a Plan,
-    model: Arc<MorphableModel>,
-    backend: Backend,
+/// A clip's windowed fit in progress.
+struct Windowed<'a, 'f> {
+    fitter: &'f Fitter<'a>,
+    subject: &'f str,
     window: Window,
-    progress: bool,
     /// This clip's frames not yet written, with their index in the clip (frames with a face).
     buffer: Vec<(u32, LoadedFrame)>,
     next_index: u32,
-    clip: u32,
     /// Resuming: the clip's frames before this index were fitted before the stop.
     resume_at: u32,
-    /// The history's length at the last checkpoint.
-    saved_iterations: u32,
     /// The loss terms of the last window's last iteration.
     last_terms: LossTerms,
     carried: Option<Carried>,
-    /// One record per written frame: what the run's summary reads.
+    /// One record per written frame: what the clip's summary reads.
     records: Vec<Record>,
     written: Written,
     skipped: Vec<Skipped>,
-    stop_after: Option<u32>,
+    /// Iterations this process ran (with the fitter's before this clip: for `stop_after`).
+    ran: u32,
     history: LossHistory,
+    /// The history's length at the last checkpoint (the current window's are lost on a stop).
+    saved: u32,
     windows: usize,
     frames: usize,
     /// The most frames any window's World held.
     most_held: usize,
 }
 
-impl Windowed<'_> {
+impl Windowed<'_, '_> {
     fn push(&mut self, frame: LoadedFrame) -> anyhow::Result<()> {
         let index = self.next_index;
         self.next_index += 1;
@@ -143,10 +127,11 @@ impl Windowed<'_> {
     /// Fits the buffered frames and writes the new ones (all but the context the previous
     /// window left); keeps the last `overlap` as the next window's context.
     fn fit(&mut self) -> anyhow::Result<()> {
-        let scene = &self.loaded.scene;
+        let f = self.fitter;
+        let scene = &f.loaded.scene;
         let (first, last) = (self.buffer[0].0, self.buffer[self.buffer.len() - 1].0);
-        let mut world = new_world(&self.model, &self.backend, &scene.losses);
-        let subject = spawn_loaded_one_subject(&mut world, self.buffer.iter().map(|(_, f)| f), &self.model, self.clip)?;
+        let mut world = new_world(&f.model, &f.backend, &scene.losses);
+        let subject = spawn_loaded_one_subject(&mut world, self.buffer.iter().map(|(_, f)| f), &f.model)?;
         // The context frames' expressions, held where they were written.
         let mut held: Vec<(Entity, Vec<f32>)> = Vec::new();
         let mut q = world.query::<(Entity, &mut Frame, &mut Coeffs)>();
@@ -169,18 +154,18 @@ impl Windowed<'_> {
         }
         self.most_held = self.most_held.max(self.buffer.len());
         let iterations = if self.windows == 0 || self.window.iterations == 0 { scene.iterations } else { self.window.iterations };
-        tracing::info!("window {}: frames {first}..={last} of clip {} ({} held as context), {iterations} iterations", self.windows + 1, self.clip, held.len());
-        let (schedule, after_last) = (build_schedule(self.loaded, self.plan)?, build_after_last(self.loaded, self.plan)?);
+        tracing::info!("window {}: frames {first}..={last} of {} ({} held as context), {iterations} iterations", self.windows + 1, self.subject, held.len());
+        let (schedule, after_last) = (build_schedule(f.loaded, f.plan)?, build_after_last(f.loaded, f.plan)?);
         let n = self.buffer.len();
-        let mut prepared = Prepared { world, schedule, after_last, model: self.model.clone(), backend: self.backend.clone(), frames: n, skipped: Vec::new(), graph: String::new() };
+        let mut prepared = Prepared { world, schedule, after_last, model: f.model.clone(), backend: f.backend.clone(), frames: n, skipped: Vec::new(), graph: String::new() };
         let history = std::mem::take(&mut self.history);
         let fit_started = std::time::Instant::now();
         // One identity per clip, the first window's: later windows fit the new frames'
         // expression and pose only. What the step moves of the identity, the albedo and the
         // context's expressions is undone after each iteration.
         let fixed = self.carried.as_ref().map(|c| c.shared.clone());
-        let stop_after = self.stop_after;
-        let (history, stopped) = iterate_with(&mut prepared, 0..iterations, self.progress, history, |world, _, history| {
+        let (stop_after, mut ran) = (f.options.stop_after, self.ran);
+        let (history, stopped) = iterate_with(&mut prepared, 0..iterations, f.progress, history, |world, _, _| {
             if let (Some(fixed), Some(mut shared)) = (&fixed, world.get_mut::<Coeffs>(subject)) {
                 shared.id.clone_from(&fixed.id);
                 shared.tex.clone_from(&fixed.tex);
@@ -190,26 +175,27 @@ impl Windowed<'_> {
                     coeffs.exp.clone_from(exp);
                 }
             }
-            Ok(interrupted() || stop_after == Some(history.0.len() as u32))
+            ran += 1;
+            Ok(interrupted() || stop_after == Some(ran))
         })?;
+        self.ran = ran;
         clock::add(clock::Stage::Fit, fit_started.elapsed());
         self.history = history;
         if stopped {
-            let done = self.history.0.len() as u32 - self.saved_iterations;
-            return Err(crate::run::Interrupted { iteration: done, of: iterations, window: Some(self.windows + 1), subject: None, dir: scene.outputs.dir.display().to_string(), command: "run" }.into());
+            let done = self.history.0.len() as u32 - self.saved;
+            return Err(crate::run::Interrupted { iteration: done, of: iterations, window: Some(self.windows + 1), subject: Some(self.subject.to_string()), dir: f.dir.display().to_string(), command: "run" }.into());
         }
         clock::time(clock::Stage::Write, || finish_fit(&mut prepared))?;
         let mut world = prepared.world;
         let context = self.carried.as_ref().map(|c| c.context.clone()).unwrap_or_default();
         let new = |f: &Frame| !context.contains_key(&f.index);
-        clock::time(clock::Stage::Write, || write_frames(scene, &mut world, &self.model, &new, &mut self.written))?;
+        clock::time(clock::Stage::Write, || write_frames(scene, &mut world, &f.model, &new, &mut self.written))?;
 
         let mut q = world.query::<(&Frame, &Coeffs, Option<&Pose>, Option<&Crop>, Option<&Timestamp>, Option<&Landmarks2d>)>();
         let mut rows: Vec<_> = q.iter(&world).collect();
         rows.sort_by_key(|r| r.0.index);
         for (frame, coeffs, pose, crop, time, marks) in rows.iter().filter(|r| new(r.0)) {
             self.records.push(Record {
-                clip: self.clip,
                 subject: self.buffer[0].1.subject.clone(),
                 index: frame.index,
                 name: frame.name.clone(),
@@ -233,40 +219,35 @@ impl Windowed<'_> {
         self.frames += rows.iter().filter(|r| new(r.0)).count();
         self.windows += 1;
         self.buffer.drain(..n - overlap);
-        self.save(false)
+        self.save()
     }
 
-    fn save(&mut self, finished: bool) -> anyhow::Result<()> {
+    fn save(&mut self) -> anyhow::Result<()> {
         let checkpoint = WindowsCheckpoint {
-            scene_file: self.loaded.file.clone(),
-            scene: self.loaded.scene.clone(),
-            clip: self.clip,
             fitted: self.next_index,
             carried: self.carried.clone(),
             records: self.records.clone(),
             files: self.written.files.clone(),
-            frontal: self.written.frontal.iter().map(|(clip, (yaw, _))| (*clip, *yaw)).collect(),
+            frontal: self.written.frontal.values().next().map(|(yaw, _)| *yaw),
             history: self.history.0.clone(),
             skipped: self.skipped.clone(),
             windows: self.windows,
             frames: self.frames,
             most_held: self.most_held,
-            finished,
         };
-        let path = self.loaded.scene.outputs.dir.join(FILE);
+        let path = checkpoint_path(self.fitter.dir, self.subject);
         atomic_write(&path, serde_json::to_string(&checkpoint)?.as_bytes()).with_context(|| format!("writing {}", path.display()))?;
-        self.saved_iterations = self.history.0.len() as u32;
+        self.saved = self.history.0.len() as u32;
         Ok(())
     }
 
-    /// The World the run's summary reads: a subject per clip, a frame per record.
+    /// The World the clip's summary reads: its subject, a frame per record.
     fn summary_world(&self) -> World {
         let mut world = World::new();
         world.insert_resource(self.last_terms.clone());
-        let mut subjects: BTreeMap<u32, Entity> = BTreeMap::new();
+        let subject = world.spawn(Subject { id: 0, name: self.subject.to_string() }).id();
         for r in &self.records {
-            let subject = *subjects.entry(r.clip).or_insert_with(|| world.spawn(Subject { id: r.clip, name: r.subject.clone() }).id());
-            let mut e = world.spawn((Frame { subject, subject_id: r.clip, index: r.index, name: r.name.clone() }, r.coeffs.clone()));
+            let mut e = world.spawn((Frame { subject, subject_id: 0, index: r.index, name: r.name.clone() }, r.coeffs.clone()));
             if let Some(p) = &r.pose {
                 e.insert(p.clone());
             }
@@ -289,151 +270,109 @@ impl Windowed<'_> {
     }
 }
 
-/// Spawns one clip's frames (a single subject, numbered `clip`); returns the subject.
-fn spawn_loaded_one_subject<'a>(world: &mut World, frames: impl IntoIterator<Item = &'a LoadedFrame>, model: &MorphableModel, clip: u32) -> anyhow::Result<Entity> {
+/// Spawns one clip's frames (a single subject); returns the subject.
+fn spawn_loaded_one_subject<'a>(world: &mut World, frames: impl IntoIterator<Item = &'a LoadedFrame>, model: &MorphableModel) -> anyhow::Result<Entity> {
     let subjects = crate::run::data::spawn_loaded(world, frames, model);
     let [subject] = subjects[..] else { bail!("a window holds frames of {} clips", subjects.len()) };
-    world.get_mut::<Subject>(subject).context("the window's subject")?.id = clip;
-    let mut q = world.query::<&mut Frame>();
-    for mut frame in q.iter_mut(world) {
-        frame.subject_id = clip;
-    }
     Ok(subject)
 }
 
-/// Runs a scene whose data is video clips and which sets `window`: each clip streamed and fitted
-/// window by window; a single clip no longer than one window is fitted all at once (with the
-/// checkpoints of any run).
-pub(crate) fn run_windows(loaded: &LoadedScene, window: &Window, (spec, clips): (FolderSpec, Vec<Listed>), options: &RunOptions) -> anyhow::Result<RunSummary> {
-    go_on(loaded, window, &spec, &clips, options, None)
+/// What fitting a clip in windows gave.
+pub(crate) enum ClipFit {
+    /// The clip has no more frames than one window: fit them all at once, as any subject.
+    Whole { frames: Vec<LoadedFrame>, skipped: Vec<Skipped> },
+    /// Fitted and written, window by window.
+    Windows(Box<SubjectRecord>),
 }
 
-/// Whether `dir` holds a windowed run's checkpoint.
-pub fn has_checkpoint(dir: &Path) -> bool {
-    dir.join(FILE).exists()
-}
-
-/// Continues the windowed run in `dir` from its last finished window: the clips are streamed and
-/// tracked again (deterministically), the frames fitted before the stop skipped but for the next
-/// window's context.
-pub fn resume(dir: &Path, overrides: &[String], options: &RunOptions) -> anyhow::Result<RunSummary> {
-    let path = dir.join(FILE);
-    let text = std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
-    let checkpoint: WindowsCheckpoint = serde_json::from_str(&text).with_context(|| format!("{}: not a windowed run's checkpoint", path.display()))?;
-    if checkpoint.finished {
-        bail!("the windowed run in {} is finished", dir.display());
-    }
-    let mut loaded = LoadedScene { scene: checkpoint.scene.clone(), file: checkpoint.scene_file.clone(), source: String::new() };
-    loaded.apply_overrides(overrides)?;
-    loaded.scene.outputs.dir = dir.to_path_buf();
-    let window = loaded.scene.window.clone().with_context(|| format!("{}: the scene has no `window`", path.display()))?;
-    let (spec, clips) = clips_of(&loaded.scene.data)?.with_context(|| format!("{}: the data is not video clips", path.display()))?;
-    tracing::info!("resuming {} after window {} (clip {}, {} frames fitted)", dir.display(), checkpoint.windows, checkpoint.clip, checkpoint.fitted);
-    go_on(&loaded, &window, &spec, &clips, options, Some(checkpoint))
-}
-
-fn go_on(loaded: &LoadedScene, window: &Window, spec: &FolderSpec, clips: &[Listed], options: &RunOptions, from: Option<WindowsCheckpoint>) -> anyhow::Result<RunSummary> {
-    let scene = &loaded.scene;
-    if window.frames < 2 || window.overlap >= window.frames {
-        bail!("{}: window: `frames` must be at least 2 and `overlap` less than `frames` (got {} and {})", loaded.file, window.frames, window.overlap);
-    }
+/// Fits the clip `listed` (subject `subject` at `position` of the manifest) window by window, going
+/// on from its windows checkpoint when there is one. `fitter.iterations` counts what it ran.
+pub(crate) fn fit_clip(fitter: &mut Fitter, position: usize, subject: &str, listed: &Listed, window: &Window) -> anyhow::Result<ClipFit> {
     let started = Instant::now();
-    let model = Arc::new(load_model(&scene.model)?);
-    let plan = plan(loaded)?;
-    let backend = Backend::select(scene.backend)?;
-    let out_dir = scene.outputs.dir.clone();
-    std::fs::create_dir_all(&out_dir).with_context(|| format!("creating the output folder {}", out_dir.display()))?;
+    if window.frames < 2 || window.overlap >= window.frames {
+        bail!("{}: window: `frames` must be at least 2 and `overlap` less than `frames` (got {} and {})", fitter.loaded.file, window.frames, window.overlap);
+    }
+    let path = checkpoint_path(fitter.dir, subject);
+    let from: Option<WindowsCheckpoint> = if path.exists() {
+        let text = std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
+        Some(serde_json::from_str(&text).with_context(|| format!("{}: not a clip's windows checkpoint", path.display()))?)
+    } else {
+        None
+    };
+    let dir = fitter.dir.to_path_buf();
     let mut w = Windowed {
-        loaded,
-        plan: &plan,
-        model: model.clone(),
-        backend: backend.clone(),
+        fitter: &*fitter,
+        subject,
         window: window.clone(),
-        progress: options.progress,
         buffer: Vec::new(),
         next_index: 0,
-        clip: 0,
         resume_at: 0,
-        saved_iterations: 0,
         last_terms: LossTerms::default(),
         carried: None,
         records: Vec::new(),
         written: Written::default(),
         skipped: Vec::new(),
-        stop_after: options.stop_after,
+        ran: fitter.iterations,
         history: LossHistory::default(),
+        saved: 0,
         windows: 0,
         frames: 0,
         most_held: 0,
     };
-    let first_clip = match &from {
-        Some(c) => {
-            (w.records, w.skipped, w.history, w.carried) = (c.records.clone(), c.skipped.clone(), LossHistory(c.history.clone()), c.carried.clone());
-            (w.windows, w.frames, w.most_held, w.saved_iterations) = (c.windows, c.frames, c.most_held, c.history.len() as u32);
-            w.written.files.clone_from(&c.files);
-            for (clip, yaw) in &c.frontal {
-                let name = &c.records.iter().find(|r| r.clip == *clip).with_context(|| format!("{}: no frame of clip {clip}", FILE))?.subject;
-                let png = out_dir.join(format!("{name}_texture.png"));
-                let image = crate::io::inputs::decode_image(&png).with_context(|| format!("the clip's texture {}", png.display()))?;
-                w.written.frontal.insert(*clip, (*yaw, image.into_raw().iter().map(|&b| b as f32 / 255.0).collect()));
-            }
-            c.clip as usize
+    if let Some(c) = from {
+        tracing::info!("{subject}: going on after window {} ({} frames fitted)", c.windows, c.fitted);
+        (w.records, w.skipped, w.history, w.carried, w.resume_at) = (c.records, c.skipped, LossHistory(c.history), c.carried, c.fitted);
+        (w.windows, w.frames, w.most_held, w.saved) = (c.windows, c.frames, c.most_held, w.history.0.len() as u32);
+        w.written.files = c.files;
+        if let Some(yaw) = c.frontal {
+            let png = dir.join(format!("{subject}_texture.png"));
+            let image = crate::io::inputs::decode_image(&png).with_context(|| format!("the clip's texture {}", png.display()))?;
+            w.written.frontal.insert(0, (yaw, image.into_raw().iter().map(|&b| b as f32 / 255.0).collect()));
         }
-        None => 0,
+    }
+    let spec = w.fitter.spec;
+    let mut skipped = std::mem::take(&mut w.skipped);
+    let mut skip = |file: PathBuf, reason: String| -> anyhow::Result<()> {
+        if spec.strict {
+            bail!("{}: {reason} (strict: every input must be usable)", file.display());
+        }
+        // A resumed clip's lost frames were listed before the stop.
+        if !skipped.iter().any(|s| s.file == file) {
+            tracing::warn!("skipped {}: {reason}", file.display());
+            skipped.push(Skipped { file, reason });
+        }
+        Ok(())
     };
-    let single = clips.len() == 1;
-    for (k, clip) in clips.iter().enumerate().skip(first_clip) {
-        let resuming = from.as_ref().filter(|c| c.clip as usize == k);
-        (w.clip, w.next_index, w.resume_at) = (k as u32, 0, resuming.map_or(0, |c| c.fitted));
-        if resuming.is_none() {
-            w.carried = None;
-        }
-        let mut skipped = std::mem::take(&mut w.skipped);
-        let mut skip = |file: PathBuf, reason: String| -> anyhow::Result<()> {
-            if spec.strict {
-                bail!("{}: {reason} (strict: every input must be usable)", file.display());
-            }
-            // A resumed clip's lost frames were listed before the stop.
-            if !skipped.iter().any(|s| s.file == file) {
-                tracing::warn!("skipped {}: {reason}", file.display());
-                skipped.push(Skipped { file, reason });
-            }
-            Ok(())
-        };
-        let streamed = stream_video(spec, clip, &mut |frame| w.push(frame), &mut skip);
-        w.skipped = skipped;
-        streamed?;
-        if single && w.windows == 0 {
-            // The clip fits in one window: the ordinary run, with its checkpoints.
-            if w.buffer.is_empty() {
-                bail!("no usable frame in {} ({})", clip.image.display(), w.skipped.iter().map(|s| format!("{}: {}", s.file.display(), s.reason)).collect::<Vec<_>>().join("; "));
-            }
-            let frames: Vec<LoadedFrame> = w.buffer.drain(..).map(|(_, f)| f).collect();
-            let mut world = new_world(&model, &backend, &scene.losses);
-            crate::run::data::spawn_loaded(&mut world, &frames, &model);
-            let (schedule, after_last) = (build_schedule(loaded, &plan)?, build_after_last(loaded, &plan)?);
-            let prepared = Prepared { world, schedule, after_last, model, backend, frames: frames.len(), skipped: w.skipped, graph: svg(&plan) };
-            drop(frames);
-            return continue_run(loaded, prepared, 0, LossHistory::default(), options);
-        }
-        if w.has_new() {
-            w.fit()?;
-        }
+    let streamed = stream_video(spec, listed, &mut |frame| w.push(frame), &mut skip);
+    w.skipped = skipped;
+    streamed?;
+    if w.windows == 0 {
+        return Ok(ClipFit::Whole { frames: w.buffer.drain(..).map(|(_, f)| f).collect(), skipped: w.skipped });
     }
-    if w.frames == 0 {
-        bail!("no usable frame in {} ({} skipped)", spec.path.display(), w.skipped.len());
+    if w.has_new() {
+        w.fit()?;
     }
-    tracing::info!("{} frames in {} windows, at most {} frames held at once", w.frames, w.windows, w.most_held);
-    w.save(true)?;
-    let mut records = w.summary_world();
-    let facts = RunFacts {
-        backend: backend.describe(),
+    tracing::info!("{subject}: {} frames in {} windows, at most {} frames held at once", w.frames, w.windows, w.most_held);
+    let (model, scene) = (&w.fitter.model, &w.fitter.loaded.scene);
+    let mut world = w.summary_world();
+    let Written { mut files, strips, frontal } = std::mem::take(&mut w.written);
+    if scene.outputs.animation {
+        files.extend(crate::io::outputs::write_clip_animations(&mut world, model, &dir, &frontal, scene.outputs.texture)?);
+    }
+    let record = SubjectRecord {
+        subject: subject.to_string(),
+        position,
         frames: w.frames,
-        skipped: w.skipped,
-        graph: svg(&plan),
+        files: files.iter().map(|f| f.strip_prefix(&dir).map_or_else(|_| f.clone(), Path::to_path_buf)).collect(),
+        skipped: w.skipped.clone(),
+        clips: crate::eval::stability::measure_clips(&mut world, model),
+        history: w.history.0.clone(),
+        strips: if position < crate::report::MAX_FRAME_STRIPS { strips.iter().map(|s| save_strip(&dir, s)).collect::<anyhow::Result<_>>()? } else { Vec::new() },
         windows: Some(WindowsDone { windows: w.windows, frames: window.frames, overlap: window.overlap, most_held: w.most_held }),
-        shard: None,
-        merged: None,
+        seconds: started.elapsed().as_secs_f64(),
+        ..SubjectRecord::default()
     };
-    clock::time(clock::Stage::Write, || write_run(loaded, &mut records, &model, facts, w.history, started, w.written))
+    let ran = w.ran;
+    fitter.iterations = ran;
+    Ok(ClipFit::Windows(Box::new(record)))
 }
