@@ -491,3 +491,60 @@ fn a_long_clip_is_fitted_in_windows_as_steadily_as_all_at_once_and_resumes_mid_c
     }
     assert_eq!(clip_metrics(&stopped_dir), clip_metrics(&windows_dir), "the clip's stability after the resume");
 }
+
+#[test]
+fn a_folder_of_clips_in_windows_shards_whole_clips_and_merges_as_one_process() {
+    // Two 10-frame clips, windows of 6 with 2 of context: each clip one subject, never split.
+    let dir = tempfile::tempdir().unwrap();
+    let clips = dir.path().join("clips");
+    std::fs::create_dir_all(&clips).unwrap();
+    for (name, frames) in [("a", 10), ("b", 9)] {
+        let frames_dir = dir.path().join(name);
+        std::fs::create_dir_all(&frames_dir).unwrap();
+        std::fs::rename(slow_clip(&frames_dir, frames, usize::MAX), clips.join(format!("{name}.mp4"))).unwrap();
+    }
+    let text = |out: &Path| {
+        scene(
+            &format!(
+                r#"Scene(
+                data: Folder(path: {clips:?}, size: 128),
+                model: Procedural(preset: Tiny),
+                backend: Cpu,
+                systems: [(name: "share_identity"), (name: "pgn", settings: (camera: ScaledRotation)), (name: "reconstruct"), (name: "vertex_normals"), (name: "render")],
+                losses: {{"landmark": 1.0, "regulariser": 1.0, "temporal": 10.0}},
+                iterations: 100,
+                window: (frames: 6, overlap: 2, iterations: 50),
+                outputs: (dir: {out:?}, coefficients: true, landmarks: true, animation: true),
+            )"#,
+                clips = clips.display().to_string(),
+                out = out.display().to_string()
+            ),
+            "clips.ron",
+        )
+    };
+    let one = dir.path().join("one");
+    let single = faceforge::run::run_with(&text(&one), &faceforge::run::RunOptions::default()).unwrap();
+    let done = single.windows.clone().expect("fitted in windows");
+    assert_eq!((single.frames, done.windows, done.most_held), (19, 4, 6), "a: 6 + 4 new frames, b: 6 + 3");
+
+    let run = dir.path().join("sharded");
+    let shard = |i| faceforge::run::RunOptions { shard: Some(faceforge::run::shard::Shard::new(i, 2).unwrap()), ..Default::default() };
+    faceforge::run::run_with(&text(&run), &shard(0)).unwrap();
+    // Shard 1 (clip b) stopped in its second window, then started again.
+    let stop = faceforge::run::RunOptions { stop_after: Some(120), ..shard(1) };
+    let err = faceforge::run::run_with(&text(&run), &stop).unwrap_err();
+    let stopped = err.downcast_ref::<faceforge::run::Interrupted>().unwrap_or_else(|| panic!("{err:#}"));
+    assert_eq!((stopped.window, stopped.iteration, stopped.subject.as_deref()), (Some(2), 20, Some("b")), "{err}");
+    faceforge::run::run_with(&text(&run), &shard(1)).unwrap();
+    assert!(run.join("shard-0-of-2/a.glb").exists() && run.join("shard-1-of-2/b.glb").exists(), "each clip whole in its shard");
+
+    let merged = faceforge::run::merge::merge(std::slice::from_ref(&run), None).unwrap();
+    assert!(merged.merged.as_ref().unwrap().complete());
+    assert_eq!(merged.frames, 19);
+    for name in ["a.glb", "b.glb", "a_animation.csv", "b_animation.csv", "a_f00000.json", "a_f00009.pts", "b_f00005.json", "b_f00008.pts"] {
+        assert!(std::fs::read(one.join(name)).unwrap() == std::fs::read(run.join(name)).unwrap(), "{name}: merged shards against one process");
+    }
+    let clips_of = |dir: &Path| serde_json::from_str::<serde_json::Value>(&std::fs::read_to_string(dir.join("metrics.json")).unwrap()).unwrap()["clips"].clone();
+    assert_eq!(clips_of(&one), clips_of(&run), "each clip's stability");
+    assert_eq!(clips_of(&run).as_array().unwrap().len(), 2);
+}

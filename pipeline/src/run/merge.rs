@@ -82,6 +82,9 @@ fn shard_folders(dirs: &[PathBuf]) -> anyhow::Result<Vec<PathBuf>> {
 
 /// A per-frame file of a shard, in the merged folder: a hard link, or a copy across file systems.
 fn link(from: &Path, to: &Path) -> anyhow::Result<()> {
+    if let Some(parent) = to.parent() {
+        std::fs::create_dir_all(parent).with_context(|| format!("creating {}", parent.display()))?;
+    }
     if to.exists() {
         std::fs::remove_file(to).with_context(|| format!("replacing {}", to.display()))?;
     }
