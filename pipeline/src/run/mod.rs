@@ -301,13 +301,6 @@ pub fn run_with(loaded: &LoadedScene, options: &RunOptions) -> anyhow::Result<Ru
     continue_run(loaded, prepared, 0, LossHistory::default(), options)
 }
 
-/// Runs a World the caller prepared (and may have added resources to, e.g. a network) to the
-/// scene's end, and writes its outputs.
-pub fn continue_prepared(loaded: &LoadedScene, prepared: Prepared, options: &RunOptions) -> anyhow::Result<RunSummary> {
-    check_output_folder(&loaded.scene.outputs.dir, options.overwrite)?;
-    continue_run(loaded, prepared, 0, LossHistory::default(), options)
-}
-
 /// Continues the run whose output folder is `dir` from its checkpoint, to the scene's last
 /// iteration (`overrides`, e.g. `iterations=500`, apply to the scene it ran).
 pub fn resume(dir: &std::path::Path, overrides: &[String], options: &RunOptions) -> anyhow::Result<RunSummary> {
