@@ -250,27 +250,29 @@ pub fn icp_point_to_plane(source: &[f32], target: &[f32], target_normals: &[f32]
     let grid = NearestGrid::new(target, spacing(target));
     let mut transform = init;
     let mut rms = f64::INFINITY;
+    if source.is_empty() || target.is_empty() {
+        return IcpResult { transform, iterations: 0, rms };
+    }
+    // The nearest-point queries are most of the time: the source goes in a fixed number of
+    // chunks on the compute pool, whose sums are added in chunk order, so the result does not
+    // depend on the machine's thread count.
+    let points = source.len() / 3;
+    let chunk = points.div_ceil(ICP_CHUNKS).max(1);
     for iteration in 1..=max_iterations {
-        let mut ata = [[0.0f64; 6]; 6];
-        let mut atb = [0.0f64; 6];
-        let mut sum_sq = 0.0;
-        let mut count = 0usize;
-        for p in source.chunks(3) {
-            let p = transform.apply(point(p));
-            let Some((j, _)) = grid.nearest(p) else { return IcpResult { transform, iterations: 0, rms } };
-            let (q, n) = (point(&target[3 * j..]), point(&target_normals[3 * j..]));
-            let residual = dot(sub(p, q), n);
-            let c = cross(p, n);
-            let row = [c[0], c[1], c[2], n[0], n[1], n[2]];
-            for a in 0..6 {
-                for b in 0..6 {
-                    ata[a][b] += row[a] * row[b];
-                }
-                atb[a] -= row[a] * residual;
+        let parts = faceforge_kernels::parallel::map(points.div_ceil(chunk), |c| {
+            let mut part = NormalEquations::default();
+            for p in source[3 * c * chunk..(3 * (c + 1) * chunk).min(source.len())].chunks(3) {
+                let p = transform.apply(point(p));
+                let (j, _) = grid.nearest(p).expect("a non-empty target has a nearest point");
+                part.add(p, point(&target[3 * j..]), point(&target_normals[3 * j..]));
             }
-            sum_sq += residual * residual;
-            count += 1;
+            part
+        });
+        let mut sums = NormalEquations::default();
+        for part in &parts {
+            sums.merge(part);
         }
+        let NormalEquations { ata, atb, sum_sq, count } = sums;
         rms = (sum_sq / count.max(1) as f64).sqrt();
         let Some(x) = solve6(ata, atb) else { return IcpResult { transform, iterations: iteration, rms } };
         let step = Rigid { r: rotation_from_vector([x[0], x[1], x[2]]), t: [x[3], x[4], x[5]] };
@@ -280,6 +282,46 @@ pub fn icp_point_to_plane(source: &[f32], target: &[f32], target_normals: &[f32]
         }
     }
     IcpResult { transform, iterations: max_iterations, rms }
+}
+
+/// Chunks of an ICP step's source points (fixed, for results independent of the thread count).
+const ICP_CHUNKS: usize = 16;
+
+/// One ICP step's linearised point-to-plane problem, summed over pairs.
+#[derive(Default)]
+struct NormalEquations {
+    ata: [[f64; 6]; 6],
+    atb: [f64; 6],
+    sum_sq: f64,
+    count: usize,
+}
+
+impl NormalEquations {
+    /// The pair of source point `p` with target point `q` of normal `n`.
+    fn add(&mut self, p: [f64; 3], q: [f64; 3], n: [f64; 3]) {
+        let residual = dot(sub(p, q), n);
+        let c = cross(p, n);
+        let row = [c[0], c[1], c[2], n[0], n[1], n[2]];
+        for a in 0..6 {
+            for b in 0..6 {
+                self.ata[a][b] += row[a] * row[b];
+            }
+            self.atb[a] -= row[a] * residual;
+        }
+        self.sum_sq += residual * residual;
+        self.count += 1;
+    }
+
+    fn merge(&mut self, other: &NormalEquations) {
+        for a in 0..6 {
+            for b in 0..6 {
+                self.ata[a][b] += other.ata[a][b];
+            }
+            self.atb[a] += other.atb[a];
+        }
+        self.sum_sq += other.sum_sq;
+        self.count += other.count;
+    }
 }
 
 /// The mean distance from each point to its nearest other point: the cloud's spacing.
