@@ -151,6 +151,9 @@ fn two_shards_merged_equal_one_process() {
     let run_json = json(run.join("run.json"));
     assert_eq!(run_json["merged"]["shards"].as_array().unwrap().len(), 2);
     assert_eq!(run_json["merged"]["missing_shards"], serde_json::json!([]));
+    // The report's time and memory are the shards' (each shard's run.json), not the merge's own.
+    assert!(facts.shards.iter().all(|s| s.seconds > 0.0 && s.peak_memory_mb.is_some_and(|mb| mb > 0.0)), "{facts:?}");
+    assert!(std::fs::read_to_string(run.join("report.md")).unwrap().contains("s fitting in the shards"));
 
     // A shard missing: the merge says which, and still writes what it has.
     let partial = dir.path().join("partial");

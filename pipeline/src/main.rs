@@ -520,7 +520,7 @@ fn execute(cli: Cli) -> anyhow::Result<()> {
                 summary.iterations,
                 summary.seconds,
                 summary.backend,
-                summary.peak_memory_mb.map_or("–".into(), |mb| format!("{mb:.0} MB")),
+                faceforge::run::megabytes(summary.peak_memory_mb),
                 summary.files.len() + 1,
                 summary.out_dir.display()
             );

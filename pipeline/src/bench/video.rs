@@ -97,7 +97,7 @@ pub fn table(runs: &[VideoRun]) -> String {
         for (_, t) in &r.stages {
             s.push_str(&format!(" {:.0} % ({t:.1} s) |", 100.0 * t / total));
         }
-        s.push_str(&format!(" {} |\n", r.peak_memory_mb.map_or("–".into(), |mb| format!("{mb:.0} MB"))));
+        s.push_str(&format!(" {} |\n", crate::run::megabytes(r.peak_memory_mb)));
     }
     s
 }

@@ -6,7 +6,7 @@
 
 use crate::run::shard::{self, Manifest};
 use crate::run::subjects::{read_record, record_path, summarize, SubjectRecord};
-use crate::run::{load_model, RunSummary};
+use crate::run::{load_model, megabytes, RunSummary};
 use crate::scene::graph::{plan, svg};
 use crate::scene::LoadedScene;
 use anyhow::{bail, Context};
@@ -36,6 +36,9 @@ pub struct MergedShard {
     pub skipped: usize,
     /// Seconds its subjects took to fit and write (summed over restarts).
     pub seconds: f64,
+    /// The peak memory its last process reported in its `run.json` (none when it never ended).
+    #[serde(default)]
+    pub peak_memory_mb: Option<f64>,
 }
 
 impl Merged {
@@ -56,6 +59,24 @@ impl Merged {
         }
         text
     }
+
+    /// The report's time: the shards' fitting, not the merge's own seconds.
+    pub fn time(&self, merging: f64) -> String {
+        let fitting: f64 = self.shards.iter().map(|s| s.seconds).sum();
+        format!("{fitting:.1} s fitting in the shards (their subjects' times summed); {merging:.1} s merging")
+    }
+
+    /// The report's peak memory: the largest shard's, then the merge's own.
+    pub fn peak_memory(&self, merging: Option<f64>) -> String {
+        let largest = self.shards.iter().filter_map(|s| s.peak_memory_mb).reduce(f64::max);
+        format!("{} in the largest shard; {} merging", megabytes(largest), megabytes(merging))
+    }
+}
+
+/// The peak memory a shard's process wrote into its `run.json`.
+fn shard_peak_memory(dir: &Path) -> Option<f64> {
+    let text = std::fs::read_to_string(dir.join("run.json")).ok()?;
+    serde_json::from_str::<serde_json::Value>(&text).ok()?.get("peak_memory_mb")?.as_f64()
 }
 
 /// The shard folders named: a shard's folder itself, or a run's folder holding `shard-*`.
@@ -125,7 +146,7 @@ pub fn merge(dirs: &[PathBuf], out: Option<&Path>) -> anyhow::Result<RunSummary>
 
     let (mut records, mut shards, mut missing_subjects) = (Vec::<(PathBuf, SubjectRecord)>::new(), Vec::new(), Vec::new());
     for (dir, manifest) in folders.iter().zip(&manifests) {
-        let mut shard = MergedShard { index: manifest.shard.index, dir: dir.clone(), subjects: 0, done: 0, frames: 0, skipped: 0, seconds: 0.0 };
+        let mut shard = MergedShard { index: manifest.shard.index, dir: dir.clone(), subjects: 0, done: 0, frames: 0, skipped: 0, seconds: 0.0, peak_memory_mb: shard_peak_memory(dir) };
         for (_, subject) in manifest.mine() {
             shard.subjects += 1;
             let path = record_path(dir, &subject.name);

@@ -73,6 +73,11 @@ pub struct WindowsDone {
     pub most_held: usize,
 }
 
+/// A memory size for the report, "–" when unknown.
+pub fn megabytes(mb: Option<f64>) -> String {
+    mb.map_or("–".into(), |mb| format!("{mb:.0} MB"))
+}
+
 /// The process's peak resident set size in MB (`VmHWM` of /proc/self/status), on Linux.
 pub fn peak_memory_mb() -> Option<f64> {
     let status = std::fs::read_to_string("/proc/self/status").ok()?;
@@ -618,8 +623,8 @@ pub(crate) fn write_summary(loaded: &LoadedScene, model: &MorphableModel, facts:
         .chain(shard.filter(|s| !s.is_whole()).map(|s| ("shard".to_string(), format!("{s}: every {}-th subject from the {}-th (merge the shards with `faceforge merge`)", s.count, s.index))))
         .chain(merged.as_ref().map(|m| ("merged".to_string(), m.describe())))
         .chain([
-            ("time".into(), format!("{seconds:.1} s")),
-            ("peak memory".into(), peak_memory_mb().map_or("–".into(), |mb| format!("{mb:.0} MB"))),
+            ("time".into(), merged.as_ref().map_or(format!("{seconds:.1} s"), |m| m.time(seconds))),
+            ("peak memory".into(), merged.as_ref().map_or(megabytes(peak_memory_mb()), |m| m.peak_memory(peak_memory_mb()))),
         ])
         .chain((!skipped.is_empty()).then(|| ("skipped inputs".to_string(), skipped.iter().map(|s| format!("{}: {}", s.file.display(), s.reason)).collect::<Vec<_>>().join("; "))))
         .collect(),

@@ -320,7 +320,7 @@ fn write_report(loaded: &LoadedScene, s: &TrainSummary) -> anyhow::Result<()> {
             facts.push((format!("2D NME {name}"), pct(v)));
         }
     }
-    facts.push(("peak memory".into(), s.peak_memory_mb.map_or("–".into(), |mb| format!("{mb:.0} MB"))));
+    facts.push(("peak memory".into(), crate::run::megabytes(s.peak_memory_mb)));
     let graph = crate::scene::graph::plan(loaded).ok().map(|p| crate::scene::graph::svg(&p));
     let report = RunReport { title: loaded.name(), facts, metrics: None, losses: &s.loss_history, images: &[], heat_map: None, graph, clips: &[], viewers: Vec::new() };
     for (name, text) in [
@@ -491,7 +491,7 @@ pub fn resume(dir: &std::path::Path, overrides: &[String], options: &crate::run:
 pub fn summary_text(s: &TrainSummary) -> String {
     let h = &s.held_out;
     let pct = |v: Option<f32>| v.map_or("–".to_string(), |v| format!("{v:.2} %"));
-    let mut text = format!("{}: {} steps × {} frames in {:.1} s, peak memory {}; weights {}\n", s.scene, s.steps, s.frames_per_step, s.seconds, s.peak_memory_mb.map_or("–".into(), |mb| format!("{mb:.0} MB")), s.weights.display());
+    let mut text = format!("{}: {} steps × {} frames in {:.1} s, peak memory {}; weights {}\n", s.scene, s.steps, s.frames_per_step, s.seconds, crate::run::megabytes(s.peak_memory_mb), s.weights.display());
     text.push_str(&format!(
         "held out ({} frames), 2D NME (mean of yaw-bin means): network landmarks {}, reconstruction {}, mean face {}\n",
         h.frames,
