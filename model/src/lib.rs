@@ -12,5 +12,5 @@ pub mod subdivide;
 
 pub use file::{atomic_write, Dims, ModelError, ModelErrorKind};
 pub use generate::{generate, ModelArrays, ModelSpec, Preset};
-pub use model::MorphableModel;
+pub use model::{map_file, MorphableModel};
 pub use rng::SplitMix64;

@@ -183,11 +183,12 @@ impl MorphableModel {
     }
 }
 
-/// The one place the model crate needs `unsafe`: memmap2 cannot promise that no other process
-/// truncates the file while it is mapped. faceforge only reads model files, and `parse` checks
-/// the whole image right after mapping.
+/// The one place faceforge needs `unsafe`: memmap2 cannot promise that no other process
+/// truncates the file while it is mapped. faceforge only reads what it maps (model files, a
+/// training's frame cache), and checks the whole image right after mapping (`parse`, the cache's
+/// checksum).
 #[allow(unsafe_code)]
-fn map_file(f: &std::fs::File) -> std::io::Result<memmap2::Mmap> {
+pub fn map_file(f: &std::fs::File) -> std::io::Result<memmap2::Mmap> {
     // SAFETY: read-only map of a file faceforge does not write while it is open; see above.
     unsafe { memmap2::Mmap::map(f) }
 }

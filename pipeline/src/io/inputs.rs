@@ -265,7 +265,7 @@ pub(crate) fn safe_stem(path: &Path) -> String {
 
 /// Where an image's landmarks are: beside it, or in `pts_dir` under its name relative to the
 /// input it was listed from.
-fn pts_path(spec: &FolderSpec, image: &Path) -> PathBuf {
+pub(crate) fn pts_path(spec: &FolderSpec, image: &Path) -> PathBuf {
     match &spec.pts_dir {
         Some(dir) => {
             let relative = std::iter::once(&spec.path).chain(&spec.also).find_map(|root| image.strip_prefix(root).ok().filter(|r| !r.as_os_str().is_empty()));
@@ -457,10 +457,24 @@ pub(crate) fn subjects(spec: &FolderSpec) -> anyhow::Result<Vec<(String, Vec<Lis
 
 /// `load` of the listed images only (one subject's, when a run goes subject by subject).
 pub(crate) fn load_listed(spec: &FolderSpec, listed: &[Listed], model: &MorphableModel) -> anyhow::Result<(Vec<LoadedFrame>, Vec<Skipped>)> {
+    let mut frames = Vec::new();
+    let skipped = stream_listed(spec, listed, model, &mut |f| {
+        frames.push(f);
+        Ok(())
+    })?;
+    Ok((frames, skipped))
+}
+
+/// `load_listed` frame by frame: each frame goes to `emit` as it is cut (a training's frame cache
+/// writes them to disk, so a folder of any size passes through flat memory); returns what was
+/// skipped.
+pub(crate) fn stream_listed(spec: &FolderSpec, listed: &[Listed], model: &MorphableModel, emit: &mut impl FnMut(LoadedFrame) -> anyhow::Result<()>) -> anyhow::Result<Vec<Skipped>> {
     if spec.size == 0 || !(spec.crop_scale > 0.0 && spec.crop_scale.is_finite()) {
         anyhow::bail!("data.Folder: `size` must be at least 1 and `crop_scale` a positive number (got {} and {})", spec.size, spec.crop_scale);
     }
-    let (mut frames, mut skipped) = (Vec::new(), Vec::new());
+    let mut skipped = Vec::new();
+    // The names given so far in this subject's images (a clip's `x.png` beside `x.jpg`).
+    let mut names: std::collections::HashSet<String> = std::collections::HashSet::new();
     let mut skip = |file: PathBuf, reason: String| -> anyhow::Result<()> {
         if spec.strict {
             anyhow::bail!("{} (strict: every input must be usable)", if reason.contains(&file.display().to_string()) { reason } else { format!("{}: {reason}", file.display()) });
@@ -470,10 +484,7 @@ pub(crate) fn load_listed(spec: &FolderSpec, listed: &[Listed], model: &Morphabl
     };
     for listed in listed {
         if video::is_video(&listed.image) {
-            stream_video(spec, listed, &mut |f| {
-                frames.push(f);
-                Ok(())
-            }, &mut skip)?;
+            stream_video(spec, listed, emit, &mut skip)?;
             continue;
         }
         let image_path = listed.image.clone();
@@ -501,15 +512,16 @@ pub(crate) fn load_listed(spec: &FolderSpec, listed: &[Listed], model: &Morphabl
             let mut name = if several { format!("{base_name}_face{k}") } else { base_name.clone() };
             // A clip's `x.png` and `x.jpg` would write the same outputs: the second keeps its
             // extension.
-            if frames.iter().any(|f: &LoadedFrame| f.name == name) {
+            if names.contains(&name) {
                 name = format!("{name}_{}", image_path.extension().map(|e| e.to_string_lossy().to_ascii_lowercase()).unwrap_or_default());
             }
+            names.insert(name.clone());
             let mut frame = image.crop(spec, name, subject, &points, dense);
             frame.truth = truth.as_ref().map(|t| faceforge_components::GroundTruth { pose: t.pose.as_ref().map(|p| pose_in_crop(p, &frame.crop)), ..t.clone() });
-            frames.push(frame);
+            emit(frame)?;
         }
     }
-    Ok((frames, skipped))
+    Ok(skipped)
 }
 
 /// The ground truth `faceforge synth` wrote beside an image (`NAME.ron`), when there is one for

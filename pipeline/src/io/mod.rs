@@ -2,6 +2,7 @@
 //! exact ground truth, the importers of the morphable models users own (MAT, HDF5), and what a run
 //! writes per frame (meshes, textures, landmarks).
 
+pub mod frame_cache;
 pub mod hdf5;
 pub mod import;
 pub mod inputs;
