@@ -115,6 +115,7 @@ pub fn evaluate(model: &MorphableModel, results: &Path, truth: &Path, out: &Path
         graph: None,
         clips: &[],
         viewers: Vec::new(),
+        plots: Vec::new(),
     };
     let mut files = Vec::new();
     for (name, text) in [("metrics.json", serde_json::to_string_pretty(&metrics)?), ("report.md", run_markdown(&report)), ("report.html", run_html(&report))] {

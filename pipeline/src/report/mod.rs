@@ -158,6 +158,8 @@ pub struct RunReport<'a> {
     pub clips: &'a [crate::eval::stability::ClipStability],
     /// The clips' animated-glTF viewer pages (file names in the output folder).
     pub viewers: Vec<String>,
+    /// More curves, drawn after the losses (a training's held-out measures over its steps).
+    pub plots: Vec<LinePlot>,
 }
 
 /// The accuracy table's rows: (metric, fit, mean face).
@@ -299,6 +301,9 @@ pub fn run_html(r: &RunReport) -> String {
     if !series.is_empty() {
         body.push_str("<h2>Loss curves</h2><div class=\"plots\">");
         body.push_str(&loss_plot("loss per term", series));
+        for plot in &r.plots {
+            body.push_str(&plot.svg());
+        }
         body.push_str("</div>");
     }
     if let Some(m) = r.metrics {

@@ -36,6 +36,12 @@ fn populate_folder(world: &mut World, spec: &FolderSpec, model: &MorphableModel)
 /// Spawns loaded frames (and a subject per subject name) with coefficients at the model's mean;
 /// returns the subjects' entities in order.
 pub(crate) fn spawn_loaded<'a>(world: &mut World, frames: impl IntoIterator<Item = &'a LoadedFrame>, model: &MorphableModel) -> Vec<Entity> {
+    spawn_loaded_after(world, frames, model, 0)
+}
+
+/// `spawn_loaded` into a World that already holds `first_id` subjects (a training's synthetic
+/// faces beside its real frames): the subject ids go on from there.
+pub(crate) fn spawn_loaded_after<'a>(world: &mut World, frames: impl IntoIterator<Item = &'a LoadedFrame>, model: &MorphableModel, first_id: u32) -> Vec<Entity> {
     let mut subjects: Vec<(String, Entity)> = Vec::new();
     let mut counts: Vec<u32> = Vec::new();
     for f in frames {
@@ -43,12 +49,12 @@ pub(crate) fn spawn_loaded<'a>(world: &mut World, frames: impl IntoIterator<Item
             Some(i) => i,
             None => {
                 let id = subjects.len();
-                subjects.push((f.subject.clone(), world.spawn(Subject { id: id as u32, name: f.subject.clone() }).id()));
+                subjects.push((f.subject.clone(), world.spawn(Subject { id: first_id + id as u32, name: f.subject.clone() }).id()));
                 counts.push(0);
                 id
             }
         };
-        let frame = Frame { subject: subjects[id].1, subject_id: id as u32, index: counts[id], name: f.name.clone() };
+        let frame = Frame { subject: subjects[id].1, subject_id: first_id + id as u32, index: counts[id], name: f.name.clone() };
         counts[id] += 1;
         let mut entity = world.spawn((
             frame,

@@ -6,6 +6,7 @@ pub mod data;
 pub mod detect;
 pub mod infer;
 pub mod merge;
+pub mod real_data;
 pub mod reconstruct;
 pub mod shard;
 pub mod subjects;
@@ -638,6 +639,7 @@ pub(crate) fn write_summary(loaded: &LoadedScene, model: &MorphableModel, facts:
         graph: (!graph.is_empty()).then_some(graph),
         clips: &clips,
         viewers: files.iter().filter_map(|f| f.file_name()?.to_str().filter(|n| n.ends_with("_viewer.html")).map(str::to_string)).collect(),
+        plots: Vec::new(),
     };
     for (name, text) in [("report.md", run_markdown(&report)), ("report.html", run_html(&report)), ("losses.csv", loss_history.csv())] {
         let path = out_dir.join(name);

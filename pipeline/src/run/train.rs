@@ -1,11 +1,13 @@
 //! `faceforge train`: learn mode. Each step draws a fresh batch of synthetic frames (seeded by the
-//! step, so a resumed training sees the batches an uninterrupted one would), runs the scene's
-//! graph once — `encode` (the network), the fit mode's stages and losses, `encode_backward`,
+//! step, so a resumed training sees the batches an uninterrupted one would), or takes the next
+//! items of a folder's or a video's frames (`real_data`, a seeded shuffle per epoch) with
+//! synthetic faces mixed in, runs the scene's graph once — `encode` (the network), the fit mode's stages and losses, `encode_backward`,
 //! `encoder_step` — and so trains the network through the ECS graph. At the end: the weights
 //! (burn's record), the loss history, and the network measured on held-out frames against the
 //! mean-face baseline.
 
 use crate::run::data;
+use crate::run::real_data::{EpochPosition, RealSet};
 use crate::scene::graph::{build_schedule, plan};
 use crate::eval::metrics::{mean_of_bin_means, nme_2d, pose_error, yaw_bin, Spread};
 use crate::report::{run_html, run_markdown, LossHistory, RunReport};
@@ -15,6 +17,7 @@ use crate::io::synth::SynthSpec;
 use anyhow::{bail, Context};
 use bevy_ecs::prelude::{Entity, Or, Schedule, With, World};
 use faceforge_components::{Coeffs, Frame, GroundTruth, Iteration, LossTerms, Landmarks2d, Landmarks3d, Pose, Subject};
+use crate::report::svg::{LinePlot, Series};
 use faceforge_kernels::{project, Backend};
 use crate::scene::learn::LearnSpec;
 use faceforge_learn::{Learner, Trained};
@@ -86,7 +89,13 @@ pub struct TrainSummary {
     pub frames_per_step: usize,
     pub seconds: f64,
     pub weights: PathBuf,
+    /// On held-out synthetic faces (none, `frames: 0`, when the training has no synthetic data).
     pub held_out: HeldOut,
+    /// On held-out real frames, at the start, at each checkpoint and at the end (`Folder` or
+    /// `Video` data).
+    pub held_out_real: Vec<RealHeldOut>,
+    /// Where the last step's batch started in the epochs (`Folder` or `Video` data).
+    pub epoch: Option<EpochPosition>,
     pub losses: BTreeMap<String, f32>,
     #[serde(skip)]
     pub loss_history: LossHistory,
@@ -101,23 +110,103 @@ struct TrainState {
     scene: crate::Scene,
     step: u32,
     loss_history: Vec<BTreeMap<String, f32>>,
+    /// Where the next step's batch starts (`Folder`/`Video` data; it follows from the step and
+    /// the seed, and is kept here to be read).
+    #[serde(default)]
+    epoch: Option<EpochPosition>,
+    #[serde(default)]
+    held_out_real: Vec<RealHeldOut>,
+}
+
+/// What the network does on held-out real frames, which have no 3D truth: 2D NME against the
+/// data's own landmarks (the `.pts` files or the detector's).
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct RealHeldOut {
+    /// Steps trained when measured.
+    pub step: u32,
+    pub frames: usize,
+    /// 2D NME (%) of the network's landmarks X_UV (a guidance network).
+    pub nme_network: Option<f32>,
+    /// 2D NME (%) of the model's landmarks under the pose (once the heads are trained).
+    pub nme_reconstruction: Option<f32>,
+    /// 2D NME (%) of the training frames' mean landmarks: a prediction that ignores the image.
+    pub nme_mean: f32,
+}
+
+/// Where a training's frames come from.
+pub enum TrainingData {
+    /// A fresh synthetic batch each step.
+    Synthetic(SynthSpec),
+    /// A folder's or a video's frames, with synthetic faces mixed into every step.
+    Real { set: std::sync::Arc<RealSet>, synthetic: Option<SynthSpec> },
+}
+
+impl TrainingData {
+    /// The synthetic faces of each step, if any.
+    pub fn synthetic(&self) -> Option<&SynthSpec> {
+        match self {
+            TrainingData::Synthetic(spec) => Some(spec),
+            TrainingData::Real { synthetic, .. } => synthetic.as_ref(),
+        }
+    }
+}
+
+/// A scene's training data as written: synthetic, or a folder (a video's included).
+enum DataSource<'a> {
+    Synthetic(&'a SynthSpec),
+    Real(crate::io::inputs::FolderSpec),
 }
 
 const CHECKPOINT: &str = "checkpoint";
 
-fn learn_spec(loaded: &LoadedScene) -> anyhow::Result<(&LearnSpec, &SynthSpec)> {
+fn learn_spec(loaded: &LoadedScene) -> anyhow::Result<(&LearnSpec, DataSource<'_>)> {
     let scene = &loaded.scene;
     let Some(learn) = &scene.learn else {
         bail!("{}: `faceforge train` needs a `learn: (...)` section (network, trained parts); `faceforge run` fits without one", loaded.file);
     };
-    let DataSpec::Synthetic(spec) = &scene.data else {
-        bail!("{}: training draws its batches from synthetic data: `data: Synthetic(...)` (image folders are for `faceforge infer`)", loaded.file);
+    let input = learn.network.input;
+    let check_size = |what: &str, size: usize| -> anyhow::Result<()> {
+        if size != input {
+            bail!("{}: {what} is {size} but learn.network.input is {input}: the network takes the frames as they are", loaded.file);
+        }
+        Ok(())
     };
-    if spec.size != learn.network.input {
-        bail!("{}: data.Synthetic.size is {} but learn.network.input is {}: the network takes the frames as they are", loaded.file, spec.size, learn.network.input);
+    let source = match &scene.data {
+        DataSpec::Synthetic(spec) => {
+            check_size("data.Synthetic.size", spec.size)?;
+            if learn.synthetic.is_some() {
+                bail!("{}: learn.synthetic mixes synthetic faces into real data; with `data: Synthetic(...)` every frame is synthetic already", loaded.file);
+            }
+            DataSource::Synthetic(spec)
+        }
+        DataSpec::Folder(spec) => {
+            check_size("data.Folder.size", spec.size)?;
+            DataSource::Real(spec.clone())
+        }
+        DataSpec::Video(spec) => {
+            check_size("data.Video.size", spec.size)?;
+            DataSource::Real(spec.folder())
+        }
+        DataSpec::Sampled(_) => bail!("{}: training needs images: `data: Synthetic(...)`, `Folder(...)` or `Video(...)`", loaded.file),
+    };
+    if let Some(mix) = &learn.synthetic {
+        check_size("learn.synthetic.size", mix.size)?;
     }
     learn.network.check().map_err(|e| anyhow::anyhow!("{}: {e}", loaded.file))?;
-    Ok((learn, spec))
+    Ok((learn, source))
+}
+
+/// The scene's training data, a folder's frames loaded (once, for the whole training).
+fn training_data(loaded: &LoadedScene, model: &MorphableModel) -> anyhow::Result<TrainingData> {
+    let (learn, source) = learn_spec(loaded)?;
+    Ok(match source {
+        DataSource::Synthetic(spec) => TrainingData::Synthetic(spec.clone()),
+        DataSource::Real(folder) => {
+            let set = RealSet::load(&folder, model, learn.group, learn.held_out, loaded.scene.seed)?;
+            tracing::info!("{}: {} frames, {} items of {} trained on, {} held out", folder.path.display(), set.len(), set.training_items(), learn.group.max(1), learn.held_out);
+            TrainingData::Real { set: std::sync::Arc::new(set), synthetic: learn.synthetic.clone() }
+        }
+    })
 }
 
 fn new_learner(learn: &LearnSpec, model: &MorphableModel) -> anyhow::Result<Learner> {
@@ -139,13 +228,30 @@ fn new_learner(learn: &LearnSpec, model: &MorphableModel) -> anyhow::Result<Lear
     Ok(learner)
 }
 
-/// Replaces the World's frames and subjects by step `step`'s batch; drops the 3D annotations of
-/// the batch's 2D-only share.
-fn feed(world: &mut World, learn: &LearnSpec, spec: &SynthSpec, model: &MorphableModel, backend: &Backend, step: u32) -> anyhow::Result<usize> {
+/// Replaces the World's frames and subjects by step `step`'s batch: its synthetic faces (the 3D
+/// annotations of their 2D-only share dropped), then its real frames.
+fn feed(world: &mut World, learn: &LearnSpec, data: &TrainingData, model: &MorphableModel, backend: &Backend, step: u32, loaded: Option<Vec<crate::io::inputs::LoadedFrame>>) -> anyhow::Result<usize> {
     let old: Vec<Entity> = world.query_filtered::<Entity, Or<(With<Frame>, With<Subject>)>>().iter(world).collect();
     for e in old {
         world.despawn(e);
     }
+    let mut frames = match data.synthetic() {
+        Some(spec) => feed_synthetic(world, learn, spec, model, backend, step)?,
+        None => 0,
+    };
+    if let TrainingData::Real { set, .. } = data {
+        let batch = match loaded {
+            Some(batch) => batch,
+            None => set.batch(step, learn.batch)?,
+        };
+        let first_subject = world.query::<&Subject>().iter(world).count() as u32;
+        data::spawn_loaded_after(world, &batch, model, first_subject);
+        frames += batch.len();
+    }
+    Ok(frames)
+}
+
+fn feed_synthetic(world: &mut World, learn: &LearnSpec, spec: &SynthSpec, model: &MorphableModel, backend: &Backend, step: u32) -> anyhow::Result<usize> {
     let batch = batch_spec(spec, step);
     let (frames, _) = data::populate(world, &DataSpec::Synthetic(batch.clone()), model, backend, batch.seed)?;
     if learn.two_d_fraction > 0.0 {
@@ -169,7 +275,9 @@ pub struct Session {
     pub model: std::sync::Arc<MorphableModel>,
     pub backend: Backend,
     pub learn: LearnSpec,
-    pub data: SynthSpec,
+    pub data: TrainingData,
+    /// Real batches read ahead by the loader: the next step it sends, and the channel.
+    ahead: Option<(u32, crossbeam_channel::Receiver<anyhow::Result<Vec<crate::io::inputs::LoadedFrame>>>)>,
 }
 
 impl Session {
@@ -180,7 +288,8 @@ impl Session {
 
     /// `new` with the scene's model already loaded.
     pub fn with_model(loaded: &LoadedScene, model: std::sync::Arc<MorphableModel>, learner: Option<Learner>) -> anyhow::Result<Self> {
-        let (learn, data) = learn_spec(loaded)?;
+        let (learn, _) = learn_spec(loaded)?;
+        let data = training_data(loaded, &model)?;
         let scene = &loaded.scene;
         let plan = plan(loaded)?;
         let schedule = build_schedule(loaded, &plan)?;
@@ -191,12 +300,46 @@ impl Session {
         };
         let mut world = crate::run::new_world(&model, &backend, &scene.losses);
         world.insert_resource(learner);
-        Ok(Self { world, schedule, model, backend, learn: learn.clone(), data: data.clone() })
+        Ok(Self { world, schedule, model, backend, learn: learn.clone(), data, ahead: None })
     }
 
     /// Puts step `step`'s batch in the World; returns its frame count.
     pub fn feed(&mut self, step: u32) -> anyhow::Result<usize> {
-        feed(&mut self.world, &self.learn, &self.data, &self.model, &self.backend, step)
+        let real = match &mut self.ahead {
+            Some((next, receiver)) if *next == step => {
+                *next += 1;
+                Some(receiver.recv().map_err(|_| anyhow::anyhow!("the frame loader stopped before step {step}"))??)
+            }
+            _ => None,
+        };
+        feed(&mut self.world, &self.learn, &self.data, &self.model, &self.backend, step, real)
+    }
+
+    /// Starts the loader on steps `from..to` of real data (nothing for synthetic data): `feed`
+    /// takes those steps' batches from it, in order.
+    pub fn load_ahead(&mut self, from: u32, to: u32) {
+        if let TrainingData::Real { set, .. } = &self.data {
+            self.ahead = Some((from, set.load_ahead(from, to, self.learn.batch)));
+        }
+    }
+
+    /// Where step `step`'s batch starts in the epochs of real data.
+    pub fn epoch(&self, step: u32) -> Option<EpochPosition> {
+        match &self.data {
+            TrainingData::Real { set, .. } => Some(set.position(step, self.learn.batch)),
+            TrainingData::Synthetic(_) => None,
+        }
+    }
+
+    /// The network, as trained so far, on the held-out real frames (none with synthetic data).
+    /// Inference only: the training goes on as if it had not been measured.
+    pub fn measure_real(&mut self, step: u32) -> anyhow::Result<Option<RealHeldOut>> {
+        let TrainingData::Real { set, .. } = &self.data else { return Ok(None) };
+        let learner = self.world.remove_resource::<Learner>().expect("the learner");
+        let (learner, measured) = evaluate_real(learner, &self.model, &self.backend, set, step)?;
+        self.world.insert_resource(learner);
+        tracing::info!("held-out real frames at step {step}: 2D NME network {}, reconstruction {}, mean {:.2} %", pct(measured.nme_network), pct(measured.nme_reconstruction), measured.nme_mean);
+        Ok(Some(measured))
     }
 
     /// Runs the graph once on the frames in the World (at step `step`'s learning rate); returns
@@ -229,19 +372,24 @@ pub fn train(loaded: &LoadedScene, options: &crate::run::RunOptions, resume: boo
         learner.restore_optimizer(std::fs::read(checkpoint_dir.join("optimizer.bpk")).with_context(|| format!("reading {}", checkpoint_dir.join("optimizer.bpk").display()))?)?;
         learner.steps = state.step as u64;
         tracing::info!("resuming {} at step {} of {}", out_dir.display(), state.step, scene.iterations);
-        (state.step, LossHistory(state.loss_history), Some(learner))
+        (state.step, LossHistory(state.loss_history), Some((learner, state.held_out_real)))
     } else {
         crate::run::check_output_folder(&out_dir, options.overwrite)?;
         (0, LossHistory::default(), None)
     };
+    let (learner, mut held_out_real) = learner.map_or((None, Vec::new()), |(l, h)| (Some(l), h));
     let mut session = Session::with_model(loaded, model, learner)?;
     std::fs::create_dir_all(&checkpoint_dir).with_context(|| format!("creating {}", checkpoint_dir.display()))?;
+    if start == 0 {
+        // Where the network starts on the held-out real frames: what the training improves on.
+        held_out_real.extend(session.measure_real(0)?);
+    }
 
-    let save = |world: &World, step: u32, history: &LossHistory| -> anyhow::Result<()> {
+    let save = |world: &World, step: u32, history: &LossHistory, held_out_real: &[RealHeldOut], epoch: Option<EpochPosition>| -> anyhow::Result<()> {
         let learner = world.resource::<Learner>();
         learner.save_weights(&checkpoint_dir.join("weights.bpk"))?;
         atomic_write(&checkpoint_dir.join("optimizer.bpk"), &learner.optimizer_bytes()?)?;
-        let state = TrainState { scene_file: loaded.file.clone(), scene: scene.clone(), step, loss_history: history.0.clone() };
+        let state = TrainState { scene_file: loaded.file.clone(), scene: scene.clone(), step, loss_history: history.0.clone(), epoch, held_out_real: held_out_real.to_vec() };
         atomic_write(&checkpoint_dir.join("state.json"), serde_json::to_string(&state)?.as_bytes())?;
         Ok(())
     };
@@ -249,6 +397,7 @@ pub fn train(loaded: &LoadedScene, options: &crate::run::RunOptions, resume: boo
     let bar = crate::run::progress_bar(options.progress, scene.iterations, start);
     let mut frames_per_step = 0;
     let every = scene.outputs.checkpoint_every;
+    session.load_ahead(start, scene.iterations);
     for step in start..scene.iterations {
         frames_per_step = session.feed(step)?;
         let terms = session.run(step).inspect_err(|_| bar.abandon())?;
@@ -257,8 +406,12 @@ pub fn train(loaded: &LoadedScene, options: &crate::run::RunOptions, resume: boo
         bar.inc(1);
         let done = step + 1;
         let interrupted = crate::run::interrupted() || options.stop_after == Some(done);
-        if interrupted || (every > 0 && done % every == 0) {
-            save(&session.world, done, &history)?;
+        let checkpoint = every > 0 && done % every == 0;
+        if checkpoint && done < scene.iterations {
+            held_out_real.extend(session.measure_real(done)?);
+        }
+        if interrupted || checkpoint {
+            save(&session.world, done, &history, &held_out_real, session.epoch(done))?;
         }
         if interrupted && done < scene.iterations {
             bar.abandon();
@@ -266,14 +419,22 @@ pub fn train(loaded: &LoadedScene, options: &crate::run::RunOptions, resume: boo
         }
     }
     bar.finish();
-    save(&session.world, scene.iterations.max(start), &history)?;
+    let end = scene.iterations.max(start);
+    if held_out_real.last().is_none_or(|h| h.step < end) {
+        held_out_real.extend(session.measure_real(end)?);
+    }
+    let epoch = session.epoch(end);
+    save(&session.world, end, &history, &held_out_real, epoch)?;
 
-    let Session { mut world, model, backend, data: spec, .. } = session;
+    let Session { mut world, model, backend, data, .. } = session;
     let mut learner = world.remove_resource::<Learner>().expect("the learner");
     let weights = out_dir.join("weights.bpk");
     learner.save_weights(&weights)?;
     learner.configure(learner.trained, false);
-    let (_, held_out) = evaluate(learner, &model, &backend, &held_out_spec(&spec, learn.held_out), &spec)?;
+    let held_out = match data.synthetic() {
+        Some(spec) => evaluate(learner, &model, &backend, &held_out_spec(spec, learn.held_out), spec)?.1,
+        None => HeldOut::default(),
+    };
     let seconds = started.elapsed().as_secs_f64();
     let summary = TrainSummary {
         scene: loaded.name(),
@@ -282,6 +443,8 @@ pub fn train(loaded: &LoadedScene, options: &crate::run::RunOptions, resume: boo
         seconds,
         weights,
         held_out,
+        held_out_real,
+        epoch,
         losses: history.0.last().cloned().unwrap_or_default(),
         loss_history: history,
         peak_memory_mb: peak_memory_mb(),
@@ -293,16 +456,25 @@ pub fn train(loaded: &LoadedScene, options: &crate::run::RunOptions, resume: boo
 
 fn write_report(loaded: &LoadedScene, s: &TrainSummary) -> anyhow::Result<()> {
     let h = &s.held_out;
-    let pct = |v: Option<f32>| v.map_or("–".to_string(), |v| format!("{v:.2} %"));
     let mut facts = vec![
         ("scene".to_string(), loaded.file.clone()),
         ("steps × frames".into(), format!("{} × {}", s.steps, s.frames_per_step)),
         ("time".into(), format!("{:.1} s", s.seconds)),
-        ("held-out frames".into(), h.frames.to_string()),
-        ("2D NME, network landmarks X_UV".into(), pct(h.nme_network)),
-        ("2D NME, reconstruction (model landmarks under the pose)".into(), pct(h.nme_reconstruction)),
-        ("2D NME, mean face at the mean pose".into(), pct(Some(h.nme_mean_face))),
     ];
+    if let Some(e) = &s.epoch {
+        facts.push(("epochs".into(), epochs_text(e)));
+    }
+    if let (Some(first), Some(last)) = (s.held_out_real.first(), s.held_out_real.last()) {
+        facts.push((format!("held-out real frames ({})", last.frames), real_text(first, last)));
+    }
+    if h.frames > 0 {
+        facts.extend([
+            ("held-out synthetic frames".into(), h.frames.to_string()),
+            ("2D NME, network landmarks X_UV".into(), pct(h.nme_network)),
+            ("2D NME, reconstruction (model landmarks under the pose)".into(), pct(h.nme_reconstruction)),
+            ("2D NME, mean face at the mean pose".into(), pct(Some(h.nme_mean_face))),
+        ]);
+    }
     if let Some(p) = &h.pose_error_deg {
         facts.push(("pose error".into(), format!("{:.2}° ± {:.2}°", p.mean, p.std)));
     }
@@ -322,7 +494,7 @@ fn write_report(loaded: &LoadedScene, s: &TrainSummary) -> anyhow::Result<()> {
     }
     facts.push(("peak memory".into(), crate::run::megabytes(s.peak_memory_mb)));
     let graph = crate::scene::graph::plan(loaded).ok().map(|p| crate::scene::graph::svg(&p));
-    let report = RunReport { title: loaded.name(), facts, metrics: None, losses: &s.loss_history, images: &[], heat_map: None, graph, clips: &[], viewers: Vec::new() };
+    let report = RunReport { title: loaded.name(), facts, metrics: None, losses: &s.loss_history, images: &[], heat_map: None, graph, clips: &[], viewers: Vec::new(), plots: real_plot(&s.held_out_real).into_iter().collect() };
     for (name, text) in [
         ("report.md", run_markdown(&report)),
         ("report.html", run_html(&report)),
@@ -342,12 +514,14 @@ fn projected_landmarks(model: &MorphableModel, coeffs: &Coeffs, pose: &Pose) -> 
     project::forward_cpu(camera_model, &points, &camera, points.len() / 3).chunks(4).map(|p| [p[0], p[1]]).collect()
 }
 
-/// Runs the network (inference) on a synthetic set and measures it against the truth.
-pub fn evaluate(mut learner: Learner, model: &std::sync::Arc<MorphableModel>, backend: &Backend, spec: &SynthSpec, training_spec: &SynthSpec) -> anyhow::Result<(Learner, HeldOut)> {
-    let guide = learner.net.pose.is_none();
-    let (learner_is_conditional, learner_has_albedo) = (learner.info.conditional, learner.info.appearance);
+/// Runs the network (inference) and the pose it implies on the frames `fill` spawns (PGN's
+/// closed form from a guidance network's landmarks; a pose head's output read as the data's
+/// camera, the calibrated pinhole one when `pinhole`). Returns the learner as it was configured,
+/// and the World.
+fn run_network(mut learner: Learner, model: &std::sync::Arc<MorphableModel>, backend: &Backend, pinhole: bool, fill: impl FnOnce(&mut World) -> anyhow::Result<()>) -> anyhow::Result<(Learner, World)> {
+    let (guide, conditional) = (learner.net.pose.is_none(), learner.info.conditional);
     let mut world = crate::run::new_world(model, backend, &BTreeMap::new());
-    let (frames, _) = data::populate(&mut world, &DataSpec::Synthetic(spec.clone()), model, backend, spec.seed)?;
+    fill(&mut world)?;
     let (trained, was) = (learner.trained, learner.training);
     learner.configure(trained, false);
     world.insert_resource(learner);
@@ -355,13 +529,13 @@ pub fn evaluate(mut learner: Learner, model: &std::sync::Arc<MorphableModel>, ba
     let mut schedule = crate::scene::graph::staged_schedule();
     // A pose head's output is read as the data's camera: weak perspective, or the calibrated
     // pinhole camera of `focal` data (MGCNet).
-    let pose_system = match (guide, spec.focal > 0.0) {
+    let pose_system = match (guide, pinhole) {
         (true, _) => "pgn",
         (false, true) => "pinhole_pose",
         (false, false) => "direct_pose",
     };
     let encode_settings = if guide { "(guide: true)" } else { "(guide: false)" };
-    let encoder = if learner_is_conditional { "encode_conditional" } else { "encode" };
+    let encoder = if conditional { "encode_conditional" } else { "encode" };
     for entry in faceforge_learn::registry().into_iter().chain(registry()).filter(|e| e.name == encoder || e.name == pose_system) {
         let settings = (entry.name == "encode").then_some(encode_settings).or((entry.name == "pgn").then_some("(camera: ScaledRotation)"));
         schedule.add_systems((entry.build)(settings).map_err(|e| anyhow::anyhow!("{}: {e}", entry.name))?);
@@ -372,6 +546,24 @@ pub fn evaluate(mut learner: Learner, model: &std::sync::Arc<MorphableModel>, ba
     if let Some(e) = world.resource::<StageErrors>().0.first() {
         bail!("evaluating: {e}");
     }
+    Ok((learner, world))
+}
+
+/// Whether the heads that give a reconstruction are trained (not only PGN's guidance).
+fn heads_trained(learner: &Learner) -> bool {
+    learner.trained != Trained::Guidance || learner.net.pose.is_some()
+}
+
+/// Runs the network (inference) on a synthetic set and measures it against the truth.
+pub fn evaluate(learner: Learner, model: &std::sync::Arc<MorphableModel>, backend: &Backend, spec: &SynthSpec, training_spec: &SynthSpec) -> anyhow::Result<(Learner, HeldOut)> {
+    let guide = learner.net.pose.is_none();
+    let learner_has_albedo = learner.info.appearance;
+    let mut frames = 0;
+    let (learner, world) = run_network(learner, model, backend, spec.focal > 0.0, |world| {
+        frames = data::populate(world, &DataSpec::Synthetic(spec.clone()), model, backend, spec.seed)?.0;
+        Ok(())
+    })?;
+    let mut world = world;
     let mean_face = mean_landmarks(model, backend, training_spec)?;
 
     struct Row {
@@ -415,7 +607,7 @@ pub fn evaluate(mut learner: Learner, model: &std::sync::Arc<MorphableModel>, ba
         });
     }
     let binned = |f: &dyn Fn(&Row) -> Option<f32>| -> Option<f32> { mean_of_bin_means(&rows.iter().filter_map(|r| f(r).map(|v| (r.yaw, v))).collect::<Vec<_>>()) };
-    let heads_trained = learner.trained != Trained::Guidance || !guide;
+    let heads_trained = heads_trained(&learner);
     let by_yaw = crate::eval::metrics::YAW_BINS
         .iter()
         .enumerate()
@@ -456,6 +648,65 @@ pub fn evaluate(mut learner: Learner, model: &std::sync::Arc<MorphableModel>, ba
     Ok((learner, held_out))
 }
 
+/// Runs the network (inference) on the held-out real frames and measures its landmarks, and
+/// once the heads are trained the reconstruction's, against the data's own landmarks.
+pub fn evaluate_real(learner: Learner, model: &std::sync::Arc<MorphableModel>, backend: &Backend, set: &RealSet, step: u32) -> anyhow::Result<(Learner, RealHeldOut)> {
+    let guide = learner.net.pose.is_none();
+    let held_out: Vec<_> = set.held_out().into_iter().filter(|f| f.landmarks.len() == model.landmarks().len()).collect();
+    let (learner, mut world) = run_network(learner, model, backend, false, |world| {
+        data::spawn_loaded(world, &held_out, model);
+        Ok(())
+    })?;
+    let given: BTreeMap<&str, &[[f32; 2]]> = held_out.iter().map(|f| (f.name.as_str(), f.landmarks.as_slice())).collect();
+    // The image-ignoring baseline: the training frames' mean landmarks (crop pixels).
+    let n = model.landmarks().len();
+    let (mut mean, mut count) = (vec![[0.0f32; 2]; n], 0usize);
+    for landmarks in set.training_landmarks().filter(|l| l.len() == n) {
+        mean.iter_mut().zip(&landmarks).for_each(|(m, p)| *m = [m[0] + p[0], m[1] + p[1]]);
+        count += 1;
+    }
+    mean.iter_mut().for_each(|m| *m = [m[0] / count.max(1) as f32, m[1] / count.max(1) as f32]);
+    let heads = heads_trained(&learner);
+    let (mut network, mut reconstruction, mut baseline) = (Vec::new(), Vec::new(), Vec::new());
+    for (frame, coeffs, pose, marks) in world.query::<(&Frame, &Coeffs, Option<&Pose>, Option<&Landmarks2d>)>().iter(&world) {
+        let truth = given[frame.name.as_str()];
+        let nme = |p: &[[f32; 2]]| nme_2d(p, truth) as f32;
+        if let Some(m) = marks.filter(|_| guide) {
+            network.push(nme(&m.points));
+        }
+        if let Some(pose) = pose.filter(|_| heads) {
+            reconstruction.push(nme(&projected_landmarks(model, coeffs, pose)));
+        }
+        baseline.push(nme(&mean));
+    }
+    let mean_of = |v: &[f32]| (!v.is_empty()).then(|| v.iter().sum::<f32>() / v.len() as f32);
+    let measured = RealHeldOut { step, frames: baseline.len(), nme_network: mean_of(&network), nme_reconstruction: mean_of(&reconstruction), nme_mean: mean_of(&baseline).unwrap_or_default() };
+    Ok((learner, measured))
+}
+
+/// The held-out real frames' 2D NME over the steps, when measured more than once.
+fn real_plot(measured: &[RealHeldOut]) -> Option<LinePlot> {
+    let series = |name: &str, f: &dyn Fn(&RealHeldOut) -> Option<f32>| Series { name: name.into(), points: measured.iter().filter_map(|m| f(m).map(|v| (m.step as f32, v))).collect() };
+    let series: Vec<Series> = [series("network X_UV", &|m| m.nme_network), series("reconstruction", &|m| m.nme_reconstruction), series("mean landmarks", &|m| Some(m.nme_mean))].into_iter().filter(|s| !s.points.is_empty()).collect();
+    (measured.len() > 1).then(|| LinePlot { title: "held-out real frames: 2D NME against their landmarks".into(), x_label: "step".into(), y_label: "2D NME (%)".into(), series, ..Default::default() })
+}
+
+/// How far through its data a training went.
+fn epochs_text(e: &EpochPosition) -> String {
+    format!("{:.2} epochs of {} training items", e.epoch as f64 + e.position as f64 / e.items.max(1) as f64, e.items)
+}
+
+/// The held-out real frames' NME at the start and at the end.
+fn real_text(first: &RealHeldOut, last: &RealHeldOut) -> String {
+    let at = |m: &RealHeldOut| format!("network landmarks {}, reconstruction {}", pct(m.nme_network), pct(m.nme_reconstruction));
+    format!("step {}: {}; step {}: {}; training frames' mean landmarks {:.2} %", first.step, at(first), last.step, at(last), last.nme_mean)
+}
+
+/// A percentage, "–" when there is none.
+fn pct(v: Option<f32>) -> String {
+    v.map_or("–".to_string(), |v| format!("{v:.2} %"))
+}
+
 /// The mean-face baseline: the average exact landmarks of 64 frames drawn like the training
 /// data (the mean face at the mean pose, a prediction that ignores the image).
 fn mean_landmarks(model: &MorphableModel, backend: &Backend, spec: &SynthSpec) -> anyhow::Result<Vec<[f32; 2]>> {
@@ -490,15 +741,22 @@ pub fn resume(dir: &std::path::Path, overrides: &[String], options: &crate::run:
 /// What `faceforge train` prints.
 pub fn summary_text(s: &TrainSummary) -> String {
     let h = &s.held_out;
-    let pct = |v: Option<f32>| v.map_or("–".to_string(), |v| format!("{v:.2} %"));
     let mut text = format!("{}: {} steps × {} frames in {:.1} s, peak memory {}; weights {}\n", s.scene, s.steps, s.frames_per_step, s.seconds, crate::run::megabytes(s.peak_memory_mb), s.weights.display());
-    text.push_str(&format!(
-        "held out ({} frames), 2D NME (mean of yaw-bin means): network landmarks {}, reconstruction {}, mean face {}\n",
-        h.frames,
-        pct(h.nme_network),
-        pct(h.nme_reconstruction),
-        pct(Some(h.nme_mean_face))
-    ));
+    if let Some(e) = &s.epoch {
+        text.push_str(&format!("{}\n", epochs_text(e)));
+    }
+    if let (Some(first), Some(last)) = (s.held_out_real.first(), s.held_out_real.last()) {
+        text.push_str(&format!("held-out real frames ({}), 2D NME against their landmarks: {}\n", last.frames, real_text(first, last)));
+    }
+    if h.frames > 0 {
+        text.push_str(&format!(
+            "held out ({} synthetic frames), 2D NME (mean of yaw-bin means): network landmarks {}, reconstruction {}, mean face {}\n",
+            h.frames,
+            pct(h.nme_network),
+            pct(h.nme_reconstruction),
+            pct(Some(h.nme_mean_face))
+        ));
+    }
     for b in &h.by_yaw {
         text.push_str(&format!("  yaw {:>8} ({:3} frames): network {:>8}, reconstruction {:>8}, mean face {:>8}, pose {}\n", b.bin, b.frames, pct(b.nme_network), pct(b.nme_reconstruction), pct(Some(b.nme_mean_face)), b.pose_error_deg.map_or("–".into(), |d| format!("{d:.2}°"))));
     }

@@ -34,6 +34,15 @@ pub fn data_provides(data: &DataSpec) -> Vec<DataName> {
     }
 }
 
+/// What a scene's frames carry: its data source's, and a training's mixed-in synthetic faces'.
+pub fn scene_provides(scene: &crate::Scene) -> Vec<DataName> {
+    let mut provided = data_provides(&scene.data);
+    if let Some(mix) = scene.learn.as_ref().and_then(|l| l.synthetic.as_ref()) {
+        provided.extend(data_provides(&DataSpec::Synthetic(mix.clone())).into_iter().filter(|d| !provided.contains(d)).collect::<Vec<_>>());
+    }
+    provided
+}
+
 /// What the run reads after its last iteration, beside the losses, and why: the per-frame
 /// records, metrics and checkpoint always; the files the scene's `outputs` ask for.
 pub fn requested_outputs(loaded: &LoadedScene) -> Vec<(DataName, &'static str)> {
@@ -209,7 +218,7 @@ pub fn plan(loaded: &LoadedScene) -> Result<Plan, SceneError> {
 /// earlier stage writes (systems of one stage run in parallel, so not each other's output).
 fn check_inputs(loaded: &LoadedScene, planned: &[PlannedSystem], all: &[SystemEntry]) -> Result<BTreeSet<DataName>, SceneError> {
     let scene = &loaded.scene;
-    let mut available: BTreeSet<DataName> = data_provides(&scene.data).into_iter().chain(run_resources()).collect();
+    let mut available: BTreeSet<DataName> = scene_provides(scene).into_iter().chain(run_resources()).collect();
     let learner = DataName::of::<Learner>();
     if scene.learn.is_some() {
         available.insert(learner);
@@ -330,7 +339,7 @@ fn unreached_parameters(loaded: &LoadedScene, planned: &[PlannedSystem], dropped
             .map(|s| s.entry.name.to_string())
             .chain(dropped.iter().filter(|d| d.writes.contains(p)).map(|d| format!("{} (dropped)", d.name)))
             .collect();
-        let present = data_provides(&loaded.scene.data).contains(p) || !set_by.is_empty();
+        let present = scene_provides(&loaded.scene).contains(p) || !set_by.is_empty();
         if present && !reached {
             let from = if set_by.is_empty() { String::new() } else { format!(" (set by {})", set_by.join(", ")) };
             out.push(format!("`{p}`{from} reaches no weighted loss: it keeps its initial value"));

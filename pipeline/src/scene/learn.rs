@@ -34,13 +34,26 @@ pub struct LearnSpec {
     /// The share of each batch's frames trained with 2D annotations only (their 3D ones
     /// dropped), as PGN mixes 300W-LP with in-the-wild images in step 1.
     pub two_d_fraction: f32,
-    /// Subjects of the held-out set the network is measured on at the end.
+    /// Subjects of the held-out set the network is measured on at the end (with `Folder` or
+    /// `Video` data: items of the data set, kept out of training).
     pub held_out: u32,
+    /// With `Folder` or `Video` data: the items each step takes from the data set, in a seeded
+    /// shuffle per epoch.
+    pub batch: u32,
+    /// With `Folder` or `Video` data: frames per item. 1 takes frames one by one; 2 or 4 take
+    /// consecutive frames of one subject (a clip's or a multi-view set's), the multi-frame
+    /// groups of PGN's step 3, MGCNet, MVF-Net and CEST.
+    pub group: u32,
+    /// With `Folder` or `Video` data: synthetic faces mixed into every step, carrying the 3D
+    /// landmark supervision (300W-LP's role) beside the real frames' 2D landmarks (the
+    /// in-the-wild role), as PGN's step 1 mixes them. The ratio is `batch × group` real frames
+    /// to this spec's `subjects × frames` synthetic ones per step.
+    pub synthetic: Option<crate::io::synth::SynthSpec>,
 }
 
 impl Default for LearnSpec {
     fn default() -> Self {
-        Self { network: NetworkSpec::default(), trained: Trained::Guidance, pose_head: false, appearance: false, shared_expression: false, critic: false, conditional: false, mono_lighting: false, init: None, learning_rate: 1e-4, halve_every: 0, two_d_fraction: 0.0, held_out: 16 }
+        Self { network: NetworkSpec::default(), trained: Trained::Guidance, pose_head: false, appearance: false, shared_expression: false, critic: false, conditional: false, mono_lighting: false, init: None, learning_rate: 1e-4, halve_every: 0, two_d_fraction: 0.0, held_out: 16, batch: 8, group: 1, synthetic: None }
     }
 }
 

@@ -1,0 +1,282 @@
+//! Real frames for `faceforge train`: a folder's or a video's frames, decoded once into a
+//! memory-mapped frame cache beside the data (landmarks from `.pts` files or the detector, as fit
+//! mode finds them), cut into items of `group` consecutive frames of one subject. A seeded share
+//! of the items is held out; the rest are taken `batch` items a step in a seeded shuffle per
+//! epoch. The order is a function of the seed and the step alone, so a resumed training sees the
+//! batches an uninterrupted one would. A loader task on bevy_tasks' IO pool reads the next steps'
+//! batches from the map ahead of the training, through a bounded channel.
+
+use crate::io::frame_cache::FrameCache;
+use crate::io::inputs::{FolderSpec, LoadedFrame, Skipped};
+use anyhow::bail;
+use faceforge_model::{MorphableModel, SplitMix64};
+use serde::{Deserialize, Serialize};
+
+/// Where a set's frames are: a frame cache (a training), or memory (tests of the shuffle).
+enum Frames {
+    Cached(FrameCache),
+    Memory(Vec<LoadedFrame>),
+}
+
+/// Steps whose batches the loader reads ahead of the training.
+const AHEAD: usize = 2;
+
+/// A data set of real frames, split into training and held-out items.
+pub struct RealSet {
+    frames: Frames,
+    pub skipped: Vec<Skipped>,
+    /// Each item's frames (indices into `frames`): `group` consecutive frames of one subject.
+    items: Vec<Vec<usize>>,
+    /// Items trained on, and items held out (indices into `items`).
+    train: Vec<usize>,
+    held_out: Vec<usize>,
+    seed: u64,
+}
+
+/// Where a step's batch starts in the epochs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EpochPosition {
+    pub epoch: u64,
+    /// Items of this epoch taken before the step.
+    pub position: usize,
+    pub items: usize,
+}
+
+/// A seeded permutation of `0..n` (Fisher–Yates).
+pub fn permutation(n: usize, seed: u64) -> Vec<usize> {
+    let mut order: Vec<usize> = (0..n).collect();
+    let mut rng = SplitMix64::new(seed);
+    for i in (1..n).rev() {
+        let j = (rng.uniform() * (i + 1) as f64) as usize;
+        order.swap(i, j.min(i));
+    }
+    order
+}
+
+/// The seed of epoch `epoch`'s shuffle.
+fn epoch_seed(seed: u64, epoch: u64) -> u64 {
+    seed ^ epoch.wrapping_add(1).wrapping_mul(0xD1B5_4A32_D192_ED03)
+}
+
+impl RealSet {
+    /// A folder's frames (a video's through `VideoSpec::folder`) from their frame cache, built
+    /// first when there is none for these inputs, and split.
+    pub fn load(spec: &FolderSpec, model: &MorphableModel, group: u32, held_out: u32, seed: u64) -> anyhow::Result<Self> {
+        let cache = FrameCache::open_or_build(spec, model)?;
+        let skipped = cache.skipped().to_vec();
+        Self::split(Frames::Cached(cache), group, held_out, seed).map_err(|e| anyhow::anyhow!("{}: {e}", spec.path.display())).map(|set| Self { skipped, ..set })
+    }
+
+    /// Splits frames held in memory.
+    pub fn from_frames(frames: Vec<LoadedFrame>, group: u32, held_out: u32, seed: u64) -> anyhow::Result<Self> {
+        Self::split(Frames::Memory(frames), group, held_out, seed)
+    }
+
+    /// Items of `group` consecutive frames of a subject (in the order loaded: by subject, then
+    /// name), `held_out` of them kept out by a seeded draw.
+    fn split(frames: Frames, group: u32, held_out: u32, seed: u64) -> anyhow::Result<Self> {
+        let group = group.max(1) as usize;
+        let mut items = Vec::new();
+        let mut start = 0;
+        let count = frames.len();
+        while start < count {
+            let end = (start..count).find(|&i| frames.subject(i) != frames.subject(start)).unwrap_or(count);
+            if end - start < group {
+                tracing::warn!("subject {} has {} frames, fewer than the group of {group}: left out", frames.subject(start), end - start);
+            }
+            // Whole groups of consecutive frames; the remainder of a subject is left out.
+            items.extend((start..end).collect::<Vec<_>>().chunks_exact(group).map(<[usize]>::to_vec));
+            start = end;
+        }
+        if items.len() <= held_out as usize {
+            bail!("{} items of {group} frames, not more than the {held_out} to hold out: nothing left to train on", items.len());
+        }
+        let drawn = permutation(items.len(), seed ^ 0x4E1D_0001);
+        let (out, mut train) = (drawn[..held_out as usize].to_vec(), drawn[held_out as usize..].to_vec());
+        train.sort_unstable();
+        let mut held_out = out;
+        held_out.sort_unstable();
+        Ok(Self { frames, skipped: Vec::new(), items, train, held_out, seed })
+    }
+
+    /// Frames decoded to load it (0 when its frame cache was there already).
+    pub fn decoded(&self) -> usize {
+        match &self.frames {
+            Frames::Cached(c) => c.decoded,
+            Frames::Memory(_) => 0,
+        }
+    }
+
+    /// Frames in the data set.
+    pub fn len(&self) -> usize {
+        self.frames.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.frames.len() == 0
+    }
+
+    /// Items trained on.
+    pub fn training_items(&self) -> usize {
+        self.train.len()
+    }
+
+    /// Where step `step` (of `batch` items each) starts.
+    pub fn position(&self, step: u32, batch: u32) -> EpochPosition {
+        let taken = step as u64 * batch as u64;
+        let n = self.train.len() as u64;
+        EpochPosition { epoch: taken / n, position: (taken % n) as usize, items: n as usize }
+    }
+
+    /// Step `step`'s frames: `batch` items, the epoch's shuffle continuing into the next epoch's
+    /// when it runs out. Each item's frames carry a subject of their own (`SUBJECT/ITEM`), so an
+    /// item is a multi-frame group and two items of one clip are not fused.
+    pub fn batch(&self, step: u32, batch: u32) -> anyhow::Result<Vec<LoadedFrame>> {
+        if batch as usize > self.train.len() {
+            bail!("a batch of {batch} items, but {} items to train on: a batch would hold an item twice", self.train.len());
+        }
+        let start = self.position(step, batch);
+        let n = self.train.len();
+        let mut order = (start.epoch, permutation(n, epoch_seed(self.seed, start.epoch)));
+        let mut frames = Vec::new();
+        for k in 0..batch as usize {
+            let at = start.position + k;
+            let epoch = start.epoch + (at / n) as u64;
+            if epoch != order.0 {
+                order = (epoch, permutation(n, epoch_seed(self.seed, epoch)));
+            }
+            let item = self.train[order.1[at % n]];
+            frames.extend(self.item_frames(item));
+        }
+        Ok(frames)
+    }
+
+    /// The held-out items' frames.
+    pub fn held_out(&self) -> Vec<LoadedFrame> {
+        self.held_out.iter().flat_map(|&i| self.item_frames(i)).collect()
+    }
+
+    /// The training frames' landmarks (for baselines over the training set).
+    pub fn training_landmarks(&self) -> impl Iterator<Item = Vec<[f32; 2]>> + '_ {
+        self.train.iter().flat_map(|&i| self.items[i].iter().map(|&f| self.frames.landmarks(f)))
+    }
+
+    fn item_frames(&self, item: usize) -> Vec<LoadedFrame> {
+        self.items[item].iter().map(|&f| self.frames.frame(f)).map(|f| LoadedFrame { subject: format!("{}/{item}", f.subject), ..f }).collect()
+    }
+
+    /// Steps `from..to`'s batches, read by a task on bevy_tasks' IO pool at most `AHEAD` steps
+    /// ahead of the receiver (a bounded channel). The task stops when the receiver is dropped.
+    pub fn load_ahead(self: &std::sync::Arc<Self>, from: u32, to: u32, batch: u32) -> crossbeam_channel::Receiver<anyhow::Result<Vec<LoadedFrame>>> {
+        let (sender, receiver) = crossbeam_channel::bounded(AHEAD);
+        let set = self.clone();
+        bevy_tasks::IoTaskPool::get_or_init(bevy_tasks::TaskPool::default)
+            .spawn(async move {
+                for step in from..to {
+                    if sender.send(set.batch(step, batch)).is_err() {
+                        break;
+                    }
+                }
+            })
+            .detach();
+        receiver
+    }
+}
+
+impl Frames {
+    fn len(&self) -> usize {
+        match self {
+            Frames::Cached(c) => c.len(),
+            Frames::Memory(v) => v.len(),
+        }
+    }
+
+    fn subject(&self, i: usize) -> &str {
+        match self {
+            Frames::Cached(c) => c.subject(i),
+            Frames::Memory(v) => &v[i].subject,
+        }
+    }
+
+    fn landmarks(&self, i: usize) -> Vec<[f32; 2]> {
+        match self {
+            Frames::Cached(c) => c.landmarks(i),
+            Frames::Memory(v) => v[i].landmarks.clone(),
+        }
+    }
+
+    fn frame(&self, i: usize) -> LoadedFrame {
+        match self {
+            Frames::Cached(c) => c.frame(i),
+            Frames::Memory(v) => v[i].clone(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use faceforge_components::Crop;
+
+    fn frames(subjects: &[(&str, usize)]) -> Vec<LoadedFrame> {
+        subjects
+            .iter()
+            .flat_map(|&(s, n)| {
+                (0..n).map(move |f| LoadedFrame {
+                    name: format!("{s}_f{f:03}"),
+                    subject: s.to_string(),
+                    source: format!("{s}/{f}.png").into(),
+                    rgb: vec![0.0; 3],
+                    size: 1,
+                    landmarks: Vec::new(),
+                    dense: None,
+                    crop: Crop { offset: [0.0; 2], scale: 1.0, original_size: [1, 1], source: String::new() },
+                    seconds: None,
+                    truth: None,
+                })
+            })
+            .collect()
+    }
+
+    #[test]
+    fn every_epoch_takes_each_training_item_once_in_a_new_order() {
+        let set = RealSet::from_frames(frames(&[("a", 7), ("b", 5), ("c", 1)]), 1, 3, 11).unwrap();
+        assert_eq!(set.training_items(), 10);
+        // 5 steps of 4 items: two whole epochs.
+        let names: Vec<String> = (0..5).flat_map(|s| set.batch(s, 4).unwrap()).map(|f| f.name).collect();
+        let (first, second) = names.split_at(10);
+        let sorted = |v: &[String]| {
+            let mut v = v.to_vec();
+            v.sort();
+            v
+        };
+        assert_eq!(sorted(first), sorted(second), "each epoch covers the training items");
+        assert_eq!(sorted(first).windows(2).filter(|w| w[0] == w[1]).count(), 0, "no item twice in an epoch");
+        assert_ne!(first, second, "the epochs are shuffled differently");
+        // No held-out frame is ever trained on.
+        let held: Vec<String> = set.held_out().into_iter().map(|f| f.name).collect();
+        assert_eq!(held.len(), 3);
+        assert!(held.iter().all(|h| !names.contains(h)));
+        // The position is a function of the step: a resumed training's step 3 is this one's.
+        assert_eq!(set.position(3, 4), EpochPosition { epoch: 1, position: 2, items: 10 });
+        let again = RealSet::from_frames(frames(&[("a", 7), ("b", 5), ("c", 1)]), 1, 3, 11).unwrap();
+        assert_eq!(again.batch(3, 4).unwrap().iter().map(|f| &f.name).collect::<Vec<_>>(), set.batch(3, 4).unwrap().iter().map(|f| &f.name).collect::<Vec<_>>());
+    }
+
+    #[test]
+    fn groups_are_consecutive_frames_of_one_subject() {
+        let set = RealSet::from_frames(frames(&[("a", 5), ("b", 4), ("c", 1)]), 2, 1, 5).unwrap();
+        // a: 2 groups (f4 left over), b: 2, c: none.
+        assert_eq!(set.training_items() + 1, 4);
+        for step in 0..3 {
+            let batch = set.batch(step, 3).unwrap();
+            for pair in batch.chunks(2) {
+                assert_eq!(pair[0].subject, pair[1].subject, "{pair:?}");
+                let index = |f: &LoadedFrame| f.name[f.name.len() - 3..].parse::<u32>().unwrap();
+                assert_eq!(index(&pair[1]), index(&pair[0]) + 1);
+            }
+        }
+        assert!(RealSet::from_frames(frames(&[("a", 3)]), 4, 0, 5).is_err(), "no item at all is an error");
+        assert!(set.batch(0, 4).is_err(), "a batch larger than the training items");
+    }
+}
