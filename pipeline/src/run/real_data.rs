@@ -18,6 +18,11 @@ enum Frames {
     Memory(Vec<LoadedFrame>),
 }
 
+/// Held-out frames go in blocks of this many consecutive frames of a subject.
+const BLOCK: usize = 4;
+/// The held-out draw's seed: the same for every training.
+const HELD_OUT_SEED: u64 = 0x4E1D_0001;
+
 /// Steps whose batches the loader reads ahead of the training.
 const AHEAD: usize = 2;
 
@@ -72,31 +77,49 @@ impl RealSet {
         Self::split(Frames::Memory(frames), group, held_out, seed)
     }
 
-    /// Items of `group` consecutive frames of a subject (in the order loaded: by subject, then
-    /// name), `held_out` of them kept out by a seeded draw.
+    /// Held-out frames, then items of `group` consecutive frames of a subject (in the order
+    /// loaded: by subject, then name). The frames are cut into blocks of `BLOCK` consecutive
+    /// frames of a subject; blocks are held out in a draw with a fixed seed until `held_out`
+    /// frames are, so every training on the same data holds out the same frames whatever its
+    /// group (1, 2 or 4) and its seed: a chain of trainings never trains on an earlier one's
+    /// held-out frames.
     fn split(frames: Frames, group: u32, held_out: u32, seed: u64) -> anyhow::Result<Self> {
         let group = group.max(1) as usize;
-        let mut items = Vec::new();
-        let mut start = 0;
+        if BLOCK % group != 0 {
+            bail!("learn.group is {group}: groups of 1, 2 or 4 frames (they tile the held-out blocks of {BLOCK})");
+        }
         let count = frames.len();
+        let mut blocks: Vec<std::ops::Range<usize>> = Vec::new();
+        let mut start = 0;
         while start < count {
             let end = (start..count).find(|&i| frames.subject(i) != frames.subject(start)).unwrap_or(count);
             if end - start < group {
                 tracing::warn!("subject {} has {} frames, fewer than the group of {group}: left out", frames.subject(start), end - start);
             }
-            // Whole groups of consecutive frames; the remainder of a subject is left out.
-            items.extend((start..end).collect::<Vec<_>>().chunks_exact(group).map(<[usize]>::to_vec));
+            blocks.extend((start..end).step_by(BLOCK).map(|b| b..(b + BLOCK).min(end)));
             start = end;
         }
-        if items.len() <= held_out as usize {
-            bail!("{} items of {group} frames, not more than the {held_out} to hold out: nothing left to train on", items.len());
+        let mut out = vec![false; blocks.len()];
+        let mut taken = 0;
+        for b in permutation(blocks.len(), HELD_OUT_SEED) {
+            if taken >= held_out as usize {
+                break;
+            }
+            out[b] = true;
+            taken += blocks[b].len();
         }
-        let drawn = permutation(items.len(), seed ^ 0x4E1D_0001);
-        let (out, mut train) = (drawn[..held_out as usize].to_vec(), drawn[held_out as usize..].to_vec());
-        train.sort_unstable();
-        let mut held_out = out;
-        held_out.sort_unstable();
-        Ok(Self { frames, skipped: Vec::new(), items, train, held_out, seed })
+        // Whole groups of consecutive frames in each block; a remainder is left out.
+        let (mut items, mut train, mut held) = (Vec::new(), Vec::new(), Vec::new());
+        for (block, &is_out) in blocks.iter().zip(&out) {
+            for g in block.clone().collect::<Vec<_>>().chunks_exact(group) {
+                if is_out { &mut held } else { &mut train }.push(items.len());
+                items.push(g.to_vec());
+            }
+        }
+        if train.is_empty() {
+            bail!("{count} frames, {taken} of them held out ({held_out} asked for, in blocks of up to {BLOCK}): no group of {group} left to train on");
+        }
+        Ok(Self { frames, skipped: Vec::new(), items, train, held_out: held, seed })
     }
 
     /// Frames decoded to load it (0 when its frame cache was there already).
@@ -240,7 +263,9 @@ mod tests {
 
     #[test]
     fn every_epoch_takes_each_training_item_once_in_a_new_order() {
-        let set = RealSet::from_frames(frames(&[("a", 7), ("b", 5), ("c", 1)]), 1, 3, 11).unwrap();
+        let loose: Vec<(String, usize)> = (0..13).map(|i| (format!("s{i:02}"), 1)).collect();
+        let loose: Vec<(&str, usize)> = loose.iter().map(|(s, n)| (s.as_str(), *n)).collect();
+        let set = RealSet::from_frames(frames(&loose), 1, 3, 11).unwrap();
         assert_eq!(set.training_items(), 10);
         // 5 steps of 4 items: two whole epochs.
         let names: Vec<String> = (0..5).flat_map(|s| set.batch(s, 4).unwrap()).map(|f| f.name).collect();
@@ -259,15 +284,17 @@ mod tests {
         assert!(held.iter().all(|h| !names.contains(h)));
         // The position is a function of the step: a resumed training's step 3 is this one's.
         assert_eq!(set.position(3, 4), EpochPosition { epoch: 1, position: 2, items: 10 });
-        let again = RealSet::from_frames(frames(&[("a", 7), ("b", 5), ("c", 1)]), 1, 3, 11).unwrap();
+        let again = RealSet::from_frames(frames(&loose), 1, 3, 11).unwrap();
         assert_eq!(again.batch(3, 4).unwrap().iter().map(|f| &f.name).collect::<Vec<_>>(), set.batch(3, 4).unwrap().iter().map(|f| &f.name).collect::<Vec<_>>());
     }
 
     #[test]
     fn groups_are_consecutive_frames_of_one_subject() {
-        let set = RealSet::from_frames(frames(&[("a", 5), ("b", 4), ("c", 1)]), 2, 1, 5).unwrap();
-        // a: 2 groups (f4 left over), b: 2, c: none.
-        assert_eq!(set.training_items() + 1, 4);
+        let set = RealSet::from_frames(frames(&[("a", 9), ("b", 4), ("c", 1)]), 2, 1, 5).unwrap();
+        // Blocks a0-3, a4-7, a8, b0-3, c0; pairs: 2 + 2 + 0 + 2 + 0. One block is held out:
+        // a 4-frame one leaves 4 pairs, a 1-frame one 6.
+        let held = set.held_out();
+        assert!((set.training_items() == 4 && held.len() == 4) || (set.training_items() == 6 && held.is_empty()), "{} items, {} held out", set.training_items(), held.len());
         for step in 0..3 {
             let batch = set.batch(step, 3).unwrap();
             for pair in batch.chunks(2) {
@@ -277,6 +304,22 @@ mod tests {
             }
         }
         assert!(RealSet::from_frames(frames(&[("a", 3)]), 4, 0, 5).is_err(), "no item at all is an error");
-        assert!(set.batch(0, 4).is_err(), "a batch larger than the training items");
+        assert!(set.batch(0, 7).is_err(), "a batch larger than the training items");
+        assert!(RealSet::from_frames(frames(&[("a", 9)]), 3, 1, 5).is_err(), "groups of 3 do not tile the blocks");
+    }
+
+    #[test]
+    fn the_same_frames_are_held_out_whatever_the_group_and_the_seed() {
+        let clip = || frames(&[("clip", 48)]);
+        let names = |set: &RealSet| {
+            let mut v: Vec<String> = set.held_out().into_iter().map(|f| f.name).collect();
+            v.sort();
+            v
+        };
+        let one = RealSet::from_frames(clip(), 1, 8, 3).unwrap();
+        assert_eq!(names(&one).len(), 8);
+        for (group, seed) in [(2, 4), (4, 5), (1, 9)] {
+            assert_eq!(names(&RealSet::from_frames(clip(), group, 8, seed).unwrap()), names(&one), "group {group}, seed {seed}");
+        }
     }
 }

@@ -34,8 +34,10 @@ pub struct LearnSpec {
     /// The share of each batch's frames trained with 2D annotations only (their 3D ones
     /// dropped), as PGN mixes 300W-LP with in-the-wild images in step 1.
     pub two_d_fraction: f32,
-    /// Subjects of the held-out set the network is measured on at the end (with `Folder` or
-    /// `Video` data: items of the data set, kept out of training).
+    /// Subjects of the held-out set the network is measured on at the end. With `Folder` or
+    /// `Video` data: frames of the data set kept out of training, in blocks of up to 4
+    /// consecutive frames of a subject drawn with a fixed seed, so every training on the same
+    /// data holds out the same frames.
     pub held_out: u32,
     /// With `Folder` or `Video` data: the items each step takes from the data set, in a seeded
     /// shuffle per epoch.
