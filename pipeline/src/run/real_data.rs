@@ -85,7 +85,7 @@ impl RealSet {
     /// held-out frames.
     fn split(frames: Frames, group: u32, held_out: u32, seed: u64) -> anyhow::Result<Self> {
         let group = group.max(1) as usize;
-        if BLOCK % group != 0 {
+        if !BLOCK.is_multiple_of(group) {
             bail!("learn.group is {group}: groups of 1, 2 or 4 frames (they tile the held-out blocks of {BLOCK})");
         }
         let count = frames.len();
