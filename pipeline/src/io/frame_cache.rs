@@ -48,6 +48,8 @@ struct Index {
 pub struct FrameCache {
     pub path: PathBuf,
     map: memmap2::Mmap,
+    /// The same file, for reads that should not stay in the process's resident set.
+    file: std::fs::File,
     index: Index,
     records: usize,
     /// Frames decoded to build it when it was opened (0: it was there already).
@@ -118,14 +120,14 @@ impl FrameCache {
         if records != HEADER || index_at.checked_add(index_len) != Some(map.len()) {
             bail!("{}: truncated or damaged (its header does not match its length)", path.display());
         }
-        if crc32fast::hash(&map[HEADER..]) != crc {
+        if checksum(&file, map.len()).with_context(|| format!("reading {}", path.display()))? != crc {
             bail!("{}: checksum mismatch", path.display());
         }
         let index: Index = serde_json::from_slice(&map[index_at..]).with_context(|| format!("{}: reading the index", path.display()))?;
         if index.key != key {
             bail!("{}: built for other inputs", path.display());
         }
-        let cache = Self { path: path.to_path_buf(), map, index, records, decoded: 0 };
+        let cache = Self { path: path.to_path_buf(), map, file, index, records, decoded: 0 };
         if cache.records + cache.len() * cache.record_bytes() != index_at {
             bail!("{}: the records do not fill the file", path.display());
         }
@@ -153,24 +155,39 @@ impl FrameCache {
         4 * (self.index.size * self.index.size * 3 + 2 * self.index.landmarks)
     }
 
-    fn floats(&self, i: usize) -> impl Iterator<Item = f32> + '_ {
-        let start = self.records + i * self.record_bytes();
-        self.map[start..start + self.record_bytes()].chunks_exact(4).map(|b| f32::from_le_bytes(b.try_into().expect("4 bytes")))
-    }
-
-    /// Frame `i`'s landmarks (crop pixels).
+    /// Frame `i`'s landmarks (crop pixels). Read from the file, not the map: a baseline over
+    /// every frame's landmarks then leaves no mapped page resident.
     pub fn landmarks(&self, i: usize) -> Vec<[f32; 2]> {
-        let rgb = self.index.size * self.index.size * 3;
-        let values: Vec<f32> = self.floats(i).skip(rgb).take(2 * self.index.frames[i].landmarks as usize).collect();
-        values.chunks_exact(2).map(|p| [p[0], p[1]]).collect()
+        use std::os::unix::fs::FileExt;
+        let at = self.records + i * self.record_bytes() + 4 * self.index.size * self.index.size * 3;
+        let mut bytes = vec![0u8; 8 * self.index.frames[i].landmarks as usize];
+        self.file.read_exact_at(&mut bytes, at as u64).expect("the frame cache was checked whole when opened");
+        bytes.chunks_exact(8).map(|b| [f32::from_le_bytes(b[..4].try_into().expect("4 bytes")), f32::from_le_bytes(b[4..].try_into().expect("4 bytes"))]).collect()
     }
 
     /// Frame `i`, read from the map.
     pub fn frame(&self, i: usize) -> LoadedFrame {
         let e = &self.index.frames[i];
-        let rgb: Vec<f32> = self.floats(i).take(self.index.size * self.index.size * 3).collect();
+        let start = self.records + i * self.record_bytes();
+        let rgb: Vec<f32> = self.map[start..start + 4 * self.index.size * self.index.size * 3].chunks_exact(4).map(|b| f32::from_le_bytes(b.try_into().expect("4 bytes"))).collect();
         LoadedFrame { name: e.name.clone(), subject: e.subject.clone(), source: e.source.clone(), rgb, size: self.index.size, landmarks: self.landmarks(i), dense: None, crop: e.crop.clone(), seconds: e.seconds, truth: None }
     }
+}
+
+/// The CRC-32 of everything after the header, read through the file in pieces rather than the
+/// map, so opening a cache does not make the whole file resident in the process.
+fn checksum(file: &std::fs::File, len: usize) -> std::io::Result<u32> {
+    use std::os::unix::fs::FileExt;
+    let mut crc = crc32fast::Hasher::new();
+    let mut buffer = vec![0u8; 1 << 20];
+    let mut at = HEADER;
+    while at < len {
+        let n = buffer.len().min(len - at);
+        file.read_exact_at(&mut buffer[..n], at as u64)?;
+        crc.update(&buffer[..n]);
+        at += n;
+    }
+    Ok(crc.finalize())
 }
 
 /// Decodes the inputs one by one into `path` (through a temporary file, renamed when whole);
