@@ -16,7 +16,7 @@ use crate::scene::{DataSpec, LoadedScene};
 use crate::io::synth::SynthSpec;
 use anyhow::{bail, Context};
 use bevy_ecs::prelude::{Entity, Or, Schedule, With, World};
-use faceforge_components::{Coeffs, Frame, GroundTruth, Iteration, LossTerms, Landmarks2d, Landmarks3d, Pose, Subject};
+use faceforge_components::{Coeffs, Frame, GroundTruth, Image, Iteration, LossTerms, Landmarks2d, Landmarks3d, Pose, Rendered, Subject};
 use crate::report::svg::{LinePlot, Series};
 use faceforge_kernels::{project, Backend};
 use crate::scene::learn::LearnSpec;
@@ -131,6 +131,11 @@ pub struct RealHeldOut {
     pub nme_reconstruction: Option<f32>,
     /// 2D NME (%) of the training frames' mean landmarks: a prediction that ignores the image.
     pub nme_mean: f32,
+    /// The photometric error of the re-render on the face region: mean absolute RGB difference
+    /// (1/255) between each frame and its reconstruction drawn over it (once the heads are
+    /// trained; the mean albedo and default light without appearance heads).
+    #[serde(default)]
+    pub photometric_255: Option<f32>,
 }
 
 /// Where a training's frames come from.
@@ -338,7 +343,7 @@ impl Session {
         let learner = self.world.remove_resource::<Learner>().expect("the learner");
         let (learner, measured) = evaluate_real(learner, &self.model, &self.backend, set, step)?;
         self.world.insert_resource(learner);
-        tracing::info!("held-out real frames at step {step}: 2D NME network {}, reconstruction {}, mean {:.2} %", pct(measured.nme_network), pct(measured.nme_reconstruction), measured.nme_mean);
+        tracing::info!("held-out real frames at step {step}: 2D NME network {}, reconstruction {}, mean {:.2} %; redrawn {}", pct(measured.nme_network), pct(measured.nme_reconstruction), measured.nme_mean, measured.photometric_255.map_or("–".into(), |e| format!("{e:.1}/255")));
         Ok(Some(measured))
     }
 
@@ -494,7 +499,7 @@ fn write_report(loaded: &LoadedScene, s: &TrainSummary) -> anyhow::Result<()> {
     }
     facts.push(("peak memory".into(), crate::run::megabytes(s.peak_memory_mb)));
     let graph = crate::scene::graph::plan(loaded).ok().map(|p| crate::scene::graph::svg(&p));
-    let report = RunReport { title: loaded.name(), facts, metrics: None, losses: &s.loss_history, images: &[], heat_map: None, graph, clips: &[], viewers: Vec::new(), plots: real_plot(&s.held_out_real).into_iter().collect() };
+    let report = RunReport { title: loaded.name(), facts, metrics: None, losses: &s.loss_history, images: &[], heat_map: None, graph, clips: &[], viewers: Vec::new(), plots: real_plots(&s.held_out_real) };
     for (name, text) in [
         ("report.md", run_markdown(&report)),
         ("report.html", run_html(&report)),
@@ -516,9 +521,9 @@ fn projected_landmarks(model: &MorphableModel, coeffs: &Coeffs, pose: &Pose) -> 
 
 /// Runs the network (inference) and the pose it implies on the frames `fill` spawns (PGN's
 /// closed form from a guidance network's landmarks; a pose head's output read as the data's
-/// camera, the calibrated pinhole one when `pinhole`). Returns the learner as it was configured,
-/// and the World.
-fn run_network(mut learner: Learner, model: &std::sync::Arc<MorphableModel>, backend: &Backend, pinhole: bool, fill: impl FnOnce(&mut World) -> anyhow::Result<()>) -> anyhow::Result<(Learner, World)> {
+/// camera, the calibrated pinhole one when `pinhole`), then the systems `also` names (with their
+/// settings). Returns the learner as it was configured, and the World.
+fn run_network(mut learner: Learner, model: &std::sync::Arc<MorphableModel>, backend: &Backend, pinhole: bool, also: &[(&str, &str)], fill: impl FnOnce(&mut World) -> anyhow::Result<()>) -> anyhow::Result<(Learner, World)> {
     let (guide, conditional) = (learner.net.pose.is_none(), learner.info.conditional);
     let mut world = crate::run::new_world(model, backend, &BTreeMap::new());
     fill(&mut world)?;
@@ -536,8 +541,8 @@ fn run_network(mut learner: Learner, model: &std::sync::Arc<MorphableModel>, bac
     };
     let encode_settings = if guide { "(guide: true)" } else { "(guide: false)" };
     let encoder = if conditional { "encode_conditional" } else { "encode" };
-    for entry in faceforge_learn::registry().into_iter().chain(registry()).filter(|e| e.name == encoder || e.name == pose_system) {
-        let settings = (entry.name == "encode").then_some(encode_settings).or((entry.name == "pgn").then_some("(camera: ScaledRotation)"));
+    for entry in faceforge_learn::registry().into_iter().chain(registry()).filter(|e| e.name == encoder || e.name == pose_system || also.iter().any(|(name, _)| *name == e.name)) {
+        let settings = (entry.name == "encode").then_some(encode_settings).or((entry.name == "pgn").then_some("(camera: ScaledRotation)")).or(also.iter().find(|(name, _)| *name == entry.name).map(|(_, s)| *s));
         schedule.add_systems((entry.build)(settings).map_err(|e| anyhow::anyhow!("{}: {e}", entry.name))?);
     }
     schedule.run(&mut world);
@@ -559,7 +564,7 @@ pub fn evaluate(learner: Learner, model: &std::sync::Arc<MorphableModel>, backen
     let guide = learner.net.pose.is_none();
     let learner_has_albedo = learner.info.appearance;
     let mut frames = 0;
-    let (learner, world) = run_network(learner, model, backend, spec.focal > 0.0, |world| {
+    let (learner, world) = run_network(learner, model, backend, spec.focal > 0.0, &[], |world| {
         frames = data::populate(world, &DataSpec::Synthetic(spec.clone()), model, backend, spec.seed)?.0;
         Ok(())
     })?;
@@ -653,7 +658,10 @@ pub fn evaluate(learner: Learner, model: &std::sync::Arc<MorphableModel>, backen
 pub fn evaluate_real(learner: Learner, model: &std::sync::Arc<MorphableModel>, backend: &Backend, set: &RealSet, step: u32) -> anyhow::Result<(Learner, RealHeldOut)> {
     let guide = learner.net.pose.is_none();
     let held_out: Vec<_> = set.held_out().into_iter().filter(|f| f.landmarks.len() == model.landmarks().len()).collect();
-    let (learner, mut world) = run_network(learner, model, backend, false, |world| {
+    // The face drawn back over each frame: the reconstruction with its albedo (the mean one
+    // without an albedo head) under its lighting (the default without a lighting head).
+    let redraw = [("reconstruct", "(albedo: true)"), ("vertex_normals", "()"), ("render", "()")];
+    let (learner, mut world) = run_network(learner, model, backend, false, &redraw, |world| {
         data::spawn_loaded(world, &held_out, model);
         Ok(())
     })?;
@@ -667,8 +675,8 @@ pub fn evaluate_real(learner: Learner, model: &std::sync::Arc<MorphableModel>, b
     }
     mean.iter_mut().for_each(|m| *m = [m[0] / count.max(1) as f32, m[1] / count.max(1) as f32]);
     let heads = heads_trained(&learner);
-    let (mut network, mut reconstruction, mut baseline) = (Vec::new(), Vec::new(), Vec::new());
-    for (frame, coeffs, pose, marks) in world.query::<(&Frame, &Coeffs, Option<&Pose>, Option<&Landmarks2d>)>().iter(&world) {
+    let (mut network, mut reconstruction, mut baseline, mut photometric) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    for (frame, coeffs, pose, marks, image, rendered) in world.query::<(&Frame, &Coeffs, Option<&Pose>, Option<&Landmarks2d>, &Image, Option<&Rendered>)>().iter(&world) {
         let truth = given[frame.name.as_str()];
         let nme = |p: &[[f32; 2]]| nme_2d(p, truth) as f32;
         if let Some(m) = marks.filter(|_| guide) {
@@ -677,11 +685,22 @@ pub fn evaluate_real(learner: Learner, model: &std::sync::Arc<MorphableModel>, b
         if let Some(pose) = pose.filter(|_| heads) {
             reconstruction.push(nme(&projected_landmarks(model, coeffs, pose)));
         }
+        if let Some(error) = rendered.filter(|_| heads).and_then(|r| face_error_255(image, r)) {
+            photometric.push(error);
+        }
         baseline.push(nme(&mean));
     }
     let mean_of = |v: &[f32]| (!v.is_empty()).then(|| v.iter().sum::<f32>() / v.len() as f32);
-    let measured = RealHeldOut { step, frames: baseline.len(), nme_network: mean_of(&network), nme_reconstruction: mean_of(&reconstruction), nme_mean: mean_of(&baseline).unwrap_or_default() };
+    let measured = RealHeldOut { step, frames: baseline.len(), nme_network: mean_of(&network), nme_reconstruction: mean_of(&reconstruction), nme_mean: mean_of(&baseline).unwrap_or_default(), photometric_255: mean_of(&photometric) };
     Ok((learner, measured))
+}
+
+/// The held-out real frames' measures over the steps, when measured more than once: the 2D NME,
+/// and the photometric error of the re-render when there is one.
+fn real_plots(measured: &[RealHeldOut]) -> Vec<LinePlot> {
+    let photometric = Series { name: "face redrawn".into(), points: measured.iter().filter_map(|m| m.photometric_255.map(|v| (m.step as f32, v))).collect() };
+    let photometric = (photometric.points.len() > 1).then(|| LinePlot { title: "held-out real frames: photometric error of the re-render".into(), x_label: "step".into(), y_label: "mean |RGB| on the face (1/255)".into(), series: vec![photometric], ..Default::default() });
+    real_plot(measured).into_iter().chain(photometric).collect()
 }
 
 /// The held-out real frames' 2D NME over the steps, when measured more than once.
@@ -698,8 +717,24 @@ fn epochs_text(e: &EpochPosition) -> String {
 
 /// The held-out real frames' NME at the start and at the end.
 fn real_text(first: &RealHeldOut, last: &RealHeldOut) -> String {
-    let at = |m: &RealHeldOut| format!("network landmarks {}, reconstruction {}", pct(m.nme_network), pct(m.nme_reconstruction));
+    let at = |m: &RealHeldOut| {
+        let redrawn = m.photometric_255.map_or(String::new(), |e| format!(" (redrawn: {e:.1}/255 on the face)"));
+        format!("network landmarks {}, reconstruction {}{redrawn}", pct(m.nme_network), pct(m.nme_reconstruction))
+    };
     format!("step {}: {}; step {}: {}; training frames' mean landmarks {:.2} %", first.step, at(first), last.step, at(last), last.nme_mean)
+}
+
+/// The mean absolute difference (RGB, 1/255) between a frame and the face drawn over it, on the
+/// pixels the face covers; none when it covers none.
+fn face_error_255(image: &Image, rendered: &Rendered) -> Option<f32> {
+    let (mut sum, mut count) = (0.0f64, 0usize);
+    for p in (0..rendered.tri.len()).filter(|&p| rendered.tri[p] > 0) {
+        for c in 0..3 {
+            sum += (rendered.color[3 * p + c] - image.rgb[3 * p + c]).abs() as f64;
+        }
+        count += 3;
+    }
+    (count > 0 && rendered.color.len() == image.rgb.len()).then(|| (255.0 * sum / count as f64) as f32)
 }
 
 /// A percentage, "–" when there is none.
