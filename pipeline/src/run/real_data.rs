@@ -18,8 +18,10 @@ enum Frames {
     Memory(Vec<LoadedFrame>),
 }
 
-/// Held-out frames go in blocks of this many consecutive frames of a subject.
-const BLOCK: usize = 4;
+/// Held-out frames go in blocks of this many consecutive frames of a subject: 12 is tiled by
+/// groups of 1, 2, 3 (MVF-Net's triplets) and 4 (CEST's clips), and keeps a clip's held-out
+/// frames apart from most of their near-duplicate neighbours.
+const BLOCK: usize = 12;
 /// The held-out draw's seed: the same for every training.
 const HELD_OUT_SEED: u64 = 0x4E1D_0001;
 
@@ -81,12 +83,12 @@ impl RealSet {
     /// loaded: by subject, then name). The frames are cut into blocks of `BLOCK` consecutive
     /// frames of a subject; blocks are held out in a draw with a fixed seed until `held_out`
     /// frames are, so every training on the same data holds out the same frames whatever its
-    /// group (1, 2 or 4) and its seed: a chain of trainings never trains on an earlier one's
+    /// group (1, 2, 3, 4, 6 or 12) and its seed: a chain of trainings never trains on an earlier one's
     /// held-out frames.
     fn split(frames: Frames, group: u32, held_out: u32, seed: u64) -> anyhow::Result<Self> {
         let group = group.max(1) as usize;
         if !BLOCK.is_multiple_of(group) {
-            bail!("learn.group is {group}: groups of 1, 2 or 4 frames (they tile the held-out blocks of {BLOCK})");
+            bail!("learn.group is {group}: groups of 1, 2, 3, 4, 6 or 12 frames (they tile the held-out blocks of {BLOCK})");
         }
         let count = frames.len();
         let mut blocks: Vec<std::ops::Range<usize>> = Vec::new();
@@ -290,11 +292,11 @@ mod tests {
 
     #[test]
     fn groups_are_consecutive_frames_of_one_subject() {
-        let set = RealSet::from_frames(frames(&[("a", 9), ("b", 4), ("c", 1)]), 2, 1, 5).unwrap();
-        // Blocks a0-3, a4-7, a8, b0-3, c0; pairs: 2 + 2 + 0 + 2 + 0. One block is held out:
-        // a 4-frame one leaves 4 pairs, a 1-frame one 6.
+        let set = RealSet::from_frames(frames(&[("a", 14), ("b", 4), ("c", 1)]), 2, 1, 5).unwrap();
+        // Blocks a0-11, a12-13, b0-3, c0: 6 + 1 + 2 + 0 pairs. One whole block is held out.
         let held = set.held_out();
-        assert!((set.training_items() == 4 && held.len() == 4) || (set.training_items() == 6 && held.is_empty()), "{} items, {} held out", set.training_items(), held.len());
+        assert!(!held.is_empty() || set.training_items() == 9);
+        assert_eq!(set.training_items() + held.len() / 2, 9, "{} items, {} frames held out", set.training_items(), held.len());
         for step in 0..3 {
             let batch = set.batch(step, 3).unwrap();
             for pair in batch.chunks(2) {
@@ -304,8 +306,9 @@ mod tests {
             }
         }
         assert!(RealSet::from_frames(frames(&[("a", 3)]), 4, 0, 5).is_err(), "no item at all is an error");
-        assert!(set.batch(0, 7).is_err(), "a batch larger than the training items");
-        assert!(RealSet::from_frames(frames(&[("a", 9)]), 3, 1, 5).is_err(), "groups of 3 do not tile the blocks");
+        assert!(set.batch(0, 10).is_err(), "a batch larger than the training items");
+        assert!(RealSet::from_frames(frames(&[("a", 24)]), 3, 1, 5).is_ok(), "MVF-Net's triplets tile the blocks");
+        assert!(RealSet::from_frames(frames(&[("a", 24)]), 5, 1, 5).is_err(), "groups of 5 do not");
     }
 
     #[test]
@@ -316,9 +319,10 @@ mod tests {
             v.sort();
             v
         };
+        // 8 asked for: one block of 12 consecutive frames.
         let one = RealSet::from_frames(clip(), 1, 8, 3).unwrap();
-        assert_eq!(names(&one).len(), 8);
-        for (group, seed) in [(2, 4), (4, 5), (1, 9)] {
+        assert_eq!(names(&one).len(), 12);
+        for (group, seed) in [(2, 4), (3, 6), (4, 5), (1, 9)] {
             assert_eq!(names(&RealSet::from_frames(clip(), group, 8, seed).unwrap()), names(&one), "group {group}, seed {seed}");
         }
     }

@@ -35,7 +35,7 @@ pub struct LearnSpec {
     /// dropped), as PGN mixes 300W-LP with in-the-wild images in step 1.
     pub two_d_fraction: f32,
     /// Subjects of the held-out set the network is measured on at the end. With `Folder` or
-    /// `Video` data: frames of the data set kept out of training, in blocks of up to 4
+    /// `Video` data: frames of the data set kept out of training, in blocks of up to 12
     /// consecutive frames of a subject drawn with a fixed seed, so every training on the same
     /// data holds out the same frames.
     pub held_out: u32,
