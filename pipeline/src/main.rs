@@ -227,6 +227,10 @@ enum Command {
         /// Model preset (tiny, default, bfm).
         #[arg(long, default_value = "default")]
         model: String,
+        /// Each subject in a sub-folder of its own (`s000/f000.png`): a folder of clips or
+        /// multi-view sets.
+        #[arg(long)]
+        per_subject: bool,
     },
     /// Benchmarks (print ratios against the native CPU twins measured in the same run).
     Bench {
@@ -609,14 +613,15 @@ fn execute(cli: Cli) -> anyhow::Result<()> {
                 println!("{:<30} {:<26} reads {:<36} writes {:<38} {}{adjoint}", e.name, format!("{:?}", e.stage), names(&e.reads), names(&e.writes), e.summary);
             }
         }
-        Command::Synth { preset, out, subjects, frames, size, seed, noise, occluders, focal, model } => {
+        Command::Synth { preset, out, subjects, frames, size, seed, noise, occluders, focal, model, per_subject } => {
             let preset = faceforge::io::synth::SynthPreset::parse(&preset)
                 .with_context(|| format!("unknown preset `{preset}`; presets: aflw-like, florence-like, facewarehouse-like, mvf-like, clip-like"))?;
             let model_preset = Preset::parse(&model).with_context(|| format!("unknown model preset `{model}`; presets: tiny, default, bfm"))?;
             let model = MorphableModel::generate(&ModelSpec { preset: model_preset, ..ModelSpec::default() });
             let spec = faceforge::io::synth::SynthSpec { preset, subjects, frames, size, seed, landmark_noise: noise, occluders, yaws: Vec::new(), focal, changing_lighting: false, dense_landmarks: false, motion: 1.0 };
             let frames = faceforge::io::synth::generate(&model, &faceforge_kernels::Backend::Cpu, &spec);
-            let files = faceforge::io::synth::write(&out, &frames).with_context(|| format!("writing to {}", out.display()))?;
+            let write = if per_subject { faceforge::io::synth::write_per_subject } else { faceforge::io::synth::write };
+            let files = write(&out, &frames).with_context(|| format!("writing to {}", out.display()))?;
             println!("wrote {} frames ({files} files) to {}", frames.len(), out.display());
         }
         Command::Bench { command: BenchCommand::Detect { image, repeats, record } } => {

@@ -342,13 +342,26 @@ pub fn generate(model: &MorphableModel, backend: &Backend, spec: &SynthSpec) -> 
 
 /// Writes `NAME.png`, `NAME.pts` and `NAME.ron` (the ground truth) per frame.
 pub fn write(dir: &Path, frames: &[SynthFrame]) -> std::io::Result<usize> {
-    let mut files = 0;
-    for f in frames {
-        atomic_write(&dir.join(format!("{}.png", f.name)), &png_bytes(&f.image, f.size, f.size))?;
-        atomic_write(&dir.join(format!("{}.pts", f.name)), pts_text(&f.landmarks).as_bytes())?;
-        let truth = ron::ser::to_string_pretty(&f.truth, ron::ser::PrettyConfig::default()).map_err(std::io::Error::other)?;
-        atomic_write(&dir.join(format!("{}.ron", f.name)), truth.as_bytes())?;
-        files += 3;
-    }
-    Ok(files)
+    frames.iter().map(|f| write_frame(dir, &f.name, f)).sum()
+}
+
+/// Writes each subject's frames into a sub-folder of its own (`s000/f000.png`, …): the layout
+/// of a folder of clips or multi-view sets (`layout: Subjects`), one person per sub-folder.
+pub fn write_per_subject(dir: &Path, frames: &[SynthFrame]) -> std::io::Result<usize> {
+    frames
+        .iter()
+        .map(|f| {
+            let folder = dir.join(format!("s{:03}", f.subject));
+            std::fs::create_dir_all(&folder)?;
+            write_frame(&folder, &format!("f{:03}", f.index), f)
+        })
+        .sum()
+}
+
+fn write_frame(dir: &Path, name: &str, f: &SynthFrame) -> std::io::Result<usize> {
+    atomic_write(&dir.join(format!("{name}.png")), &png_bytes(&f.image, f.size, f.size))?;
+    atomic_write(&dir.join(format!("{name}.pts")), pts_text(&f.landmarks).as_bytes())?;
+    let truth = ron::ser::to_string_pretty(&f.truth, ron::ser::PrettyConfig::default()).map_err(std::io::Error::other)?;
+    atomic_write(&dir.join(format!("{name}.ron")), truth.as_bytes())?;
+    Ok(3)
 }
