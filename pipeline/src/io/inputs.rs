@@ -352,6 +352,12 @@ fn faces_of(spec: &FolderSpec, model: &MorphableModel, image_path: &Path, decode
 }
 
 /// A decoded picture in [0, 1] and where it came from (a file, or a clip's frame).
+/// A frame cut from an image already in memory, as `load` cuts a file's (the folder's crop
+/// around `points`, at `spec.size`).
+pub fn frame_from_image(spec: &FolderSpec, name: String, subject: String, source: &Path, image: image::RgbImage, points: &[[f32; 2]]) -> LoadedFrame {
+    Decoded::new(image, source).crop(spec, name, subject, points, None)
+}
+
 struct Decoded {
     rgb: Vec<f32>,
     width: usize,

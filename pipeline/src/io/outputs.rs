@@ -123,11 +123,19 @@ pub fn overlay(image: &[f32], width: usize, height: usize, color: &[f32], mask: 
     out
 }
 
+/// A coordinate as `.pts` files write it: three decimals when they hold it exactly, else the
+/// shortest text that reads back as the same f32, so a `.pts` file round-trips bit for bit (a
+/// synthetic folder's landmarks equal the ones drawn in memory).
+fn pts_number(v: f32) -> String {
+    let three = format!("{v:.3}");
+    if three.parse::<f32>() == Ok(v) { three } else { format!("{v}") }
+}
+
 /// iBUG `.pts` text (300-W's format).
 pub fn pts_text(points: &[[f32; 2]]) -> String {
     let mut s = format!("version: 1\nn_points:  {}\n{{\n", points.len());
     for p in points {
-        s.push_str(&format!("{:.3} {:.3}\n", p[0], p[1]));
+        s.push_str(&format!("{} {}\n", pts_number(p[0]), pts_number(p[1])));
     }
     s.push_str("}\n");
     s
@@ -196,12 +204,17 @@ pub fn parse_obj_vertices(file: &str, text: &str) -> Result<Vec<f32>, ParseError
 
 /// An 8-bit RGB PNG of an rgb image in [0, 1].
 pub fn png_bytes(rgb: &[f32], width: usize, height: usize) -> Vec<u8> {
-    let bytes: Vec<u8> = rgb.iter().map(|c| (c.clamp(0.0, 1.0) * 255.0).round() as u8).collect();
+    let bytes = rgb8(rgb);
     let mut out = Vec::new();
     image::codecs::png::PngEncoder::new(&mut out)
         .write_image(&bytes, width as u32, height as u32, image::ExtendedColorType::Rgb8)
         .expect("encoding a PNG in memory");
     out
+}
+
+/// Colours in [0, 1] as 8-bit values, as the PNGs are written.
+pub fn rgb8(rgb: &[f32]) -> Vec<u8> {
+    rgb.iter().map(|c| (c.clamp(0.0, 1.0) * 255.0).round() as u8).collect()
 }
 
 /// Per subject of two frames or more (a clip): `SUBJECT.glb` and its offline viewer page
@@ -264,8 +277,10 @@ mod tests {
     fn pts_is_ibug_and_png_decodes_to_the_quantised_image() {
         let text = pts_text(&[[1.5, 2.25], [100.0, 0.125]]);
         assert_eq!(text, "version: 1\nn_points:  2\n{\n1.500 2.250\n100.000 0.125\n}\n");
-
         assert_eq!(parse_pts("a.pts", &text).unwrap(), vec![[1.5, 2.25], [100.0, 0.125]]);
+        // Any f32 reads back exactly.
+        let odd = [[12.345_678, 0.1], [1e-7, 63.999_996]];
+        assert_eq!(parse_pts("b.pts", &pts_text(&odd)).unwrap(), odd.to_vec());
 
         let rgb: Vec<f32> = (0..4 * 3 * 3).map(|i| i as f32 / 35.0).collect();
         let png = png_bytes(&rgb, 4, 3);

@@ -293,8 +293,13 @@ impl Session {
 
     /// `new` with the scene's model already loaded.
     pub fn with_model(loaded: &LoadedScene, model: std::sync::Arc<MorphableModel>, learner: Option<Learner>) -> anyhow::Result<Self> {
-        let (learn, _) = learn_spec(loaded)?;
         let data = training_data(loaded, &model)?;
+        Self::with_data(loaded, model, learner, data)
+    }
+
+    /// `with_model` on given data instead of the scene's (frames already in memory).
+    pub fn with_data(loaded: &LoadedScene, model: std::sync::Arc<MorphableModel>, learner: Option<Learner>, data: TrainingData) -> anyhow::Result<Self> {
+        let (learn, _) = learn_spec(loaded)?;
         let scene = &loaded.scene;
         let plan = plan(loaded)?;
         let schedule = build_schedule(loaded, &plan)?;
