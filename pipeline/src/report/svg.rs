@@ -59,9 +59,10 @@ pub fn ticks(lo: f32, hi: f32) -> Vec<f32> {
 fn label(v: f32) -> String {
     if v == 0.0 {
         "0".into()
-    } else if v.abs() >= 1000.0 || v.abs() < 0.01 {
+    } else if v.abs() >= 1e6 || v.abs() < 0.01 {
         format!("{v:.0e}")
-    } else if v.fract().abs() < 1e-6 {
+    } else if v.abs() >= 1000.0 || v.fract().abs() < 1e-6 {
+        // Up to a million in full: 3500 and 4000 would both read 4e3.
         format!("{v:.0}")
     } else {
         let s = format!("{v:.3}");
@@ -148,7 +149,13 @@ impl LinePlot {
         let sy = |y: f32| TOP + ph - (y - y0) / (y1 - y0) * ph;
         // Grid and ticks.
         let y_ticks: Vec<(f32, String)> = if self.log_y {
-            (y0.floor() as i32..=y1.ceil() as i32).map(|k| k as f32).filter(|k| *k >= y0 - 1e-6 && *k <= y1 + 1e-6).map(|k| (k, label(10f32.powf(k)))).collect()
+            let decades: Vec<(f32, String)> = (y0.floor() as i32..=y1.ceil() as i32).map(|k| k as f32).filter(|k| *k >= y0 - 1e-6 && *k <= y1 + 1e-6).map(|k| (k, label(10f32.powf(k)))).collect();
+            if decades.len() >= 2 {
+                decades
+            } else {
+                // Less than two decades in view: round values between, at their logarithms.
+                ticks(10f32.powf(y0), 10f32.powf(y1)).into_iter().filter(|v| *v > 0.0).map(|v| (v.log10(), label(v))).filter(|(k, _)| *k >= y0 - 1e-6 && *k <= y1 + 1e-6).collect()
+            }
         } else {
             ticks(y0, y1).into_iter().map(|v| (v, label(v))).collect()
         };
@@ -296,6 +303,19 @@ mod tests {
         // Log axis: one tick label per decade from 0.1 to 10.
         assert!(svg.contains(">0.1</text>") && svg.contains(">1</text>") && svg.contains(">10</text>"));
         assert!(!svg.contains("NaN") && !svg.contains("http"));
+    }
+
+    #[test]
+    fn a_log_axis_within_one_decade_still_has_labels() {
+        let plot = LinePlot { log_y: true, series: vec![Series { name: "loss".into(), points: vec![(0.0, 900.0), (1.0, 250.0)] }], ..Default::default() };
+        let svg = plot.svg();
+        // 250 to 900 holds no power of ten: round values between are labelled instead.
+        for label in [">400</text>", ">600</text>", ">800</text>"] {
+            assert!(svg.contains(label), "{label} missing");
+        }
+        // Thousands in full, not as 4e3 twice.
+        let svg = LinePlot { log_y: true, series: vec![Series { name: "loss".into(), points: vec![(0.0, 4700.0), (1.0, 3300.0)] }], ..Default::default() }.svg();
+        assert!(svg.contains(">3500</text>") && svg.contains(">4000</text>") && !svg.contains("e3<"), "{svg}");
     }
 
     #[test]
