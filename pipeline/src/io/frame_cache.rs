@@ -194,7 +194,9 @@ fn checksum(file: &std::fs::File, len: usize) -> std::io::Result<u32> {
 /// returns how many frames it wrote.
 fn build(spec: &FolderSpec, listed: &[inputs::Listed], model: &MorphableModel, key: &str, path: &Path) -> anyhow::Result<usize> {
     let landmarks = model.landmarks().len();
-    let tmp = path.with_extension("frames.tmp");
+    // A name of this process's own: two trainings that build the same cache at once (an array
+    // job) each write their own file, and the last rename wins with a whole one.
+    let tmp = path.with_extension(format!("frames.tmp{}", std::process::id()));
     let mut file = std::io::BufWriter::new(std::fs::File::create(&tmp).with_context(|| format!("creating {}", tmp.display()))?);
     file.write_all(&[0u8; HEADER])?;
     let mut crc = crc32fast::Hasher::new();
