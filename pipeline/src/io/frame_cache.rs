@@ -104,11 +104,17 @@ impl FrameCache {
         }
         std::fs::create_dir_all(&dir).with_context(|| format!("creating {} (the frame cache beside the data)", dir.display()))?;
         let decoded = build(spec, &listed, model, &key, &path)?;
-        Ok(Self { decoded, ..Self::open(&path, &key)? })
+        // Just written and synced whole: its header, index and key are checked, not read twice
+        // for the checksum.
+        Ok(Self { decoded, ..Self::map(&path, &key, false)? })
     }
 
     /// Maps a cache file and checks its header, its checksum and its key.
     pub fn open(path: &Path, key: &str) -> anyhow::Result<Self> {
+        Self::map(path, key, true)
+    }
+
+    fn map(path: &Path, key: &str, check_crc: bool) -> anyhow::Result<Self> {
         let file = std::fs::File::open(path).with_context(|| format!("opening {}", path.display()))?;
         let map = faceforge_model::map_file(&file).with_context(|| format!("mapping {}", path.display()))?;
         if map.len() < HEADER || &map[..8] != MAGIC {
@@ -120,7 +126,7 @@ impl FrameCache {
         if records != HEADER || index_at.checked_add(index_len) != Some(map.len()) {
             bail!("{}: truncated or damaged (its header does not match its length)", path.display());
         }
-        if checksum(&file, map.len()).with_context(|| format!("reading {}", path.display()))? != crc {
+        if check_crc && checksum(&file, map.len()).with_context(|| format!("reading {}", path.display()))? != crc {
             bail!("{}: checksum mismatch", path.display());
         }
         let index: Index = serde_json::from_slice(&map[index_at..]).with_context(|| format!("{}: reading the index", path.display()))?;
@@ -190,14 +196,26 @@ fn checksum(file: &std::fs::File, len: usize) -> std::io::Result<u32> {
     Ok(crc.finalize())
 }
 
-/// Decodes the inputs one by one into `path` (through a temporary file, renamed when whole);
-/// returns how many frames it wrote.
+/// Decodes the inputs one by one into `path` (through a temporary file, renamed when whole, and
+/// removed when the build fails); returns how many frames it wrote.
 fn build(spec: &FolderSpec, listed: &[inputs::Listed], model: &MorphableModel, key: &str, path: &Path) -> anyhow::Result<usize> {
-    let landmarks = model.landmarks().len();
     // A name of this process's own: two trainings that build the same cache at once (an array
     // job) each write their own file, and the last rename wins with a whole one.
     let tmp = path.with_extension(format!("frames.tmp{}", std::process::id()));
-    let mut file = std::io::BufWriter::new(std::fs::File::create(&tmp).with_context(|| format!("creating {}", tmp.display()))?);
+    let built = write_cache(spec, listed, model, key, &tmp).and_then(|count| {
+        std::fs::rename(&tmp, path).with_context(|| format!("renaming {} to {}", tmp.display(), path.display()))?;
+        Ok(count)
+    });
+    if built.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    built
+}
+
+/// Writes the cache file `tmp`: header, records, index.
+fn write_cache(spec: &FolderSpec, listed: &[inputs::Listed], model: &MorphableModel, key: &str, tmp: &Path) -> anyhow::Result<usize> {
+    let landmarks = model.landmarks().len();
+    let mut file = std::io::BufWriter::new(std::fs::File::create(tmp).with_context(|| format!("creating {}", tmp.display()))?);
     file.write_all(&[0u8; HEADER])?;
     let mut crc = crc32fast::Hasher::new();
     let mut frames = Vec::new();
@@ -243,6 +261,5 @@ fn build(spec: &FolderSpec, listed: &[inputs::Listed], model: &MorphableModel, k
     file.seek(std::io::SeekFrom::Start(0))?;
     file.write_all(&header)?;
     file.sync_all()?;
-    std::fs::rename(&tmp, path).with_context(|| format!("renaming {} to {}", tmp.display(), path.display()))?;
     Ok(count)
 }

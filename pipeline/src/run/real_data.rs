@@ -38,6 +38,8 @@ pub struct RealSet {
     train: Vec<usize>,
     held_out: Vec<usize>,
     seed: u64,
+    /// `mean_training_landmarks`, once computed.
+    mean_landmarks: std::sync::OnceLock<Vec<[f32; 2]>>,
 }
 
 /// Where a step's batch starts in the epochs.
@@ -83,8 +85,8 @@ impl RealSet {
     /// loaded: by subject, then name). The frames are cut into blocks of `BLOCK` consecutive
     /// frames of a subject; blocks are held out in a draw with a fixed seed until `held_out`
     /// frames are, so every training on the same data holds out the same frames whatever its
-    /// group (1, 2, 3, 4, 6 or 12) and its seed: a chain of trainings never trains on an earlier one's
-    /// held-out frames.
+    /// group (1, 2, 3, 4, 6 or 12) and its seed: a chain of trainings never trains on an earlier
+    /// one's held-out frames.
     fn split(frames: Frames, group: u32, held_out: u32, seed: u64) -> anyhow::Result<Self> {
         let group = group.max(1) as usize;
         if !BLOCK.is_multiple_of(group) {
@@ -121,7 +123,7 @@ impl RealSet {
         if train.is_empty() {
             bail!("{count} frames, {taken} of them held out ({held_out} asked for, in blocks of up to {BLOCK}): no group of {group} left to train on");
         }
-        Ok(Self { frames, skipped: Vec::new(), items, train, held_out: held, seed })
+        Ok(Self { frames, skipped: Vec::new(), items, train, held_out: held, seed, mean_landmarks: std::sync::OnceLock::new() })
     }
 
     /// Frames decoded to load it (0 when its frame cache was there already).
@@ -181,9 +183,20 @@ impl RealSet {
         self.held_out.iter().flat_map(|&i| self.item_frames(i)).collect()
     }
 
-    /// The training frames' landmarks (for baselines over the training set).
-    pub fn training_landmarks(&self) -> impl Iterator<Item = Vec<[f32; 2]>> + '_ {
-        self.train.iter().flat_map(|&i| self.items[i].iter().map(|&f| self.frames.landmarks(f)))
+    /// The training frames' mean landmarks, over those with `n` of them (the image-ignoring
+    /// baseline of the held-out measurement): read once, at the first measurement.
+    pub fn mean_training_landmarks(&self, n: usize) -> &[[f32; 2]] {
+        self.mean_landmarks.get_or_init(|| {
+            let (mut mean, mut count) = (vec![[0.0f32; 2]; n], 0usize);
+            for f in self.train.iter().flat_map(|&i| &self.items[i]) {
+                let landmarks = self.frames.landmarks(*f);
+                if landmarks.len() == n {
+                    mean.iter_mut().zip(&landmarks).for_each(|(m, p)| *m = [m[0] + p[0], m[1] + p[1]]);
+                    count += 1;
+                }
+            }
+            mean.iter().map(|m| [m[0] / count.max(1) as f32, m[1] / count.max(1) as f32]).collect()
+        })
     }
 
     fn item_frames(&self, item: usize) -> Vec<LoadedFrame> {

@@ -1,8 +1,8 @@
 //! `faceforge train`: learn mode. Each step draws a fresh batch of synthetic frames (seeded by the
 //! step, so a resumed training sees the batches an uninterrupted one would), or takes the next
 //! items of a folder's or a video's frames (`real_data`, a seeded shuffle per epoch) with
-//! synthetic faces mixed in, runs the scene's graph once — `encode` (the network), the fit mode's stages and losses, `encode_backward`,
-//! `encoder_step` — and so trains the network through the ECS graph. At the end: the weights
+//! synthetic faces mixed in, runs the scene's graph once — `encode` (the network), the fit mode's
+//! stages and losses, `encode_backward`, `encoder_step` — and so trains the network through the ECS graph. At the end: the weights
 //! (burn's record), the loss history, and the network measured on held-out frames against the
 //! mean-face baseline.
 
@@ -569,11 +569,10 @@ pub fn evaluate(learner: Learner, model: &std::sync::Arc<MorphableModel>, backen
     let guide = learner.net.pose.is_none();
     let learner_has_albedo = learner.info.appearance;
     let mut frames = 0;
-    let (learner, world) = run_network(learner, model, backend, spec.focal > 0.0, &[], |world| {
+    let (learner, mut world) = run_network(learner, model, backend, spec.focal > 0.0, &[], |world| {
         frames = data::populate(world, &DataSpec::Synthetic(spec.clone()), model, backend, spec.seed)?.0;
         Ok(())
     })?;
-    let mut world = world;
     let mean_face = mean_landmarks(model, backend, training_spec)?;
 
     struct Row {
@@ -672,13 +671,7 @@ pub fn evaluate_real(learner: Learner, model: &std::sync::Arc<MorphableModel>, b
     })?;
     let given: BTreeMap<&str, &[[f32; 2]]> = held_out.iter().map(|f| (f.name.as_str(), f.landmarks.as_slice())).collect();
     // The image-ignoring baseline: the training frames' mean landmarks (crop pixels).
-    let n = model.landmarks().len();
-    let (mut mean, mut count) = (vec![[0.0f32; 2]; n], 0usize);
-    for landmarks in set.training_landmarks().filter(|l| l.len() == n) {
-        mean.iter_mut().zip(&landmarks).for_each(|(m, p)| *m = [m[0] + p[0], m[1] + p[1]]);
-        count += 1;
-    }
-    mean.iter_mut().for_each(|m| *m = [m[0] / count.max(1) as f32, m[1] / count.max(1) as f32]);
+    let mean = set.mean_training_landmarks(model.landmarks().len());
     let heads = heads_trained(&learner);
     let (mut network, mut reconstruction, mut baseline, mut photometric) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
     for (frame, coeffs, pose, marks, image, rendered) in world.query::<(&Frame, &Coeffs, Option<&Pose>, Option<&Landmarks2d>, &Image, Option<&Rendered>)>().iter(&world) {
@@ -693,7 +686,7 @@ pub fn evaluate_real(learner: Learner, model: &std::sync::Arc<MorphableModel>, b
         if let Some(error) = rendered.filter(|_| heads).and_then(|r| face_error_255(image, r)) {
             photometric.push(error);
         }
-        baseline.push(nme(&mean));
+        baseline.push(nme(mean));
     }
     let mean_of = |v: &[f32]| (!v.is_empty()).then(|| v.iter().sum::<f32>() / v.len() as f32);
     let measured = RealHeldOut { step, frames: baseline.len(), nme_network: mean_of(&network), nme_reconstruction: mean_of(&reconstruction), nme_mean: mean_of(&baseline).unwrap_or_default(), photometric_255: mean_of(&photometric) };
@@ -732,6 +725,9 @@ fn real_text(first: &RealHeldOut, last: &RealHeldOut) -> String {
 /// The mean absolute difference (RGB, 1/255) between a frame and the face drawn over it, on the
 /// pixels the face covers; none when it covers none.
 fn face_error_255(image: &Image, rendered: &Rendered) -> Option<f32> {
+    if rendered.color.len() != image.rgb.len() || rendered.tri.len() * 3 != image.rgb.len() {
+        return None;
+    }
     let (mut sum, mut count) = (0.0f64, 0usize);
     for p in (0..rendered.tri.len()).filter(|&p| rendered.tri[p] > 0) {
         for c in 0..3 {
@@ -739,7 +735,7 @@ fn face_error_255(image: &Image, rendered: &Rendered) -> Option<f32> {
         }
         count += 3;
     }
-    (count > 0 && rendered.color.len() == image.rgb.len()).then(|| (255.0 * sum / count as f64) as f32)
+    (count > 0).then(|| (255.0 * sum / count as f64) as f32)
 }
 
 /// A percentage, "–" when there is none.
