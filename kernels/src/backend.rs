@@ -94,8 +94,13 @@ impl Backend {
     }
 }
 
-/// Whether any wgpu adapter that is not a CPU device exists.
-fn has_real_gpu() -> bool {
+/// Whether any wgpu adapter that is not a CPU device exists (looked for once per process).
+pub fn has_real_gpu() -> bool {
+    static FOUND: OnceLock<bool> = OnceLock::new();
+    *FOUND.get_or_init(find_real_gpu)
+}
+
+fn find_real_gpu() -> bool {
     // Only the primary APIs: probing OpenGL through EGL prints driver errors on headless machines.
     let mut descriptor = wgpu::InstanceDescriptor::new_without_display_handle();
     descriptor.backends = wgpu::Backends::PRIMARY;
@@ -104,11 +109,12 @@ fn has_real_gpu() -> bool {
     adapters.iter().any(|a| a.get_info().device_type != wgpu::DeviceType::Cpu)
 }
 
-/// The wgpu device is set up once per process; every later request shares its client.
-fn wgpu_backend() -> Result<Backend, BackendError> {
+/// The wgpu device the kernels run on, set up once per process. burn's networks wrap this same
+/// device (`burn::tensor::Device::new`), so the network and the kernels share one client and one
+/// memory pool.
+pub fn wgpu_device() -> Result<(WgpuDevice, DeviceInfo), BackendError> {
     static WGPU: OnceLock<Result<(WgpuDevice, DeviceInfo), String>> = OnceLock::new();
-    let (device, info) = WGPU
-        .get_or_init(|| {
+    WGPU.get_or_init(|| {
             let setup = cubecl::wgpu::try_init_setup::<AutoGraphicsApi>(&WgpuDevice::default(), RuntimeOptions::default())
                 .map_err(|e| format!("{e:?}"))?;
             let adapter = setup.adapter.get_info();
@@ -122,7 +128,12 @@ fn wgpu_backend() -> Result<Backend, BackendError> {
             Ok((device, info))
         })
         .clone()
-        .map_err(BackendError::NoWgpuAdapter)?;
+        .map_err(BackendError::NoWgpuAdapter)
+}
+
+/// Every request shares the one device's client.
+fn wgpu_backend() -> Result<Backend, BackendError> {
+    let (device, info) = wgpu_device()?;
     Ok(Backend::Gpu { client: <WgpuRuntime as Runtime>::client(&device), info })
 }
 

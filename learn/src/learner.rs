@@ -48,6 +48,21 @@ pub(crate) fn flat<const D: usize>(t: Tensor<D>) -> Vec<f32> {
     t.into_data().try_into_vec::<f32>().expect("a float tensor")
 }
 
+/// Moves every parameter to a device by value: new leaf tensors with the same ids (burn's
+/// `to_device` records the move in the autodiff graph, and `fork` would draw a parameter not yet
+/// initialised on the destination, with that device's generator).
+struct MoveTo(Device);
+
+impl ModuleMapper for MoveTo {
+    fn map_float<const D: usize>(&mut self, param: Param<Tensor<D>>) -> Param<Tensor<D>> {
+        let device = self.0.clone();
+        param.map(|t| {
+            let moved = Tensor::from_data(t.to_data(), &device);
+            if t.is_require_grad() { moved.require_grad() } else { moved }
+        })
+    }
+}
+
 /// The outputs of the last forward pass, kept (with their autodiff graph) for the backward.
 pub(crate) struct Pending {
     pub entities: Vec<Entity>,
@@ -97,6 +112,12 @@ impl Learner {
 
     /// A fresh network for `model`, on burn's CPU backend (flex) with autodiff.
     pub fn new(spec: &NetworkSpec, model: &MorphableModel, heads: Heads) -> Result<Self, LearnError> {
+        Self::new_on(spec, model, heads, Device::flex().autodiff())
+    }
+
+    /// A fresh network on `device`. The weights are drawn on flex whatever the device and then
+    /// moved, so one seed gives the same network on the CPU and on a GPU.
+    pub fn new_on(spec: &NetworkSpec, model: &MorphableModel, heads: Heads, device: Device) -> Result<Self, LearnError> {
         spec.check().map_err(LearnError::Spec)?;
         if heads.conditional && !(heads.pose && heads.appearance) {
             return Err(LearnError::Spec("CEST's conditional chain estimates the viewpoint, shape, reflectance and light: it needs pose_head and appearance".into()));
@@ -104,7 +125,6 @@ impl Learner {
         if heads.conditional && spec.landmark_map {
             return Err(LearnError::Spec("CEST's conditional chain reads RGB images: network.landmark_map is 2DASL's".into()));
         }
-        let device = Device::flex().autodiff();
         let info = WeightsInfo {
             network: spec.clone(),
             n_landmarks: model.landmarks().len(),
@@ -118,7 +138,11 @@ impl Learner {
             conditional: heads.conditional,
             mono_lighting: heads.mono_lighting,
         };
-        let net = Network::new(spec, info.n_landmarks, (info.n_id, info.n_exp, model.n_albedo()), heads, &device);
+        let flex = Device::flex().autodiff();
+        let mut net = Network::new(spec, info.n_landmarks, (info.n_id, info.n_exp, model.n_albedo()), heads, &flex);
+        if device != flex {
+            net = net.map(&mut MoveTo(device.clone()));
+        }
         Ok(Self {
             readout: Readout::new(spec, model, &device),
             info,
@@ -145,6 +169,11 @@ impl Learner {
 
     /// A learner whose network is read from `path` (and its `.json`), checked against `model`.
     pub fn load(path: &Path, model: &MorphableModel) -> Result<Self, LearnError> {
+        Self::load_on(path, model, Device::flex().autodiff())
+    }
+
+    /// As `load`, on `device`.
+    pub fn load_on(path: &Path, model: &MorphableModel, device: Device) -> Result<Self, LearnError> {
         let info_path = path.with_extension("json");
         let text = std::fs::read_to_string(&info_path).map_err(|e| file_error(&info_path, format!("{e} (the network description written beside the weights)")))?;
         let info: WeightsInfo = serde_json::from_str(&text).map_err(|e| file_error(&info_path, e))?;
@@ -164,7 +193,7 @@ impl Learner {
                 ),
             ));
         }
-        let mut learner = Self::new(&info.network, model, info.heads())?;
+        let mut learner = Self::new_on(&info.network, model, info.heads(), device)?;
         learner.net = learner.net.clone().try_load_file(path).map_err(|e| file_error(path, e))?;
         learner.info = info;
         Ok(learner)

@@ -7,6 +7,7 @@ pub mod consistency;
 pub mod canonical;
 pub mod conditional;
 pub mod critic;
+pub mod device;
 pub mod encode;
 pub mod landmark_map;
 pub mod learner;
@@ -16,6 +17,7 @@ pub mod params62;
 pub mod self_critic;
 pub mod self_supervision;
 
+pub use device::{DeviceChoice, LearnDevice};
 pub use learner::{LearnError, Learner, WeightsInfo};
 pub use network::{Heads, LandmarkHead, NetworkSpec, Trained};
 

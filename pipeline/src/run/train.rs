@@ -20,7 +20,7 @@ use faceforge_components::{Coeffs, Frame, GroundTruth, Image, Iteration, LossTer
 use crate::report::svg::{LinePlot, Series};
 use faceforge_kernels::{project, Backend};
 use crate::scene::learn::LearnSpec;
-use faceforge_learn::{Learner, Trained};
+use faceforge_learn::{LearnDevice, Learner, Trained};
 use faceforge_model::{atomic_write, MorphableModel, SplitMix64};
 use faceforge_systems::{registry, StageErrors};
 use serde::{Deserialize, Serialize};
@@ -214,10 +214,18 @@ fn training_data(loaded: &LoadedScene, model: &MorphableModel) -> anyhow::Result
     })
 }
 
+/// The device `learn.device` resolves to here, said once per training.
+fn learn_device(learn: &LearnSpec) -> anyhow::Result<LearnDevice> {
+    let device = LearnDevice::select(learn.device)?;
+    tracing::info!("networks on {} (learn.device: {:?})", device.describe(), learn.device);
+    Ok(device)
+}
+
 fn new_learner(learn: &LearnSpec, model: &MorphableModel) -> anyhow::Result<Learner> {
+    let device = learn_device(learn)?.device;
     let mut learner = match &learn.init {
         Some(path) => {
-            let l = Learner::load(path, model)?;
+            let l = Learner::load_on(path, model, device)?;
             if l.info.network != learn.network {
                 tracing::info!("network from {} (its own shape, not the scene's)", path.display());
             }
@@ -226,7 +234,7 @@ fn new_learner(learn: &LearnSpec, model: &MorphableModel) -> anyhow::Result<Lear
             }
             l
         }
-        None => Learner::new(&learn.network, model, learn.heads())?,
+        None => Learner::new_on(&learn.network, model, learn.heads(), device)?,
     };
     learner.configure(learn.trained, true);
     learner.learning_rate = learn.learning_rate;
@@ -377,7 +385,7 @@ pub fn train(loaded: &LoadedScene, options: &crate::run::RunOptions, resume: boo
     let (start, mut history, learner) = if resume {
         let text = std::fs::read_to_string(checkpoint_dir.join("state.json")).with_context(|| format!("reading {}", checkpoint_dir.join("state.json").display()))?;
         let state: TrainState = serde_json::from_str(&text).with_context(|| format!("{}", checkpoint_dir.join("state.json").display()))?;
-        let mut learner = Learner::load(&checkpoint_dir.join("weights.bpk"), &model)?;
+        let mut learner = Learner::load_on(&checkpoint_dir.join("weights.bpk"), &model, learn_device(learn)?.device)?;
         learner.configure(learn.trained, true);
         learner.restore_optimizer(std::fs::read(checkpoint_dir.join("optimizer.bpk")).with_context(|| format!("reading {}", checkpoint_dir.join("optimizer.bpk").display()))?)?;
         learner.steps = state.step as u64;

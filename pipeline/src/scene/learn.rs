@@ -51,11 +51,15 @@ pub struct LearnSpec {
     /// in-the-wild role), as PGN's step 1 mixes them. The ratio is `batch × group` real frames
     /// to this spec's `subjects × frames` synthetic ones per step.
     pub synthetic: Option<crate::io::synth::SynthSpec>,
+    /// Where the networks run: `Auto` takes a real GPU adapter through wgpu (the device the
+    /// kernels use) and burn's flex CPU backend otherwise; `Gpu` takes wgpu even on a CPU
+    /// device (Mesa's lavapipe).
+    pub device: faceforge_learn::DeviceChoice,
 }
 
 impl Default for LearnSpec {
     fn default() -> Self {
-        Self { network: NetworkSpec::default(), trained: Trained::Guidance, pose_head: false, appearance: false, shared_expression: false, critic: false, conditional: false, mono_lighting: false, init: None, learning_rate: 1e-4, halve_every: 0, two_d_fraction: 0.0, held_out: 16, batch: 8, group: 1, synthetic: None }
+        Self { network: NetworkSpec::default(), trained: Trained::Guidance, pose_head: false, appearance: false, shared_expression: false, critic: false, conditional: false, mono_lighting: false, init: None, learning_rate: 1e-4, halve_every: 0, two_d_fraction: 0.0, held_out: 16, batch: 8, group: 1, synthetic: None, device: faceforge_learn::DeviceChoice::Auto }
     }
 }
 
