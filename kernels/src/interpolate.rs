@@ -22,6 +22,7 @@ use crate::launch::{download, grid_1d, upload};
 use crate::normals::Adjacency;
 use crate::rasterize::{corners, perspective, screen_weights, RasterShape};
 use cubecl::prelude::*;
+use cubecl::server::Handle;
 
 fn check(shape: RasterShape, projected: &[f32], n: usize, tri: &[u32], attr: &[f32], channels: usize) {
     assert_eq!(projected.len(), shape.batch * n * 4, "interpolate: projected length");
@@ -188,6 +189,7 @@ fn interpolate_backward_kernel(
     adjacency: &[u32],
     pixel_offsets: &[u32],
     pixel_list: &[u32],
+    tri: &[u32],
     attr: &[f32],
     grad_out: &[f32],
     grad_attr: &mut [f32],
@@ -197,6 +199,7 @@ fn interpolate_backward_kernel(
     n: usize,
     n_triangles: usize,
     channels: usize,
+    boxed: u32,
 ) {
     let pos = ABSOLUTE_POS;
     if pos < projected.len() / 4 {
@@ -232,9 +235,41 @@ fn interpolate_backward_kernel(
             let qv1 = projected[4 * v1 + 3];
             let qv2 = projected[4 * v2 + 3];
             let area = (x1 - x0) * (y2 - y0) - (x2 - x0) * (y1 - y0);
+            // The triangle's pixels: the host's list (boxed 0), or on the device, the pixels of
+            // its bounding box (one pixel wider each way) whose triangle id is its own — the same
+            // pixels in the same increasing order.
             let list = b * n_triangles + t;
-            for m in pixel_offsets[list] as usize..pixel_offsets[list + 1] as usize {
-                let p = pixel_list[m] as usize;
+            let mut start = 0usize;
+            let mut end = 0usize;
+            let mut box_x0 = 0usize;
+            let mut box_y0 = 0usize;
+            let mut box_w = 1usize;
+            if boxed == 0u32 {
+                start = pixel_offsets[list] as usize;
+                end = pixel_offsets[list + 1] as usize;
+            } else {
+                let height = pixels / width;
+                let big = 3.402_823_5e38f32;
+                let finite = f32::abs(x0) <= big && f32::abs(y0) <= big && f32::abs(x1) <= big && f32::abs(y1) <= big && f32::abs(x2) <= big && f32::abs(y2) <= big;
+                if finite && qv0 > 0.0f32 && qv1 > 0.0f32 && qv2 > 0.0f32 {
+                    let lo_x = f32::ceil(f32::min(x0, f32::min(x1, x2)) - 0.5f32) - 1.0f32;
+                    let hi_x = f32::floor(f32::max(x0, f32::max(x1, x2)) - 0.5f32) + 1.0f32;
+                    let lo_y = f32::ceil(f32::min(y0, f32::min(y1, y2)) - 0.5f32) - 1.0f32;
+                    let hi_y = f32::floor(f32::max(y0, f32::max(y1, y2)) - 0.5f32) + 1.0f32;
+                    if hi_x >= 0.0f32 && hi_y >= 0.0f32 && lo_x <= (width - 1) as f32 && lo_y <= (height - 1) as f32 {
+                        box_x0 = f32::max(lo_x, 0.0f32) as usize;
+                        box_y0 = f32::max(lo_y, 0.0f32) as usize;
+                        let box_x1 = f32::min(hi_x, (width - 1) as f32) as usize;
+                        let box_y1 = f32::min(hi_y, (height - 1) as f32) as usize;
+                        box_w = box_x1 - box_x0 + 1;
+                        end = box_w * (box_y1 - box_y0 + 1);
+                    }
+                }
+            }
+            for m in start..end {
+                let p = if boxed == 0u32 { pixel_list[m] as usize } else { (box_y0 + m / box_w) * width + box_x0 + m % box_w };
+                let hit = boxed == 0u32 || tri[b * pixels + p] == (t + 1) as u32;
+                if hit {
                 let i = b * pixels + p;
                 let px = (p % width) as f32 + 0.5f32;
                 let py = (p / width) as f32 + 0.5f32;
@@ -266,6 +301,7 @@ fn interpolate_backward_kernel(
                 gx += ((gw2 - big_g) * (y1 - py) - (gw1 - big_g) * (y2 - py)) / area;
                 gy += ((gw1 - big_g) * (x2 - px) - (gw2 - big_g) * (x1 - px)) / area;
                 gq += w0 / s * (gb0 - gbb);
+                }
             }
         }
         grad_projected[4 * pos] = gx;
@@ -347,6 +383,7 @@ pub fn backward(
                     BufferArg::from_raw_parts(u32s(&adjacency.triangles_of), adjacency.triangles_of.len()),
                     BufferArg::from_raw_parts(u32s(&pixel_offsets), pixel_offsets.len()),
                     BufferArg::from_raw_parts(u32s(&pixel_list), pixel_list.len()),
+                    BufferArg::from_raw_parts(u32s(tri), tri.len()),
                     BufferArg::from_raw_parts(upload(client, attr), attr.len()),
                     BufferArg::from_raw_parts(upload(client, grad_out), grad_out.len()),
                     BufferArg::from_raw_parts(g_attr.clone(), attr.len()),
@@ -356,11 +393,103 @@ pub fn backward(
                     n,
                     n_triangles,
                     channels,
+                    0,
                 );
             }
             (download(client, g_attr), download(client, g_proj))
         }
     }
+}
+
+/// What the device functions need of the mesh, uploaded once: its triangles, and which
+/// triangles each vertex belongs to (the adjoint's gather).
+#[derive(Debug)]
+pub struct DeviceMesh {
+    pub n_vertices: usize,
+    pub n_triangles: usize,
+    pub triangles: Handle,
+    adjacency_offsets: Handle,
+    adjacency: Handle,
+    adjacency_len: usize,
+}
+
+impl DeviceMesh {
+    pub fn upload(client: &cubecl::client::Client, n_vertices: usize, triangles: &[u32]) -> Self {
+        let adjacency = Adjacency::new(n_vertices, triangles);
+        let u32s = |d: &[u32]| client.create_from_slice(u32::as_bytes(d));
+        Self {
+            n_vertices,
+            n_triangles: triangles.len() / 3,
+            triangles: u32s(triangles),
+            adjacency_offsets: u32s(&adjacency.offsets),
+            adjacency_len: adjacency.triangles_of.len().max(1),
+            adjacency: u32s(if adjacency.triangles_of.is_empty() { &[0] } else { &adjacency.triangles_of }),
+        }
+    }
+}
+
+/// Device forward on handles already on the device: B × P × C.
+pub fn forward_device(client: &cubecl::client::Client, shape: RasterShape, mesh: &DeviceMesh, projected: &Handle, tri: &Handle, attr: &Handle, channels: usize) -> Handle {
+    let (pixels, n) = (shape.batch * shape.pixels(), mesh.n_vertices);
+    let out = client.empty(pixels * channels * 4);
+    let (count, dim) = grid_1d(pixels);
+    #[allow(unsafe_code)]
+    // SAFETY: triangle ids come from the rasterizer over these triangles; indices are bounded
+    // by the shape.
+    unsafe {
+        interpolate_forward_kernel::launch_unchecked(
+            client,
+            count,
+            dim,
+            BufferArg::from_raw_parts(projected.clone(), shape.batch * n * 4),
+            BufferArg::from_raw_parts(mesh.triangles.clone(), 3 * mesh.n_triangles),
+            BufferArg::from_raw_parts(tri.clone(), pixels),
+            BufferArg::from_raw_parts(attr.clone(), shape.batch * n * channels),
+            BufferArg::from_raw_parts(out.clone(), pixels * channels),
+            shape.width,
+            shape.pixels(),
+            n,
+            channels,
+        );
+    }
+    out
+}
+
+/// Device adjoint on handles already on the device: (d attributes, d projected). Each vertex
+/// finds its triangles' pixels by scanning their bounding boxes for their ids, so nothing is
+/// listed on the host.
+pub fn backward_device(client: &cubecl::client::Client, shape: RasterShape, mesh: &DeviceMesh, projected: &Handle, tri: &Handle, attr: &Handle, channels: usize, grad_out: &Handle) -> (Handle, Handle) {
+    let (pixels, n) = (shape.batch * shape.pixels(), mesh.n_vertices);
+    let (g_attr, g_proj) = (client.empty(shape.batch * n * channels * 4), client.empty(shape.batch * n * 16));
+    let unused = client.create_from_slice(u32::as_bytes(&[0u32]));
+    let (count, dim) = grid_1d(shape.batch * n);
+    #[allow(unsafe_code)]
+    // SAFETY: the adjacency is built from the same triangles; box pixels are clamped to the image.
+    unsafe {
+        interpolate_backward_kernel::launch_unchecked(
+            client,
+            count,
+            dim,
+            BufferArg::from_raw_parts(projected.clone(), shape.batch * n * 4),
+            BufferArg::from_raw_parts(mesh.triangles.clone(), 3 * mesh.n_triangles),
+            BufferArg::from_raw_parts(mesh.adjacency_offsets.clone(), n + 1),
+            BufferArg::from_raw_parts(mesh.adjacency.clone(), mesh.adjacency_len),
+            BufferArg::from_raw_parts(unused.clone(), 1),
+            BufferArg::from_raw_parts(unused, 1),
+            BufferArg::from_raw_parts(tri.clone(), pixels),
+            BufferArg::from_raw_parts(attr.clone(), shape.batch * n * channels),
+            BufferArg::from_raw_parts(grad_out.clone(), pixels * channels),
+            BufferArg::from_raw_parts(g_attr.clone(), shape.batch * n * channels),
+            BufferArg::from_raw_parts(g_proj.clone(), shape.batch * n * 4),
+            shape.width,
+            shape.pixels(),
+            n,
+            mesh.n_triangles,
+            channels,
+            1,
+        );
+    }
+    (g_attr, g_proj)
 }
 
 #[cfg(test)]

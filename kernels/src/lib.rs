@@ -22,6 +22,7 @@ pub mod project;
 pub mod rasterize;
 pub mod reduce;
 pub mod relative_pose;
+pub mod render_chain;
 pub mod sample;
 pub mod shade;
 pub mod view_synthesis;

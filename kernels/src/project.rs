@@ -21,6 +21,7 @@
 use crate::backend::Backend;
 use crate::launch::{download, grid_1d, upload};
 use cubecl::prelude::*;
+use cubecl::server::Handle;
 
 /// Floats per camera.
 pub const CAMERA_PARAMS: usize = 16;
@@ -395,31 +396,71 @@ fn project_backward_cameras_kernel(positions: &[f32], cameras: &[f32], grad: &[f
     }
 }
 
+/// Device forward on handles already on the device: `batch` meshes of `n` vertices.
+pub fn forward_device(client: &cubecl::client::Client, model: CameraModel, positions: &Handle, cameras: &Handle, batch: usize, n: usize) -> Handle {
+    let len = batch * n * 4;
+    let out = client.empty(len * size_of::<f32>());
+    let (count, dim) = grid_1d(batch * n);
+    #[allow(unsafe_code)]
+    // SAFETY: every index is below the lengths the callers checked (batch × n vertices, batch cameras).
+    unsafe {
+        project_forward_kernel::launch_unchecked(
+            client,
+            count,
+            dim,
+            BufferArg::from_raw_parts(positions.clone(), batch * n * 3),
+            BufferArg::from_raw_parts(cameras.clone(), batch * CAMERA_PARAMS),
+            BufferArg::from_raw_parts(out.clone(), len),
+            n,
+            model.code(),
+        );
+    }
+    out
+}
+
+/// Device adjoint on handles already on the device: (d positions, d cameras).
+pub fn backward_device(client: &cubecl::client::Client, model: CameraModel, positions: &Handle, cameras: &Handle, grad_projected: &Handle, batch: usize, n: usize) -> (Handle, Handle) {
+    let (n_positions, n_cameras, n_grad) = (batch * n * 3, batch * CAMERA_PARAMS, batch * n * 4);
+    let gp = client.empty(n_positions * size_of::<f32>());
+    let gc = client.empty(n_cameras * size_of::<f32>());
+    let (count, dim) = grid_1d(batch * n);
+    let (count_c, dim_c) = grid_1d(n_cameras);
+    #[allow(unsafe_code)]
+    // SAFETY: every index is below the lengths the callers checked.
+    unsafe {
+        project_backward_positions_kernel::launch_unchecked(
+            client,
+            count,
+            dim,
+            BufferArg::from_raw_parts(positions.clone(), n_positions),
+            BufferArg::from_raw_parts(cameras.clone(), n_cameras),
+            BufferArg::from_raw_parts(grad_projected.clone(), n_grad),
+            BufferArg::from_raw_parts(gp.clone(), n_positions),
+            n,
+            model.code(),
+        );
+        project_backward_cameras_kernel::launch_unchecked(
+            client,
+            count_c,
+            dim_c,
+            BufferArg::from_raw_parts(positions.clone(), n_positions),
+            BufferArg::from_raw_parts(cameras.clone(), n_cameras),
+            BufferArg::from_raw_parts(grad_projected.clone(), n_grad),
+            BufferArg::from_raw_parts(gc.clone(), n_cameras),
+            n,
+            model.code(),
+        );
+    }
+    (gp, gc)
+}
+
 /// Forward on whichever backend.
 pub fn forward(backend: &Backend, model: CameraModel, positions: &[f32], cameras: &[f32], n: usize) -> Vec<f32> {
     match backend {
         Backend::Cpu => forward_cpu(model, positions, cameras, n),
         Backend::Gpu { client, .. } => {
-            check(positions, cameras, n);
-            let (p, c) = (upload(client, positions), upload(client, cameras));
-            let len = positions.len() / 3 * 4;
-            let out = client.empty(len * size_of::<f32>());
-            let (count, dim) = grid_1d(positions.len() / 3);
-            #[allow(unsafe_code)]
-            // SAFETY: every index is below the lengths checked above.
-            unsafe {
-                project_forward_kernel::launch_unchecked(
-                    client,
-                    count,
-                    dim,
-                    BufferArg::from_raw_parts(p, positions.len()),
-                    BufferArg::from_raw_parts(c, cameras.len()),
-                    BufferArg::from_raw_parts(out.clone(), len),
-                    n,
-                    model.code(),
-                );
-            }
-            download(client, out)
+            let batch = check(positions, cameras, n);
+            download(client, forward_device(client, model, &upload(client, positions), &upload(client, cameras), batch, n))
         }
     }
 }
@@ -429,39 +470,10 @@ pub fn backward(backend: &Backend, model: CameraModel, positions: &[f32], camera
     match backend {
         Backend::Cpu => backward_cpu(model, positions, cameras, grad_projected, n),
         Backend::Gpu { client, .. } => {
-            check(positions, cameras, n);
+            let batch = check(positions, cameras, n);
             assert_eq!(grad_projected.len(), positions.len() / 3 * 4, "project backward: grad length");
             let (p, c, g) = (upload(client, positions), upload(client, cameras), upload(client, grad_projected));
-            let gp = client.empty(size_of_val(positions));
-            let gc = client.empty(size_of_val(cameras));
-            let (count, dim) = grid_1d(positions.len() / 3);
-            let (count_c, dim_c) = grid_1d(cameras.len());
-            #[allow(unsafe_code)]
-            // SAFETY: every index is below the lengths checked above.
-            unsafe {
-                project_backward_positions_kernel::launch_unchecked(
-                    client,
-                    count,
-                    dim,
-                    BufferArg::from_raw_parts(p.clone(), positions.len()),
-                    BufferArg::from_raw_parts(c.clone(), cameras.len()),
-                    BufferArg::from_raw_parts(g.clone(), grad_projected.len()),
-                    BufferArg::from_raw_parts(gp.clone(), positions.len()),
-                    n,
-                    model.code(),
-                );
-                project_backward_cameras_kernel::launch_unchecked(
-                    client,
-                    count_c,
-                    dim_c,
-                    BufferArg::from_raw_parts(p, positions.len()),
-                    BufferArg::from_raw_parts(c, cameras.len()),
-                    BufferArg::from_raw_parts(g, grad_projected.len()),
-                    BufferArg::from_raw_parts(gc.clone(), cameras.len()),
-                    n,
-                    model.code(),
-                );
-            }
+            let (gp, gc) = backward_device(client, model, &p, &c, &g, batch, n);
             (download(client, gp), download(client, gc))
         }
     }

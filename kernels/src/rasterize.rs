@@ -14,6 +14,7 @@
 use crate::backend::Backend;
 use crate::launch::{download, grid_1d, upload};
 use cubecl::prelude::*;
+use cubecl::server::Handle;
 
 /// Tile edge in pixels for the binning.
 pub const TILE: usize = 8;
@@ -208,6 +209,8 @@ fn rasterize_kernel(
     width: usize,
     height: usize,
     n_vertices: usize,
+    n_triangles: usize,
+    capacity: usize,
 ) {
     let pos = ABSOLUTE_POS;
     if pos < tri.len() {
@@ -226,8 +229,28 @@ fn rasterize_kernel(
         let mut best_depth = 3.402_823_5e38f32;
         let mut best_b0 = 0.0f32;
         let mut best_b1 = 0.0f32;
-        for j in bin_offsets[bin] as usize..bin_offsets[bin + 1] as usize {
-            let t = bin_ids[j] as usize;
+        // The host's bins are CSR (capacity 0); the device's hold up to `capacity` ids per bin
+        // and their counts, and a bin that overflowed is drawn from every triangle.
+        let mut start = 0usize;
+        let mut end = n_triangles;
+        let mut listed = true;
+        if capacity == 0 {
+            start = bin_offsets[bin] as usize;
+            end = bin_offsets[bin + 1] as usize;
+        } else {
+            let count = bin_offsets[bin] as usize;
+            if count <= capacity {
+                start = bin * capacity;
+                end = start + count;
+            } else {
+                listed = false;
+            }
+        }
+        for j in start..end {
+            let mut t = j;
+            if listed {
+                t = bin_ids[j] as usize;
+            }
             let i0 = 4 * (base + triangles[3 * t] as usize);
             let i1 = 4 * (base + triangles[3 * t + 1] as usize);
             let i2 = 4 * (base + triangles[3 * t + 2] as usize);
@@ -241,7 +264,8 @@ fn rasterize_kernel(
             let w0 = ((x1 - cx) * (y2 - cy) - (x2 - cx) * (y1 - cy)) / area;
             let w1 = ((x2 - cx) * (y0 - cy) - (x0 - cx) * (y2 - cy)) / area;
             let w2 = ((x0 - cx) * (y1 - cy) - (x1 - cx) * (y0 - cy)) / area;
-            if w0 >= 0.0f32 && w1 >= 0.0f32 && w2 >= 0.0f32 {
+            let drawable = drawable_triangle(x0, y0, x1, y1, x2, y2, projected[i0 + 3], projected[i1 + 3], projected[i2 + 3]);
+            if drawable && w0 >= 0.0f32 && w1 >= 0.0f32 && w2 >= 0.0f32 {
                 let q0 = w0 * projected[i0 + 3];
                 let q1 = w1 * projected[i1 + 3];
                 let q2 = w2 * projected[i2 + 3];
@@ -297,11 +321,142 @@ pub fn forward(backend: &Backend, shape: RasterShape, projected: &[f32], triangl
                     shape.width,
                     shape.height,
                     n_vertices,
+                    triangles.len() / 3,
+                    0,
                 );
             }
-            let tri_bytes = client.read_one(tri).expect("reading triangle ids back");
-            Raster { shape, tri: u32::from_bytes(&tri_bytes).to_vec(), depth: download(client, depth), bary: download(client, bary) }
+            DeviceRaster { tri, depth, bary }.download(client, shape)
         }
+    }
+}
+
+/// `pixel_box`'s test that a triangle can be drawn, on the device: every corner in front of
+/// the camera and finite, and a non-zero area.
+#[cube]
+fn drawable_triangle(x0: f32, y0: f32, x1: f32, y1: f32, x2: f32, y2: f32, q0: f32, q1: f32, q2: f32) -> bool {
+    let big = 3.402_823_5e38f32;
+    let finite = f32::abs(x0) <= big && f32::abs(y0) <= big && f32::abs(x1) <= big && f32::abs(y1) <= big && f32::abs(x2) <= big && f32::abs(y2) <= big;
+    let area = (x1 - x0) * (y2 - y0) - (x2 - x0) * (y1 - y0);
+    finite && q0 > 0.0f32 && q1 > 0.0f32 && q2 > 0.0f32 && f32::abs(area) >= 1e-12f32
+}
+
+/// Zeroes the device bins' counts before they are filled.
+#[cube(launch_unchecked)]
+fn clear_kernel(counts: &mut [u32]) {
+    if ABSOLUTE_POS < counts.len() {
+        counts[ABSOLUTE_POS] = 0u32;
+    }
+}
+
+/// The device's binning, one thread per (item, triangle): a drawable triangle adds its id to
+/// every tile its pixel box touches — up to `capacity` ids a tile, counting them all. The ids
+/// land in any order; the rasterizer's result does not depend on it (nearest, then lowest id).
+#[allow(clippy::manual_div_ceil)]
+#[cube(launch_unchecked)]
+fn bin_kernel(projected: &[f32], triangles: &[u32], counts: &mut [Atomic<u32>], ids: &mut [u32], width: usize, height: usize, n_vertices: usize, n_triangles: usize, capacity: usize, batch: usize) {
+    let pos = ABSOLUTE_POS;
+    if pos < batch * n_triangles {
+        let b = pos / n_triangles;
+        let t = pos % n_triangles;
+        let tiles_x = (width + 7) / 8;
+        let tiles = tiles_x * ((height + 7) / 8);
+        let base = b * n_vertices;
+        let i0 = 4 * (base + triangles[3 * t] as usize);
+        let i1 = 4 * (base + triangles[3 * t + 1] as usize);
+        let i2 = 4 * (base + triangles[3 * t + 2] as usize);
+        let (x0, y0, x1, y1, x2, y2) = (projected[i0], projected[i0 + 1], projected[i1], projected[i1 + 1], projected[i2], projected[i2 + 1]);
+        if drawable_triangle(x0, y0, x1, y1, x2, y2, projected[i0 + 3], projected[i1 + 3], projected[i2 + 3]) {
+            // Pixel centres px + ½ inside [min, max], clamped to the image (as `pixel_box`).
+            let bx0 = f32::max(f32::ceil(f32::min(x0, f32::min(x1, x2)) - 0.5f32), 0.0f32);
+            let bx1 = f32::min(f32::floor(f32::max(x0, f32::max(x1, x2)) - 0.5f32), (width - 1) as f32);
+            let by0 = f32::max(f32::ceil(f32::min(y0, f32::min(y1, y2)) - 0.5f32), 0.0f32);
+            let by1 = f32::min(f32::floor(f32::max(y0, f32::max(y1, y2)) - 0.5f32), (height - 1) as f32);
+            if bx0 <= bx1 && by0 <= by1 {
+                for ty in (by0 as usize) / 8..(by1 as usize) / 8 + 1 {
+                    for tx in (bx0 as usize) / 8..(bx1 as usize) / 8 + 1 {
+                        let slot = b * tiles + ty * tiles_x + tx;
+                        let k = counts[slot].fetch_add(1u32) as usize;
+                        if k < capacity {
+                            ids[slot * capacity + k] = t as u32;
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// The rasterizer's output left on the device (row-major B × H × W, as `Raster`).
+#[derive(Debug)]
+pub struct DeviceRaster {
+    pub tri: Handle,
+    pub depth: Handle,
+    pub bary: Handle,
+}
+
+/// Ids a device bin holds before its tile is drawn from every triangle instead: all of a small
+/// mesh's, and at most 1024 (at 64 px a face of 10 000 triangles puts a few hundred in a tile).
+pub fn bin_capacity(n_triangles: usize) -> usize {
+    n_triangles.clamp(1, 1024)
+}
+
+/// Rasterizes on the device from projected vertices already there, binning there too: nothing
+/// crosses to the host. Equals `forward` (the bins differ in layout, not in what they hold).
+pub fn forward_device(client: &cubecl::client::Client, shape: RasterShape, projected: &Handle, triangles: &Handle, n_triangles: usize, n_vertices: usize, capacity: usize) -> DeviceRaster {
+    let slots = shape.batch * shape.tiles();
+    let (counts, ids) = (client.empty(slots * 4), client.empty(slots * capacity * 4));
+    let n = shape.batch * shape.pixels();
+    let (tri, depth, bary) = (client.empty(n * 4), client.empty(n * 4), client.empty(2 * n * 4));
+    let n_projected = shape.batch * n_vertices * 4;
+    #[allow(unsafe_code)]
+    // SAFETY: vertex indices come from a checked model; a bin writes ids below its own
+    // `capacity` slots; thread indices are bounded by the bin and pixel counts.
+    unsafe {
+        let (count, dim) = grid_1d(slots);
+        clear_kernel::launch_unchecked(client, count, dim, BufferArg::from_raw_parts(counts.clone(), slots));
+        let (count, dim) = grid_1d(shape.batch * n_triangles);
+        bin_kernel::launch_unchecked(
+            client,
+            count,
+            dim,
+            BufferArg::from_raw_parts(projected.clone(), n_projected),
+            BufferArg::from_raw_parts(triangles.clone(), 3 * n_triangles),
+            BufferArg::from_raw_parts(counts.clone(), slots),
+            BufferArg::from_raw_parts(ids.clone(), slots * capacity),
+            shape.width,
+            shape.height,
+            n_vertices,
+            n_triangles,
+            capacity,
+            shape.batch,
+        );
+        let (count, dim) = grid_1d(n);
+        rasterize_kernel::launch_unchecked(
+            client,
+            count,
+            dim,
+            BufferArg::from_raw_parts(projected.clone(), n_projected),
+            BufferArg::from_raw_parts(triangles.clone(), 3 * n_triangles),
+            BufferArg::from_raw_parts(counts, slots),
+            BufferArg::from_raw_parts(ids, slots * capacity),
+            BufferArg::from_raw_parts(tri.clone(), n),
+            BufferArg::from_raw_parts(depth.clone(), n),
+            BufferArg::from_raw_parts(bary.clone(), 2 * n),
+            shape.width,
+            shape.height,
+            n_vertices,
+            n_triangles,
+            capacity,
+        );
+    }
+    DeviceRaster { tri, depth, bary }
+}
+
+impl DeviceRaster {
+    /// Reads the raster back (tests, and callers that need it on the host).
+    pub fn download(self, client: &cubecl::client::Client, shape: RasterShape) -> Raster {
+        let tri_bytes = client.read_one(self.tri).expect("reading triangle ids back");
+        Raster { shape, tri: u32::from_bytes(&tri_bytes).to_vec(), depth: download(client, self.depth), bary: download(client, self.bary) }
     }
 }
 

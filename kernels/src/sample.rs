@@ -11,6 +11,7 @@
 use crate::backend::Backend;
 use crate::launch::{download, grid_1d, upload};
 use cubecl::prelude::*;
+use cubecl::server::Handle;
 
 /// Sizes: `batch` images of `height` × `width` × `channels` (row-major, channels last), each
 /// sampled at `points` positions.
@@ -95,12 +96,26 @@ fn fetch(images: &[f32], b: usize, x: i32, y: i32, c: usize, width: usize, heigh
 }
 
 /// One thread per (item, point, channel) for the forward; `backward` writes per (item, point).
+/// A point's position is at `stride · i` (2: (u, v) pairs; 4: `project`'s [u, v, depth, inv_w],
+/// read in place); `accumulate` adds the adjoint into `out` at that stride instead of writing it.
 #[cube(launch_unchecked)]
-fn sample_kernel(images: &[f32], positions: &[f32], grad_out: &[f32], out: &mut [f32], width: usize, height: usize, channels: usize, points: usize, backward: u32) {
+fn sample_kernel(
+    images: &[f32],
+    positions: &[f32],
+    grad_out: &[f32],
+    out: &mut [f32],
+    width: usize,
+    height: usize,
+    channels: usize,
+    points: usize,
+    backward: u32,
+    stride: usize,
+    accumulate: u32,
+) {
     let pos = ABSOLUTE_POS;
     let mut work = out.len();
     if backward == 1u32 {
-        work = positions.len() / 2;
+        work = positions.len() / stride;
     }
     if pos < work {
         let mut i = pos / channels;
@@ -108,8 +123,8 @@ fn sample_kernel(images: &[f32], positions: &[f32], grad_out: &[f32], out: &mut 
             i = pos;
         }
         let b = i / points;
-        let x = positions[2 * i] - 0.5f32;
-        let y = positions[2 * i + 1] - 0.5f32;
+        let x = positions[stride * i] - 0.5f32;
+        let y = positions[stride * i + 1] - 0.5f32;
         let xf = f32::floor(x);
         let yf = f32::floor(y);
         let fx = x - xf;
@@ -128,8 +143,13 @@ fn sample_kernel(images: &[f32], positions: &[f32], grad_out: &[f32], out: &mut 
                 gu += go * ((1.0f32 - fy) * (t10 - t00) + fy * (t11 - t01));
                 gv += go * ((1.0f32 - fx) * (t01 - t00) + fx * (t11 - t10));
             }
-            out[2 * i] = gu;
-            out[2 * i + 1] = gv;
+            if accumulate == 1u32 {
+                out[stride * i] += gu;
+                out[stride * i + 1] += gv;
+            } else {
+                out[stride * i] = gu;
+                out[stride * i + 1] = gv;
+            }
         } else {
             let c = pos % channels;
             let t00 = fetch(images, b, x0, y0, c, width, height, channels);
@@ -144,28 +164,58 @@ fn sample_kernel(images: &[f32], positions: &[f32], grad_out: &[f32], out: &mut 
 fn launch(backend: &Backend, s: SampleShape, images: &[f32], positions: &[f32], grad_out: Option<&[f32]>) -> Vec<f32> {
     let Backend::Gpu { client, .. } = backend else { unreachable!("device launch on the CPU backend") };
     let out_len = if grad_out.is_some() { positions.len() } else { s.batch * s.points * s.channels };
-    let grad = grad_out.map_or_else(|| vec![0.0], <[f32]>::to_vec);
     let out = client.empty(out_len * 4);
-    let (count, dim) = grid_1d(out_len);
+    let grad = grad_out.map(|g| upload(client, g));
+    launch_device(client, s, &upload(client, images), &upload(client, positions), 2, grad.as_ref(), &out, out_len, false);
+    download(client, out)
+}
+
+/// Device forward on handles already on the device, the positions at `stride` (2 or 4).
+pub fn forward_device(client: &cubecl::client::Client, s: SampleShape, images: &Handle, positions: &Handle, stride: usize) -> Handle {
+    let out_len = s.batch * s.points * s.channels;
+    let out = client.empty(out_len * 4);
+    launch_device(client, s, images, positions, stride, None, &out, out_len, false);
+    out
+}
+
+/// Device adjoint to the positions, added into `into` (positions' layout, at `stride`): the
+/// sampled points' share of d projected, where the interpolation's share already is.
+pub fn backward_accumulate_device(client: &cubecl::client::Client, s: SampleShape, images: &Handle, positions: &Handle, stride: usize, grad_out: &Handle, into: &Handle) {
+    launch_device(client, s, images, positions, stride, Some(grad_out), into, s.batch * s.points * stride, true);
+}
+
+fn launch_device(client: &cubecl::client::Client, s: SampleShape, images: &Handle, positions: &Handle, stride: usize, grad_out: Option<&Handle>, out: &Handle, out_len: usize, accumulate: bool) {
+    let n_points = s.batch * s.points;
+    let work = if grad_out.is_some() { n_points } else { out_len };
+    let unused;
+    let grad = match grad_out {
+        Some(g) => g,
+        None => {
+            unused = client.create_from_slice(f32::as_bytes(&[0.0]));
+            &unused
+        }
+    };
+    let (count, dim) = grid_1d(work);
     #[allow(unsafe_code)]
-    // SAFETY: texel reads are bounds-checked in `fetch`; other indices follow the checked shape.
+    // SAFETY: texel reads are bounds-checked in `fetch`; other indices follow the shape.
     unsafe {
         sample_kernel::launch_unchecked(
             client,
             count,
             dim,
-            BufferArg::from_raw_parts(upload(client, images), images.len()),
-            BufferArg::from_raw_parts(upload(client, positions), positions.len()),
-            BufferArg::from_raw_parts(upload(client, &grad), grad.len()),
+            BufferArg::from_raw_parts(images.clone(), s.batch * s.height * s.width * s.channels),
+            BufferArg::from_raw_parts(positions.clone(), n_points * stride),
+            BufferArg::from_raw_parts(grad.clone(), if grad_out.is_some() { n_points * s.channels } else { 1 }),
             BufferArg::from_raw_parts(out.clone(), out_len),
             s.width,
             s.height,
             s.channels,
             s.points,
             grad_out.is_some() as u32,
+            stride,
+            accumulate as u32,
         );
     }
-    download(client, out)
 }
 
 /// Forward on whichever backend.

@@ -1,20 +1,20 @@
-//! `faceforge bench render`: milliseconds per frame of the differentiable render chain —
-//! decode → project → rasterize → interpolate → sample, forward and forward + backward — on the
-//! native CPU twins and on the wgpu runtime in the same run, with their ratio. Decode uses the
-//! model's bases kept on the device, as the reconstruct systems do; the other ops move their
-//! inputs and outputs at each call.
+//! `faceforge bench render`: milliseconds per frame of one iteration of the differentiable
+//! render chain — decode → project → rasterize → interpolate → sample and their adjoints back to
+//! the coefficients — on the native CPU twins, on the wgpu runtime op by op (each op moves its
+//! inputs and outputs; decode reads the model's bases kept on the device, as the reconstruct
+//! systems do), and on the wgpu runtime chained on device buffers (one upload of the
+//! coefficients, one read of the gradients), in the same run, with their ratios.
 
 pub mod peer;
 pub mod video;
 
-use faceforge_kernels::interpolate;
-use faceforge_kernels::project::{self, CameraModel};
-use faceforge_kernels::rasterize::{self, RasterShape};
-use faceforge_kernels::sample::{self, SampleShape};
+use faceforge_kernels::project::CameraModel;
+use faceforge_kernels::rasterize::RasterShape;
+use faceforge_kernels::render_chain::{per_op, ChainFrames, ChainInputs, ChainModel, DeviceBases, OpTimer, RenderChain};
 use faceforge_kernels::Backend;
 use faceforge_components::Pose;
 use faceforge_model::{MorphableModel, SplitMix64};
-use faceforge_systems::reconstruct::{decode_adjoint, decode_stacked, DeviceModel};
+use faceforge_systems::reconstruct::decode_stacked;
 use anyhow::Context;
 use std::sync::Arc;
 use std::time::Instant;
@@ -23,20 +23,20 @@ use std::time::Instant;
 #[derive(Debug, Clone)]
 pub struct Timing {
     pub backend: String,
+    /// "per op" or "chained".
+    pub mode: &'static str,
     pub batch: usize,
-    pub backward: bool,
     /// Milliseconds per frame over the repeats: min, median, max.
     pub per_frame_ms: [f64; 3],
-    /// Per-op milliseconds per frame of the median repeat.
+    /// Per-op milliseconds per frame of the median repeat (per-op runs).
     pub breakdown: Breakdown,
 }
 
-/// Inputs for one batch: coefficients and weak-perspective cameras at random yaws.
+/// One iteration's inputs: coefficients and weak-perspective cameras at random yaws, frames of
+/// a smooth pattern, upstream gradients of ones-order noise.
 struct Batch {
-    id: Vec<f32>,
-    exp: Vec<f32>,
-    tex: Vec<f32>,
-    cameras: Vec<f32>,
+    coeffs: [Vec<f32>; 4],
+    frames: ChainFrames,
 }
 
 fn make_batch(model: &MorphableModel, batch: usize, size: usize, seed: u64) -> Batch {
@@ -51,14 +51,35 @@ fn make_batch(model: &MorphableModel, batch: usize, size: usize, seed: u64) -> B
             Pose::weak_from_angles(yaw, 0.0, 0.0, f, [size as f32 / 2.0, size as f32 / 2.0]).camera().1
         })
         .collect();
-    Batch { id, exp, tex, cameras }
+    let pixels = batch * size * size * 3;
+    let mut noise = |len: usize| -> Vec<f32> { (0..len).map(|_| rng.range(-1.0, 1.0) as f32).collect() };
+    let frames = ChainFrames {
+        shape: RasterShape { batch, width: size, height: size },
+        camera: CameraModel::WeakPerspective,
+        frames: (0..pixels).map(|i| 0.5 + 0.4 * ((i % 251) as f32 * 0.17).sin()).collect(),
+        grad_image: noise(pixels),
+        grad_sampled: noise(batch * model.n_vertices() * 3),
+    };
+    Batch { coeffs: [id, exp, tex, cameras], frames }
+}
+
+fn chain_model(m: &MorphableModel) -> ChainModel<'_> {
+    ChainModel {
+        n_vertices: m.n_vertices(),
+        triangles: m.triangles(),
+        mean_shape: m.mean_shape(),
+        id_basis: m.id_basis(),
+        exp_basis: m.exp_basis(),
+        mean_albedo: m.mean_albedo(),
+        albedo_basis: m.albedo_basis(),
+    }
 }
 
 /// Milliseconds spent in each op during one pass.
 #[derive(Debug, Clone, Default)]
 pub struct Breakdown(pub Vec<(&'static str, f64)>);
 
-impl Breakdown {
+impl OpTimer for Breakdown {
     fn time<T>(&mut self, op: &'static str, f: impl FnOnce() -> T) -> T {
         let start = Instant::now();
         let out = f();
@@ -67,98 +88,83 @@ impl Breakdown {
     }
 }
 
-/// One pass of the chain; with `backward`, the adjoints back to the coefficients too.
-fn pass(backend: &Backend, model: &MorphableModel, device: Option<&DeviceModel>, b: &Batch, batch: usize, size: usize, backward: bool, t: &mut Breakdown) -> f32 {
-    let n = model.n_vertices();
-    let triangles = model.triangles();
-    let (positions, colours) = t.time("decode", || {
-        let (positions, colours) = decode_stacked(backend, model, device, batch, &b.id, &b.exp, Some(&b.tex));
-        (positions, colours.expect("albedo asked for"))
-    });
-    let projected = t.time("project", || project::forward(backend, CameraModel::WeakPerspective, &positions, &b.cameras, n));
-    let raster_shape = RasterShape { batch, width: size, height: size };
-    let raster = t.time("rasterize", || rasterize::forward(backend, raster_shape, &projected, triangles, n));
-    let image = t.time("interpolate", || interpolate::forward(backend, raster_shape, &projected, triangles, n, &raster.tri, &colours, 3));
-    let uv: Vec<f32> = projected.chunks(4).flat_map(|p| [p[0], p[1]]).collect();
-    let sample_shape = SampleShape { batch, width: size, height: size, channels: 3, points: n };
-    let sampled = t.time("sample", || sample::forward(backend, sample_shape, &image, &uv));
-    if !backward {
-        return sampled[0] + image[image.len() / 2];
-    }
-    // Seed: d/d sampled = 1, d/d image = 1 (any gradient exercises the same work).
-    let grad_uv = t.time("sample ᵀ", || sample::backward(backend, sample_shape, &image, &uv, &vec![1.0; sampled.len()]));
-    let (grad_colours, mut grad_projected) = t.time("interpolate ᵀ", || {
-        interpolate::backward(backend, raster_shape, &projected, triangles, n, &raster.tri, &colours, 3, &vec![1.0; image.len()])
-    });
-    for (i, g) in grad_uv.chunks(2).enumerate() {
-        grad_projected[4 * i] += g[0];
-        grad_projected[4 * i + 1] += g[1];
-    }
-    let (grad_positions, _grad_cameras) =
-        t.time("project ᵀ", || project::backward(backend, CameraModel::WeakPerspective, &positions, &b.cameras, &grad_projected, n));
-    t.time("decode ᵀ", || {
-        let (g_id, g_exp, g_tex) = decode_adjoint(backend, model, device, batch, &grad_positions, Some(&grad_colours));
-        g_exp[0] + g_id[0] + g_tex[0]
-    })
+/// One warm-up (kernel compilation on a device), then `repeats` timed passes: per-frame ms
+/// (min, median, max) and the median pass's breakdown.
+fn time_passes(repeats: usize, batch: usize, mut pass: impl FnMut(&mut Breakdown)) -> ([f64; 3], Breakdown) {
+    pass(&mut Breakdown::default());
+    let mut runs: Vec<(f64, Breakdown)> = (0..repeats)
+        .map(|_| {
+            let mut breakdown = Breakdown::default();
+            let start = Instant::now();
+            pass(&mut breakdown);
+            breakdown.0.iter_mut().for_each(|(_, ms)| *ms /= batch as f64);
+            (start.elapsed().as_secs_f64() * 1e3 / batch as f64, breakdown)
+        })
+        .collect();
+    runs.sort_by(|a, b| a.0.total_cmp(&b.0));
+    let ms = [runs[0].0, runs[runs.len() / 2].0, runs[runs.len() - 1].0];
+    (ms, runs.swap_remove(runs.len() / 2).1)
 }
 
-/// Times the chain for each backend and batch size.
+/// Times an iteration for each backend and batch size: op by op, and on a device also chained.
 pub fn render(model: &Arc<MorphableModel>, backends: &[Backend], batches: &[usize], size: usize, repeats: usize) -> Vec<Timing> {
+    let m = chain_model(model);
     let mut out = Vec::new();
     for backend in backends {
-        // On a device the model's bases are uploaded once, as the reconstruct systems keep them.
-        let mut slot = None;
-        let device = DeviceModel::refresh(&mut slot, backend, model);
+        let client = match backend {
+            Backend::Gpu { client, .. } => Some(client),
+            Backend::Cpu => None,
+        };
+        let bases = client.map(|c| DeviceBases::upload(c, &m));
         for &batch in batches {
-            let inputs = make_batch(model, batch, size, 7);
-            for backward in [false, true] {
-                // One warm-up pass (kernel compilation on a device), then the timed repeats.
-                std::hint::black_box(pass(backend, model, device, &inputs, batch, size, backward, &mut Breakdown::default()));
-                let mut runs: Vec<(f64, Breakdown)> = (0..repeats)
-                    .map(|_| {
-                        let mut breakdown = Breakdown::default();
-                        let start = Instant::now();
-                        std::hint::black_box(pass(backend, model, device, &inputs, batch, size, backward, &mut breakdown));
-                        breakdown.0.iter_mut().for_each(|(_, ms)| *ms /= batch as f64);
-                        (start.elapsed().as_secs_f64() * 1e3 / batch as f64, breakdown)
-                    })
-                    .collect();
-                runs.sort_by(|a, b| a.0.total_cmp(&b.0));
-                let per_frame_ms = [runs[0].0, runs[runs.len() / 2].0, runs[runs.len() - 1].0];
-                let breakdown = runs.swap_remove(runs.len() / 2).1;
-                out.push(Timing { backend: backend.describe(), batch, backward, per_frame_ms, breakdown });
+            let b = make_batch(model, batch, size, 7);
+            let [id, exp, tex, cameras] = &b.coeffs;
+            let inputs = ChainInputs { id, exp, tex, cameras };
+            let (per_frame_ms, breakdown) = time_passes(repeats, batch, |t| {
+                std::hint::black_box(per_op(backend, bases.as_ref(), &m, &b.frames, &inputs, false, t));
+            });
+            out.push(Timing { backend: backend.describe(), mode: "per op", batch, per_frame_ms, breakdown });
+            if let Some(client) = client {
+                let chain = RenderChain::new(client, &m, &b.frames);
+                let (per_frame_ms, _) = time_passes(repeats, batch, |_| {
+                    std::hint::black_box(chain.iterate(&inputs, false));
+                });
+                out.push(Timing { backend: backend.describe(), mode: "chained", batch, per_frame_ms, breakdown: Breakdown::default() });
             }
         }
     }
     out
 }
 
-/// A Markdown table with the ratio of each row's median to the native CPU's for the same case.
+/// A Markdown table with each row's median against the native CPU's and against the same
+/// device op by op, for the same batch.
 pub fn table(timings: &[Timing]) -> String {
-    let mut s = String::from("| backend | batch | pass | ms/frame min | median | max | × native CPU |\n| --- | ---: | --- | ---: | ---: | ---: | ---: |\n");
+    let mut s = String::from("| backend | mode | batch | ms/frame min | median | max | × native CPU | × per op |\n| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |\n");
+    let ratio = |t: &Timing, base: Option<&Timing>| base.map_or("–".to_string(), |b| format!("{:.2}", t.per_frame_ms[1] / b.per_frame_ms[1]));
     for t in timings {
-        let baseline = timings.iter().find(|b| b.backend.starts_with("native") && b.batch == t.batch && b.backward == t.backward);
-        let ratio = baseline.map_or("–".to_string(), |b| format!("{:.2}", t.per_frame_ms[1] / b.per_frame_ms[1]));
+        let native = timings.iter().find(|b| b.backend.starts_with("native") && b.batch == t.batch);
+        let per_op = timings.iter().find(|b| b.backend == t.backend && b.mode == "per op" && b.batch == t.batch);
         s.push_str(&format!(
-            "| {} | {} | {} | {:.2} | {:.2} | {:.2} | {} |\n",
+            "| {} | {} | {} | {:.2} | {:.2} | {:.2} | {} | {} |\n",
             t.backend,
+            t.mode,
             t.batch,
-            if t.backward { "forward + backward" } else { "forward" },
             t.per_frame_ms[0],
             t.per_frame_ms[1],
             t.per_frame_ms[2],
-            ratio
+            ratio(t, native),
+            ratio(t, per_op)
         ));
     }
-    s.push_str("\nWhere the median forward + backward pass spends its time (ms per frame):\n\n");
-    for t in timings.iter().filter(|t| t.backward) {
+    s.push_str("\nWhere the median per-op iteration spends its time (ms per frame):\n\n");
+    for t in timings.iter().filter(|t| !t.breakdown.0.is_empty()) {
         let parts: Vec<String> = t.breakdown.0.iter().map(|(op, ms)| format!("{op} {ms:.2}")).collect();
         s.push_str(&format!("- {}, batch {}: {}\n", t.backend, t.batch, parts.join(", ")));
     }
     s
 }
 
-/// min, median, max in milliseconds of `repeats` calls of `f` (the caller warms up first).
+/// Runs `f` once to warm up, then `repeats` times: ms (min, median, max).
 pub(crate) fn timed(repeats: usize, mut f: impl FnMut() -> anyhow::Result<()>) -> anyhow::Result<[f64; 3]> {
     let mut samples = Vec::new();
     for _ in 0..repeats {
@@ -201,7 +207,8 @@ pub fn decode(model: &MorphableModel, batches: &[usize], repeats: usize) -> Vec<
     let backend = Backend::Cpu;
     let mut rows = Vec::new();
     for &batch in batches {
-        let b = make_batch(model, batch, 224, 3);
+        // Only the coefficients are read (the frames of an 8-pixel image are tiny).
+        let [id, exp, _, _] = &make_batch(model, batch, 8, 3).coeffs;
         let (k_id, k_exp) = (model.n_id(), model.n_exp());
         let time = |f: &dyn Fn()| -> [f64; 3] {
             f();
@@ -213,11 +220,11 @@ pub fn decode(model: &MorphableModel, batches: &[usize], repeats: usize) -> Vec<
         };
         let per_frame = time(&|| {
             for i in 0..batch {
-                std::hint::black_box(decode_stacked(&backend, model, None, 1, &b.id[i * k_id..(i + 1) * k_id], &b.exp[i * k_exp..(i + 1) * k_exp], None));
+                std::hint::black_box(decode_stacked(&backend, model, None, 1, &id[i * k_id..(i + 1) * k_id], &exp[i * k_exp..(i + 1) * k_exp], None));
             }
         });
         let batched = time(&|| {
-            std::hint::black_box(decode_stacked(&backend, model, None, batch, &b.id, &b.exp, None));
+            std::hint::black_box(decode_stacked(&backend, model, None, batch, id, exp, None));
         });
         let name = format!("frame by frame, batch {batch}");
         rows.push(Row { case: name.clone(), ms: per_frame, baseline: None });
