@@ -428,9 +428,10 @@ impl DeviceMesh {
     }
 }
 
-/// Device forward on handles already on the device: B × P × C.
-pub fn forward_device(client: &cubecl::client::Client, shape: RasterShape, mesh: &DeviceMesh, projected: &Handle, tri: &Handle, attr: &Handle, channels: usize) -> Handle {
-    let (pixels, n) = (shape.batch * shape.pixels(), mesh.n_vertices);
+/// Device forward on handles already on the device (`n` vertices and `n_triangles` triangles
+/// an item): B × P × C.
+pub fn forward_device(client: &cubecl::client::Client, shape: RasterShape, triangles: &Handle, n_triangles: usize, n: usize, projected: &Handle, tri: &Handle, attr: &Handle, channels: usize) -> Handle {
+    let pixels = shape.batch * shape.pixels();
     let out = client.empty(pixels * channels * 4);
     let (count, dim) = grid_1d(pixels);
     #[allow(unsafe_code)]
@@ -442,7 +443,7 @@ pub fn forward_device(client: &cubecl::client::Client, shape: RasterShape, mesh:
             count,
             dim,
             BufferArg::from_raw_parts(projected.clone(), shape.batch * n * 4),
-            BufferArg::from_raw_parts(mesh.triangles.clone(), 3 * mesh.n_triangles),
+            BufferArg::from_raw_parts(triangles.clone(), 3 * n_triangles),
             BufferArg::from_raw_parts(tri.clone(), pixels),
             BufferArg::from_raw_parts(attr.clone(), shape.batch * n * channels),
             BufferArg::from_raw_parts(out.clone(), pixels * channels),

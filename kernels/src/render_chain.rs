@@ -17,7 +17,7 @@ use crate::decode::{self, DecodeShape};
 use crate::interpolate::{self, DeviceMesh};
 use crate::launch::upload;
 use crate::project::{self, CameraModel};
-use crate::rasterize::{self, RasterShape};
+use crate::rasterize::{self, DeviceRaster, Raster, RasterShape};
 use crate::sample::{self, SampleShape};
 use cubecl::client::Client;
 use cubecl::prelude::*;
@@ -176,6 +176,44 @@ pub fn per_op(backend: &Backend, bases: Option<&DeviceBases>, m: &ChainModel, fr
     ChainOutputs { grad_id, grad_exp, grad_tex, grad_cameras, image, sampled }
 }
 
+/// project → rasterize → interpolate's outputs, left on the device.
+#[derive(Debug)]
+pub struct DeviceDrawing {
+    pub projected: Handle,
+    pub raster: DeviceRaster,
+    pub image: Handle,
+}
+
+/// project → rasterize → interpolate on device buffers (`n` vertices an item, per-vertex
+/// colours of `channels`).
+pub fn draw_device(client: &Client, shape: RasterShape, camera: CameraModel, triangles: &Handle, n_triangles: usize, n: usize, positions: &Handle, cameras: &Handle, colours: &Handle, channels: usize, capacity: usize) -> DeviceDrawing {
+    let projected = project::forward_device(client, camera, positions, cameras, shape.batch, n);
+    let raster = rasterize::forward_device(client, shape, &projected, triangles, n_triangles, n, capacity);
+    let image = interpolate::forward_device(client, shape, triangles, n_triangles, n, &projected, &raster.tri, colours, channels);
+    DeviceDrawing { projected, raster, image }
+}
+
+/// A drawing read back to the host.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Drawing {
+    pub raster: Raster,
+    pub projected: Vec<f32>,
+    pub image: Vec<f32>,
+}
+
+/// `draw_device` from host slices: the inputs go up once, the five outputs come down in one
+/// read (what the render system does on a device).
+pub fn draw(client: &Client, shape: RasterShape, camera: CameraModel, triangles: &[u32], n: usize, positions: &[f32], cameras: &[f32], colours: &[f32]) -> Drawing {
+    let n_triangles = triangles.len() / 3;
+    let channels = colours.len() / (shape.batch * n).max(1);
+    let (positions, cameras, colours) = (upload(client, positions), upload(client, cameras), upload(client, colours));
+    let triangles = client.create_from_slice(u32::as_bytes(triangles));
+    let d = draw_device(client, shape, camera, &triangles, n_triangles, n, &positions, &cameras, &colours, channels, rasterize::bin_capacity(n_triangles));
+    let read = client.read(vec![d.raster.tri, d.raster.depth, d.raster.bary, d.projected, d.image]).expect("reading the drawing back");
+    let floats = |i: usize| f32::from_bytes(&read[i]).to_vec();
+    Drawing { raster: Raster { shape, tri: u32::from_bytes(&read[0]).to_vec(), depth: floats(1), bary: floats(2) }, projected: floats(3), image: floats(4) }
+}
+
 /// The chain on device buffers: what stays on the device across iterations.
 pub struct RenderChain {
     client: Client,
@@ -226,9 +264,7 @@ impl RenderChain {
         let with_id = decode::forward_device(c, shape_id, &d.mean_shape, &d.id, &id);
         let positions = decode::forward_device(c, shape_exp, &with_id, &d.exp, &exp);
         let albedo = decode::forward_device(c, shape_tex, &d.mean_albedo, &d.albedo, &tex);
-        let projected = project::forward_device(c, self.camera, &positions, &cameras, batch, n);
-        let raster = rasterize::forward_device(c, self.raster, &projected, &self.mesh.triangles, self.mesh.n_triangles, n, self.capacity);
-        let image = interpolate::forward_device(c, self.raster, &self.mesh, &projected, &raster.tri, &albedo, 3);
+        let DeviceDrawing { projected, raster, image } = draw_device(c, self.raster, self.camera, &self.mesh.triangles, self.mesh.n_triangles, n, &positions, &cameras, &albedo, 3, self.capacity);
         let sampled = sample::forward_device(c, self.sample, &self.frames, &projected, 4);
 
         let (grad_albedo, grad_projected) = interpolate::backward_device(c, self.raster, &self.mesh, &projected, &raster.tri, &albedo, 3, &self.grad_image);
@@ -328,5 +364,24 @@ mod tests {
             // Against the native twins, the ops' own tolerance.
             assert_close(a, x, 1e-3);
         }
+    }
+
+    #[test]
+    fn a_drawing_chained_on_the_device_equals_the_ops_one_by_one() {
+        let c = case();
+        let backend = wgpu_backend();
+        let Backend::Gpu { client, .. } = &backend else { unreachable!() };
+        let m = c.model();
+        let [shape_id, shape_exp, shape_tex] = m.shapes(BATCH);
+        let with_id = decode::forward_cpu(shape_id, m.mean_shape, m.id_basis, &c.coeffs[0]);
+        let positions = decode::forward_cpu(shape_exp, &with_id, m.exp_basis, &c.coeffs[1]);
+        let albedo = decode::forward_cpu(shape_tex, m.mean_albedo, m.albedo_basis, &c.coeffs[2]);
+        let (cameras, shape, camera) = (&c.coeffs[3], c.frames.shape, c.frames.camera);
+        let drawn = draw(client, shape, camera, &c.triangles, c.n, &positions, cameras, &albedo);
+        let projected = project::forward(&backend, camera, &positions, cameras, c.n);
+        let raster = rasterize::forward(&backend, shape, &projected, &c.triangles, c.n);
+        let image = interpolate::forward(&backend, shape, &projected, &c.triangles, c.n, &raster.tri, &albedo, 3);
+        assert!(raster.tri.iter().filter(|&&t| t != 0).count() > W * H / 4, "the mesh barely shows");
+        assert_eq!(drawn, Drawing { raster, projected, image });
     }
 }

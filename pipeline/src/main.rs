@@ -298,7 +298,8 @@ enum BenchCommand {
         record: Option<PathBuf>,
     },
     /// One learn-mode training step (a batch of the scene's frames through the network, the
-    /// graph and burn's backward and Adam) per input size, against the forward pass alone.
+    /// graph and burn's backward and Adam) per input size, against the forward pass alone, with
+    /// the networks on burn's flex and (with `--gpu`) on the wgpu device.
     Train {
         #[arg(long, default_value = "scenes/pgn_train_guidance.ron")]
         scene: PathBuf,
@@ -306,6 +307,9 @@ enum BenchCommand {
         sizes: Vec<usize>,
         #[arg(long, default_value_t = 3)]
         repeats: usize,
+        /// Also time the networks on wgpu (on whatever adapter it finds).
+        #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
+        gpu: bool,
         #[arg(long)]
         record: Option<PathBuf>,
     },
@@ -643,10 +647,11 @@ fn execute(cli: Cli) -> anyhow::Result<()> {
             let table = faceforge::bench::rows_table("ms/frame", &faceforge::bench::run_clip(&loaded, frames)?);
             report_bench(&title, &table, record.as_deref())?;
         }
-        Command::Bench { command: BenchCommand::Train { scene, sizes, repeats, record } } => {
+        Command::Bench { command: BenchCommand::Train { scene, sizes, repeats, gpu, record } } => {
             let loaded = load_scene(&scene, &[])?;
-            let title = format!("one training step of {} (burn flex on the CPU), ms per step, {repeats} repeats", scene.display());
-            let table = faceforge::bench::rows_table("ms/step", &faceforge::bench::train_step(&loaded, &sizes, repeats.max(1))?);
+            let devices: &[faceforge_learn::DeviceChoice] = if gpu { &[faceforge_learn::DeviceChoice::Cpu, faceforge_learn::DeviceChoice::Gpu] } else { &[faceforge_learn::DeviceChoice::Cpu] };
+            let title = format!("one training step of {}, ms per step, {repeats} repeats", scene.display());
+            let table = faceforge::bench::rows_table("ms/step", &faceforge::bench::train_step(&loaded, &sizes, devices, repeats.max(1))?);
             report_bench(&title, &table, record.as_deref())?;
         }
         Command::Bench { command: BenchCommand::Video { frames, width, height, overrides, fast_only, record } } => {

@@ -10,6 +10,7 @@ use faceforge_kernels::interpolate;
 use faceforge_kernels::project::{self, CameraModel};
 use faceforge_kernels::rasterize::{self, Raster, RasterShape};
 use faceforge_kernels::shade::{self, Lighting, ShadeShape};
+use faceforge_kernels::render_chain;
 use faceforge_kernels::Backend;
 use serde::Deserialize;
 
@@ -43,8 +44,23 @@ pub struct RenderOutput {
     pub color: Vec<f32>,
 }
 
-/// project → rasterize → interpolate for one batch.
+/// project → rasterize → interpolate for one batch; on a device chained on device buffers (the
+/// inputs go up once, the five outputs come down in one read).
 pub fn render_batch(backend: &Backend, triangles: &[u32], n: usize, shape: RasterShape, batch: &RenderBatch) -> RenderOutput {
+    match backend {
+        Backend::Gpu { client, .. } => render_batch_device(client, triangles, n, shape, batch),
+        Backend::Cpu => render_batch_per_op(backend, triangles, n, shape, batch),
+    }
+}
+
+fn render_batch_device(client: &faceforge_kernels::Client, triangles: &[u32], n: usize, shape: RasterShape, batch: &RenderBatch) -> RenderOutput {
+    let drawn = render_chain::draw(client, shape, batch.camera_model, triangles, n, batch.positions, batch.cameras, batch.colors);
+    RenderOutput { raster: drawn.raster, projected: drawn.projected, color: drawn.image }
+}
+
+/// project → rasterize → interpolate op by op, each moving its own inputs and outputs on a
+/// device (the reference the chained path is tested against).
+pub fn render_batch_per_op(backend: &Backend, triangles: &[u32], n: usize, shape: RasterShape, batch: &RenderBatch) -> RenderOutput {
     let projected = project::forward(backend, batch.camera_model, batch.positions, batch.cameras, n);
     let raster = rasterize::forward(backend, shape, &projected, triangles, n);
     let color = interpolate::forward(backend, shape, &projected, triangles, n, &raster.tri, batch.colors, 3);

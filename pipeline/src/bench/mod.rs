@@ -265,25 +265,32 @@ pub fn fit(scene: &crate::LoadedScene, presets: &[&str], repeats: usize) -> anyh
 
 /// `faceforge bench train`: ms per training step of a learn scene at each input size (its batch,
 /// its graph, burn's backward and Adam), against the forward pass alone (network and graph, no
-/// backward) on the same batch in the same run.
-pub fn train_step(scene: &crate::LoadedScene, sizes: &[usize], repeats: usize) -> anyhow::Result<Vec<Row>> {
+/// backward) on the same batch, and on each further device against the first device's step, in
+/// the same run.
+pub fn train_step(scene: &crate::LoadedScene, sizes: &[usize], devices: &[faceforge_learn::DeviceChoice], repeats: usize) -> anyhow::Result<Vec<Row>> {
     let mut rows = Vec::new();
     for &size in sizes {
-        let mut s = scene.clone();
-        s.apply_overrides(&[format!("data.Synthetic.size={size}"), format!("learn.network.input={size}")])?;
-        let mut session = crate::run::train::Session::new(&s, None)?;
-        let frames = session.feed(0)?;
-        let trained = session.world.resource::<faceforge_learn::Learner>().trained;
-        let mut time = |training: bool| -> anyhow::Result<[f64; 3]> {
-            session.world.resource_mut::<faceforge_learn::Learner>().configure(trained, training);
-            session.run(0)?; // warm-up
-            timed(repeats, || session.run(0).map(|_| ()))
-        };
-        let forward = time(false)?;
-        let step = time(true)?;
-        let name = format!("forward only, {size}², {frames} frames");
-        rows.push(Row { case: name.clone(), ms: forward, baseline: None });
-        rows.push(Row { case: format!("training step, {size}², {frames} frames"), ms: step, baseline: Some((name, forward[1])) });
+        let mut first_step: Option<(String, f64)> = None;
+        for &device in devices {
+            let mut s = scene.clone();
+            s.apply_overrides(&[format!("data.Synthetic.size={size}"), format!("learn.network.input={size}"), format!("learn.device={device:?}")])?;
+            let mut session = crate::run::train::Session::new(&s, None)?;
+            let on = faceforge_learn::LearnDevice::select(device)?.describe();
+            let frames = session.feed(0)?;
+            let trained = session.world.resource::<faceforge_learn::Learner>().trained;
+            let mut time = |training: bool| -> anyhow::Result<[f64; 3]> {
+                session.world.resource_mut::<faceforge_learn::Learner>().configure(trained, training);
+                session.run(0)?; // warm-up
+                timed(repeats, || session.run(0).map(|_| ()))
+            };
+            let forward = time(false)?;
+            let step = time(true)?;
+            let name = format!("forward only, {size}², {frames} frames, {on}");
+            let step_name = format!("training step, {size}², {frames} frames, {on}");
+            rows.push(Row { case: name.clone(), ms: forward, baseline: None });
+            rows.push(Row { case: step_name.clone(), ms: step, baseline: Some(first_step.clone().unwrap_or((name, forward[1]))) });
+            first_step.get_or_insert((step_name, step[1]));
+        }
     }
     Ok(rows)
 }

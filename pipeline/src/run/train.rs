@@ -101,6 +101,8 @@ pub struct TrainSummary {
     pub loss_history: LossHistory,
     pub peak_memory_mb: Option<f64>,
     pub out_dir: PathBuf,
+    /// Where the networks ran (`learn.device`) and the kernels (`backend`).
+    pub devices: String,
 }
 
 /// The training state a killed run resumes from (`checkpoint/` in the output folder).
@@ -467,6 +469,7 @@ pub fn train(loaded: &LoadedScene, options: &crate::run::RunOptions, resume: boo
         loss_history: history,
         peak_memory_mb: peak_memory_mb(),
         out_dir: out_dir.clone(),
+        devices: format!("networks: {}; kernels: {}", LearnDevice::select(learn.device)?.describe(), backend.describe()),
     };
     write_report(loaded, &summary)?;
     Ok(summary)
@@ -478,6 +481,7 @@ fn write_report(loaded: &LoadedScene, s: &TrainSummary) -> anyhow::Result<()> {
         ("scene".to_string(), loaded.file.clone()),
         ("steps × frames".into(), format!("{} × {}", s.steps, s.frames_per_step)),
         ("time".into(), format!("{:.1} s", s.seconds)),
+        ("devices".into(), s.devices.clone()),
     ];
     if let Some(e) = &s.epoch {
         facts.push(("epochs".into(), epochs_text(e)));
