@@ -394,10 +394,11 @@ pub struct DeviceRaster {
     pub bary: Handle,
 }
 
-/// Ids a device bin holds before its tile is drawn from every triangle instead: all of a small
-/// mesh's, and at most 1024 (at 64 px a face of 10 000 triangles puts a few hundred in a tile).
-pub fn bin_capacity(n_triangles: usize) -> usize {
-    n_triangles.clamp(1, 1024)
+/// Ids a device bin holds before its tile is drawn from every triangle instead: room for the
+/// mesh spread over an eighth of the tiles, at least 1,024, at most the mesh (the bfm preset's
+/// 57,472 triangles: 7,184 a tile at 64 px, 1,024 at 224 px; 29 and 51 MB of bins at batch 16).
+pub fn bin_capacity(shape: RasterShape, n_triangles: usize) -> usize {
+    (8 * n_triangles).div_ceil(shape.tiles()).max(1024).min(n_triangles).max(1)
 }
 
 /// Rasterizes on the device from projected vertices already there, binning there too: nothing

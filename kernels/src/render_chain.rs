@@ -208,7 +208,7 @@ pub fn draw(client: &Client, shape: RasterShape, camera: CameraModel, triangles:
     let channels = colours.len() / (shape.batch * n).max(1);
     let (positions, cameras, colours) = (upload(client, positions), upload(client, cameras), upload(client, colours));
     let triangles = client.create_from_slice(u32::as_bytes(triangles));
-    let d = draw_device(client, shape, camera, &triangles, n_triangles, n, &positions, &cameras, &colours, channels, rasterize::bin_capacity(n_triangles));
+    let d = draw_device(client, shape, camera, &triangles, n_triangles, n, &positions, &cameras, &colours, channels, rasterize::bin_capacity(shape, n_triangles));
     let read = client.read(vec![d.raster.tri, d.raster.depth, d.raster.bary, d.projected, d.image]).expect("reading the drawing back");
     let floats = |i: usize| f32::from_bytes(&read[i]).to_vec();
     Drawing { raster: Raster { shape, tri: u32::from_bytes(&read[0]).to_vec(), depth: floats(1), bary: floats(2) }, projected: floats(3), image: floats(4) }
@@ -233,7 +233,7 @@ pub struct RenderChain {
 impl RenderChain {
     /// Uploads the model, the mesh, the frames and the upstream gradients.
     pub fn new(client: &Client, m: &ChainModel, frames: &ChainFrames) -> Self {
-        Self::with_bin_capacity(client, m, frames, rasterize::bin_capacity(m.triangles.len() / 3))
+        Self::with_bin_capacity(client, m, frames, rasterize::bin_capacity(frames.shape, m.triangles.len() / 3))
     }
 
     /// `new` with the rasterizer's bins holding at most `capacity` triangles (tests: overflow).

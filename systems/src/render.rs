@@ -58,9 +58,8 @@ fn render_batch_device(client: &faceforge_kernels::Client, triangles: &[u32], n:
     RenderOutput { raster: drawn.raster, projected: drawn.projected, color: drawn.image }
 }
 
-/// project → rasterize → interpolate op by op, each moving its own inputs and outputs on a
-/// device (the reference the chained path is tested against).
-pub fn render_batch_per_op(backend: &Backend, triangles: &[u32], n: usize, shape: RasterShape, batch: &RenderBatch) -> RenderOutput {
+/// project → rasterize → interpolate op by op (the native twins).
+fn render_batch_per_op(backend: &Backend, triangles: &[u32], n: usize, shape: RasterShape, batch: &RenderBatch) -> RenderOutput {
     let projected = project::forward(backend, batch.camera_model, batch.positions, batch.cameras, n);
     let raster = rasterize::forward(backend, shape, &projected, triangles, n);
     let color = interpolate::forward(backend, shape, &projected, triangles, n, &raster.tri, batch.colors, 3);
