@@ -8,8 +8,9 @@ use faceforge_learn::Learner;
 use std::path::Path;
 
 /// A tiny network trained through the whole PGN graph (encode → pgn → reconstruct → landmark
-/// loss and their adjoints) on 32-pixel faces, every part trained.
-fn tiny_training(device: &str, out: &Path) -> LoadedScene {
+/// loss and their adjoints) on 32-pixel faces, every part trained; `step: false` leaves Adam to
+/// the caller.
+fn tiny_training(device: &str, step: bool, out: &Path) -> LoadedScene {
     scene(
         &format!(
             r#"Scene(
@@ -19,12 +20,13 @@ fn tiny_training(device: &str, out: &Path) -> LoadedScene {
             backend: Cpu,
             systems: [(name: "encode"), (name: "pgn", settings: (camera: ScaledRotation)), (name: "reconstruct"), (name: "loss_landmark", settings: (dims: 3))],
             losses: {{"guidance": 1.0, "landmark": 1.0, "regulariser": 1.0}},
-            optimizer: NoStep,
+            {optimizer}
             iterations: 3,
             outputs: (dir: {out:?}, checkpoint_every: 0),
             learn: (network: (input: 32, width: 2, hidden: 8, seed: 2), trained: All, learning_rate: 0.001, device: {device}),
         )"#,
             out = out.display().to_string(),
+            optimizer = if step { "" } else { "optimizer: NoStep," },
         ),
         "tiny_gpu.ron",
     )
@@ -44,7 +46,7 @@ type Trace = Vec<(Vec<f32>, Vec<Option<Vec<f32>>>, Vec<Vec<f32>>)>;
 
 fn trace(device: &str) -> Trace {
     let out = tempfile::tempdir().unwrap();
-    let mut session = Session::new(&tiny_training(device, out.path()), None).unwrap();
+    let mut session = Session::new(&tiny_training(device, false, out.path()), None).unwrap();
     let on = session.world.resource::<Learner>().device.clone();
     eprintln!("learn.device {device}: {on:?}");
     if device == "Gpu" {
@@ -98,4 +100,44 @@ fn a_training_step_on_wgpu_equals_one_on_flex() {
         assert!(relative(&all_w, &all_f) <= 1e-3, "step {step}: the weights differ by {:.2e} (relative)", relative(&all_w, &all_f));
     }
     eprintln!("largest relative difference over 3 steps: losses {:.1e}, gradients {:.1e}, weights {:.1e}", worst[0], worst[1], worst[2]);
+}
+
+/// `faceforge infer --device gpu` reconstructs a folder as `--device cpu` does: the identity,
+/// expression and pose coefficients agree within 1e-3 (relative, per frame and vector).
+#[test]
+fn inference_on_wgpu_equals_inference_on_flex() {
+    use faceforge::io::synth::{generate, write, SynthPreset, SynthSpec};
+    use faceforge_learn::DeviceChoice;
+    let dir = tempfile::tempdir().unwrap();
+    let trained = dir.path().join("trained");
+    let training = tiny_training("Cpu", true, &trained);
+    faceforge::run::train::train(&training, &faceforge::run::RunOptions::default(), false).unwrap();
+    let images = dir.path().join("images");
+    let model = faceforge_model::MorphableModel::generate(&faceforge_model::ModelSpec { preset: faceforge_model::Preset::Tiny, ..Default::default() });
+    let spec = SynthSpec { preset: SynthPreset::AflwLike, subjects: 4, frames: 1, size: 48, seed: 9, ..Default::default() };
+    write(&images, &generate(&model, &faceforge_kernels::Backend::Cpu, &spec)).unwrap();
+    let tiny = faceforge::scene::ModelSource::Procedural(faceforge_model::ModelSpec { preset: faceforge_model::Preset::Tiny, ..Default::default() });
+    let run = |device: DeviceChoice, name: &str| {
+        let out = dir.path().join(name);
+        let result = faceforge::run::infer::infer(&tiny, &trained.join("weights.bpk"), &images, None, &out, false, 32, device, None).unwrap();
+        assert_eq!(result.frames, 4);
+        out
+    };
+    let (flex, wgpu) = (run(DeviceChoice::Cpu, "flex"), run(DeviceChoice::Gpu, "wgpu"));
+    let numbers = |out: &Path, frame: &str, key: &str| -> Vec<f32> {
+        let json: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(out.join(format!("{frame}.json"))).unwrap()).unwrap();
+        serde_json::from_value(json["coefficients"][key].clone()).unwrap()
+    };
+    let mut worst = 0.0f64;
+    for frame in ["s000_f000", "s001_f000", "s002_f000", "s003_f000"] {
+        for key in ["id", "exp"] {
+            let (a, b) = (numbers(&wgpu, frame, key), numbers(&flex, frame, key));
+            assert!(b.iter().any(|v| *v != 0.0), "{frame} {key}: all zero");
+            worst = worst.max(relative(&a, &b));
+            assert!(relative(&a, &b) <= 1e-3, "{frame} {key}: {:.2e} apart", relative(&a, &b));
+        }
+    }
+    eprintln!("inference, largest relative difference of the coefficients: {worst:.1e}");
+    // Bit-identical coefficients everywhere would mean both ran on one device.
+    assert!(worst > 0.0, "--device gpu gave flex's bits exactly: was the network on wgpu?");
 }

@@ -246,7 +246,7 @@ fn infer_reconstructs_a_folder_and_a_clip_with_one_identity() {
     faceforge::io::synth::write(&clip, &faceforge::io::synth::generate(&model, &faceforge_kernels::Backend::Cpu, &spec(1, 3, 2))).unwrap();
     let out = dir.path().join("out");
     let tiny = faceforge::scene::ModelSource::Procedural(faceforge_model::ModelSpec { preset: faceforge_model::Preset::Tiny, ..Default::default() });
-    let result = faceforge::run::infer::infer(&tiny, &trained.join("weights.bpk"), &images, None, &out, false, 32, None).unwrap();
+    let result = faceforge::run::infer::infer(&tiny, &trained.join("weights.bpk"), &images, None, &out, false, 32, faceforge_learn::DeviceChoice::Cpu, None).unwrap();
     assert_eq!((result.frames, result.subjects, result.skipped.len()), (5, 3, 0), "{result:?}");
     for name in ["s000_f000", "s001_f000", "clip_s000_f000", "clip_s000_f002"] {
         for ext in ["obj", "pts", "json"] {
@@ -268,10 +268,10 @@ fn infer_reconstructs_a_folder_and_a_clip_with_one_identity() {
     assert_eq!(pts.len(), 68);
     // Weights for another model are refused, naming the file and both sizes.
     let other = faceforge::scene::ModelSource::Procedural(faceforge_model::ModelSpec { preset: faceforge_model::Preset::Tiny, n_id: 7, ..Default::default() });
-    let err = format!("{:#}", faceforge::run::infer::infer(&other, &trained.join("weights.bpk"), &images, None, &dir.path().join("out2"), false, 32, None).unwrap_err());
+    let err = format!("{:#}", faceforge::run::infer::infer(&other, &trained.join("weights.bpk"), &images, None, &dir.path().join("out2"), false, 32, faceforge_learn::DeviceChoice::Cpu, None).unwrap_err());
     // One subject at a time (the clip whole): the same reconstruction.
     let one = dir.path().join("one_at_a_time");
-    faceforge::run::infer::infer(&tiny, &trained.join("weights.bpk"), &images, None, &one, false, 1, None).unwrap();
+    faceforge::run::infer::infer(&tiny, &trained.join("weights.bpk"), &images, None, &one, false, 1, faceforge_learn::DeviceChoice::Cpu, None).unwrap();
     for name in ["s000_f000", "s001_f000", "clip_s000_f001"] {
         let a: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(out.join(format!("{name}.json"))).unwrap()).unwrap();
         let b: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(one.join(format!("{name}.json"))).unwrap()).unwrap();

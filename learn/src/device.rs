@@ -20,6 +20,18 @@ pub enum DeviceChoice {
     Gpu,
 }
 
+impl DeviceChoice {
+    /// `auto`, `cpu` or `gpu` (any case), as a command line gives it.
+    pub fn parse(text: &str) -> Result<Self, String> {
+        match text.to_ascii_lowercase().as_str() {
+            "auto" => Ok(Self::Auto),
+            "cpu" => Ok(Self::Cpu),
+            "gpu" => Ok(Self::Gpu),
+            _ => Err(format!("unknown device `{text}`: auto, cpu or gpu")),
+        }
+    }
+}
+
 /// The device a choice resolved to, with autodiff, and what it is.
 #[derive(Clone, Debug)]
 pub struct LearnDevice {

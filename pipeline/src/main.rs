@@ -155,6 +155,10 @@ enum Command {
         /// Frames through the network at once (whole subjects; memory grows with it).
         #[arg(long, default_value_t = 32)]
         batch: usize,
+        /// Where the network runs: auto (a real GPU through wgpu if there is one), cpu (burn's
+        /// flex) or gpu (wgpu, even on a CPU device).
+        #[arg(long, default_value = "auto", value_parser = faceforge_learn::DeviceChoice::parse)]
+        device: faceforge_learn::DeviceChoice,
         #[command(flatten)]
         shard: ShardArgs,
     },
@@ -571,9 +575,9 @@ fn execute(cli: Cli) -> anyhow::Result<()> {
                 println!("  skipped {}: {}", s.file.display(), s.reason);
             }
         }
-        Command::Infer { weights, images, landmarks, out, model, force, batch, shard } => {
+        Command::Infer { weights, images, landmarks, out, model, force, batch, device, shard } => {
             let model = model_source(&model)?;
-            let result = faceforge::run::infer::infer(&model, &weights, &images, landmarks.as_deref(), &out, force, batch, shard.resolve()?)?;
+            let result = faceforge::run::infer::infer(&model, &weights, &images, landmarks.as_deref(), &out, force, batch, device, shard.resolve()?)?;
             println!("{} images reconstructed ({} subjects) in {:.2} s, {:.1} images/s; {} skipped; wrote {}", result.frames, result.subjects, result.seconds, result.frames as f64 / result.seconds.max(1e-9), result.skipped.len(), out.display());
             for s in &result.skipped {
                 println!("  skipped {}: {}", s.file.display(), s.reason);

@@ -310,7 +310,7 @@ pub fn infer(spec: &faceforge_learn::NetworkSpec, images: u32, batch: usize) -> 
     let mut baseline = None;
     for b in [1, batch] {
         let out = root.join(format!("out_{b}"));
-        let result = crate::run::infer::infer(&model_source, &root.join("weights.bpk"), &root.join("images"), None, &out, false, b, None)?;
+        let result = crate::run::infer::infer(&model_source, &root.join("weights.bpk"), &root.join("images"), None, &out, false, b, faceforge_learn::DeviceChoice::Cpu, None)?;
         let ms = 1e3 * result.seconds / result.frames.max(1) as f64;
         let case = format!("batch {b}: {} images in {:.2} s, {:.1} images/s", result.frames, result.seconds, 1e3 / ms);
         rows.push(Row { case, ms: [ms; 3], baseline: baseline.clone() });

@@ -12,7 +12,7 @@ use crate::run::RunOptions;
 use crate::scene::ModelSource;
 use crate::LoadedScene;
 use anyhow::Context;
-use faceforge_learn::Learner;
+use faceforge_learn::{DeviceChoice, LearnDevice, Learner};
 use std::path::Path;
 
 /// What an inference did.
@@ -48,12 +48,15 @@ fn scene_text(out: &Path, pose_head: bool, batch: usize) -> String {
 }
 
 /// Reconstructs every image of `images` with the network in `weights`, `batch` frames at a time
-/// (whole subjects), into `out` (a shard's subjects into its folder inside `out`).
+/// (whole subjects), into `out` (a shard's subjects into its folder inside `out`), the network
+/// on `device`.
 #[allow(clippy::too_many_arguments)]
-pub fn infer(model: &ModelSource, weights: &Path, images: &Path, landmarks: Option<&Path>, out: &Path, force: bool, batch: usize, shard: Option<Shard>) -> anyhow::Result<InferResult> {
+pub fn infer(model: &ModelSource, weights: &Path, images: &Path, landmarks: Option<&Path>, out: &Path, force: bool, batch: usize, device: DeviceChoice, shard: Option<Shard>) -> anyhow::Result<InferResult> {
     let started = std::time::Instant::now();
     let model_arrays = crate::run::load_model(model)?;
-    let mut learner = Learner::load(weights, &model_arrays)?;
+    let device = LearnDevice::select(device)?;
+    tracing::info!("network on {}", device.describe());
+    let mut learner = Learner::load_on(weights, &model_arrays, device.device)?;
     learner.configure(learner.trained, false);
     let folder = FolderSpec {
         path: images.to_path_buf(),
