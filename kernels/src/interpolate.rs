@@ -318,28 +318,8 @@ pub fn forward(backend: &Backend, shape: RasterShape, projected: &[f32], triangl
         Backend::Gpu { client, .. } => {
             check(shape, projected, n, tri, attr, channels);
             let u32s = |d: &[u32]| client.create_from_slice(u32::as_bytes(d));
-            let out = client.empty(tri.len() * channels * 4);
-            let (count, dim) = grid_1d(tri.len());
-            #[allow(unsafe_code)]
-            // SAFETY: triangle ids come from the rasterizer over these triangles; indices are
-            // bounded by the checked lengths.
-            unsafe {
-                interpolate_forward_kernel::launch_unchecked(
-                    client,
-                    count,
-                    dim,
-                    BufferArg::from_raw_parts(upload(client, projected), projected.len()),
-                    BufferArg::from_raw_parts(u32s(triangles), triangles.len()),
-                    BufferArg::from_raw_parts(u32s(tri), tri.len()),
-                    BufferArg::from_raw_parts(upload(client, attr), attr.len()),
-                    BufferArg::from_raw_parts(out.clone(), tri.len() * channels),
-                    shape.width,
-                    shape.pixels(),
-                    n,
-                    channels,
-                );
-            }
-            download(client, out)
+            let (projected, attr) = (upload(client, projected), upload(client, attr));
+            download(client, forward_device(client, shape, &u32s(triangles), triangles.len() / 3, n, &projected, &u32s(tri), &attr, channels))
         }
     }
 }
@@ -361,41 +341,15 @@ pub fn backward(
         Backend::Gpu { client, .. } => {
             check(shape, projected, n, tri, attr, channels);
             assert_eq!(grad_out.len(), tri.len() * channels, "interpolate backward: grad length");
-            let n_triangles = triangles.len() / 3;
-            let adjacency = Adjacency::new(n, triangles);
-            let (pixel_offsets, mut pixel_list) = pixels_per_triangle(shape, n_triangles, tri);
+            let mesh = DeviceMesh::upload(client, n, triangles);
+            let (pixel_offsets, mut pixel_list) = pixels_per_triangle(shape, mesh.n_triangles, tri);
             if pixel_list.is_empty() {
                 pixel_list.push(0);
             }
             let u32s = |d: &[u32]| client.create_from_slice(u32::as_bytes(d));
-            let (g_attr, g_proj) = (client.empty(attr.len() * 4), client.empty(projected.len() * 4));
-            let (count, dim) = grid_1d(shape.batch * n);
-            #[allow(unsafe_code)]
-            // SAFETY: adjacency and pixel lists are built here from the same triangles and ids.
-            unsafe {
-                interpolate_backward_kernel::launch_unchecked(
-                    client,
-                    count,
-                    dim,
-                    BufferArg::from_raw_parts(upload(client, projected), projected.len()),
-                    BufferArg::from_raw_parts(u32s(triangles), triangles.len()),
-                    BufferArg::from_raw_parts(u32s(&adjacency.offsets), adjacency.offsets.len()),
-                    BufferArg::from_raw_parts(u32s(&adjacency.triangles_of), adjacency.triangles_of.len()),
-                    BufferArg::from_raw_parts(u32s(&pixel_offsets), pixel_offsets.len()),
-                    BufferArg::from_raw_parts(u32s(&pixel_list), pixel_list.len()),
-                    BufferArg::from_raw_parts(u32s(tri), tri.len()),
-                    BufferArg::from_raw_parts(upload(client, attr), attr.len()),
-                    BufferArg::from_raw_parts(upload(client, grad_out), grad_out.len()),
-                    BufferArg::from_raw_parts(g_attr.clone(), attr.len()),
-                    BufferArg::from_raw_parts(g_proj.clone(), projected.len()),
-                    shape.width,
-                    shape.pixels(),
-                    n,
-                    n_triangles,
-                    channels,
-                    0,
-                );
-            }
+            let listed = Pixels::Listed { offsets: (u32s(&pixel_offsets), pixel_offsets.len()), list: (u32s(&pixel_list), pixel_list.len()) };
+            let (projected, tri, attr, grad_out) = (upload(client, projected), u32s(tri), upload(client, attr), upload(client, grad_out));
+            let (g_attr, g_proj) = launch_backward(client, shape, &mesh, &projected, &tri, &attr, channels, &grad_out, listed);
             (download(client, g_attr), download(client, g_proj))
         }
     }
@@ -460,12 +414,30 @@ pub fn forward_device(client: &cubecl::client::Client, shape: RasterShape, trian
 /// finds its triangles' pixels by scanning their bounding boxes for their ids, so nothing is
 /// listed on the host.
 pub fn backward_device(client: &cubecl::client::Client, shape: RasterShape, mesh: &DeviceMesh, projected: &Handle, tri: &Handle, attr: &Handle, channels: usize, grad_out: &Handle) -> (Handle, Handle) {
-    let (pixels, n) = (shape.batch * shape.pixels(), mesh.n_vertices);
+    launch_backward(client, shape, mesh, projected, tri, attr, channels, grad_out, Pixels::Boxed)
+}
+
+/// Where the adjoint finds each triangle's pixels: the host's lists (CSR over item · T +
+/// triangle, each handle with its length), or the triangle's box scanned for its id.
+enum Pixels {
+    Listed { offsets: (Handle, usize), list: (Handle, usize) },
+    Boxed,
+}
+
+fn launch_backward(client: &cubecl::client::Client, shape: RasterShape, mesh: &DeviceMesh, projected: &Handle, tri: &Handle, attr: &Handle, channels: usize, grad_out: &Handle, pixels: Pixels) -> (Handle, Handle) {
+    let (n_pixels, n) = (shape.batch * shape.pixels(), mesh.n_vertices);
     let (g_attr, g_proj) = (client.empty(shape.batch * n * channels * 4), client.empty(shape.batch * n * 16));
-    let unused = client.create_from_slice(u32::as_bytes(&[0u32]));
+    let (boxed, (offsets, offsets_len), (list, list_len)) = match pixels {
+        Pixels::Listed { offsets, list } => (0, offsets, list),
+        Pixels::Boxed => {
+            let unused = client.create_from_slice(u32::as_bytes(&[0u32]));
+            (1, (unused.clone(), 1), (unused, 1))
+        }
+    };
     let (count, dim) = grid_1d(shape.batch * n);
     #[allow(unsafe_code)]
-    // SAFETY: the adjacency is built from the same triangles; box pixels are clamped to the image.
+    // SAFETY: the adjacency and the pixel lists are built from the same triangles and ids; box
+    // pixels are clamped to the image.
     unsafe {
         interpolate_backward_kernel::launch_unchecked(
             client,
@@ -475,11 +447,11 @@ pub fn backward_device(client: &cubecl::client::Client, shape: RasterShape, mesh
             BufferArg::from_raw_parts(mesh.triangles.clone(), 3 * mesh.n_triangles),
             BufferArg::from_raw_parts(mesh.adjacency_offsets.clone(), n + 1),
             BufferArg::from_raw_parts(mesh.adjacency.clone(), mesh.adjacency_len),
-            BufferArg::from_raw_parts(unused.clone(), 1),
-            BufferArg::from_raw_parts(unused, 1),
-            BufferArg::from_raw_parts(tri.clone(), pixels),
+            BufferArg::from_raw_parts(offsets, offsets_len),
+            BufferArg::from_raw_parts(list, list_len),
+            BufferArg::from_raw_parts(tri.clone(), n_pixels),
             BufferArg::from_raw_parts(attr.clone(), shape.batch * n * channels),
-            BufferArg::from_raw_parts(grad_out.clone(), pixels * channels),
+            BufferArg::from_raw_parts(grad_out.clone(), n_pixels * channels),
             BufferArg::from_raw_parts(g_attr.clone(), shape.batch * n * channels),
             BufferArg::from_raw_parts(g_proj.clone(), shape.batch * n * 4),
             shape.width,
@@ -487,7 +459,7 @@ pub fn backward_device(client: &cubecl::client::Client, shape: RasterShape, mesh
             n,
             mesh.n_triangles,
             channels,
-            1,
+            boxed,
         );
     }
     (g_attr, g_proj)

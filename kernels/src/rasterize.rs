@@ -298,34 +298,10 @@ pub fn forward(backend: &Backend, shape: RasterShape, projected: &[f32], triangl
             assert_eq!(projected.len(), shape.batch * n_vertices * 4, "rasterize: projected length");
             let bins = bin_triangles(shape, projected, triangles, n_vertices);
             let u32s = |d: &[u32]| client.create_from_slice(u32::as_bytes(d));
-            let n = shape.batch * shape.pixels();
-            let (tri, depth, bary) = (client.empty(n * 4), client.empty(n * 4), client.empty(2 * n * 4));
-            let (count, dim) = grid_1d(n);
             // The bin list may be empty; a buffer needs at least one element.
-            let ids = if bins.ids.is_empty() { vec![0] } else { bins.ids.clone() };
-            #[allow(unsafe_code)]
-            // SAFETY: vertex indices come from a checked model; bins index real triangles; the
-            // thread index is bounded by the pixel count.
-            unsafe {
-                rasterize_kernel::launch_unchecked(
-                    client,
-                    count,
-                    dim,
-                    BufferArg::from_raw_parts(upload(client, projected), projected.len()),
-                    BufferArg::from_raw_parts(u32s(triangles), triangles.len()),
-                    BufferArg::from_raw_parts(u32s(&bins.offsets), bins.offsets.len()),
-                    BufferArg::from_raw_parts(u32s(&ids), ids.len()),
-                    BufferArg::from_raw_parts(tri.clone(), n),
-                    BufferArg::from_raw_parts(depth.clone(), n),
-                    BufferArg::from_raw_parts(bary.clone(), 2 * n),
-                    shape.width,
-                    shape.height,
-                    n_vertices,
-                    triangles.len() / 3,
-                    0,
-                );
-            }
-            DeviceRaster { tri, depth, bary }.download(client, shape)
+            let ids = if bins.ids.is_empty() { vec![0] } else { bins.ids };
+            let bins = ((u32s(&bins.offsets), bins.offsets.len()), (u32s(&ids), ids.len()));
+            launch_raster(client, shape, &upload(client, projected), &u32s(triangles), triangles.len() / 3, n_vertices, bins, 0).download(client, shape)
         }
     }
 }
@@ -406,12 +382,10 @@ pub fn bin_capacity(shape: RasterShape, n_triangles: usize) -> usize {
 pub fn forward_device(client: &cubecl::client::Client, shape: RasterShape, projected: &Handle, triangles: &Handle, n_triangles: usize, n_vertices: usize, capacity: usize) -> DeviceRaster {
     let slots = shape.batch * shape.tiles();
     let (counts, ids) = (client.empty(slots * 4), client.empty(slots * capacity * 4));
-    let n = shape.batch * shape.pixels();
-    let (tri, depth, bary) = (client.empty(n * 4), client.empty(n * 4), client.empty(2 * n * 4));
     let n_projected = shape.batch * n_vertices * 4;
     #[allow(unsafe_code)]
     // SAFETY: vertex indices come from a checked model; a bin writes ids below its own
-    // `capacity` slots; thread indices are bounded by the bin and pixel counts.
+    // `capacity` slots; thread indices are bounded by the bin and triangle counts.
     unsafe {
         let (count, dim) = grid_1d(slots);
         clear_kernel::launch_unchecked(client, count, dim, BufferArg::from_raw_parts(counts.clone(), slots));
@@ -431,15 +405,29 @@ pub fn forward_device(client: &cubecl::client::Client, shape: RasterShape, proje
             capacity,
             shape.batch,
         );
-        let (count, dim) = grid_1d(n);
+    }
+    launch_raster(client, shape, projected, triangles, n_triangles, n_vertices, ((counts, slots), (ids, slots * capacity)), capacity)
+}
+
+/// The rasterizer's launch over given bins, each handle with its length: the host's CSR lists
+/// (`capacity` 0) or the device's tiles of `capacity` ids and their counts.
+fn launch_raster(client: &cubecl::client::Client, shape: RasterShape, projected: &Handle, triangles: &Handle, n_triangles: usize, n_vertices: usize, bins: ((Handle, usize), (Handle, usize)), capacity: usize) -> DeviceRaster {
+    let ((offsets, offsets_len), (ids, ids_len)) = bins;
+    let n = shape.batch * shape.pixels();
+    let (tri, depth, bary) = (client.empty(n * 4), client.empty(n * 4), client.empty(2 * n * 4));
+    let (count, dim) = grid_1d(n);
+    #[allow(unsafe_code)]
+    // SAFETY: vertex indices come from a checked model; bins index real triangles; the thread
+    // index is bounded by the pixel count.
+    unsafe {
         rasterize_kernel::launch_unchecked(
             client,
             count,
             dim,
-            BufferArg::from_raw_parts(projected.clone(), n_projected),
+            BufferArg::from_raw_parts(projected.clone(), shape.batch * n_vertices * 4),
             BufferArg::from_raw_parts(triangles.clone(), 3 * n_triangles),
-            BufferArg::from_raw_parts(counts, slots),
-            BufferArg::from_raw_parts(ids, slots * capacity),
+            BufferArg::from_raw_parts(offsets, offsets_len),
+            BufferArg::from_raw_parts(ids, ids_len),
             BufferArg::from_raw_parts(tri.clone(), n),
             BufferArg::from_raw_parts(depth.clone(), n),
             BufferArg::from_raw_parts(bary.clone(), 2 * n),
