@@ -234,6 +234,55 @@ pub fn backward_device(
     grad
 }
 
+/// The three decodes of a morphable model over a batch of `len`-long rows: identity onto the
+/// mean shape, expression onto each item's identity shape, albedo onto the mean albedo.
+pub fn model_shapes(batch: usize, len: usize, (n_id, n_exp, n_albedo): (usize, usize, usize)) -> [DecodeShape; 3] {
+    let shape = |components, base_per_item| DecodeShape { batch, components, len, base_per_item };
+    [shape(n_id, false), shape(n_exp, true), shape(n_albedo, false)]
+}
+
+/// A morphable model's means and bases kept on a device, uploaded once: only coefficients and
+/// their gradients move per call.
+#[derive(Debug)]
+pub struct DeviceBases {
+    mean_shape: cubecl::server::Handle,
+    id: cubecl::server::Handle,
+    exp: cubecl::server::Handle,
+    mean_albedo: cubecl::server::Handle,
+    albedo: cubecl::server::Handle,
+}
+
+impl DeviceBases {
+    pub fn upload(client: &cubecl::client::Client, mean_shape: &[f32], id_basis: &[f32], exp_basis: &[f32], mean_albedo: &[f32], albedo_basis: &[f32]) -> Self {
+        Self {
+            mean_shape: upload(client, mean_shape),
+            id: upload(client, id_basis),
+            exp: upload(client, exp_basis),
+            mean_albedo: upload(client, mean_albedo),
+            albedo: upload(client, albedo_basis),
+        }
+    }
+
+    /// Shapes (B × 3N) and, given albedo coefficients, albedos, on the device (`shapes` from
+    /// `model_shapes`).
+    pub fn forward(&self, client: &cubecl::client::Client, shapes: [DecodeShape; 3], id: &cubecl::server::Handle, exp: &cubecl::server::Handle, tex: Option<&cubecl::server::Handle>) -> (cubecl::server::Handle, Option<cubecl::server::Handle>) {
+        let [shape_id, shape_exp, shape_tex] = shapes;
+        let with_id = forward_device(client, shape_id, &self.mean_shape, &self.id, id);
+        let positions = forward_device(client, shape_exp, &with_id, &self.exp, exp);
+        (positions, tex.map(|t| forward_device(client, shape_tex, &self.mean_albedo, &self.albedo, t)))
+    }
+
+    /// The adjoint of `forward`: (d identity, d expression, d albedo when given d albedos).
+    pub fn backward(&self, client: &cubecl::client::Client, shapes: [DecodeShape; 3], grad_positions: &cubecl::server::Handle, grad_albedo: Option<&cubecl::server::Handle>) -> (cubecl::server::Handle, cubecl::server::Handle, Option<cubecl::server::Handle>) {
+        let [shape_id, shape_exp, shape_tex] = shapes;
+        (
+            backward_device(client, shape_id, &self.id, grad_positions),
+            backward_device(client, shape_exp, &self.exp, grad_positions),
+            grad_albedo.map(|g| backward_device(client, shape_tex, &self.albedo, g)),
+        )
+    }
+}
+
 /// Forward on whichever backend, from host slices to a host vector.
 pub fn forward(backend: &Backend, shape: DecodeShape, base: &[f32], basis: &[f32], coeffs: &[f32]) -> Vec<f32> {
     match backend {

@@ -13,9 +13,9 @@
 //! sampling, Eq. 2); the upstream gradients of both are given.
 
 use crate::backend::Backend;
-use crate::decode::{self, DecodeShape};
+use crate::decode::{self, DecodeShape, DeviceBases};
 use crate::interpolate::{self, DeviceMesh};
-use crate::launch::upload;
+use crate::launch::{download, upload};
 use crate::project::{self, CameraModel};
 use crate::rasterize::{self, DeviceRaster, Raster, RasterShape};
 use crate::sample::{self, SampleShape};
@@ -47,9 +47,12 @@ impl ChainModel<'_> {
     }
 
     fn shapes(&self, batch: usize) -> [DecodeShape; 3] {
-        let (n_id, n_exp, n_albedo) = self.components();
-        let shape = |components, base_per_item| DecodeShape { batch, components, len: self.len(), base_per_item };
-        [shape(n_id, false), shape(n_exp, true), shape(n_albedo, false)]
+        decode::model_shapes(batch, self.len(), self.components())
+    }
+
+    /// Its bases on a device.
+    pub fn upload_bases(&self, client: &Client) -> DeviceBases {
+        DeviceBases::upload(client, self.mean_shape, self.id_basis, self.exp_basis, self.mean_albedo, self.albedo_basis)
     }
 }
 
@@ -102,40 +105,16 @@ fn sample_shape(model: &ChainModel, frames: &ChainFrames) -> SampleShape {
     SampleShape { batch: s.batch, width: s.width, height: s.height, channels: 3, points: model.n_vertices }
 }
 
-/// The model's bases on a device (decode's inputs), uploaded once: what the reconstruct systems
-/// keep there too.
-#[derive(Debug)]
-pub struct DeviceBases {
-    mean_shape: Handle,
-    id: Handle,
-    exp: Handle,
-    mean_albedo: Handle,
-    albedo: Handle,
-}
-
-impl DeviceBases {
-    pub fn upload(client: &Client, m: &ChainModel) -> Self {
-        Self {
-            mean_shape: upload(client, m.mean_shape),
-            id: upload(client, m.id_basis),
-            exp: upload(client, m.exp_basis),
-            mean_albedo: upload(client, m.mean_albedo),
-            albedo: upload(client, m.albedo_basis),
-        }
-    }
-}
-
 /// One iteration op by op on `backend`; decode reads `bases` when given (on a device), each
 /// other op moves its inputs and outputs.
 pub fn per_op(backend: &Backend, bases: Option<&DeviceBases>, m: &ChainModel, frames: &ChainFrames, inputs: &ChainInputs, with_images: bool, t: &mut impl OpTimer) -> ChainOutputs {
     let (n, shape) = (m.n_vertices, frames.shape);
-    let [shape_id, shape_exp, shape_tex] = m.shapes(shape.batch);
+    let shapes = m.shapes(shape.batch);
+    let [shape_id, shape_exp, shape_tex] = shapes;
     let (positions, albedo) = t.time("decode", || match (backend, bases) {
         (Backend::Gpu { client, .. }, Some(d)) => {
-            let with_id = decode::forward_device(client, shape_id, &d.mean_shape, &d.id, &upload(client, inputs.id));
-            let positions = decode::forward_device(client, shape_exp, &with_id, &d.exp, &upload(client, inputs.exp));
-            let albedo = decode::forward_device(client, shape_tex, &d.mean_albedo, &d.albedo, &upload(client, inputs.tex));
-            (crate::launch::download(client, positions), crate::launch::download(client, albedo))
+            let (positions, albedo) = d.forward(client, shapes, &upload(client, inputs.id), &upload(client, inputs.exp), Some(&upload(client, inputs.tex)));
+            (download(client, positions), download(client, albedo.expect("albedo asked for")))
         }
         _ => {
             let with_id = decode::forward(backend, shape_id, m.mean_shape, m.id_basis, inputs.id);
@@ -158,13 +137,8 @@ pub fn per_op(backend: &Backend, bases: Option<&DeviceBases>, m: &ChainModel, fr
     let (grad_positions, grad_cameras) = t.time("project ᵀ", || project::backward(backend, frames.camera, &positions, inputs.cameras, &grad_projected, n));
     let (grad_id, grad_exp, grad_tex) = t.time("decode ᵀ", || match (backend, bases) {
         (Backend::Gpu { client, .. }, Some(d)) => {
-            let g = upload(client, &grad_positions);
-            let read = |h| crate::launch::download(client, h);
-            (
-                read(decode::backward_device(client, shape_id, &d.id, &g)),
-                read(decode::backward_device(client, shape_exp, &d.exp, &g)),
-                read(decode::backward_device(client, shape_tex, &d.albedo, &upload(client, &grad_albedo))),
-            )
+            let (id, exp, tex) = d.backward(client, shapes, &upload(client, &grad_positions), Some(&upload(client, &grad_albedo)));
+            (download(client, id), download(client, exp), download(client, tex.expect("albedo gradient given")))
         }
         _ => (
             decode::backward(backend, shape_id, m.id_basis, &grad_positions),
@@ -242,7 +216,7 @@ impl RenderChain {
             client: client.clone(),
             n_vertices: m.n_vertices,
             shapes: m.shapes(frames.shape.batch),
-            bases: DeviceBases::upload(client, m),
+            bases: m.upload_bases(client),
             mesh: DeviceMesh::upload(client, m.n_vertices, m.triangles),
             raster: frames.shape,
             camera: frames.camera,
@@ -258,21 +232,18 @@ impl RenderChain {
     /// (and, when asked, the image and the sampled colours) come down in one read.
     pub fn iterate(&self, inputs: &ChainInputs, with_images: bool) -> ChainOutputs {
         let (c, d, n, batch) = (&self.client, &self.bases, self.n_vertices, self.raster.batch);
-        let [shape_id, shape_exp, shape_tex] = self.shapes;
         let (id, exp, tex, cameras) = (upload(c, inputs.id), upload(c, inputs.exp), upload(c, inputs.tex), upload(c, inputs.cameras));
 
-        let with_id = decode::forward_device(c, shape_id, &d.mean_shape, &d.id, &id);
-        let positions = decode::forward_device(c, shape_exp, &with_id, &d.exp, &exp);
-        let albedo = decode::forward_device(c, shape_tex, &d.mean_albedo, &d.albedo, &tex);
+        let (positions, albedo) = d.forward(c, self.shapes, &id, &exp, Some(&tex));
+        let albedo = albedo.expect("albedo asked for");
         let DeviceDrawing { projected, raster, image } = draw_device(c, self.raster, self.camera, &self.mesh.triangles, self.mesh.n_triangles, n, &positions, &cameras, &albedo, 3, self.capacity);
         let sampled = sample::forward_device(c, self.sample, &self.frames, &projected, 4);
 
         let (grad_albedo, grad_projected) = interpolate::backward_device(c, self.raster, &self.mesh, &projected, &raster.tri, &albedo, 3, &self.grad_image);
         sample::backward_accumulate_device(c, self.sample, &self.frames, &projected, 4, &self.grad_sampled, &grad_projected);
         let (grad_positions, grad_cameras) = project::backward_device(c, self.camera, &positions, &cameras, &grad_projected, batch, n);
-        let grad_id = decode::backward_device(c, shape_id, &d.id, &grad_positions);
-        let grad_exp = decode::backward_device(c, shape_exp, &d.exp, &grad_positions);
-        let grad_tex = decode::backward_device(c, shape_tex, &d.albedo, &grad_albedo);
+        let (grad_id, grad_exp, grad_tex) = d.backward(c, self.shapes, &grad_positions, Some(&grad_albedo));
+        let grad_tex = grad_tex.expect("albedo gradient given");
 
         let mut wanted = vec![grad_id, grad_exp, grad_tex, grad_cameras];
         if with_images {
@@ -348,7 +319,7 @@ mod tests {
         let backend = wgpu_backend();
         let Backend::Gpu { client, .. } = &backend else { unreachable!() };
         let native = per_op(&Backend::Cpu, None, &c.model(), &c.frames, &c.inputs(), true, &mut ());
-        let bases = DeviceBases::upload(client, &c.model());
+        let bases = c.model().upload_bases(client);
         let ops = per_op(&backend, Some(&bases), &c.model(), &c.frames, &c.inputs(), true, &mut ());
         let chain = RenderChain::new(client, &c.model(), &c.frames);
         // Bins that overflow (4 ids for tiles that hold more) draw those tiles from every triangle.

@@ -4,9 +4,9 @@
 use crate::{collect_errors, parse_settings, Stage, StageError, SystemEntry};
 use bevy_ecs::prelude::*;
 use faceforge_components::{Albedo, Coeffs, Compute, Frame, LandmarksOnly, Mesh, Model};
-use faceforge_kernels::decode::{self, DecodeShape};
+use faceforge_kernels::decode::{self, model_shapes, DecodeShape, DeviceBases};
 use faceforge_kernels::launch::{download, upload};
-use faceforge_kernels::{Backend, Handle};
+use faceforge_kernels::Backend;
 use faceforge_model::MorphableModel;
 use std::sync::Arc;
 use serde::Deserialize;
@@ -87,11 +87,7 @@ fn stack<'a>(
 /// adjoint. It holds the model it was made from, so a different model is noticed.
 pub struct DeviceModel {
     model: Arc<MorphableModel>,
-    mean_shape: Handle,
-    id: Handle,
-    exp: Handle,
-    mean_albedo: Handle,
-    albedo: Handle,
+    bases: DeviceBases,
 }
 
 impl DeviceModel {
@@ -99,14 +95,8 @@ impl DeviceModel {
     pub fn refresh<'a>(slot: &'a mut Option<DeviceModel>, backend: &Backend, model: &Arc<MorphableModel>) -> Option<&'a DeviceModel> {
         let Backend::Gpu { client, .. } = backend else { return None };
         if slot.as_ref().is_none_or(|d| !Arc::ptr_eq(&d.model, model)) {
-            *slot = Some(DeviceModel {
-                model: model.clone(),
-                mean_shape: upload(client, model.mean_shape()),
-                id: upload(client, model.id_basis()),
-                exp: upload(client, model.exp_basis()),
-                mean_albedo: upload(client, model.mean_albedo()),
-                albedo: upload(client, model.albedo_basis()),
-            });
+            let bases = DeviceBases::upload(client, model.mean_shape(), model.id_basis(), model.exp_basis(), model.mean_albedo(), model.albedo_basis());
+            *slot = Some(DeviceModel { model: model.clone(), bases });
         }
         slot.as_ref()
     }
@@ -237,18 +227,14 @@ pub fn decode_stacked(
     exp: &[f32],
     tex: Option<&[f32]>,
 ) -> (Vec<f32>, Option<Vec<f32>>) {
-    let len = 3 * m.n_vertices();
-    let shape_id = DecodeShape { batch, components: m.n_id(), len, base_per_item: false };
-    let shape_exp = DecodeShape { batch, components: m.n_exp(), len, base_per_item: true };
-    let shape_tex = DecodeShape { batch, components: m.n_albedo(), len, base_per_item: false };
+    let shapes = model_shapes(batch, 3 * m.n_vertices(), (m.n_id(), m.n_exp(), m.n_albedo()));
     match (backend, device) {
         (Backend::Gpu { client, .. }, Some(d)) => {
-            let with_id = decode::forward_device(client, shape_id, &d.mean_shape, &d.id, &upload(client, id));
-            let shapes = download(client, decode::forward_device(client, shape_exp, &with_id, &d.exp, &upload(client, exp)));
-            let albedo = tex.map(|t| download(client, decode::forward_device(client, shape_tex, &d.mean_albedo, &d.albedo, &upload(client, t))));
-            (shapes, albedo)
+            let (shapes, albedo) = d.bases.forward(client, shapes, &upload(client, id), &upload(client, exp), tex.map(|t| upload(client, t)).as_ref());
+            (download(client, shapes), albedo.map(|a| download(client, a)))
         }
         _ => {
+            let [shape_id, shape_exp, shape_tex] = shapes;
             let with_id = decode::forward(backend, shape_id, m.mean_shape(), m.id_basis(), id);
             let shapes = decode::forward(backend, shape_exp, &with_id, m.exp_basis(), exp);
             let albedo = tex.map(|t| decode::forward(backend, shape_tex, m.mean_albedo(), m.albedo_basis(), t));
@@ -276,14 +262,9 @@ pub fn decode_adjoint(
     let shape = |components| DecodeShape { batch, components, len, base_per_item: false };
     match (backend, device) {
         (Backend::Gpu { client, .. }, Some(d)) => {
-            let g = upload(client, grad_shapes);
-            let id = download(client, decode::backward_device(client, shape(m.n_id()), &d.id, &g));
-            let exp = download(client, decode::backward_device(client, shape(m.n_exp()), &d.exp, &g));
-            let tex = match grad_albedo {
-                Some(ga) => download(client, decode::backward_device(client, shape(m.n_albedo()), &d.albedo, &upload(client, ga))),
-                None => vec![0.0; batch * m.n_albedo()],
-            };
-            (id, exp, tex)
+            let shapes = model_shapes(batch, len, (m.n_id(), m.n_exp(), m.n_albedo()));
+            let (id, exp, tex) = d.bases.backward(client, shapes, &upload(client, grad_shapes), grad_albedo.map(|g| upload(client, g)).as_ref());
+            (download(client, id), download(client, exp), tex.map_or_else(|| vec![0.0; batch * m.n_albedo()], |t| download(client, t)))
         }
         _ => {
             let id = decode::backward(backend, shape(m.n_id()), m.id_basis(), grad_shapes);

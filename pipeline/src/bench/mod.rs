@@ -10,7 +10,7 @@ pub mod video;
 
 use faceforge_kernels::project::CameraModel;
 use faceforge_kernels::rasterize::RasterShape;
-use faceforge_kernels::render_chain::{per_op, ChainFrames, ChainInputs, ChainModel, DeviceBases, OpTimer, RenderChain};
+use faceforge_kernels::render_chain::{per_op, ChainFrames, ChainInputs, ChainModel, OpTimer, RenderChain};
 use faceforge_kernels::Backend;
 use faceforge_components::Pose;
 use faceforge_model::{MorphableModel, SplitMix64};
@@ -115,7 +115,7 @@ pub fn render(model: &Arc<MorphableModel>, backends: &[Backend], batches: &[usiz
             Backend::Gpu { client, .. } => Some(client),
             Backend::Cpu => None,
         };
-        let bases = client.map(|c| DeviceBases::upload(c, &m));
+        let bases = client.map(|c| m.upload_bases(c));
         for &batch in batches {
             let b = make_batch(model, batch, size, 7);
             let [id, exp, tex, cameras] = &b.coeffs;
