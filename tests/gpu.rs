@@ -3,7 +3,7 @@
 
 use faceforge::run::train::Session;
 use faceforge::LoadedScene;
-use faceforge_e2e::scene;
+use faceforge_e2e::tiny_scene;
 use faceforge_learn::Learner;
 use std::path::Path;
 
@@ -11,24 +11,12 @@ use std::path::Path;
 /// loss and their adjoints) on 32-pixel faces, every part trained; `step: false` leaves Adam to
 /// the caller.
 fn tiny_training(device: &str, step: bool, out: &Path) -> LoadedScene {
-    scene(
-        &format!(
-            r#"Scene(
-            seed: 5,
-            data: Synthetic(preset: AflwLike, subjects: 3, frames: 1, size: 32, seed: 5, landmark_noise: 0.5),
-            model: Procedural(preset: Tiny),
-            backend: Cpu,
-            systems: [(name: "encode"), (name: "pgn", settings: (camera: ScaledRotation)), (name: "reconstruct"), (name: "loss_landmark", settings: (dims: 3))],
-            losses: {{"guidance": 1.0, "landmark": 1.0, "regulariser": 1.0}},
-            {optimizer}
-            iterations: 3,
-            outputs: (dir: {out:?}, checkpoint_every: 0),
-            learn: (network: (input: 32, width: 2, hidden: 8, seed: 2), trained: All, learning_rate: 0.001, device: {device}),
-        )"#,
-            out = out.display().to_string(),
-            optimizer = if step { "" } else { "optimizer: NoStep," },
-        ),
-        "tiny_gpu.ron",
+    tiny_scene(
+        r#"(name: "encode"), (name: "pgn", settings: (camera: ScaledRotation)), (name: "reconstruct"), (name: "loss_landmark", settings: (dims: 3))"#,
+        r#""guidance": 1.0, "landmark": 1.0, "regulariser": 1.0"#,
+        &format!("trained: All, learning_rate: 0.001, device: {device}"),
+        step,
+        out,
     )
 }
 

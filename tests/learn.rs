@@ -6,33 +6,9 @@
 use faceforge::run::{Interrupted, RunOptions};
 use faceforge::run::train::{resume, train, Session};
 use faceforge::LoadedScene;
-use faceforge_e2e::{scene, scenes_dir};
+use faceforge_e2e::{scenes_dir, tiny_scene};
 use faceforge_learn::Learner;
 use std::path::Path;
-
-/// A tiny network on 32-pixel AFLW-like faces of the tiny model, with the given graph.
-/// A tiny learn-mode scene; `step: false` leaves the gradients unapplied (gradient checks).
-fn tiny_scene(systems: &str, losses: &str, learn: &str, step: bool, out: &Path) -> LoadedScene {
-    scene(
-        &format!(
-            r#"Scene(
-            seed: 5,
-            data: Synthetic(preset: AflwLike, subjects: 3, frames: 1, size: 32, seed: 5, landmark_noise: 0.5),
-            model: Procedural(preset: Tiny),
-            backend: Cpu,
-            systems: [{systems}],
-            losses: {{{losses}}},
-            {optimizer}
-            iterations: 8,
-            outputs: (dir: {out:?}, checkpoint_every: 0),
-            learn: (network: (input: 32, width: 2, hidden: 8, seed: 2), {learn}),
-        )"#,
-            out = out.display().to_string(),
-            optimizer = if step { "" } else { "optimizer: NoStep," },
-        ),
-        "tiny_learn.ron",
-    )
-}
 
 /// Central differences of the graph's total loss against the surrogate path's gradient, for
 /// the `count` largest gradient entries of parameter `index`.

@@ -56,3 +56,27 @@ pub fn sweep_into(file: &str, overrides: &[String], out: &Path) -> faceforge::sc
     all.push(format!("sweep.out={}", out.display()));
     faceforge::scene::sweep::sweep(&scenes_dir().join(file), &all, false).unwrap()
 }
+
+/// A tiny network on 32-pixel AFLW-like faces of the tiny model, with the given graph.
+/// A tiny learn-mode scene; `step: false` leaves the gradients unapplied (gradient checks).
+pub fn tiny_scene(systems: &str, losses: &str, learn: &str, step: bool, out: &Path) -> LoadedScene {
+    scene(
+        &format!(
+            r#"Scene(
+            seed: 5,
+            data: Synthetic(preset: AflwLike, subjects: 3, frames: 1, size: 32, seed: 5, landmark_noise: 0.5),
+            model: Procedural(preset: Tiny),
+            backend: Cpu,
+            systems: [{systems}],
+            losses: {{{losses}}},
+            {optimizer}
+            iterations: 8,
+            outputs: (dir: {out:?}, checkpoint_every: 0),
+            learn: (network: (input: 32, width: 2, hidden: 8, seed: 2), {learn}),
+        )"#,
+            out = out.display().to_string(),
+            optimizer = if step { "" } else { "optimizer: NoStep," },
+        ),
+        "tiny_learn.ron",
+    )
+}
